@@ -1,0 +1,1 @@
+"""Sim adapters behind one registry: iRacing live, iRacing replay, our race simulator."""

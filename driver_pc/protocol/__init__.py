@@ -1,0 +1,1 @@
+"""The wire contract between the driver-PC shim and the appliance: topics, messages, codec."""

@@ -1,0 +1,107 @@
+"""Telemetry channel descriptions and the precision each channel travels and is stored at."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+
+class ChannelKind(IntEnum):
+    """iRacing's variable types (irsdk_VarType), which every adapter maps onto."""
+
+    CHAR = 0
+    BOOL = 1
+    INT = 2
+    BITFIELD = 3
+    FLOAT = 4
+    DOUBLE = 5
+
+
+NUMPY_TYPE: dict[ChannelKind, str] = {
+    ChannelKind.CHAR: "u1",
+    ChannelKind.BOOL: "u1",
+    ChannelKind.INT: "<i4",
+    ChannelKind.BITFIELD: "<u4",
+    ChannelKind.FLOAT: "<f4",
+    ChannelKind.DOUBLE: "<f8",
+}
+
+# Precision (quantum) per unit for floating-point channels. Integers and flags are
+# always lossless. Chosen to be finer than the sim's own resolution where it
+# matters (timing, lap distance) and well below what any analysis can use elsewhere.
+UNIT_QUANTUM: dict[str, float] = {
+    "s": 1e-4,
+    "m/s": 1e-3,
+    "m": 1e-3,
+    "%": 1e-4,
+    "C": 1e-2,
+    "kPa": 1e-2,
+    "bar": 1e-3,
+    "rad": 1e-4,
+    "rad/s": 1e-4,
+    "m/s^2": 1e-3,
+    "l": 1e-4,
+    "kg/h": 1e-3,
+    "revs/min": 0.1,
+    "RPM": 0.1,
+    "N*m": 1e-2,
+    "V": 1e-3,
+    "deg": 1e-7,
+    "s/s": 1e-4,
+    "fps": 1e-2,
+}
+NAME_QUANTUM: dict[str, float] = {
+    "SessionTime": 1e-6,
+    "LapDistPct": 1e-7,
+    "Lat": 1e-8,
+    "Lon": 1e-8,
+    "LapCurrentLapTime": 1e-4,
+    "LapLastLapTime": 1e-4,
+    "LapBestLapTime": 1e-4,
+}
+DEFAULT_FLOAT_QUANTUM = 1e-4
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    """One telemetry channel: name, type, array length, unit and wire precision."""
+
+    name: str
+    kind: ChannelKind
+    count: int = 1
+    unit: str = ""
+    description: str = ""
+
+    @property
+    def quantum(self) -> float | None:
+        """Step floats are rounded to on the wire; None means lossless."""
+        if self.kind not in (ChannelKind.FLOAT, ChannelKind.DOUBLE):
+            return None
+        if self.name in NAME_QUANTUM:
+            return NAME_QUANTUM[self.name]
+        return UNIT_QUANTUM.get(self.unit, DEFAULT_FLOAT_QUANTUM)
+
+    @property
+    def numpy_type(self) -> str:
+        return NUMPY_TYPE[self.kind]
+
+
+def frame_dtype(
+    channels: list[ChannelSpec] | tuple[ChannelSpec, ...],
+) -> np.dtype[np.void]:
+    """The packed numpy record type of one tick for these channels."""
+    return _frame_dtype(tuple(channels))
+
+
+@functools.lru_cache(maxsize=64)
+def _frame_dtype(channels: tuple[ChannelSpec, ...]) -> np.dtype[np.void]:
+    fields: list[tuple[str, str] | tuple[str, str, tuple[int]]] = []
+    for ch in channels:
+        if ch.count == 1:
+            fields.append((ch.name, ch.numpy_type))
+        else:
+            fields.append((ch.name, ch.numpy_type, (ch.count,)))
+    return np.dtype(fields)

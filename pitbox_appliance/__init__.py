@@ -1,0 +1,1 @@
+"""The pit appliance: ingest, storage, live state, API and dashboard."""

@@ -1,0 +1,296 @@
+"""Runs and provisions the appliance's Mosquitto broker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+logger = logging.getLogger(__name__)
+
+#: The repo's ``firmware_config/`` folder (not a package, so not importlib.resources).
+TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "firmware_config"
+
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+_POLL_S = 0.02
+_LOG_TAIL_CHARS = 4000
+# Mosquitto refuses %u ACL substitution for these; a username must also not
+# break the password file's "user:hash" line format.
+_BAD_USERNAME = re.compile(r"[:+#/\s\x00]")
+
+
+class MosquittoBroker:
+    """One Mosquitto process with its config, password file and ACL in ``run_dir``.
+
+    Provision with :meth:`add_user` and :meth:`write_config`, then :meth:`start`.
+    The process is stopped by its own PID only; the port stays the same across
+    :meth:`restart`, and persistence keeps retained messages and sessions.
+    """
+
+    def __init__(self, run_dir: Path, port: int, bind: str = "127.0.0.1") -> None:
+        self.run_dir = run_dir
+        self.port = port
+        self.bind = bind
+        self.password_file = run_dir / "passwd"
+        self.acl_file = run_dir / "mosquitto.acl"
+        self.config_file = run_dir / "mosquitto.conf"
+        self.data_dir = run_dir / "data"
+        self.log_file = run_dir / "logs" / "mosquitto.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        """The address clients connect to."""
+        return self.bind
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's PID while it runs."""
+        return self._process.pid if self.running and self._process else None
+
+    def add_user(self, username: str, password: str) -> None:
+        """Add or update a user in the password file (reloads a running broker)."""
+        if not username or _BAD_USERNAME.search(username):
+            raise ValueError(f"invalid MQTT username {username!r}")
+        if not password or "\n" in password:
+            raise ValueError(f"invalid password for MQTT user {username!r}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        args = [_executable("mosquitto_passwd"), "-b"]
+        if not self.password_file.exists():
+            args.append("-c")
+        args += [str(self.password_file), username, password]
+        # The password is on the command line only for this short-lived child.
+        result = subprocess.run(args, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"mosquitto_passwd failed for user {username!r}: "
+                f"{(result.stderr or result.stdout).strip()}"
+            )
+        self.password_file.chmod(0o600)
+        if self.running:
+            self.reload()
+
+    def write_config(self, appliance_user: str) -> Path:
+        """Render mosquitto.conf and the ACL into ``run_dir``; return the conf path."""
+        if not appliance_user or _BAD_USERNAME.search(appliance_user):
+            raise ValueError(f"invalid appliance username {appliance_user!r}")
+        for folder in (self.run_dir, self.data_dir, self.log_file.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        acl = _render("mosquitto.acl.template", appliance_user=appliance_user)
+        _write_private(self.acl_file, acl)
+        conf = _render(
+            "mosquitto.conf.template",
+            password_file=self.password_file,
+            acl_file=self.acl_file,
+            bind=self.bind,
+            port=self.port,
+            data_dir=self.data_dir,
+        )
+        if os.geteuid() == 0:
+            # As root Mosquitto would drop to the "mosquitto"/"nobody" user, which
+            # cannot read our 0600 password file or write the persistence dir.
+            conf += "\n# Started as root: keep root rather than drop privileges.\n"
+            conf += "user root\n"
+        _write_private(self.config_file, conf)
+        return self.config_file
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Start the broker and wait until its port accepts TCP connections."""
+        if self.running:
+            return
+        if not self.config_file.exists():
+            raise RuntimeError(f"{self.config_file} missing: call write_config() first")
+        if not self.password_file.exists():
+            # Mosquitto refuses to start without it; an empty one denies everybody.
+            self.password_file.touch(mode=0o600)
+        if not _port_free(self.bind, self.port):
+            # Checked up front: otherwise the probe below could reach the other
+            # listener and report a broker that has in fact exited.
+            raise RuntimeError(f"port {self.port} on {self.bind} is already in use")
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_file.open("ab")
+        log_start = self._log.tell()
+        self._process = subprocess.Popen(
+            [_executable("mosquitto"), "-c", str(self.config_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while not _port_open(self.bind, self.port):
+            if self._process.poll() is not None:
+                code = self._process.returncode
+                self._close_log()
+                self._process = None
+                raise RuntimeError(
+                    f"mosquitto exited with code {code} on start "
+                    f"(port {self.port}): {self._log_since(log_start)}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"mosquitto did not accept connections on {self.bind}:"
+                    f"{self.port} within {timeout:.0f} s: {self._log_since(log_start)}"
+                )
+            time.sleep(_POLL_S)
+        logger.info(
+            "mosquitto started on %s:%s (pid %s)", self.bind, self.port, self.pid
+        )
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop the broker (SIGTERM so it saves persistence; SIGKILL if it hangs)."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                logger.warning("mosquitto pid %s ignored SIGTERM; killing", process.pid)
+                process.kill()
+                process.wait()
+            logger.info("mosquitto stopped (pid %s)", process.pid)
+        self._close_log()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port."""
+        self.stop()
+        self.start()
+
+    def reload(self) -> None:
+        """Make a running broker re-read its password file and ACL (SIGHUP)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGHUP)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with self.log_file.open("rb") as log:
+                log.seek(offset)
+                text = log.read().decode("utf-8", "replace").strip()
+        except OSError as exc:
+            return f"(no broker log: {exc})"
+        return text[-_LOG_TAIL_CHARS:] or "(broker wrote nothing)"
+
+
+def render_supervisor_config(
+    run_dir: Path,
+    python: str,
+    config: Path,
+    team_key_hex: str,
+    mqtt_password: str,
+) -> Path:
+    """Render ``supervisord.conf`` (broker, core, dashboard) into ``run_dir``.
+
+    The file carries the team key and MQTT password for the programs'
+    environment, so it is written with mode 0600.
+    """
+    if not re.fullmatch(r"[0-9a-fA-F]+", team_key_hex):
+        raise ValueError("team_key_hex must be a non-empty hex string")
+    if not mqtt_password or any(c in mqtt_password for c in '"\\\n\r'):
+        # Supervisor's environment= parser is shlex-based: keep quoting trivial.
+        raise ValueError('mqtt_password must be non-empty without " \\ or newlines')
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    text = _render(
+        "supervisord.conf.template",
+        run_dir=_supervisor_escape(str(run_dir)),
+        mosquitto=_supervisor_escape(
+            _executable_or("mosquitto", "/usr/sbin/mosquitto")
+        ),
+        python=_supervisor_escape(python),
+        config=_supervisor_escape(str(config)),
+        team_key_hex=team_key_hex,
+        mqtt_password=_supervisor_escape(mqtt_password),
+    )
+    path = run_dir / "supervisord.conf"
+    _write_private(path, text)
+    return path
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _render(template: str, **values: object) -> str:
+    return (TEMPLATE_DIR / template).read_text(encoding="utf-8").format(**values)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+
+
+def _supervisor_escape(value: str) -> str:
+    # Supervisor expands %(name)s in values; a literal % must be doubled.
+    return value.replace("%", "%%")
+
+
+def _executable(name: str) -> str:
+    # Debian puts mosquitto in /usr/sbin, which is not on every user's PATH.
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if found is None:
+        raise FileNotFoundError(f"{name} not found (apt-get install mosquitto)")
+    return found
+
+
+def _executable_or(name: str, default: str) -> str:
+    try:
+        return _executable(name)
+    except FileNotFoundError:
+        return default  # rendering for another machine: the Debian location
+
+
+def _port_free(host: str, port: int) -> bool:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    )[0]
+    with socket.socket(family, kind, proto) as sock:
+        # Same option Mosquitto sets, so TIME_WAIT leftovers do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError:
+            return False
+        return True
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False

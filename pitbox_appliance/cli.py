@@ -1,0 +1,135 @@
+"""The ``pitbox`` command: import recordings, list laps, run the demo and the appliance programs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pitbox", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_import = sub.add_parser("import", help="import .ibt files into the database")
+    p_import.add_argument("files", nargs="+", type=Path)
+    p_import.add_argument(
+        "--db", help="database URL (default: under the user data dir)"
+    )
+    p_import.add_argument("--car", default="import", help="car the files belong to")
+    p_import.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_laps = sub.add_parser("laps", help="print stored laps")
+    p_laps.add_argument("--db", help="database URL (default: under the user data dir)")
+    p_laps.add_argument("--session", type=int, help="only this session id")
+    p_laps.add_argument("--json", action="store_true", help="print JSON")
+    p_demo = sub.add_parser(
+        "demo", help="run broker, appliance, dashboard and a simulated shim"
+    )
+    p_demo.add_argument(
+        "--replay", nargs="*", type=Path, help=".ibt files to replay too"
+    )
+    p_demo.add_argument("--port", type=int, default=8080, help="dashboard port")
+    p_demo.add_argument("--laps", type=int, default=200, help="simulated race length")
+    p_demo.add_argument(
+        "--speed", type=float, default=1.0, help="simulation speed factor"
+    )
+    p_demo.add_argument(
+        "--duration", type=float, default=0, help="stop after N seconds"
+    )
+    p_demo.add_argument(
+        "--dir", type=Path, help="working directory (default: ~/.pitbox-demo)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "import":
+        return _cmd_import(args)
+    if args.command == "laps":
+        return _cmd_laps(args)
+    if args.command == "demo":
+        from pitbox_appliance.demo import run_demo
+
+        return run_demo(args)
+    return 2
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pitbox_appliance.core.ingest import Ingestor
+    from pitbox_appliance.importer import ImportError_, import_file, local_codec
+    from pitbox_appliance.storage.database import open_database
+    from pitbox_appliance.storage.writer import SessionWriter
+
+    for path in args.files:
+        if not path.is_file():
+            print(f"pitbox import: {path}: no such file", file=sys.stderr)  # noqa: T201
+            return 2
+    engine = open_database(args.db)
+    writer = SessionWriter(engine)
+    codec = local_codec()
+    ingestor = Ingestor(codec, writer)
+    status = 0
+    for path in args.files:
+        bar = tqdm(desc=path.name, unit="tick", disable=args.quiet, file=sys.stderr)
+        done = [0]
+
+        def progress(ticks: int, bar: Any = bar, done: list[int] = done) -> None:
+            bar.update(ticks - done[0])
+            done[0] = ticks
+
+        try:
+            import_file(path, ingestor, codec, car=args.car, progress=progress)
+        except ImportError_ as exc:
+            bar.close()
+            writer.rollback()
+            print(f"pitbox import: {exc}", file=sys.stderr)  # noqa: T201
+            status = 1
+            continue
+        bar.close()
+    writer.close()
+    engine.dispose()
+    return status
+
+
+def _cmd_laps(args: argparse.Namespace) -> int:
+    from pitbox_appliance.storage.database import open_database
+    from pitbox_appliance.storage.models import Driver, Lap
+
+    engine = open_database(args.db)
+    with Session(engine) as db:
+        query = select(Lap, Driver).outerjoin(Driver, Lap.driver_id == Driver.id)
+        if args.session is not None:
+            query = query.where(Lap.session_id == args.session)
+        rows = db.execute(query.order_by(Lap.session_id, Lap.end_time)).all()
+        laps = [
+            {
+                "session": lap.session_id,
+                "lap": lap.lap_number,
+                "time_s": lap.lap_time,
+                "driver": driver.user_name if driver else None,
+                "fuel_used_l": lap.fuel_used,
+                "pit": lap.pit_lap,
+            }
+            for lap, driver in rows
+        ]
+    engine.dispose()
+    if args.json:
+        print(json.dumps(laps, indent=1))  # noqa: T201
+    else:
+        for lap in laps:
+            t = f"{lap['time_s']:.3f}" if lap["time_s"] is not None else "  -   "
+            print(f"{lap['session']:4} {lap['lap']:5} {t:>9}  {lap['driver'] or ''}")  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

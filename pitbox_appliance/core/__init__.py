@@ -1,0 +1,1 @@
+"""Appliance core process: verify, decode, segment and store incoming telemetry."""

@@ -1,0 +1,318 @@
+"""Ingest: verify and decode wire messages, de-duplicate, segment laps and stints, hand rows to the writer."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import zstandard
+
+from driver_pc.protocol.codec import Codec, DecodeError, parse_body
+from driver_pc.protocol.messages import (
+    ChannelDictionary,
+    DriverChange,
+    Message,
+    MessageType,
+    SessionInfo,
+    ShimStatus,
+    TelemetryBatch,
+)
+from driver_pc.session_info import SessionInfoError, parse_session_info, track_info
+from pitbox_appliance.core.segmentation import CompletedLap, LapSegmenter
+from pitbox_appliance.storage.models import Lap, TelemetryChunk
+from pitbox_appliance.storage.writer import SessionWriter
+
+logger = logging.getLogger(__name__)
+
+LIVE_CHANNELS = (
+    "SessionTime",
+    "Lap",
+    "LapDistPct",
+    "Speed",
+    "Throttle",
+    "Brake",
+    "Gear",
+    "RPM",
+    "FuelLevel",
+    "OnPitRoad",
+    "LapCurrentLapTime",
+    "SteeringWheelAngle",
+    "Lat",
+    "Lon",
+    "PlayerCarPosition",
+    "PlayerCarMyIncidentCount",
+)
+
+
+@dataclass
+class IngestStats:
+    """Counters of what ingest accepted and why it rejected the rest."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    frames: int = 0
+    laps: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "frames": self.frames,
+            "laps": self.laps,
+            "rejected": dict(self.rejected),
+        }
+
+
+@dataclass
+class LiveCar:
+    """What the pit wall shows of one car right now."""
+
+    car: str
+    session_key: str
+    session_id: int
+    track: str = ""
+    driver: str = ""
+    source: str = ""
+    values: dict[str, float] = field(default_factory=dict)
+    last_lap_time: float | None = None
+    best_lap_time: float | None = None
+    laps_completed: int = 0
+    fuel_per_lap: float | None = None
+    stint: int = 0
+    recent_laps: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Tracker:
+    session_id: int
+    live: LiveCar
+    segmenter: LapSegmenter
+    driver_id: int | None = None
+    stint_id: int | None = None
+    stint_number: int = 0
+    pit_exits_seen: int = 0
+    info_update: int = -1
+
+
+class Ingestor:
+    """Everything between the broker and the database, for any number of cars.
+
+    ``handle`` never raises on bad input: it counts the reason and returns False.
+    Call ``flush`` to commit; the caller acknowledges messages only after that.
+    """
+
+    def __init__(self, codec: Codec, writer: SessionWriter) -> None:
+        self.codec = codec
+        self.writer = writer
+        self.stats = IngestStats()
+        self._last_seq = writer.source_seqs()
+        self._dicts: dict[int, ChannelDictionary] = {}
+        for definition in writer.channel_sets():
+            d = ChannelDictionary.from_json(definition)
+            self._dicts[d.dict_id] = d
+        self._trackers: dict[str, _Tracker] = {}
+        self._store_compressor = zstandard.ZstdCompressor(level=3)
+        self.status: dict[str, dict[str, Any]] = {}
+        self.events: list[tuple[str, str, dict[str, Any]]] = []
+
+    @property
+    def live(self) -> dict[str, LiveCar]:
+        return {t.live.car: t.live for t in self._trackers.values()}
+
+    # ---- entry points -------------------------------------------------------------
+    def handle(self, payload: bytes, topic_source: str | None = None) -> bool:
+        """Verify, decode and ingest one wire message; False if it was not stored."""
+        try:
+            source, seq, kind, body = self.codec.open(payload)
+            if topic_source is not None and topic_source != source:
+                raise DecodeError(
+                    "source_mismatch",
+                    f"message of {source!r} on topic of {topic_source!r}",
+                )
+            if seq <= self._last_seq.get(source, -1):
+                self.stats.duplicates += 1
+                return False
+            message = parse_body(kind, body, self._dicts)
+        except DecodeError as exc:
+            self.stats.rejected[exc.reason] += 1
+            logger.warning("rejected message: %s", exc)
+            return False
+        try:
+            self._route(source, seq, kind, message, body)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.stats.rejected["bad_content"] += 1
+            logger.warning("rejected %s from %s: %s", kind.name, source, exc)
+            return False
+        self._last_seq[source] = seq
+        self.writer.mark_source(source, seq)
+        self.stats.accepted += 1
+        return True
+
+    def flush(self) -> None:
+        """Commit everything handled so far."""
+        self.writer.commit()
+
+    # ---- routing ----------------------------------------------------------------------
+    def _route(
+        self, source: str, seq: int, kind: MessageType, message: Message, body: bytes
+    ) -> None:
+        if isinstance(message, ChannelDictionary):
+            self._dicts[message.dict_id] = message
+            tracker = self._tracker(message.session_key, source)
+            self.writer.add_channel_set(
+                tracker.session_id, message.dict_id, message.to_json()
+            )
+        elif isinstance(message, TelemetryBatch):
+            self._telemetry(source, seq, message, body)
+        elif isinstance(message, SessionInfo):
+            self._session_info(source, message)
+        elif isinstance(message, DriverChange):
+            self._driver_change(source, message)
+        elif isinstance(message, ShimStatus):
+            self.status[source] = asdict(message)
+        else:
+            logger.info("ignoring %s from %s", kind.name, source)
+
+    def _tracker(self, session_key: str, source: str) -> _Tracker:
+        tracker = self._trackers.get(session_key)
+        if tracker is None:
+            car = car_of_source(source)
+            sid = self.writer.session_id(session_key, car)
+            tracker = _Tracker(
+                sid, LiveCar(car, session_key, sid, source=source), LapSegmenter()
+            )
+            self._trackers[session_key] = tracker
+        tracker.live.source = source
+        return tracker
+
+    def _session_info(self, source: str, msg: SessionInfo) -> None:
+        tracker = self._tracker(msg.session_key, source)
+        if msg.update <= tracker.info_update:
+            return
+        tracker.info_update = msg.update
+        try:
+            info = parse_session_info(msg.yaml_text)
+        except SessionInfoError as exc:
+            raise ValueError(str(exc)) from None
+        track = track_info(info)
+        tracker.live.track = track["track"]
+        self.writer.update_session(
+            tracker.session_id,
+            track=track["track"],
+            track_length_km=track["track_length_km"],
+            subsession_id=track["subsession_id"],
+            session_info=msg.yaml_text,
+        )
+
+    def _driver_change(self, source: str, msg: DriverChange) -> None:
+        tracker = self._tracker(msg.session_key, source)
+        did = self.writer.driver_id(msg.user_id, msg.user_name, msg.team_name)
+        if did == tracker.driver_id:
+            return
+        tracker.driver_id = did
+        tracker.live.driver = msg.user_name
+        self._new_stint(tracker, msg.session_time)
+        payload = {"user_id": msg.user_id, "user_name": msg.user_name, "source": source}
+        self.writer.add_event(
+            tracker.session_id, "driver.change", msg.session_time, payload
+        )
+        self.events.append((tracker.live.car, "driver.change", payload))
+
+    def _new_stint(self, tracker: _Tracker, at: float) -> None:
+        tracker.stint_id = self.writer.open_stint(
+            tracker.session_id, tracker.driver_id, at
+        )
+        tracker.stint_number += 1
+        tracker.live.stint = tracker.stint_number
+
+    def _telemetry(
+        self, source: str, seq: int, batch: TelemetryBatch, body: bytes
+    ) -> None:
+        frames = batch.frames
+        names = frames.dtype.names or ()
+        if "SessionTime" not in names or "LapDistPct" not in names:
+            raise ValueError("telemetry lacks SessionTime/LapDistPct")
+        tracker = self._tracker(batch.session_key, source)
+        times = frames["SessionTime"]
+        t0, t1 = float(times[0]), float(times[-1])
+        self.writer.add_chunk(
+            TelemetryChunk(
+                session_id=tracker.session_id,
+                source=source,
+                seq=seq,
+                dict_id=batch.dict_id,
+                start_time=t0,
+                end_time=t1,
+                frames=len(frames),
+                data=self._store_compressor.compress(body),
+            )
+        )
+        self.writer.extend_session_time(tracker.session_id, t0, t1)
+        seg = tracker.segmenter
+        completed = seg.feed(frames)
+        if tracker.stint_id is None or len(seg.pit_exits) > tracker.pit_exits_seen:
+            start = (
+                seg.pit_exits[-1] if len(seg.pit_exits) > tracker.pit_exits_seen else t0
+            )
+            tracker.pit_exits_seen = len(seg.pit_exits)
+            self._new_stint(tracker, start)
+        for lap in completed:
+            self._store_lap(tracker, lap)
+        live = tracker.live.values
+        last = frames[-1]
+        for name in LIVE_CHANNELS:
+            if name in names:
+                live[name] = float(last[name])
+        self.stats.frames += len(frames)
+
+    def _store_lap(self, tracker: _Tracker, lap: CompletedLap) -> None:
+        stored = self.writer.add_lap(
+            Lap(
+                session_id=tracker.session_id,
+                stint_id=tracker.stint_id,
+                driver_id=tracker.driver_id,
+                lap_number=lap.lap_number,
+                start_time=lap.start_time,
+                end_time=lap.end_time,
+                lap_time=lap.lap_time,
+                fuel_used=lap.fuel_used,
+                pit_lap=lap.pit_lap,
+                max_speed=lap.max_speed,
+            )
+        )
+        if not stored:
+            return
+        self.stats.laps += 1
+        live = tracker.live
+        live.laps_completed = max(live.laps_completed, lap.lap_number)
+        if lap.lap_time is not None:
+            live.last_lap_time = lap.lap_time
+            if live.best_lap_time is None or lap.lap_time < live.best_lap_time:
+                live.best_lap_time = lap.lap_time
+        entry = {
+            "lap": lap.lap_number,
+            "time": lap.lap_time,
+            "fuel": lap.fuel_used,
+            "pit": lap.pit_lap,
+            "driver": live.driver,
+        }
+        live.recent_laps = [entry, *live.recent_laps][:10]
+        green = [
+            e["fuel"]
+            for e in live.recent_laps
+            if e["fuel"] and not e["pit"] and e["time"]
+        ]
+        live.fuel_per_lap = float(np.median(green)) if green else None
+        self.events.append((live.car, "lap.completed", entry))
+
+
+def car_of_source(source: str) -> str:
+    """The car a source belongs to: source ids are ``<car>-<pc>`` (``car42-pc1``)."""
+    return source.split("-", 1)[0] if "-" in source else source

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 / Raspberry Pi OS machine for PitBox: system packages and a venv.
+# Usage: scripts/install.sh [extras]   (default extras: appliance,driver,cloud,dev)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-appliance,driver,cloud,dev}"
+apt_pkgs=(mosquitto mosquitto-clients supervisor chromium chromium-driver python3-venv python3-dev)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The Debian services are not used: PitBox starts its own broker and supervisor under its config.
+for svc in mosquitto supervisor; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    [ "$(id -u)" -eq 0 ] && systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  fi
+done
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[${extras}]"
+echo "PitBox installed in $(pwd)/.venv (extras: ${extras})"

@@ -1,0 +1,62 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import real_file
+
+
+def pitbox(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pitbox_appliance.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_import_then_laps_json_simulated(sim_ibt: Path, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    result = pitbox("import", "--quiet", str(sim_ibt), "--db", db)
+    assert result.returncode == 0, result.stderr
+    laps = json.loads(pitbox("laps", "--json", "--db", db).stdout)
+    timed = [lap for lap in laps if lap["time_s"] is not None]
+    assert len(timed) >= 5
+    assert all(lap["driver"] == "Alex Sim" for lap in laps)
+    assert all(20 < lap["time_s"] < 40 for lap in timed)
+    # Importing the same file again stores nothing twice.
+    assert pitbox("import", "--quiet", str(sim_ibt), "--db", db).returncode == 0
+    assert len(json.loads(pitbox("laps", "--json", "--db", db).stdout)) == len(laps)
+
+
+def test_import_real_martinsville(tmp_path: Path) -> None:
+    path = real_file(
+        "iracing", "ibt", "skmodified_martinsville_2015-05-30_20-32-44.ibt"
+    )
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    assert pitbox("import", "--quiet", str(path), "--db", db).returncode == 0
+    laps = json.loads(pitbox("laps", "--json", "--db", db).stdout)
+    times = [round(lap["time_s"], 2) for lap in laps if lap["time_s"]]
+    assert times == [19.30, 19.55]
+    assert {lap["lap"] for lap in laps} == {31, 32, 33}
+
+
+def test_corrupt_ibt_one_line_error(tmp_path: Path) -> None:
+    path = real_file("iracing", "ibt", "teamjorge_invalid_test_file.ibt")
+    result = pitbox(
+        "import", "--quiet", str(path), "--db", f"sqlite:///{tmp_path / 'p.db'}"
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "teamjorge_invalid_test_file.ibt" in lines[0]
+    assert "not an iRacing telemetry file" in lines[0]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    result = pitbox(
+        "import", str(tmp_path / "nope.ibt"), "--db", f"sqlite:///{tmp_path / 'p.db'}"
+    )
+    assert result.returncode == 2
+    assert "no such file" in result.stderr
