@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.broker_fixtures"]
+pytest_plugins = ["tests.broker_fixtures", "tests.appliance_fixtures"]
 
 REAL_DATA = Path(
     os.environ.get(

@@ -1,0 +1,99 @@
+"""``pitbox-shim``: the driver-PC program that streams a sim to the pit appliance."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from driver_pc.adapters.base import (
+    AdapterUnavailableError,
+    adapter_names,
+    create_adapter,
+)
+from driver_pc.service import ShimConfig, ShimService
+from driver_pc.transport.mqtt import BrokerAddress
+
+logger = logging.getLogger("driver_pc")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pitbox-shim", description=__doc__)
+    parser.add_argument("--adapter", default="iracing", choices=adapter_names())
+    parser.add_argument("--file", help="recording for the 'ibt' and 'dump' adapters")
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="replay speed, 0 = fastest"
+    )
+    parser.add_argument("--laps", type=int, default=30, help="simulator race length")
+    parser.add_argument("--seed", type=int, default=1, help="simulator seed")
+    parser.add_argument("--session-key", help="override the session key")
+    parser.add_argument(
+        "--source", required=True, help="this PC's id: <car>-<pc>, e.g. car42-pc1"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--username", help="broker user (default: the source id)")
+    parser.add_argument(
+        "--spool", type=Path, help="spool file (default: user data dir)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    key_hex = os.environ.get("PITBOX_TEAM_KEY", "")
+    password = os.environ.get("PITBOX_MQTT_PASSWORD", "")
+    try:
+        team_key = bytes.fromhex(key_hex)
+        if len(team_key) != 32:
+            raise ValueError
+    except ValueError:
+        sys.stderr.write(
+            "pitbox-shim: PITBOX_TEAM_KEY must hold the 64-hex-digit team key" + "\n"
+        )
+        return 2
+    options: dict[str, Any] = {}
+    if args.adapter in ("ibt", "dump"):
+        if not args.file:
+            sys.stderr.write(
+                f"pitbox-shim: --file is required for the {args.adapter} adapter" + "\n"
+            )
+            return 2
+        options = {"path": args.file, "speed": args.speed}
+    elif args.adapter == "simulator":
+        options = {"laps": args.laps, "speed": args.speed, "seed": args.seed}
+    if args.session_key:
+        options["session_key"] = args.session_key
+    try:
+        adapter = create_adapter(args.adapter, **options)
+    except AdapterUnavailableError as exc:
+        sys.stderr.write(f"pitbox-shim: {exc}" + "\n")
+        return 1
+    spool = (
+        args.spool
+        or Path(platformdirs.user_data_dir("pitbox-shim", appauthor=False))
+        / f"{args.source}.spool"
+    )
+    config = ShimConfig(
+        source=args.source,
+        broker=BrokerAddress(
+            args.host, args.port, args.username or args.source, password
+        ),
+        team_key=team_key,
+        spool_path=str(spool),
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    ShimService(config, adapter).run(stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

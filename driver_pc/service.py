@@ -1,0 +1,154 @@
+"""The shim process's main object: adapter → pipeline → codec → spool → broker, plus commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from driver_pc.adapters.base import AdapterUnavailableError, SimAdapter
+from driver_pc.pipeline import ShimPipeline
+from driver_pc.protocol import topics
+from driver_pc.protocol.codec import Codec, DecodeError
+from driver_pc.protocol.messages import (
+    Command,
+    CommandResult,
+    Message,
+    ShimState,
+    ShimStatus,
+)
+from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
+from driver_pc.transport.sender import SpoolSender
+from driver_pc.transport.spool import Spool
+
+logger = logging.getLogger(__name__)
+STATUS_EVERY_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ShimConfig:
+    """Everything the shim needs to run (from the command line and environment)."""
+
+    source: str
+    broker: BrokerAddress
+    team_key: bytes
+    spool_path: str
+    window: int = 64
+
+
+class ShimService:
+    """Streams one adapter to the appliance and answers the pit wall's commands."""
+
+    def __init__(self, config: ShimConfig, adapter: SimAdapter) -> None:
+        topics.shim_data(config.source)  # validates the source id early
+        self.config = config
+        self.adapter = adapter
+        self.codec = Codec(config.team_key)
+        self.spool = Spool(config.spool_path)
+        self.connection = MqttConnection(
+            f"shim-{config.source}", config.broker, max_inflight=config.window
+        )
+        self.sender = SpoolSender(self.spool, self.connection, window=config.window)
+        self.pipeline = ShimPipeline(adapter)
+        self.messages_shown: list[str] = []
+        self._data_topic = topics.shim_data(config.source)
+        self._lock = threading.Lock()
+        self._last_status = 0.0
+        self.final_spool_depth: int | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        """Stream until the adapter ends or ``stop`` is set, then drain what is spooled."""
+        self.connection.subscribe(
+            topics.shim_commands(self.config.source).name, 1, self._on_command
+        )
+        self.connection.start()
+        self.sender.start()
+        try:
+            for message in self.pipeline.messages():
+                self._send(message)
+                if stop.is_set():
+                    break
+            self._status(ShimState.STOPPED, force=True)
+            deadline = time.monotonic() + 10
+            while (
+                not self.sender.drained()
+                and time.monotonic() < deadline
+                and not stop.is_set()
+            ):
+                time.sleep(0.05)
+        finally:
+            self.final_spool_depth = self.spool.depth()
+            self.sender.stop()
+            self.connection.stop()
+            self.adapter.close()
+            self.spool.close()
+
+    def _send(self, message: Message) -> None:
+        with self._lock:
+            seq = self.spool.next_seq()
+            payload = self.codec.encode(self.config.source, seq, message)
+            self.spool.append(self._data_topic.name, payload, seq)
+        self.sender.notify()
+        self._status(ShimState.STREAMING)
+
+    def _status(self, state: ShimState, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_status < STATUS_EVERY_S:
+            return
+        self._last_status = now
+        status = ShimStatus(
+            state,
+            self.adapter.name,
+            self.pipeline.stats.ticks,
+            self.spool.depth(),
+            self.adapter.session_key,
+        )
+        with self._lock:
+            seq = self.spool.next_seq()
+            self.spool.append(
+                self._data_topic.name,
+                self.codec.encode(self.config.source, seq, status),
+                seq,
+            )
+        self.sender.notify()
+
+    def _on_command(self, _topic: str, payload: bytes, _mid: int) -> None:
+        try:
+            envelope = self.codec.decode(payload)
+        except DecodeError as exc:
+            logger.warning("command rejected: %s", exc)
+            return
+        command = envelope.message
+        if not isinstance(command, Command):
+            return
+        result = self._execute(command)
+        with self._lock:
+            seq = self.spool.next_seq()
+            self.spool.append(
+                self._data_topic.name,
+                self.codec.encode(self.config.source, seq, result),
+                seq,
+            )
+        self.sender.notify()
+
+    def _execute(self, command: Command) -> CommandResult:
+        try:
+            if command.kind == "camera":
+                detail = self.adapter.camera_switch(
+                    str(command.args.get("car", "")),
+                    int(command.args.get("group", 1)),
+                    int(command.args.get("camera", 0)),
+                )
+                return CommandResult(command.command_id, True, detail)
+            if command.kind == "message":
+                text = str(command.args.get("text", ""))[:200]
+                self.messages_shown.append(text)
+                logger.warning("PIT WALL: %s", text)
+                return CommandResult(command.command_id, True, "shown")
+        except (AdapterUnavailableError, ValueError, TypeError) as exc:
+            return CommandResult(command.command_id, False, str(exc))
+        return CommandResult(
+            command.command_id, False, f"unknown command {json.dumps(command.kind)}"
+        )

@@ -1,0 +1,1 @@
+"""Getting messages across: the MQTT connection and the shim's disk spool."""

@@ -1,0 +1,123 @@
+"""The one place that talks to paho-mqtt: a connection with reconnect backoff and typed topics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho  # noqa: TID251 - this module is the paho boundary
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: TID251
+
+from driver_pc.protocol.topics import Topic
+
+logger = logging.getLogger(__name__)
+
+MessageHandler = Callable[[str, bytes, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where the broker is and who we are to it."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+
+
+class MqttConnection:
+    """A paho client in its own network thread.
+
+    ``manual_ack`` defers the PUBACK of each received QoS-1 message until ``ack`` is
+    called, so the appliance acknowledges only what it has committed. With
+    ``clean_session=False`` the broker keeps what arrives while we are away.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        address: BrokerAddress,
+        *,
+        clean_session: bool = True,
+        manual_ack: bool = False,
+        max_inflight: int = 100,
+    ) -> None:
+        self.address = address
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean_session,
+            manual_ack=manual_ack,
+        )
+        self._client.username_pw_set(address.username, address.password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=8)
+        self._client.max_inflight_messages_set(max_inflight)
+        self._client.max_queued_messages_set(0)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+        self._subscriptions: dict[str, tuple[int, MessageHandler]] = {}
+        self.connected = threading.Event()
+        self.on_published: Callable[[int], None] | None = None
+        self.on_connection_change: Callable[[bool], None] | None = None
+        self.refused: str | None = None
+
+    def start(self) -> None:
+        """Connect in the background; paho reconnects with backoff after any drop."""
+        self._client.connect_async(self.address.host, self.address.port, keepalive=10)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def subscribe(self, pattern: str, qos: int, handler: MessageHandler) -> None:
+        self._subscriptions[pattern] = (qos, handler)
+        if self.connected.is_set():
+            self._client.subscribe(pattern, qos)
+
+    def publish(self, topic: Topic, payload: bytes | str) -> int:
+        """Queue a publish; returns its message id (-1 when not connected)."""
+        info = self._client.publish(
+            topic.name, payload, qos=topic.qos, retain=topic.retain
+        )
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            return -1
+        return int(info.mid)
+
+    def ack(self, mid: int) -> None:
+        self._client.ack(mid, 1)
+
+    # ---- paho callbacks (network thread) -----------------------------------------------
+    def _on_connect(self, client: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self.refused = str(reason)
+            logger.warning("broker refused connection: %s", reason)
+            return
+        self.refused = None
+        for pattern, (qos, _handler) in self._subscriptions.items():
+            client.subscribe(pattern, qos)
+        self.connected.set()
+        logger.info("connected to %s:%s", self.address.host, self.address.port)
+        if self.on_connection_change:
+            self.on_connection_change(True)
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.connected.clear()
+        logger.info("disconnected from broker: %s", reason)
+        if self.on_connection_change:
+            self.on_connection_change(False)
+
+    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+        for pattern, (_qos, handler) in self._subscriptions.items():
+            if paho.topic_matches_sub(pattern, msg.topic):
+                handler(msg.topic, bytes(msg.payload), int(msg.mid))
+                return
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
+        if self.on_published:
+            self.on_published(mid)

@@ -1,0 +1,110 @@
+"""The appliance's YAML configuration: one pydantic model per component, unknown keys rejected."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(_Section):
+    """How appliance programs reach the broker (password from PITBOX_MQTT_PASSWORD)."""
+
+    host: str = Field("127.0.0.1", description="broker host")
+    port: int = Field(1883, description="broker port", ge=1, le=65535)
+    username: str = Field(
+        "appliance", description="broker user of the appliance programs"
+    )
+
+
+class CoreConfig(_Section):
+    """The core process: ingest, storage, live state, API."""
+
+    db_url: str | None = Field(
+        None, description="SQLAlchemy URL; default under the user data dir"
+    )
+    commit_interval_s: float = Field(
+        0.1, description="longest time between commits", gt=0
+    )
+    commit_max_messages: int = Field(
+        500, description="commit after this many messages", ge=1
+    )
+    live_interval_s: float = Field(0.05, description="live-state publish period", gt=0)
+    api_host: str = Field("127.0.0.1", description="API bind address")
+    api_port: int = Field(8081, description="API port", ge=0, le=65535)
+
+
+class DashboardConfig(_Section):
+    """The NiceGUI dashboard process."""
+
+    host: str = Field(
+        "127.0.0.1", description="bind address (0.0.0.0 for tablets on the LAN)"
+    )
+    port: int = Field(8080, description="HTTP port", ge=0, le=65535)
+    team_name: str = Field("PitBox", description="shown in the header")
+    accent_color: str = Field("#e10600", description="team colour")
+
+
+class ApplianceConfig(_Section):
+    """The whole appliance configuration file."""
+
+    version: int = Field(default=1, description="configuration schema version")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    core: CoreConfig = Field(default_factory=CoreConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+
+
+class ConfigError(ValueError):
+    """The configuration file is invalid; the message names the key (and line)."""
+
+
+def load_config(path: Path | None) -> ApplianceConfig:
+    """Read and validate the YAML file (defaults when ``path`` is None)."""
+    if path is None:
+        return ApplianceConfig()
+    try:
+        text = path.read_text()
+        data: Any = yaml.safe_load(text) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return ApplianceConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            line = _line_of(text, str(err["loc"][-1]))
+            where = f" (line {line})" if line else ""
+            problems.append(f"{key}{where}: {err['msg']}")
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+
+
+def _line_of(text: str, key: str) -> int | None:
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip().startswith(f"{key}:"):
+            return number
+    return None
+
+
+def team_key_from_env() -> bytes:
+    """The 32-byte team key from PITBOX_TEAM_KEY (hex)."""
+    try:
+        key = bytes.fromhex(os.environ.get("PITBOX_TEAM_KEY", ""))
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ConfigError("PITBOX_TEAM_KEY must hold the 64-hex-digit team key")
+    return key
+
+
+def mqtt_password_from_env() -> str:
+    return os.environ.get("PITBOX_MQTT_PASSWORD", "")

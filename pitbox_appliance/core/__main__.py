@@ -1,0 +1,57 @@
+"""``python -m pitbox_appliance.core``: the core process (ingest, storage, live state, API)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from pitbox_appliance.config import ConfigError, load_config, team_key_from_env
+from pitbox_appliance.core.service import CoreService
+
+logger = logging.getLogger("pitbox_appliance.core")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pitbox-core", description=__doc__)
+    parser.add_argument("--config", type=Path, help="appliance YAML config")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_config(args.config)
+        key = team_key_from_env()
+    except ConfigError as exc:
+        sys.stderr.write(f"pitbox-core: {exc}\n")
+        return 2
+    service = CoreService(config, key)
+    asyncio.run(_serve(service))
+    return 0
+
+
+async def _serve(service: CoreService) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    service.start()
+    runner = None
+    try:
+        api = importlib.import_module("pitbox_appliance.api.app")
+    except ImportError:
+        logger.warning("API not available in this build")
+    else:
+        runner = await api.start_api(service)
+    await stop.wait()
+    if runner is not None:
+        await runner.cleanup()
+    service.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

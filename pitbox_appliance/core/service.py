@@ -1,0 +1,137 @@
+"""The core process's main object: broker → ingest → SQLite, live state and events back out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from driver_pc.protocol import topics
+from driver_pc.protocol.codec import Codec
+from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
+from pitbox_appliance.config import ApplianceConfig, mqtt_password_from_env
+from pitbox_appliance.core.ingest import Ingestor
+from pitbox_appliance.storage.database import open_database
+from pitbox_appliance.storage.writer import SessionWriter
+
+logger = logging.getLogger(__name__)
+
+
+class CoreService:
+    """Ingests every shim's messages, commits in batches, acknowledges only what is committed.
+
+    The paho thread only queues messages. One ingest thread (the database's only
+    writer) decodes, segments, stores, commits, then sends the PUBACKs, and publishes
+    the live state of every car at ``live_interval_s``.
+    """
+
+    def __init__(self, config: ApplianceConfig, team_key: bytes) -> None:
+        self.config = config
+        self.engine = open_database(config.core.db_url)
+        self.writer = SessionWriter(self.engine)
+        self.ingestor = Ingestor(Codec(team_key), self.writer)
+        mq = config.mqtt
+        self.connection = MqttConnection(
+            "pitbox-core",
+            BrokerAddress(mq.host, mq.port, mq.username, mqtt_password_from_env()),
+            clean_session=False,
+            manual_ack=True,
+            max_inflight=1000,
+        )
+        self._inbox: queue.Queue[tuple[str, bytes, int]] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._ingest_loop, name="ingest", daemon=True
+        )
+        self.live_published = 0
+        self.started = time.time()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.connection.subscribe(topics.ALL_SHIM_DATA, 1, self._on_message)
+        self.connection.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.connection.stop()
+        self.writer.close()
+        self.engine.dispose()
+
+    def health(self) -> dict[str, Any]:
+        """Counters for the health endpoint and the dashboard."""
+        with self._lock:
+            return {
+                "broker_connected": self.connection.connected.is_set(),
+                "uptime_s": round(time.time() - self.started, 1),
+                "queue": self._inbox.qsize(),
+                "ingest": self.ingestor.stats.as_dict(),
+                "live_published": self.live_published,
+                "shims": dict(self.ingestor.status),
+            }
+
+    def _on_message(self, topic: str, payload: bytes, mid: int) -> None:
+        self._inbox.put((topic, payload, mid))
+
+    def _ingest_loop(self) -> None:
+        core = self.config.core
+        pending: list[int] = []
+        last_commit = time.monotonic()
+        last_live = 0.0
+        while not self._stop.is_set():
+            try:
+                topic, payload, mid = self._inbox.get(timeout=0.02)
+                with self._lock:
+                    self.ingestor.handle(payload, topics.source_of(topic))
+                pending.append(mid)
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            if pending and (
+                len(pending) >= core.commit_max_messages
+                or now - last_commit >= core.commit_interval_s
+            ):
+                self._commit(pending)
+                pending = []
+                last_commit = now
+            if now - last_live >= core.live_interval_s:
+                self._publish_live()
+                last_live = now
+        if pending:
+            self._commit(pending)
+
+    def _commit(self, mids: list[int]) -> None:
+        try:
+            with self._lock:
+                self.ingestor.flush()
+        except SQLAlchemyError:
+            logger.exception(
+                "commit failed; %d messages stay unacknowledged", len(mids)
+            )
+            self.writer.rollback()
+            return
+        for mid in mids:
+            self.connection.ack(mid)
+
+    def _publish_live(self) -> None:
+        with self._lock:
+            cars = {car: live.as_dict() for car, live in self.ingestor.live.items()}
+            events = self.ingestor.events[:]
+            self.ingestor.events.clear()
+            status = dict(self.ingestor.status)
+        now = time.time()
+        for car, state in cars.items():
+            state["published_at"] = now
+            state["shim"] = status.get(state["source"])
+            self.connection.publish(topics.live_state(car), json.dumps(state))
+            self.live_published += 1
+        for car, kind, payload in events:
+            self.connection.publish(
+                topics.events(car), json.dumps({"kind": kind, **payload})
+            )
