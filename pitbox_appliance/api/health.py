@@ -1,0 +1,20 @@
+"""GET /api/v1/health: the core's counters."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from pitbox_appliance.api.context import SERVICE
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/health", allow_head=False)
+async def get_health(request: web.Request) -> web.Response:
+    """``CoreService.health()`` as JSON (see ``HealthOut``)."""
+    service = request.app[SERVICE]
+    # health() takes the ingest lock, which a commit may hold: not on the loop.
+    health = await asyncio.get_running_loop().run_in_executor(None, service.health)
+    return web.json_response(health)

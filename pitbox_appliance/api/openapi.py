@@ -1,0 +1,190 @@
+"""The OpenAPI 3.1 document of API v1, built from the pydantic schemas, and its route."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from pitbox_appliance.api.schemas import (
+    DriverRegistration,
+    ErrorOut,
+    HealthOut,
+    LapList,
+    RegistrationOut,
+    SessionDetail,
+    SessionList,
+    StatusOut,
+    StatusUpdate,
+    StintList,
+    StreamError,
+    StreamReply,
+)
+
+routes = web.RouteTableDef()
+
+Method = Literal["GET", "POST"]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One documented route; a test holds this table and the router in step."""
+
+    method: Method
+    path: str
+    summary: str
+    response: type[BaseModel] | None
+    status: int = 200
+    body: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
+    description: str = ""
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("GET", "/api/v1/health", "Core counters", HealthOut),
+    Operation("GET", "/api/v1/sessions", "Stored sessions, newest first", SessionList),
+    Operation(
+        "GET",
+        "/api/v1/sessions/{id}",
+        "One session with its summary figures",
+        SessionDetail,
+        errors=(400, 404),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/sessions/{id}/laps",
+        "Laps of a session in the order driven",
+        LapList,
+        errors=(400, 404),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/sessions/{id}/stints",
+        "Stints of a session in order",
+        StintList,
+        errors=(400, 404),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/driver/register",
+        "Register a driver PC for the current session",
+        RegistrationOut,
+        status=201,
+        body=DriverRegistration,
+        errors=(400,),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/status/update",
+        "Merge a driver PC's status into the core's shim status",
+        StatusOut,
+        body=StatusUpdate,
+        errors=(400,),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/telemetry/stream",
+        "WebSocket: stream wire messages",
+        None,
+        status=101,
+        description=(
+            "Upgrade to a WebSocket. Send each wire message (exactly the bytes sent "
+            "over MQTT) as one binary frame; each is verified, stored and committed, "
+            "then answered with a text frame holding `StreamReply`. A text frame or "
+            "a frame over 2 MiB is answered with `StreamError`; a frame over 8 MiB "
+            "closes the socket (1009)."
+        ),
+    ),
+    Operation("GET", "/api/v1/openapi.json", "This document", None),
+)
+
+_FRAME_MODELS: tuple[type[BaseModel], ...] = (StreamReply, StreamError)
+
+
+@routes.get("/api/v1/openapi.json", allow_head=False)
+async def get_openapi(request: web.Request) -> web.Response:
+    """The OpenAPI document of every route."""
+    return web.json_response(openapi_document())
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document: OPERATIONS with the pydantic models as components."""
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorOut, "serialization")]
+    for op in OPERATIONS:
+        if op.body is not None:
+            wanted.append((op.body, "validation"))
+        if op.response is not None:
+            wanted.append((op.response, "serialization"))
+    wanted.extend((m, "serialization") for m in _FRAME_MODELS)
+    refs, top = models_json_schema(
+        list(dict.fromkeys(wanted)), ref_template="#/components/schemas/{model}"
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "PitBox appliance API",
+            "version": "1",
+            "description": "Served by the core process; see docs/api.md.",
+        },
+        "paths": paths,
+        "components": {"schemas": top.get("$defs", {})},
+    }
+
+
+def _operation(op: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict[str, Any]:
+    success: dict[str, Any] = {"description": op.summary}
+    if op.response is not None:
+        success["content"] = _json(refs[(op.response, "serialization")])
+    elif op.status == 200:
+        success["content"] = _json({"type": "object"})
+    doc: dict[str, Any] = {
+        "summary": op.summary,
+        "operationId": _operation_id(op),
+        "responses": {str(op.status): success},
+    }
+    if op.description:
+        doc["description"] = op.description
+    if op.status == 101:
+        doc["x-websocket-frames"] = {
+            "send": "binary: one wire message (driver_pc.protocol.codec)",
+            "receive": [refs[(m, "serialization")] for m in _FRAME_MODELS],
+        }
+    params = re.findall(r"{(\w+)}", op.path)
+    if params:
+        doc["parameters"] = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "integer"}}
+            for p in params
+        ]
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": _json(refs[(op.body, "validation")]),
+        }
+    error_ref = refs[(ErrorOut, "serialization")]
+    for status in op.errors:
+        doc["responses"][str(status)] = {
+            "description": {400: "bad request; names the field", 404: "unknown id"}[
+                status
+            ],
+            "content": _json(error_ref),
+        }
+    return doc
+
+
+def _json(schema: Any) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _operation_id(op: Operation) -> str:
+    words = re.sub(r"[{}]", "", op.path.removeprefix("/api/v1/")).replace(".", "_")
+    return op.method.lower() + "_" + re.sub(r"[/-]", "_", words)

@@ -1,0 +1,172 @@
+"""Request and response models of API v1: every body in and out is one of these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from driver_pc.protocol.messages import ShimState
+
+SOURCE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- errors ---------------------------------------------------------------------------
+class ErrorOut(_Model):
+    """Every 4xx answer: what went wrong, naming the field, and the fields themselves."""
+
+    error: str = Field(description="what went wrong; names the field at fault")
+    fields: list[str] = Field(
+        default_factory=list, description="dotted names of the fields at fault"
+    )
+
+
+# ---- driver PCs -----------------------------------------------------------------------
+class DriverRegistration(_Model):
+    """A driver PC announcing itself for the current session."""
+
+    source: str = Field(
+        pattern=SOURCE_PATTERN, description="shim source id, `<car>-<pc>`"
+    )
+    car: str = Field(min_length=1, max_length=64, description="team car, e.g. car42")
+    driver_name: str = Field(
+        min_length=1, max_length=128, description="driver at this PC"
+    )
+    sim: str = Field(min_length=1, max_length=32, description="simulator, e.g. iracing")
+
+
+class RegistrationOut(DriverRegistration):
+    """What the appliance registered, and when."""
+
+    registered_at: float = Field(description="UNIX time of the registration")
+
+
+class StatusUpdate(_Model):
+    """A driver PC's status; fields left out keep their previous value."""
+
+    source: str = Field(pattern=SOURCE_PATTERN, description="shim source id")
+    state: ShimState = Field(description="what the shim is doing")
+    spool_depth: int = Field(ge=0, description="messages waiting in the shim's spool")
+    adapter: str | None = Field(None, max_length=64, description="sim adapter in use")
+    ticks: int | None = Field(None, ge=0, description="ticks read since start")
+    session_key: str | None = Field(
+        None, max_length=128, description="session being sent"
+    )
+    version: str | None = Field(None, max_length=32, description="shim version")
+
+
+class StatusOut(_Model):
+    """The merged status the pit wall now shows for a source."""
+
+    source: str = Field(description="shim source id")
+    status: dict[str, Any] = Field(description="merged status of that source")
+
+
+# ---- health -----------------------------------------------------------------------------
+class HealthOut(BaseModel):
+    """The core's counters (``CoreService.health()``), passed through as they are."""
+
+    # The core owns this dict and may add counters; the API does not filter them.
+    model_config = ConfigDict(extra="allow")
+
+    broker_connected: bool = Field(description="the core is connected to Mosquitto")
+    uptime_s: float = Field(description="seconds since the core started")
+    queue: int = Field(description="messages received, not yet ingested")
+    ingest: dict[str, Any] = Field(
+        description="accepted, duplicates, frames, laps, rejected (reason → count)"
+    )
+    live_published: int = Field(description="live-state messages published")
+    shims: dict[str, dict[str, Any]] = Field(description="last status of each source")
+
+
+# ---- sessions ---------------------------------------------------------------------------
+class SessionOut(_Model):
+    """One stored session of one team car."""
+
+    id: int
+    session_key: str = Field(description="the shim's key of the sim session")
+    car: str
+    track: str
+    track_length_km: float
+    subsession_id: int
+    created_at: float = Field(description="UNIX time the appliance first saw it")
+    first_time: float | None = Field(description="first sim session time stored (s)")
+    last_time: float | None = Field(description="last sim session time stored (s)")
+
+
+class SessionList(_Model):
+    """Every stored session, newest first."""
+
+    sessions: list[SessionOut]
+
+
+class SessionDetail(SessionOut):
+    """A session with its summary figures and the sim's session-info YAML."""
+
+    lap_count: int = Field(description="laps stored, timed or not")
+    best_lap_time: float | None = Field(description="fastest timed lap (s)")
+    drivers: list[str] = Field(description="drivers with laps, in order of first lap")
+    session_info: str = Field(description="latest session-info YAML from the sim")
+
+
+class LapOut(_Model):
+    """A completed lap; ``lap_time`` is null where it could not be timed."""
+
+    id: int
+    lap_number: int
+    stint_id: int | None
+    driver_id: int | None
+    driver_name: str | None
+    start_time: float | None = Field(description="sim session time (s)")
+    end_time: float = Field(description="sim session time (s)")
+    lap_time: float | None = Field(description="seconds")
+    fuel_used: float | None = Field(description="litres")
+    pit_lap: bool
+    max_speed: float | None = Field(description="m/s")
+
+
+class LapList(_Model):
+    """The laps of one session in the order driven."""
+
+    session_id: int
+    laps: list[LapOut]
+
+
+class StintOut(_Model):
+    """A run of laps by one driver."""
+
+    id: int
+    number: int
+    driver_id: int | None
+    driver_name: str | None
+    start_time: float = Field(description="sim session time (s)")
+    end_time: float | None = Field(description="sim session time (s)")
+    lap_count: int
+
+
+class StintList(_Model):
+    """The stints of one session in order."""
+
+    session_id: int
+    stints: list[StintOut]
+
+
+# ---- telemetry stream -------------------------------------------------------------------
+class StreamReply(_Model):
+    """The answer to each binary frame of the telemetry stream."""
+
+    seq_ok: bool = Field(description="the message was verified and stored")
+    reason: str | None = Field(
+        None,
+        description="why not: `duplicate`, a codec reason (`bad_auth`...) or `storage`",
+    )
+
+
+class StreamError(_Model):
+    """The answer to a frame that is not a wire message (text, or over 2 MiB)."""
+
+    error: str = Field(description="what was wrong with the frame")

@@ -1,0 +1,88 @@
+"""GET /api/v1/telemetry/stream: wire messages over a WebSocket, ingested like MQTT ones."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from sqlalchemy.exc import SQLAlchemyError
+
+from driver_pc.protocol.codec import MAX_MESSAGE_BYTES
+from pitbox_appliance.api.context import SERVICE, STREAMS
+from pitbox_appliance.api.schemas import StreamError, StreamReply
+from pitbox_appliance.core.service import CoreService
+
+logger = logging.getLogger(__name__)
+
+# Frames up to this size are read and answered with a JSON error when they are over
+# MAX_MESSAGE_BYTES; beyond it aiohttp closes the socket (1009) without reading them.
+WS_READ_LIMIT = 4 * MAX_MESSAGE_BYTES
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/telemetry/stream", allow_head=False)
+async def telemetry_stream(request: web.Request) -> web.WebSocketResponse:
+    """One binary frame = one wire message; each is answered with a JSON text frame."""
+    service = request.app[SERVICE]
+    ws = web.WebSocketResponse(max_msg_size=WS_READ_LIMIT, heartbeat=30)
+    await ws.prepare(request)
+    request.app[STREAMS].add(ws)
+    loop = asyncio.get_running_loop()
+    try:
+        async for msg in ws:
+            reply: StreamReply | StreamError
+            if msg.type is WSMsgType.BINARY:
+                frame: bytes = msg.data
+                if len(frame) > MAX_MESSAGE_BYTES:
+                    reply = StreamError(
+                        error=f"frame: {len(frame)} bytes > {MAX_MESSAGE_BYTES}"
+                    )
+                else:
+                    reply = await loop.run_in_executor(
+                        None, ingest_frame, service, frame
+                    )
+            elif msg.type is WSMsgType.TEXT:
+                reply = StreamError(
+                    error="frame: text frames are not accepted; "
+                    "send each wire message as one binary frame"
+                )
+            else:
+                logger.warning("telemetry stream error: %s", ws.exception())
+                break
+            await ws.send_str(reply.model_dump_json(exclude_none=True))
+    except ConnectionResetError:
+        logger.info("telemetry stream client went away")
+    finally:
+        request.app[STREAMS].discard(ws)
+    return ws
+
+
+def ingest_frame(service: CoreService, frame: bytes) -> StreamReply:
+    """Ingest and commit one wire message (blocking: run it in an executor)."""
+    ingestor = service.ingestor
+    stats = ingestor.stats
+    with service._lock:
+        duplicates = stats.duplicates
+        rejected = stats.rejected.copy()
+        ok = ingestor.handle(frame, None)
+        try:
+            ingestor.flush()
+        except SQLAlchemyError:
+            logger.exception("commit of a streamed message failed")
+            service.writer.rollback()
+            return StreamReply(seq_ok=False, reason="storage")
+        if ok:
+            return StreamReply(seq_ok=True)
+        if stats.duplicates > duplicates:
+            return StreamReply(seq_ok=False, reason="duplicate")
+        new = stats.rejected - rejected
+    return StreamReply(seq_ok=False, reason=next(iter(new), "rejected"))
+
+
+async def close_streams(app: web.Application) -> None:
+    """On shutdown: close every open stream so its handler returns."""
+    streams = app[STREAMS]
+    for ws in list(streams):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"appliance shutting down")
