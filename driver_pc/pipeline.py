@@ -36,7 +36,11 @@ class ShimPipeline:
     """Turns one adapter's output into wire messages, in the order they must be sent."""
 
     def __init__(
-        self, adapter: SimAdapter, batch_ticks: int = 6, measure: bool = False
+        self,
+        adapter: SimAdapter,
+        batch_ticks: int = 6,
+        measure: bool = False,
+        reannounce_batches: int = 300,
     ) -> None:
         self.adapter = adapter
         self.batch_ticks = batch_ticks
@@ -44,6 +48,8 @@ class ShimPipeline:
         self._measure = measure
         self._info_update = -1
         self._driver: tuple[int, str] | None = None
+        self.reannounce_batches = reannounce_batches
+        self._next_announce = 0
 
     def messages(self) -> Iterator[Message]:
         adapter = self.adapter
@@ -57,6 +63,14 @@ class ShimPipeline:
         bt = self.batch_ticks
         for rows in adapter.ticks():
             started = time.perf_counter() if self._measure else 0.0
+            if self.stats.batches >= self._next_announce:
+                # Re-announce what an appliance that (re)started mid-session needs:
+                # the channels, the session info and who is driving.
+                self._next_announce = self.stats.batches + self.reannounce_batches
+                if self.stats.batches:
+                    yield dictionary
+                    self._info_update = -1
+                    self._driver = None
             yield from self._session_updates(rows)
             out: list[Message] = []
             i = 0

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import signal
 import sys
 from pathlib import Path
 
+from pitbox_appliance.api.app import start_api
 from pitbox_appliance.config import ConfigError, load_config, team_key_from_env
 from pitbox_appliance.core.service import CoreService
 
@@ -40,16 +40,9 @@ async def _serve(service: CoreService) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     service.start()
-    runner = None
-    try:
-        api = importlib.import_module("pitbox_appliance.api.app")
-    except ImportError:
-        logger.warning("API not available in this build")
-    else:
-        runner = await api.start_api(service)
+    runner = await start_api(service)
     await stop.wait()
-    if runner is not None:
-        await runner.cleanup()
+    await runner.cleanup()
     service.stop()
 
 

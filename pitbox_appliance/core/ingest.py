@@ -159,6 +159,12 @@ class Ingestor:
         """Commit everything handled so far."""
         self.writer.commit()
 
+    def rollback(self) -> None:
+        """Forget everything handled since the last commit, so it can be handled again."""
+        self.writer.rollback()
+        self._last_seq = self.writer.source_seqs()
+        self._trackers.clear()
+
     # ---- routing ----------------------------------------------------------------------
     def _route(
         self, source: str, seq: int, kind: MessageType, message: Message, body: bytes

@@ -1,0 +1,76 @@
+"""The README's main job: ``pitbox demo`` runs broker, core and dashboard under supervisor."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pitbox_appliance.broker import free_port
+
+
+@pytest.mark.timeout(120)
+def test_demo_serves_dashboard_and_stores_laps(tmp_path: Path) -> None:
+    if not shutil.which("mosquitto") and not Path("/usr/sbin/mosquitto").exists():
+        pytest.skip("mosquitto not installed")
+    port = free_port()
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pitbox_appliance.cli",
+            "demo",
+            "--port",
+            str(port),
+            "--dir",
+            str(tmp_path),
+            "--speed",
+            "10",
+            "--laps",
+            "20",
+            "--duration",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        line = demo.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            assert page.status == 200
+        db = f"sqlite:///{tmp_path / 'pitbox.sqlite3'}"
+        deadline = time.monotonic() + 40
+        laps: list[dict[str, object]] = []
+        while time.monotonic() < deadline and len(laps) < 3:
+            time.sleep(1)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pitbox_appliance.cli",
+                    "laps",
+                    "--json",
+                    "--db",
+                    db,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            laps = json.loads(out.stdout or "[]")
+        assert len(laps) >= 3
+        assert demo.wait(timeout=60) == 0
+        assert "PitBox demo stopped." in (demo.stdout.read() or "")
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
