@@ -115,13 +115,15 @@ def test_live_state_published(appliance: RunningAppliance) -> None:
         watcher.stop()
 
 
+@pytest.mark.timeout(240)
 def test_broker_outage_loses_nothing(appliance: RunningAppliance) -> None:
-    """Broker stopped for a while mid-replay: every lap arrives once."""
-    sim = RaceSimulatorAdapter(laps=8, speed=20.0, seed=5)
+    """Broker stopped for 30 s mid-race: every lap arrives, none twice."""
+    sim = RaceSimulatorAdapter(laps=8, speed=6.0, seed=5)
     appliance.start_shim(sim)
     assert wait_for(lambda: len(stored_laps(appliance.db_url)) >= 2, timeout=30)
     appliance.broker.broker.stop()
-    time.sleep(3.0)  # the shim keeps simulating into its spool meanwhile
+    time.sleep(30.0)  # the shim keeps simulating into its spool meanwhile
+    assert appliance.shims[0][0].spool.depth() > 100
     appliance.broker.broker.start()
     assert wait_for(lambda: len(stored_laps(appliance.db_url)) >= 9, timeout=60)
     shim = appliance.shims[0][0]
