@@ -23,7 +23,7 @@ import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from driver_pc.protocol.channels import ChannelSpec
+from driver_pc.protocol.channels import ChannelSpec, frame_dtype
 from driver_pc.protocol.messages import (
     SCHEMA_VERSION,
     TYPE_OF,
@@ -153,11 +153,14 @@ class Codec:
 
 
 def parse_body(
-    kind: MessageType, body: bytes, dictionaries: dict[int, ChannelDictionary]
+    kind: MessageType,
+    body: bytes,
+    dictionaries: dict[int, ChannelDictionary],
+    only: frozenset[str] | None = None,
 ) -> Message:
     """Typed message from a verified plain body. Raises DecodeError."""
     if kind is MessageType.TELEMETRY:
-        return decode_batch(body, dictionaries)
+        return decode_batch(body, dictionaries, only)
     try:
         data: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -187,7 +190,7 @@ def encode_batch(batch: TelemetryBatch) -> bytes:
     frames = batch.frames
     n = len(frames)
     key = batch.session_key.encode()
-    quanta = _column_quanta(batch.channels)
+    quanta = _column_quanta(batch.channels, batch.dict_id)
     matrix = np.empty((n, len(quanta)), dtype=np.float64)
     col = 0
     for ch in batch.channels:
@@ -232,9 +235,15 @@ def encode_batch(batch: TelemetryBatch) -> bytes:
 
 
 def decode_batch(
-    body: bytes, dictionaries: dict[int, ChannelDictionary]
+    body: bytes,
+    dictionaries: dict[int, ChannelDictionary],
+    only: frozenset[str] | None = None,
 ) -> TelemetryBatch:
-    """Inverse of :func:`encode_batch`, checking every length before reading."""
+    """Inverse of :func:`encode_batch`, checking every length before reading.
+
+    ``only`` limits the returned record array to those channels (the rest are still
+    length-checked): the appliance's live path needs a handful of the hundreds sent.
+    """
     if len(body) < _BATCH_HEAD.size + 4:
         raise DecodeError("truncated", "telemetry body shorter than its header")
     dict_id, n, key_len = _BATCH_HEAD.unpack_from(body)
@@ -252,66 +261,115 @@ def decode_batch(
         raise DecodeError("truncated", "telemetry body ends before its column count")
     (ncols,) = struct.unpack_from("<I", body, pos)
     pos += 4
-    quanta = _column_quanta(dictionary.channels)
-    if ncols != len(quanta) or pos + ncols > len(body):
-        raise DecodeError("bad_batch", f"{ncols} columns, dictionary has {len(quanta)}")
+    plan = _plan(dictionary, dict_id)
+    if ncols != len(plan.scale) or pos + ncols > len(body):
+        raise DecodeError(
+            "bad_batch", f"{ncols} columns, dictionary has {len(plan.scale)}"
+        )
     modes = np.frombuffer(body, dtype=np.uint8, count=ncols, offset=pos)
     pos += ncols
     if np.any(modes > _MODE_RAW):
         raise DecodeError("bad_batch", "unknown column mode")
-    ints = np.zeros((n, ncols), dtype=np.int64)
+    values = np.zeros((n, ncols), dtype=np.float64)
     for code, width in enumerate(_WIDTHS):
         cols = np.flatnonzero(modes == code)
-        size = len(cols) * n * width
         if not len(cols):
             continue
+        size = len(cols) * n * width
         if pos + size > len(body):
             raise DecodeError("truncated", f"{width}-byte columns run past the end")
         block = np.frombuffer(body, dtype=f"<i{width}", count=len(cols) * n, offset=pos)
-        ints[:, cols] = np.cumsum(
-            block.reshape(len(cols), n).T.astype(np.int64), axis=0
-        )
+        ints = np.cumsum(block.reshape(len(cols), n).T.astype(np.int64), axis=0)
+        values[:, cols] = ints * plan.scale[cols]
         pos += size
-    frames = np.zeros(n, dtype=dictionary.dtype)
-    col = 0
-    for ch in dictionary.channels:
-        out = frames[ch.name].reshape(n, ch.count)
-        q = ch.quantum
-        for j in range(ch.count):
-            if modes[col + j] == _MODE_RAW:
-                size = n * out.dtype.itemsize
-                if pos + size > len(body):
-                    raise DecodeError(
-                        "truncated", f"raw column of {ch.name} runs past the end"
-                    )
-                out[:, j] = np.frombuffer(
-                    body, dtype=out.dtype.newbyteorder("<"), count=n, offset=pos
-                )
-                pos += size
-        block_modes = modes[col : col + ch.count]
-        coded = block_modes != _MODE_RAW
-        if coded.any():
-            vals = ints[:, col : col + ch.count]
-            if q is None:
-                out[:, coded] = vals[:, coded].astype(out.dtype)
-            else:
-                out[:, coded] = (vals[:, coded].astype(np.float64) * q).astype(
-                    out.dtype
-                )
-        col += ch.count
+    for col in np.flatnonzero(modes == _MODE_RAW):
+        kind = plan.column_types[col]
+        size = n * np.dtype(kind).itemsize
+        if pos + size > len(body):
+            raise DecodeError("truncated", f"raw column {col} runs past the end")
+        values[:, col] = np.frombuffer(body, dtype=kind, count=n, offset=pos)
+        pos += size
     if pos != len(body):
         raise DecodeError("bad_batch", f"{len(body) - pos} trailing bytes")
-    return TelemetryBatch(session_key, dict_id, dictionary.channels, frames)
+    if only is not None:
+        plan = _subset(plan, dictionary, dict_id, only)
+    frames = np.empty(n, dtype=plan.dtype)
+    for name, col, count, _kind in plan.fields:
+        target = frames[name]
+        if count == 1:
+            target[:] = values[:, col]
+        else:
+            target[:] = values[:, col : col + count]
+    return TelemetryBatch(session_key, dict_id, plan.channels, frames)
 
 
-_QUANTA_CACHE: dict[tuple[ChannelSpec, ...], np.ndarray[Any, np.dtype[np.float64]]] = {}
+@dataclass(frozen=True, slots=True)
+class _DecodePlan:
+    scale: np.ndarray[Any, np.dtype[np.float64]]
+    column_types: tuple[str, ...]
+    fields: tuple[tuple[str, int, int, str], ...]
+    dtype: np.dtype[np.void]
+    channels: tuple[ChannelSpec, ...]
+
+
+_PLANS: dict[int, _DecodePlan] = {}
+_SUBSETS: dict[tuple[int, frozenset[str]], _DecodePlan] = {}
+
+
+def _subset(
+    plan: _DecodePlan, dictionary: ChannelDictionary, dict_id: int, only: frozenset[str]
+) -> _DecodePlan:
+    """The plan restricted to the channels in ``only`` (cached)."""
+    key = (dict_id, only)
+    sub = _SUBSETS.get(key)
+    if sub is None:
+        channels = tuple(c for c in dictionary.channels if c.name in only)
+        sub = _DecodePlan(
+            plan.scale,
+            plan.column_types,
+            tuple(f for f in plan.fields if f[0] in only),
+            frame_dtype(channels),
+            channels,
+        )
+        if len(_SUBSETS) > 256:
+            _SUBSETS.clear()
+        _SUBSETS[key] = sub
+    return sub
+
+
+def _plan(dictionary: ChannelDictionary, dict_id: int) -> _DecodePlan:
+    """Per-dictionary tables for decoding, computed once (keyed by the dictionary id)."""
+    plan = _PLANS.get(dict_id)
+    if plan is None:
+        quanta = _column_quanta(dictionary.channels, dict_id)
+        types: list[str] = []
+        fields = []
+        col = 0
+        for ch in dictionary.channels:
+            types.extend([ch.numpy_type] * ch.count)
+            fields.append((ch.name, col, ch.count, ch.numpy_type))
+            col += ch.count
+        plan = _DecodePlan(
+            np.where(np.isnan(quanta), 1.0, quanta),
+            tuple(types),
+            tuple(fields),
+            frame_dtype(dictionary.channels),
+            dictionary.channels,
+        )
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        _PLANS[dict_id] = plan
+    return plan
+
+
+_QUANTA_CACHE: dict[int, np.ndarray[Any, np.dtype[np.float64]]] = {}
 
 
 def _column_quanta(
-    channels: tuple[ChannelSpec, ...],
+    channels: tuple[ChannelSpec, ...], dict_id: int
 ) -> np.ndarray[Any, np.dtype[np.float64]]:
     """Per expanded column: the float quantum, or NaN for lossless integer columns."""
-    cached = _QUANTA_CACHE.get(channels)
+    cached = _QUANTA_CACHE.get(dict_id)
     if cached is None:
         values: list[float] = []
         for ch in channels:
@@ -320,5 +378,5 @@ def _column_quanta(
         cached = np.array(values, dtype=np.float64)
         if len(_QUANTA_CACHE) > 64:
             _QUANTA_CACHE.clear()
-        _QUANTA_CACHE[channels] = cached
+        _QUANTA_CACHE[dict_id] = cached
     return cached

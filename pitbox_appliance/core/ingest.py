@@ -46,6 +46,10 @@ LIVE_CHANNELS = (
     "PlayerCarMyIncidentCount",
 )
 
+# What the core decodes of each batch: segmentation and live-state inputs. The full
+# batch is stored as received, so nothing else is lost by not decoding it here.
+DECODED_CHANNELS = frozenset((*LIVE_CHANNELS, "LapDist", "OnPitRoad", "FuelLevel"))
+
 
 @dataclass
 class IngestStats:
@@ -139,7 +143,7 @@ class Ingestor:
             if seq <= self._last_seq.get(source, -1):
                 self.stats.duplicates += 1
                 return False
-            message = parse_body(kind, body, self._dicts)
+            message = parse_body(kind, body, self._dicts, DECODED_CHANNELS)
         except DecodeError as exc:
             self.stats.rejected[exc.reason] += 1
             logger.warning("rejected message: %s", exc)
