@@ -282,7 +282,8 @@ def decode_batch(
         ints = np.cumsum(block.reshape(len(cols), n).T.astype(np.int64), axis=0)
         values[:, cols] = ints * plan.scale[cols]
         pos += size
-    for col in np.flatnonzero(modes == _MODE_RAW):
+    for raw_col in np.flatnonzero(modes == _MODE_RAW):
+        col = int(raw_col)
         kind = plan.column_types[col]
         size = n * np.dtype(kind).itemsize
         if pos + size > len(body):
