@@ -118,6 +118,9 @@ def _cmd_laps(args: argparse.Namespace) -> int:
                 "driver": driver.user_name if driver else None,
                 "fuel_used_l": lap.fuel_used,
                 "pit": lap.pit_lap,
+                "smoothness": lap.input_smoothness,
+                "aggression": lap.input_aggression,
+                "precision": lap.input_precision,
             }
             for lap, driver in rows
         ]

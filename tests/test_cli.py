@@ -60,3 +60,33 @@ def test_missing_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "no such file" in result.stderr
+
+
+def test_laps_carry_input_metrics(tmp_path: Path) -> None:
+    path = real_file(
+        "iracing", "ibt", "skmodified_martinsville_2015-05-30_20-32-44.ibt"
+    )
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    assert pitbox("import", "--quiet", str(path), "--db", db).returncode == 0
+    laps = json.loads(pitbox("laps", "--json", "--db", db).stdout)
+    timed = [lap for lap in laps if lap["time_s"]]
+    for lap in timed:
+        for key in ("smoothness", "aggression", "precision"):
+            assert 0.0 <= lap[key] <= 1.0
+    untimed = [lap for lap in laps if lap["time_s"] is None]
+    assert all(lap["smoothness"] is None for lap in untimed)
+
+
+def test_migrations_upgrade_an_old_database(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from pitbox_appliance.storage.database import MIGRATIONS, upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url)
+    command.upgrade(cfg, "0001")
+    upgrade(url)
+    assert pitbox("laps", "--json", "--db", url).returncode == 0

@@ -21,6 +21,7 @@ from driver_pc.protocol.messages import (
     TelemetryBatch,
 )
 from driver_pc.session_info import SessionInfoError, parse_session_info, track_info
+from pitbox_appliance.analysis.lap_inputs import INPUT_CHANNELS, LapInputBuffer
 from pitbox_appliance.core.segmentation import CompletedLap, LapSegmenter
 from pitbox_appliance.storage.models import Lap, TelemetryChunk
 from pitbox_appliance.storage.writer import SessionWriter
@@ -48,7 +49,9 @@ LIVE_CHANNELS = (
 
 # What the core decodes of each batch: segmentation and live-state inputs. The full
 # batch is stored as received, so nothing else is lost by not decoding it here.
-DECODED_CHANNELS = frozenset((*LIVE_CHANNELS, "LapDist", "OnPitRoad", "FuelLevel"))
+DECODED_CHANNELS = frozenset(
+    (*LIVE_CHANNELS, *INPUT_CHANNELS, "LapDist", "OnPitRoad", "FuelLevel")
+)
 
 
 @dataclass
@@ -103,6 +106,7 @@ class _Tracker:
     stint_number: int = 0
     pit_exits_seen: int = 0
     info_update: int = -1
+    inputs: LapInputBuffer = field(default_factory=LapInputBuffer)
 
 
 class Ingestor:
@@ -267,6 +271,7 @@ class Ingestor:
         self.writer.extend_session_time(tracker.session_id, t0, t1)
         seg = tracker.segmenter
         completed = seg.feed(frames)
+        tracker.inputs.append(frames)
         if tracker.stint_id is None or len(seg.pit_exits) > tracker.pit_exits_seen:
             start = (
                 seg.pit_exits[-1] if len(seg.pit_exits) > tracker.pit_exits_seen else t0
@@ -283,6 +288,7 @@ class Ingestor:
         self.stats.frames += len(frames)
 
     def _store_lap(self, tracker: _Tracker, lap: CompletedLap) -> None:
+        inputs = tracker.inputs.lap(lap.start_time, lap.end_time)
         stored = self.writer.add_lap(
             Lap(
                 session_id=tracker.session_id,
@@ -295,6 +301,9 @@ class Ingestor:
                 fuel_used=lap.fuel_used,
                 pit_lap=lap.pit_lap,
                 max_speed=lap.max_speed,
+                input_smoothness=inputs.smoothness if inputs else None,
+                input_aggression=inputs.aggression if inputs else None,
+                input_precision=inputs.precision if inputs else None,
             )
         )
         if not stored:

@@ -89,6 +89,9 @@ class Lap(Base):
     fuel_used: Mapped[float | None] = mapped_column(Float, nullable=True)
     pit_lap: Mapped[bool] = mapped_column(Boolean, default=False)
     max_speed: Mapped[float | None] = mapped_column(Float, nullable=True)
+    input_smoothness: Mapped[float | None] = mapped_column(Float, nullable=True)
+    input_aggression: Mapped[float | None] = mapped_column(Float, nullable=True)
+    input_precision: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class ChannelSet(Base):
