@@ -1,0 +1,331 @@
+"""The dashboard in a real headless Chromium at 800×480, fed live states through a real Mosquitto."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from driver_pc.protocol.topics import live_state
+from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
+from pitbox_appliance.broker import free_port
+from tests.broker_fixtures import BrokerHandle
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOT = REPO / "test-artifacts" / "dashboard-800x480.png"
+VIEWPORT = {"width": 800, "height": 480}
+OTHER_VIEWPORTS = ((1280, 800), (390, 844))
+PUBLISH_HZ = 20.0
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian chromium not installed at /usr/bin/chromium",
+    ),
+]
+
+
+@dataclass
+class Dashboard:
+    """The dashboard subprocess and where it listens."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def dashboard(broker: BrokerHandle, tmp_path: Path) -> Iterator[Dashboard]:
+    """``python -m pitbox_appliance.dashboard`` on a free port, pointed at the broker."""
+    port = free_port()
+    config = tmp_path / "appliance.yaml"
+    config.write_text(
+        f"""version: 1
+mqtt:
+  host: {broker.host}
+  port: {broker.port}
+  username: {broker.appliance_user}
+dashboard:
+  host: 127.0.0.1
+  port: {port}
+  team_name: Team Apex
+  accent_color: "#00a3e0"
+"""
+    )
+    env = {**os.environ, "PITBOX_MQTT_PASSWORD": broker.appliance_password}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    log = tmp_path / "dashboard.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pitbox_appliance.dashboard",
+                "--config",
+                str(config),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    handle = Dashboard(process, f"http://127.0.0.1:{port}/", log)
+    try:
+        _wait_for_http(handle)
+        yield handle
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(STOP_TIMEOUT_S)
+
+
+class CoreSimulator:
+    """Publishes live states for two cars at 20 Hz, as CoreService._publish_live does."""
+
+    def __init__(self, broker: BrokerHandle) -> None:
+        self.connection = MqttConnection(
+            "test-core-sim",
+            BrokerAddress(
+                broker.host,
+                broker.port,
+                broker.appliance_user,
+                broker.appliance_password,
+            ),
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="core-sim", daemon=True)
+        self.published = 0
+
+    def __enter__(self) -> CoreSimulator:
+        self.connection.start()
+        assert self.connection.connected.wait(10), "simulator could not connect"
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.connection.stop()
+
+    def _run(self) -> None:
+        period = 1 / PUBLISH_HZ
+        start = time.monotonic()
+        tick = 0
+        while not self._stop.is_set():
+            t = tick * period
+            for car, driver, offset in (
+                ("car1", "Jane Doe", 0.0),
+                ("car2", "Max Speed", 0.4),
+            ):
+                payload = json.dumps(_state(car, driver, t, offset))
+                if self.connection.publish(live_state(car), payload) >= 0:
+                    self.published += 1
+            tick += 1
+            self._stop.wait(max(0.0, start + tick * period - time.monotonic()))
+
+
+def _state(car: str, driver: str, t: float, offset: float) -> dict[str, Any]:
+    lap_s = 4.0  # short laps so that the lap number changes during the test
+    pct = ((t / lap_s) + offset) % 1.0
+    lap = int(t / lap_s + offset) + 1
+    wave = math.sin(t * 2.0)
+    laps = [
+        {
+            "lap": n,
+            "time": 60.0 + (n % 3) * 0.4,
+            "fuel": 2.4,
+            "pit": n == 2,
+            "driver": driver,
+        }
+        for n in range(lap - 1, max(0, lap - 9), -1)
+    ]
+    return {
+        "car": car,
+        "session_key": f"{car}-session",
+        "session_id": 1,
+        "track": "Martinsville Speedway",
+        "driver": driver,
+        "source": f"{car}-pc1",
+        "values": {
+            "SessionTime": 1000.0 + t,
+            "Lap": lap,
+            "LapDistPct": pct,
+            "Speed": 40.0 + 15.0 * wave,
+            "Throttle": max(0.0, wave),
+            "Brake": max(0.0, -wave),
+            "Gear": 3 + int(wave > 0.5),
+            "RPM": 6000.0 + 2000.0 * wave,
+            "FuelLevel": 80.0 - t * 0.05,
+            "OnPitRoad": 0.0,
+            "LapCurrentLapTime": pct * 60.0,
+        },
+        "last_lap_time": 60.4 if lap > 1 else None,
+        "best_lap_time": 60.0 if lap > 1 else None,
+        "laps_completed": lap - 1,
+        "fuel_per_lap": 2.4,
+        "stint": 1,
+        "recent_laps": laps,
+        "published_at": time.time(),
+        "shim": {
+            "state": "streaming",
+            "adapter": "simulator",
+            "ticks": int(t * 60),
+            "spool_depth": 0,
+            "session_key": f"{car}-session",
+            "version": "0.1.0",
+        },
+    }
+
+
+# Counts text changes of an element for a while, in the page itself.
+_COUNT_CHANGES = """
+([selector, ms]) => new Promise(resolve => {
+  const el = document.querySelector(selector);
+  const seen = [el.textContent];
+  const obs = new MutationObserver(() => seen.push(el.textContent));
+  obs.observe(el, {childList: true, characterData: true, subtree: true});
+  setTimeout(() => { obs.disconnect(); resolve(seen); }, ms);
+})
+"""
+
+_TOUCH_TARGETS = """
+() => [...document.querySelectorAll('button, .q-btn, [role=button], a, input, select')]
+  .filter(e => e.offsetParent !== null)
+  .map(e => { const r = e.getBoundingClientRect();
+              return {text: e.textContent.trim(), w: r.width, h: r.height}; })
+"""
+
+
+def test_live_page_at_800x480(broker: BrokerHandle, dashboard: Dashboard) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with CoreSimulator(broker) as core, sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on(
+                "console",
+                lambda msg: errors.append(msg.text) if msg.type == "error" else None,
+            )
+            page.goto(dashboard.url)
+            speed = page.get_by_test_id("speed")
+            lap = page.get_by_test_id("lap")
+            expect(page.get_by_test_id("driver")).to_have_text(
+                "Jane Doe", timeout=15_000
+            )
+            expect(page.get_by_test_id("link")).to_have_text("LIVE")
+
+            # Values change while the simulated core publishes: sample ~2.5 s.
+            speeds = page.evaluate(_COUNT_CHANGES, ['[data-testid="speed"]', 2500])
+            laps_seen = {lap.text_content()}
+            deadline = time.monotonic() + 5.0
+            while len(laps_seen) < 2 and time.monotonic() < deadline:
+                page.wait_for_timeout(100)
+                laps_seen.add(lap.text_content())
+            assert len(set(speeds)) >= 5, speeds
+            # ≥ 10 Hz by design; demand ≥ 6 Hz so a busy test machine does not flake.
+            assert len(speeds) >= 15, f"{len(speeds)} speed updates in 2.5 s"
+            assert len(laps_seen) >= 2, laps_seen
+            assert speed.text_content() != "—"
+            expect(page.get_by_test_id("shim")).to_have_text("STREAMING")
+            expect(page.get_by_test_id("laps")).to_contain_text("1:00.")
+
+            # Nothing sticks out sideways; every touch target is at least 44×44 px.
+            scroll_width = page.evaluate("document.documentElement.scrollWidth")
+            assert scroll_width <= VIEWPORT["width"]
+            scroll_height = page.evaluate("document.documentElement.scrollHeight")
+            assert scroll_height <= VIEWPORT["height"]
+            targets = page.evaluate(_TOUCH_TARGETS)
+            assert targets, "no buttons found"
+            small = [t for t in targets if t["w"] < 44 or t["h"] < 44]
+            assert not small, small
+            for testid in ("speed", "lap", "fuel", "last", "best", "driver"):
+                box = page.get_by_test_id(testid).bounding_box()
+                assert box is not None, testid
+                assert box["x"] >= 0
+                assert box["x"] + box["width"] <= VIEWPORT["width"], testid
+                assert box["y"] + box["height"] <= VIEWPORT["height"], testid
+
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT))
+
+            # Two cars: the selector switches the page to the other car.
+            page.get_by_role("button", name="car2").click()
+            expect(page.get_by_test_id("driver")).to_have_text("Max Speed")
+
+            # Tablets and phones get the same page without sideways scrolling.
+            for width, height in OTHER_VIEWPORTS:
+                page.set_viewport_size({"width": width, "height": height})
+                page.wait_for_timeout(300)
+                scroll_width = page.evaluate("document.documentElement.scrollWidth")
+                assert scroll_width <= width, (width, height)
+                page.screenshot(
+                    path=str(SCREENSHOT.with_name(f"dashboard-{width}x{height}.png"))
+                )
+            assert not errors, errors
+            page.close()
+        finally:
+            browser.close()
+        assert core.published > 0
+
+    # SIGTERM stops the dashboard cleanly and promptly.
+    dashboard.process.send_signal(signal.SIGTERM)
+    try:
+        code = dashboard.process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"dashboard ignored SIGTERM\n{dashboard.log_tail()}")
+    assert code == 0, dashboard.log_tail()
+    assert "Traceback" not in dashboard.log_tail(), dashboard.log_tail()
+
+
+def _wait_for_http(dashboard: Dashboard) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if dashboard.process.poll() is not None:
+            pytest.fail(f"dashboard exited early\n{dashboard.log_tail()}")
+        try:
+            with urllib.request.urlopen(dashboard.url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    pytest.fail(
+        f"dashboard did not answer in {START_TIMEOUT_S} s\n{dashboard.log_tail()}"
+    )
