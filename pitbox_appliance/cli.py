@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(args)
     return 2
+
+
+def _command_plugins() -> list[Callable[[Any], None]]:
+    """Subcommands owned by other modules.
+
+    Each exposes ``add_command(subparsers)``, which adds its parser and sets
+    ``handler`` as a parser default.
+    """
+    return []
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
