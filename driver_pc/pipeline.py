@@ -38,9 +38,9 @@ class ShimPipeline:
     def __init__(
         self,
         adapter: SimAdapter,
-        batch_ticks: int = 6,
+        batch_ticks: int = 3,
         measure: bool = False,
-        reannounce_batches: int = 300,
+        reannounce_batches: int = 600,
     ) -> None:
         self.adapter = adapter
         self.batch_ticks = batch_ticks

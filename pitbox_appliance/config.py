@@ -36,7 +36,11 @@ class CoreConfig(_Section):
     commit_max_messages: int = Field(
         500, description="commit after this many messages", ge=1
     )
-    live_interval_s: float = Field(0.05, description="live-state publish period", gt=0)
+    live_interval_s: float = Field(
+        0.02,
+        description="shortest time between two live-state publishes of a car",
+        gt=0,
+    )
     api_host: str = Field("127.0.0.1", description="API bind address")
     api_port: int = Field(8081, description="API port", ge=0, le=65535)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,6 +100,10 @@ class MqttConnection:
             logger.warning("broker refused connection: %s", reason)
             return
         self.refused = None
+        sock = client.socket()
+        if sock is not None:
+            # Live data is latency-bound: no Nagle delay on small publishes.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for pattern, (qos, _handler) in self._subscriptions.items():
             client.subscribe(pattern, qos)
         self.connected.set()

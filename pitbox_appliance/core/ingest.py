@@ -128,6 +128,7 @@ class Ingestor:
         self._trackers: dict[str, _Tracker] = {}
         self._store_compressor = zstandard.ZstdCompressor(level=3)
         self.status: dict[str, dict[str, Any]] = {}
+        self.dirty: set[str] = set()
         self.events: list[tuple[str, str, dict[str, Any]]] = []
 
     @property
@@ -286,6 +287,7 @@ class Ingestor:
             if name in names:
                 live[name] = float(last[name])
         self.stats.frames += len(frames)
+        self.dirty.add(tracker.live.car)
 
     def _store_lap(self, tracker: _Tracker, lap: CompletedLap) -> None:
         inputs = tracker.inputs.lap(lap.start_time, lap.end_time)

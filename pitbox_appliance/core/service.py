@@ -27,7 +27,7 @@ class CoreService:
 
     The paho thread only queues messages. One ingest thread (the database's only
     writer) decodes, segments, stores, commits, then sends the PUBACKs, and publishes
-    the live state of every car at ``live_interval_s``.
+    each car's live state as soon as new telemetry of it is stored.
     """
 
     def __init__(self, config: ApplianceConfig, team_key: bytes) -> None:
@@ -83,10 +83,11 @@ class CoreService:
         core = self.config.core
         pending: list[int] = []
         last_commit = time.monotonic()
-        last_live = 0.0
+        last_live: dict[str, float] = {}
+        heartbeat = 0.0
         while not self._stop.is_set():
             try:
-                topic, payload, mid = self._inbox.get(timeout=0.02)
+                topic, payload, mid = self._inbox.get(timeout=0.01)
                 with self._lock:
                     self.ingestor.handle(payload, topics.source_of(topic))
                 pending.append(mid)
@@ -100,9 +101,24 @@ class CoreService:
                 self._commit(pending)
                 pending = []
                 last_commit = now
-            if now - last_live >= core.live_interval_s:
-                self._publish_live()
-                last_live = now
+            # A car's live state goes out as soon as new telemetry of it is in
+            # (at most every live_interval_s), and every car's once a second.
+            with self._lock:
+                dirty = set(self.ingestor.dirty)
+                cars = set(self.ingestor.live)
+                has_events = bool(self.ingestor.events)
+            due = {
+                car
+                for car in dirty
+                if now - last_live.get(car, 0.0) >= core.live_interval_s
+            }
+            if now - heartbeat >= 1.0:
+                due |= cars
+                heartbeat = now
+            if due or has_events:
+                self._publish_live(due)
+                for car in due:
+                    last_live[car] = now
         if pending:
             self._commit(pending)
 
@@ -114,14 +130,17 @@ class CoreService:
             logger.exception(
                 "commit failed; %d messages stay unacknowledged", len(mids)
             )
-            self.writer.rollback()
+            with self._lock:
+                self.ingestor.rollback()
             return
         for mid in mids:
             self.connection.ack(mid)
 
-    def _publish_live(self) -> None:
+    def _publish_live(self, due: set[str]) -> None:
         with self._lock:
-            cars = {car: live.as_dict() for car, live in self.ingestor.live.items()}
+            live = self.ingestor.live
+            cars = {car: live[car].as_dict() for car in due if car in live}
+            self.ingestor.dirty -= due
             events = self.ingestor.events[:]
             self.ingestor.events.clear()
             status = dict(self.ingestor.status)
