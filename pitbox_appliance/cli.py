@@ -47,10 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument(
         "--dir", type=Path, help="working directory (default: ~/.pitbox-demo)"
     )
+    for add_command in _command_plugins():
+        add_command(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return int(handler(args))
     if args.command == "import":
         return _cmd_import(args)
     if args.command == "laps":
@@ -68,7 +73,9 @@ def _command_plugins() -> list[Callable[[Any], None]]:
     Each exposes ``add_command(subparsers)``, which adds its parser and sets
     ``handler`` as a parser default.
     """
-    return []
+    from pitbox_appliance.strategy.command import add_command as add_timing
+
+    return [add_timing]
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

@@ -1,0 +1,539 @@
+"""Accuracy of the timing analysis and the online predictors on real IMSA races.
+
+For each lap chart in ../shared/data/imsa it measures:
+
+  * pit stops found (from pit times alone) against the timing's own "lap ends in the
+    pit lane" flag (``B``), and driver changes at stops against DRIVER_NAME changes;
+  * the mean absolute error of the predicted next pit lap and next lap time, made at
+    the end of every lap with only the laps up to it, beside the naive baselines,
+    on green laps and on all laps, plus a few variants of our predictors;
+
+and writes the tables to docs/accuracy.md.
+
+    .venv/bin/python bench/accuracy.py [--data DIR] [--out docs/accuracy.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import REAL_DATA, REPO, machine
+
+from pitbox_appliance.strategy.predict import (
+    LapPrediction,
+    PredictionConfig,
+    is_racing_lap,
+    predict_race,
+)
+from pitbox_appliance.strategy.stints import (
+    SPLASH_MAX_EXCESS_S,
+    CarAnalysis,
+    StopKind,
+    analyse_race,
+    transit_time,
+)
+from pitbox_appliance.strategy.timing import TimingLap, laps_by_car, read_timing_csv
+
+COMMAND = ".venv/bin/python bench/accuracy.py"
+PACE_LAPS = 3  # racing laps either side of a stop for its pace change
+PACE_SEARCH_LAPS = 12  # ... found within this many laps of it
+TIE_PERCENT = 1.0  # MAE differences under this are called a tie
+EXCESS_BANDS = ((0, 2), (2, 13), (13, 25), (25, 35), (35, 45), (45, 90), (90, 600))
+TUNING_RACES = ("2021_mid_ohio", "2021_watkins_glen_6h")  # defaults chosen on these
+
+# key: (quantity, split, unit)
+SPLITS = {
+    "pit_green": ("next pit lap", "green", "laps"),
+    "pit_all": ("next pit lap", "all", "laps"),
+    "lap_steady": ("next lap time", "steady", "s"),
+    "lap_green": ("next lap time", "green", "s"),
+    "lap_all": ("next lap time", "all", "s"),
+}
+DEFAULTS = PredictionConfig()
+# Variants of our predictors, each beside the defaults on the splits it changes.
+ABLATIONS: tuple[tuple[str, PredictionConfig, tuple[str, ...]], ...] = (
+    (
+        "stint trend term on (Theil–Sen over the stint's racing laps, from 6 laps)",
+        replace(DEFAULTS, trend_min_laps=6),
+        ("lap_steady", "lap_green", "lap_all"),
+    ),
+    (
+        "pace = median of the last 8 racing laps only (no last-lap blend)",
+        replace(DEFAULTS, last_lap_weight=0.0),
+        ("lap_steady", "lap_green", "lap_all"),
+    ),
+    (
+        "plain median of completed stints (not conditioned on the stint so far)",
+        replace(DEFAULTS, conditional=False),
+        ("pit_green", "pit_all"),
+    ),
+    (
+        "yellow laps count as full laps of fuel (factor 1.0 instead of 0.5)",
+        replace(DEFAULTS, yellow_fuel_factor=1.0),
+        ("pit_green", "pit_all"),
+    ),
+    (
+        "no pit-under-yellow rule",
+        replace(DEFAULTS, yellow_window_fraction=None),
+        ("pit_green", "pit_all"),
+    ),
+)
+
+
+@dataclass
+class Errors:
+    """Absolute errors of one predictor and its baseline on the same laps."""
+
+    ours: list[float] = field(default_factory=list)
+    baseline: list[float] = field(default_factory=list)
+
+    def add(self, ours: float, baseline: float) -> None:
+        self.ours.append(abs(ours))
+        self.baseline.append(abs(baseline))
+
+    def extend(self, other: Errors) -> None:
+        self.ours += other.ours
+        self.baseline += other.baseline
+
+
+@dataclass
+class Detection:
+    """Found items against reference items."""
+
+    found: set[tuple[str, int]] = field(default_factory=set)
+    reference: set[tuple[str, int]] = field(default_factory=set)
+
+    @property
+    def hits(self) -> int:
+        return len(self.found & self.reference)
+
+    def precision(self) -> float:
+        return self.hits / len(self.found) if self.found else float("nan")
+
+    def recall(self) -> float:
+        return self.hits / len(self.reference) if self.reference else float("nan")
+
+
+@dataclass
+class RaceResult:
+    name: str
+    cars: int
+    laps: int
+    stops: Detection
+    driver_changes: Detection
+    kinds: Counter[StopKind]
+    transit_s: float | None
+    disagreements: Counter[str]
+    errors: dict[str, Errors]
+    stop_evidence: list[StopEvidence]
+
+
+@dataclass(frozen=True)
+class StopEvidence:
+    """A stop's excess over the transit time and the pace change across it."""
+
+    excess_s: float
+    driver_change: bool
+    pace_change_s: float | None  # median of 3 racing laps after minus before
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REAL_DATA / "imsa")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "accuracy.md")
+    args = parser.parse_args()
+    files = sorted(args.data.glob("*.csv"))
+    if not files:
+        print(f"no IMSA lap charts in {args.data} (see ../shared/data/README.md)")
+        return 1
+    races = [(path, read_timing_csv(path)) for path in files]
+    results = [evaluate(path, laps, DEFAULTS) for path, laps in races]
+    ablations = [
+        (label, keys, _pool(prediction_errors(laps, config) for _, laps in races))
+        for label, config, keys in ABLATIONS
+    ]
+    report = render(results, ablations, machine())
+    args.out.write_text(report)
+    print(report)
+    print(f"written to {args.out}")
+    return 0
+
+
+def evaluate(path: Path, laps: list[TimingLap], config: PredictionConfig) -> RaceResult:
+    """Every measurement on one lap chart."""
+    analyses = analyse_race(laps)
+    stops, changes, disagreements = detection(analyses)
+    all_stops = [stop for analysis in analyses.values() for stop in analysis.stops]
+    return RaceResult(
+        name=path.stem.removesuffix("_race_laps"),
+        cars=len(analyses),
+        laps=len(laps),
+        stops=stops,
+        driver_changes=changes,
+        kinds=Counter(stop.kind for stop in all_stops),
+        transit_s=transit_time(stop.pit_time_s for stop in all_stops),
+        disagreements=disagreements,
+        errors=prediction_errors(laps, config),
+        stop_evidence=stop_evidence(analyses),
+    )
+
+
+def stop_evidence(analyses: dict[str, CarAnalysis]) -> list[StopEvidence]:
+    """Excess and pace change of every stop, when the race's transit is known."""
+    all_stops = [stop for analysis in analyses.values() for stop in analysis.stops]
+    transit = transit_time(stop.pit_time_s for stop in all_stops)
+    if transit is None:
+        return []
+    evidence = []
+    for analysis in analyses.values():
+        laps = analysis.laps
+        index = {lap.lap: i for i, lap in enumerate(laps)}
+        racing = [
+            lap.lap_time_s if i > 0 and is_racing_lap(lap, laps[i - 1]) else None
+            for i, lap in enumerate(laps)
+        ]
+        for stop in analysis.stops:
+            i_in, i_out = index[stop.in_lap], index[stop.out_lap]
+            before = [
+                t
+                for i in range(i_in - 1, max(-1, i_in - PACE_SEARCH_LAPS), -1)
+                if (t := racing[i]) is not None
+            ][:PACE_LAPS]
+            after = [
+                t
+                for i in range(i_out + 1, min(len(laps), i_out + PACE_SEARCH_LAPS))
+                if (t := racing[i]) is not None
+            ][:PACE_LAPS]
+            change = None
+            if len(before) == PACE_LAPS and len(after) == PACE_LAPS:
+                change = float(np.median(after) - np.median(before))
+            evidence.append(
+                StopEvidence(stop.pit_time_s - transit, stop.driver_change, change)
+            )
+    return evidence
+
+
+def detection(
+    analyses: dict[str, CarAnalysis],
+) -> tuple[Detection, Detection, Counter[str]]:
+    """Stops (by in-lap) against B laps; driver changes against name changes."""
+    stops, changes = Detection(), Detection()
+    disagreements: Counter[str] = Counter()
+    for analysis in analyses.values():
+        laps = analysis.laps
+        found = {stop.in_lap for stop in analysis.stops}
+        stops.found |= {(analysis.car, lap) for lap in found}
+        stops.reference |= {(analysis.car, lap.lap) for lap in laps if lap.in_pit}
+        changes.found |= {
+            (analysis.car, stop.out_lap) for stop in analysis.driver_changes
+        }
+        changes.reference |= {
+            (analysis.car, after.lap)
+            for before, after in itertools.pairwise(laps)
+            if before.driver != after.driver
+        }
+        for index, lap in enumerate(laps):
+            if lap.in_pit and lap.lap not in found:
+                disagreements[_why_missed(laps, index)] += 1
+            if lap.lap in found and not lap.in_pit:
+                disagreements[_why_extra(laps, index)] += 1
+    return stops, changes, disagreements
+
+
+def _why_missed(laps: tuple[TimingLap, ...], index: int) -> str:
+    prefix = "B lap not found as a stop: "
+    if index == len(laps) - 1:
+        return prefix + "the car's last lap (retired into the pits)"
+    if laps[index + 1].in_pit:
+        return prefix + "first of two pit-lane passages in a row"
+    return prefix + "no pit time on the next lap"
+
+
+def _why_extra(laps: tuple[TimingLap, ...], index: int) -> str:
+    prefix = "stop found on a lap without B: "
+    pit_time = laps[index + 1].pit_time_s or 0.0
+    if pit_time > 600:
+        return prefix + "pit time over 10 min (red-flag hold)"
+    return prefix + "pit time on the next lap"
+
+
+def prediction_errors(
+    laps: list[TimingLap], config: PredictionConfig
+) -> dict[str, Errors]:
+    """Absolute errors per split of our predictors and the baselines on one race."""
+    predictions = {(p.car, p.lap): p for p in predict_race(laps, config)}
+    errors = {key: Errors() for key in SPLITS}
+    for car_laps in laps_by_car(laps).values():
+        _score_car(car_laps, predictions, errors)
+    return errors
+
+
+def _score_car(
+    car_laps: list[TimingLap],
+    predictions: dict[tuple[str, int], LapPrediction],
+    errors: dict[str, Errors],
+) -> None:
+    """One car's errors. Truth: the car's next B lap; the car's next lap time."""
+    pit_laps = [lap.lap for lap in car_laps if lap.in_pit]
+    for index, lap in enumerate(car_laps):
+        prediction = predictions[(lap.car, lap.lap)]
+        next_pit = next((n for n in pit_laps if n > lap.lap), None)
+        if (
+            next_pit is not None
+            and prediction.next_pit_lap is not None
+            and prediction.baseline_next_pit_lap is not None
+        ):
+            ours = prediction.next_pit_lap - next_pit
+            base = prediction.baseline_next_pit_lap - next_pit
+            errors["pit_all"].add(ours, base)
+            if lap.is_green:
+                errors["pit_green"].add(ours, base)
+        if index + 1 == len(car_laps):
+            continue
+        target = car_laps[index + 1]
+        if (
+            target.lap_time_s is None
+            or prediction.next_lap_time_s is None
+            or prediction.baseline_next_lap_time_s is None
+        ):
+            continue
+        ours_s = prediction.next_lap_time_s - target.lap_time_s
+        base_s = prediction.baseline_next_lap_time_s - target.lap_time_s
+        errors["lap_all"].add(ours_s, base_s)
+        if is_racing_lap(target, lap):
+            errors["lap_green"].add(ours_s, base_s)
+            if index > 0 and is_racing_lap(lap, car_laps[index - 1]):
+                errors["lap_steady"].add(ours_s, base_s)
+
+
+def _pool(per_race: Iterable[dict[str, Errors]]) -> dict[str, Errors]:
+    pooled = {key: Errors() for key in SPLITS}
+    for errors in per_race:
+        for key, e in errors.items():
+            pooled[key].extend(e)
+    return pooled
+
+
+def render(
+    results: list[RaceResult],
+    ablations: list[tuple[str, tuple[str, ...], dict[str, Errors]]],
+    machine_line: str,
+) -> str:
+    """The accuracy document."""
+    out: list[str] = []
+    w = out.append
+    w("# Timing analysis and prediction accuracy on real IMSA races")
+    w("")
+    w(f"Produced by `{COMMAND}`, which writes this file. Data: `../shared/data/imsa/`")
+    w("(IMSA lap charts, Al Kamel format). Rules and thresholds: `docs/strategy.md`.")
+    w("")
+    w(f"Run: {machine_line}")
+    w("")
+    w("## Pit stops and driver changes against the timing's own flags")
+    w("")
+    w("Stops are found from pit times alone (the lap before the one carrying a pit")
+    w("time is the in-lap) and compared with the laps the timing flags as ending in")
+    w("the pit lane (`CROSSING_FINISH_LINE_IN_PIT = B`). Driver changes are stops")
+    w("whose in- and out-lap drivers differ, compared with every change of")
+    w("`DRIVER_NAME` between consecutive laps.")
+    w("")
+    w(
+        "| race | cars | laps | B laps | stops found | stop precision | stop recall "
+        "| name changes | driver changes found | change precision | change recall |"
+    )
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        w(
+            f"| {r.name} | {r.cars} | {r.laps} | {len(r.stops.reference)} "
+            f"| {len(r.stops.found)} | {_pct(r.stops.precision())} "
+            f"| {_pct(r.stops.recall())} | {len(r.driver_changes.reference)} "
+            f"| {len(r.driver_changes.found)} "
+            f"| {_pct(r.driver_changes.precision())} "
+            f"| {_pct(r.driver_changes.recall())} |"
+        )
+    w("")
+    w("Every disagreement, by cause:")
+    w("")
+    for r in results:
+        for reason, count in sorted(r.disagreements.items()):
+            w(f"- {r.name}: {reason}: {count}")
+    w("")
+    w("Stops by kind (pit-lane time over the race's transit time; docs/strategy.md):")
+    w("")
+    kinds = list(StopKind)
+    w("| race | transit time | " + " | ".join(k.value for k in kinds) + " |")
+    w("|---|---:|" + "---:|" * len(kinds))
+    for r in results:
+        transit = f"{r.transit_s:.1f} s" if r.transit_s is not None else "-"
+        counts = " | ".join(str(r.kinds.get(k, 0)) for k in kinds)
+        w(f"| {r.name} | {transit} | {counts} |")
+    w("")
+    render_stop_evidence(w, results)
+    w("## Predictions against naive baselines")
+    w("")
+    w("Made at the end of every lap of every car with only the laps that had ended by")
+    w("then on the race clock (tests/test_timing.py checks this by truncating the")
+    w("input). *Next pit lap*: the truth is the car's next B lap; laps after a car's")
+    w("last B lap are not scored. Baseline: the car's last pit lap + the mean length")
+    w("of every car's completed stints so far (30 laps before any), never before the")
+    w("next lap. *Next lap time*: the truth is the car's next lap time; baseline:")
+    w("the last lap time.")
+    w("")
+    w("Splits: for the pit lap, *green* = predictions made at the end of a lap that")
+    w("ended under green; *all* = every lap. For the lap time, *green* = the target")
+    w("lap is run wholly under green and touches no pit lane (a racing lap); *steady*")
+    w("= additionally the lap just ended is a racing lap too (no restart or out-lap")
+    w("to recover from); *all* = every lap, yellow, pit and red-flag laps included.")
+    w("")
+    w(
+        f"Defaults were chosen on the 2021 races ({', '.join(TUNING_RACES)}); "
+        "2024_watkins_glen_6h is held out."
+    )
+    w("")
+    w(
+        "| race | quantity | split | n | ours MAE | baseline MAE | ours median AE "
+        "| baseline median AE | better (MAE) |"
+    )
+    w("|---|---|---|---:|---:|---:|---:|---:|---|")
+    pooled = _pool(r.errors for r in results)
+    for r in results:
+        name = r.name if r.name in TUNING_RACES else f"{r.name} (held out)"
+        for key in SPLITS:
+            w(_error_row(name, key, r.errors[key]))
+    for key in SPLITS:
+        w(_error_row("**all three**", key, pooled[key]))
+    w("")
+    w(_verdict("MAE, the three races pooled", pooled))
+    w("")
+    for r in results:
+        if r.name not in TUNING_RACES:
+            w(_verdict(f"MAE, {r.name} only, held out from tuning", r.errors))
+            w("")
+    w("The large wins on *green* and *all* lap times come mostly from laps after a")
+    w("restart, an out-lap or a yellow, where the last lap time is a poor guide;")
+    w("*steady* compares like with like.")
+    w("")
+    w("## Variants of our predictors (all three races pooled, MAE)")
+    w("")
+    w("| variant | quantity | split | defaults | variant | baseline |")
+    w("|---|---|---|---:|---:|---:|")
+    for label, keys, errors in ablations:
+        for key in keys:
+            quantity, split, unit = SPLITS[key]
+            digits = _digits(unit)
+            w(
+                f"| {label} | {quantity} | {split} "
+                f"| {np.mean(pooled[key].ours):.{digits}f} {unit} "
+                f"| {np.mean(errors[key].ours):.{digits}f} {unit} "
+                f"| {np.mean(errors[key].baseline):.{digits}f} {unit} |"
+            )
+    w("")
+    return "\n".join(out)
+
+
+def render_stop_evidence(w: Callable[[str], None], results: list[RaceResult]) -> None:
+    """The distribution the stop-kind thresholds were read from."""
+    evidence = [e for r in results for e in r.stop_evidence]
+    if not evidence:
+        return
+    excess = np.array([e.excess_s for e in evidence])
+    w("### Where the stop-kind thresholds come from (all three races)")
+    w("")
+    w(f"{len(evidence)} stops. Stops per 1 s band of excess over the transit time:")
+    w("")
+    counts = np.histogram(excess, bins=np.arange(0, 21))[0]
+    w("| excess s | " + " | ".join(f"{i}–{i + 1}" for i in range(20)) + " |")
+    w("|---|" + "---:|" * 20)
+    w("| stops | " + " | ".join(str(c) for c in counts) + " |")
+    w("")
+    service = excess[
+        (excess >= SPLASH_MAX_EXCESS_S) & (excess < 600) & ~_changes(evidence)
+    ]
+    q1, q3 = np.percentile(service, [25, 75])
+    w(
+        f"Same-driver stops of {SPLASH_MAX_EXCESS_S:.0f}–600 s excess: quartiles "
+        f"{q1:.1f} / {np.median(service):.1f} / {q3:.1f} s; Tukey far-out fence "
+        f"Q3 + 3 IQR = {q3 + 3 * (q3 - q1):.1f} s."
+    )
+    changes = excess[_changes(evidence) & (excess < 600)]
+    w(
+        f"Driver-change stops: min {changes.min():.1f} s, quartiles "
+        f"{np.percentile(changes, 25):.1f} / {np.median(changes):.1f} / "
+        f"{np.percentile(changes, 75):.1f} s: they overlap the same-driver stops, "
+        "so duration cannot tell a driver change (the driver name does)."
+    )
+    w("")
+    w(
+        "Pace change across same-driver stops (median of the 3 racing laps after "
+        "minus the 3 before): a tyre change should show as a gain that grows with "
+        "the stop's length."
+    )
+    w("")
+    w("| excess band s | stops | with pace both sides | median change s |")
+    w("|---|---:|---:|---:|")
+    for low, high in EXCESS_BANDS:
+        band = [e for e in evidence if low <= e.excess_s < high and not e.driver_change]
+        paced = [e.pace_change_s for e in band if e.pace_change_s is not None]
+        median = f"{np.median(paced):+.2f}" if paced else "-"
+        w(f"| {low}–{high} | {len(band)} | {len(paced)} | {median} |")
+    w("")
+
+
+def _changes(evidence: list[StopEvidence]) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    return np.array([e.driver_change for e in evidence])
+
+
+def _error_row(name: str, key: str, e: Errors) -> str:
+    quantity, split, unit = SPLITS[key]
+    if not e.ours:
+        return f"| {name} | {quantity} | {split} | 0 | - | - | - | - | - |"
+    ours, base = np.asarray(e.ours), np.asarray(e.baseline)
+    digits = _digits(unit)
+    better = "ours" if ours.mean() < base.mean() else "baseline"
+    if ours.mean() == base.mean():
+        better = "tie"
+    return (
+        f"| {name} | {quantity} | {split} | {len(ours)} "
+        f"| {ours.mean():.{digits}f} {unit} | {base.mean():.{digits}f} {unit} "
+        f"| {np.median(ours):.{digits}f} {unit} | {np.median(base):.{digits}f} {unit} "
+        f"| {better} |"
+    )
+
+
+def _verdict(title: str, errors: dict[str, Errors]) -> str:
+    lines = [f"**Which wins** ({title}):", ""]
+    for key, (quantity, split, _unit) in SPLITS.items():
+        e = errors[key]
+        if not e.ours:
+            continue
+        ours, base = float(np.mean(e.ours)), float(np.mean(e.baseline))
+        change = (ours - base) / base * 100 if base else float("nan")
+        if abs(change) < TIE_PERCENT:
+            winner = f"a tie (within {TIE_PERCENT:.0f} %)"
+        else:
+            winner = "ours wins" if ours < base else "the baseline wins"
+        lines.append(
+            f"- {quantity}, {split}: {winner}: {ours:.3f} against {base:.3f} "
+            f"({change:+.1f} %)."
+        )
+    return "\n".join(lines)
+
+
+def _digits(unit: str) -> int:
+    return 2 if unit == "laps" else 3
+
+
+def _pct(value: float) -> str:
+    return "-" if value != value else f"{value * 100:.1f} %"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
