@@ -179,12 +179,12 @@ def main() -> None:
     )
 
 
-if __name__ == "__main__":
-    main()
-
-
 def pipeline_batch_ticks() -> int:
     """Ticks per batch of the shipped pipeline."""
     import inspect
 
     return int(inspect.signature(ShimPipeline).parameters["batch_ticks"].default)
+
+
+if __name__ == "__main__":
+    main()
