@@ -139,3 +139,18 @@ def test_bad_json_field_named(codec: Codec) -> None:
             b'"user_id": "x", "user_name": "n"}',
             {},
         )
+
+
+def test_constant_columns_travel_as_one_value(codec: Codec) -> None:
+    frames = _frames()
+    frames["CarIdxLapDistPct"] = -1.0  # an empty 64-car field
+    frames["Lap"] = 7
+    moving = frames.copy()
+    moving["CarIdxLapDistPct"] = np.random.default_rng(1).uniform(0, 1, (6, 64))
+    batch = TelemetryBatch("s1", DICT.dict_id, CHANNELS, frames)
+    still = codec.encode("a", 1, batch)
+    busy = codec.encode("a", 2, TelemetryBatch("s1", DICT.dict_id, CHANNELS, moving))
+    assert len(still) < len(busy) / 3
+    out = codec.decode(still, {DICT.dict_id: DICT}).message.frames
+    np.testing.assert_array_equal(out["CarIdxLapDistPct"], frames["CarIdxLapDistPct"])
+    np.testing.assert_array_equal(out["Lap"], frames["Lap"])

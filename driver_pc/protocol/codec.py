@@ -179,10 +179,12 @@ def parse_body(
 # ---- columnar telemetry ----------------------------------------------------------
 # Body: dict_id u32 | frames u32 | key_len u8 | key | columns u32 | mode[columns] u8 |
 # delta-coded columns grouped by byte width (1, 2, 4, 8), each column-major |
+# constant columns (one value each) grouped by width |
 # raw columns (non-finite or out-of-range floats), each at its own item size.
 # Every array channel expands into ``count`` columns. The work is vectorised over all
 # columns at once: a batch costs a handful of numpy calls, not a few per channel.
 _MODE_RAW = 4
+_MODE_CONST = 8  # + width code: the column holds one value for the whole batch
 
 
 def encode_batch(batch: TelemetryBatch) -> bytes:
@@ -205,11 +207,18 @@ def encode_batch(batch: TelemetryBatch) -> bytes:
         )
     ints = np.where(raw, 0, scaled).astype(np.int64)
     deltas = np.diff(ints, axis=0, prepend=np.zeros((1, ints.shape[1]), np.int64))
-    lo, hi = deltas.min(axis=0), deltas.max(axis=0)
+    rest = deltas[1:]
+    lo, hi = rest.min(axis=0, initial=0), rest.max(axis=0, initial=0)
+    first = deltas[0]
+    constant = (lo == 0) & (hi == 0)
+    lo, hi = np.minimum(lo, first), np.maximum(hi, first)
     modes = np.full(len(quanta), 3, dtype=np.uint8)
     for code in (2, 1, 0):
         bits = 8 * _WIDTHS[code] - 1
         modes[(lo >= -(2**bits)) & (hi < 2**bits)] = code
+    # A column that does not change within the batch (most of a 64-car field's
+    # empty slots, flags, setup values) travels as one value at its width.
+    modes[constant] += _MODE_CONST
     modes[raw] = _MODE_RAW
     parts = [
         _BATCH_HEAD.pack(batch.dict_id, n, len(key)),
@@ -223,6 +232,10 @@ def encode_batch(batch: TelemetryBatch) -> bytes:
             parts.append(
                 np.ascontiguousarray(deltas[:, cols].T).astype(f"<i{width}").tobytes()
             )
+    for code, width in enumerate(_WIDTHS):
+        cols = np.flatnonzero(modes == code + _MODE_CONST)
+        if len(cols):
+            parts.append(first[cols].astype(f"<i{width}").tobytes())
     if raw.any():
         col = 0
         for ch in batch.channels:
@@ -268,7 +281,9 @@ def decode_batch(
         )
     modes = np.frombuffer(body, dtype=np.uint8, count=ncols, offset=pos)
     pos += ncols
-    if np.any(modes > _MODE_RAW):
+    if np.any((modes > _MODE_RAW) & (modes < _MODE_CONST)) or np.any(
+        modes >= _MODE_CONST + len(_WIDTHS)
+    ):
         raise DecodeError("bad_batch", "unknown column mode")
     values = np.zeros((n, ncols), dtype=np.float64)
     for code, width in enumerate(_WIDTHS):
@@ -281,6 +296,16 @@ def decode_batch(
         block = np.frombuffer(body, dtype=f"<i{width}", count=len(cols) * n, offset=pos)
         ints = np.cumsum(block.reshape(len(cols), n).T.astype(np.int64), axis=0)
         values[:, cols] = ints * plan.scale[cols]
+        pos += size
+    for code, width in enumerate(_WIDTHS):
+        cols = np.flatnonzero(modes == code + _MODE_CONST)
+        if not len(cols):
+            continue
+        size = len(cols) * width
+        if pos + size > len(body):
+            raise DecodeError("truncated", f"{width}-byte constants run past the end")
+        block = np.frombuffer(body, dtype=f"<i{width}", count=len(cols), offset=pos)
+        values[:, cols] = block.astype(np.int64) * plan.scale[cols]
         pos += size
     for raw_col in np.flatnonzero(modes == _MODE_RAW):
         col = int(raw_col)
