@@ -98,6 +98,11 @@ class Codec:
     # ---- decoding -------------------------------------------------------------
     def open(self, data: bytes) -> tuple[str, int, MessageType, bytes]:
         """Verify and decrypt: (source, seq, type, plain body). Raises DecodeError."""
+        source, seq, msg_type, compressed = self.open_compressed(data)
+        return source, seq, msg_type, self.decompress(compressed)
+
+    def open_compressed(self, data: bytes) -> tuple[str, int, MessageType, bytes]:
+        """Verify and decrypt, leaving the body zstd-compressed. Raises DecodeError."""
         if len(data) > MAX_MESSAGE_BYTES:
             raise DecodeError("oversized", f"{len(data)} bytes > {MAX_MESSAGE_BYTES}")
         if len(data) < _HEAD.size:
@@ -134,6 +139,10 @@ class Codec:
             raise DecodeError(
                 "bad_auth", f"authentication failed (source {source!r})"
             ) from None
+        return source, seq, msg_type, compressed
+
+    def decompress(self, compressed: bytes) -> bytes:
+        """A verified body, decompressed with a bound on its size."""
         try:
             body = self._decompressor.decompress(
                 compressed, max_output_size=MAX_BODY_BYTES
@@ -142,7 +151,7 @@ class Codec:
             raise DecodeError("bad_compression", str(exc)) from None
         if len(body) > MAX_BODY_BYTES:
             raise DecodeError("oversized", "body too large")
-        return source, seq, msg_type, body
+        return body
 
     def decode(
         self, data: bytes, dictionaries: dict[int, ChannelDictionary] | None = None

@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import zstandard
 
 from driver_pc.protocol.codec import Codec, DecodeError, parse_body
 from driver_pc.protocol.messages import (
@@ -23,7 +22,7 @@ from driver_pc.protocol.messages import (
 from driver_pc.session_info import SessionInfoError, parse_session_info, track_info
 from pitbox_appliance.analysis.lap_inputs import INPUT_CHANNELS, LapInputBuffer
 from pitbox_appliance.core.segmentation import CompletedLap, LapSegmenter
-from pitbox_appliance.storage.models import Lap, TelemetryChunk
+from pitbox_appliance.storage.models import Lap
 from pitbox_appliance.storage.writer import SessionWriter
 
 logger = logging.getLogger(__name__)
@@ -126,7 +125,6 @@ class Ingestor:
             d = ChannelDictionary.from_json(definition)
             self._dicts[d.dict_id] = d
         self._trackers: dict[str, _Tracker] = {}
-        self._store_compressor = zstandard.ZstdCompressor(level=3)
         self.status: dict[str, dict[str, Any]] = {}
         self.dirty: set[str] = set()
         self.events: list[tuple[str, str, dict[str, Any]]] = []
@@ -139,7 +137,7 @@ class Ingestor:
     def handle(self, payload: bytes, topic_source: str | None = None) -> bool:
         """Verify, decode and ingest one wire message; False if it was not stored."""
         try:
-            source, seq, kind, body = self.codec.open(payload)
+            source, seq, kind, compressed = self.codec.open_compressed(payload)
             if topic_source is not None and topic_source != source:
                 raise DecodeError(
                     "source_mismatch",
@@ -148,13 +146,14 @@ class Ingestor:
             if seq <= self._last_seq.get(source, -1):
                 self.stats.duplicates += 1
                 return False
+            body = self.codec.decompress(compressed)
             message = parse_body(kind, body, self._dicts, DECODED_CHANNELS)
         except DecodeError as exc:
             self.stats.rejected[exc.reason] += 1
             logger.warning("rejected message: %s", exc)
             return False
         try:
-            self._route(source, seq, kind, message, body)
+            self._route(source, seq, kind, message, compressed)
         except (ValueError, KeyError, TypeError) as exc:
             self.stats.rejected["bad_content"] += 1
             logger.warning("rejected %s from %s: %s", kind.name, source, exc)
@@ -176,7 +175,12 @@ class Ingestor:
 
     # ---- routing ----------------------------------------------------------------------
     def _route(
-        self, source: str, seq: int, kind: MessageType, message: Message, body: bytes
+        self,
+        source: str,
+        seq: int,
+        kind: MessageType,
+        message: Message,
+        compressed: bytes,
     ) -> None:
         if isinstance(message, ChannelDictionary):
             self._dicts[message.dict_id] = message
@@ -185,7 +189,7 @@ class Ingestor:
                 tracker.session_id, message.dict_id, message.to_json()
             )
         elif isinstance(message, TelemetryBatch):
-            self._telemetry(source, seq, message, body)
+            self._telemetry(source, seq, message, compressed)
         elif isinstance(message, SessionInfo):
             self._session_info(source, message)
         elif isinstance(message, DriverChange):
@@ -248,7 +252,7 @@ class Ingestor:
         tracker.live.stint = tracker.stint_number
 
     def _telemetry(
-        self, source: str, seq: int, batch: TelemetryBatch, body: bytes
+        self, source: str, seq: int, batch: TelemetryBatch, compressed: bytes
     ) -> None:
         frames = batch.frames
         names = frames.dtype.names or ()
@@ -258,16 +262,14 @@ class Ingestor:
         times = frames["SessionTime"]
         t0, t1 = float(times[0]), float(times[-1])
         self.writer.add_chunk(
-            TelemetryChunk(
-                session_id=tracker.session_id,
-                source=source,
-                seq=seq,
-                dict_id=batch.dict_id,
-                start_time=t0,
-                end_time=t1,
-                frames=len(frames),
-                data=self._store_compressor.compress(body),
-            )
+            session_id=tracker.session_id,
+            source=source,
+            seq=seq,
+            dict_id=batch.dict_id,
+            start_time=t0,
+            end_time=t1,
+            frames=len(frames),
+            data=compressed,
         )
         self.writer.extend_session_time(tracker.session_id, t0, t1)
         seg = tracker.segmenter

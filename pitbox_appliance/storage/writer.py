@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
 from pitbox_appliance.storage.models import (
@@ -31,15 +31,20 @@ class SessionWriter:
         self._sources: dict[str, Source] = {}
         self._driver_ids: dict[tuple[int, str], int] = {}
         self.pending = 0
+        self._chunks: list[dict[str, Any]] = []
 
     def close(self) -> None:
         self._db.close()
 
     def commit(self) -> None:
+        if self._chunks:
+            self._db.execute(insert(TelemetryChunk), self._chunks)
+            self._chunks = []
         self._db.commit()
         self.pending = 0
 
     def rollback(self) -> None:
+        self._chunks = []
         self._db.rollback()
         self.pending = 0
         self._session_ids.clear()
@@ -119,8 +124,9 @@ class SessionWriter:
         self._driver_ids[key] = row.id
         return row.id
 
-    def add_chunk(self, chunk: TelemetryChunk) -> None:
-        self._db.add(chunk)
+    def add_chunk(self, **row: Any) -> None:
+        """Queue one telemetry chunk row; rows go in with one INSERT at commit."""
+        self._chunks.append(row)
         self.pending += 1
 
     def mark_source(self, source: str, seq: int, car: str = "") -> None:
