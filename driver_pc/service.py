@@ -57,6 +57,8 @@ class ShimService:
         self._lock = threading.Lock()
         self._last_status = 0.0
         self.final_spool_depth: int | None = None
+        self._last_command_seq = -1
+        self.camera: tuple[str, int, int] | None = None
 
     def run(self, stop: threading.Event) -> None:
         """Stream until the adapter ends or ``stop`` is set, then drain what is spooled."""
@@ -123,6 +125,10 @@ class ShimService:
         command = envelope.message
         if not isinstance(command, Command):
             return
+        if envelope.seq <= self._last_command_seq:
+            logger.warning("replayed command %s ignored", command.command_id)
+            return
+        self._last_command_seq = envelope.seq
         result = self._execute(command)
         with self._lock:
             seq = self.spool.next_seq()

@@ -145,6 +145,7 @@ class RaceSimulatorAdapter(SimAdapter):
         self._profile = speed_profile()
         self._dtype = frame_dtype(list(SIM_CHANNELS))
         self._yaml_cache = (-1, "")
+        self.camera: tuple[str, int, int] | None = None
 
     @property
     def channels(self) -> tuple[ChannelSpec, ...]:
@@ -298,6 +299,13 @@ class RaceSimulatorAdapter(SimAdapter):
         del yaw_prev
         if k:
             yield rows[:k].copy()
+
+    def camera_switch(self, car_number: str, group: int, camera: int) -> str:
+        """Simulated broadcast camera: remembers the choice, as the sim would show it."""
+        if not car_number:
+            raise ValueError("camera: car number missing")
+        self.camera = (car_number, group, camera)
+        return f"simulator camera: car #{car_number}, group {group}, camera {camera}"
 
     def _swap_driver(self) -> None:
         if len(self._drivers) > 1:

@@ -8,7 +8,7 @@ import weakref
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from pitbox_appliance.api import driver, health, openapi, sessions, stream
+from pitbox_appliance.api import commands, driver, health, openapi, sessions, stream
 from pitbox_appliance.api.context import (
     READ_ENGINE,
     REGISTRATIONS,
@@ -31,7 +31,7 @@ def create_app(service: CoreService) -> web.Application:
     )
     app[REGISTRATIONS] = {}
     app[STREAMS] = weakref.WeakSet()
-    for module in (health, sessions, driver, stream, openapi):
+    for module in (health, sessions, driver, stream, commands, openapi):
         app.router.add_routes(module.routes)
     app.on_shutdown.append(stream.close_streams)
     app.on_cleanup.append(_dispose_engine)

@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from pitbox_appliance.api.schemas import (
+    CommandIn,
+    CommandOut,
     DriverRegistration,
     ErrorOut,
     HealthOut,
@@ -86,6 +88,22 @@ OPERATIONS: tuple[Operation, ...] = (
         StatusOut,
         body=StatusUpdate,
         errors=(400,),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/cars/{car}/commands",
+        "Send a camera switch or team message to the car's active driver PC",
+        CommandOut,
+        status=202,
+        body=CommandIn,
+        errors=(400, 404),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/commands/{command_id}",
+        "A command and the shim's confirmation (null while pending)",
+        CommandOut,
+        errors=(404,),
     ),
     Operation(
         "GET",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,6 +65,39 @@ class StatusOut(_Model):
 
     source: str = Field(description="shim source id")
     status: dict[str, Any] = Field(description="merged status of that source")
+
+
+# ---- commands to shims ------------------------------------------------------------------
+class CommandKind(StrEnum):
+    """What the pit wall can ask a driver PC to do."""
+
+    CAMERA = "camera"
+    MESSAGE = "message"
+
+
+class CommandIn(_Model):
+    """A command for the shim of the car's active driver PC.
+
+    ``camera``: args ``car`` (car number to show), ``group`` and ``camera`` (iRacing's
+    camera group and camera numbers). ``message``: args ``text`` (≤ 200 characters).
+    """
+
+    kind: CommandKind = Field(description="camera or message")
+    args: dict[str, str | int] = Field(default_factory=dict, description="per kind")
+
+
+class CommandOut(_Model):
+    """A command and, once the shim answered, its result."""
+
+    command_id: str = Field(description="id to poll")
+    car: str = Field(description="car whose shim got it")
+    source: str = Field(description="the shim it went to")
+    kind: str = Field(description="camera or message")
+    args: dict[str, Any] = Field(description="as sent")
+    sent_at: float = Field(description="unix time sent")
+    result: dict[str, Any] | None = Field(
+        description="null while pending, else {ok, detail} from the shim"
+    )
 
 
 # ---- health -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import numpy as np
 from driver_pc.protocol.codec import Codec, DecodeError, parse_body
 from driver_pc.protocol.messages import (
     ChannelDictionary,
+    CommandResult,
     DriverChange,
     Message,
     MessageType,
@@ -127,6 +128,7 @@ class Ingestor:
         self._trackers: dict[str, _Tracker] = {}
         self.status: dict[str, dict[str, Any]] = {}
         self.dirty: set[str] = set()
+        self.commands: dict[str, dict[str, Any]] = {}
         self.events: list[tuple[str, str, dict[str, Any]]] = []
 
     @property
@@ -196,8 +198,23 @@ class Ingestor:
             self._driver_change(source, message)
         elif isinstance(message, ShimStatus):
             self.status[source] = asdict(message)
+        elif isinstance(message, CommandResult):
+            self._command_result(source, message)
         else:
             logger.info("ignoring %s from %s", kind.name, source)
+
+    def _command_result(self, source: str, result: CommandResult) -> None:
+        entry = self.commands.get(result.command_id)
+        if entry is None or entry["source"] != source:
+            raise ValueError(f"result for unknown command {result.command_id!r}")
+        entry["result"] = {"ok": result.ok, "detail": result.detail}
+        self.events.append(
+            (
+                entry["car"],
+                "command.result",
+                {"command_id": result.command_id, **entry["result"]},
+            )
+        )
 
     def _tracker(self, session_key: str, source: str) -> _Tracker:
         tracker = self._trackers.get(session_key)

@@ -7,12 +7,14 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from driver_pc.protocol import topics
 from driver_pc.protocol.codec import Codec
+from driver_pc.protocol.messages import Command
 from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.config import ApplianceConfig, mqtt_password_from_env
 from pitbox_appliance.core.ingest import Ingestor
@@ -20,6 +22,9 @@ from pitbox_appliance.storage.database import open_database
 from pitbox_appliance.storage.writer import SessionWriter
 
 logger = logging.getLogger(__name__)
+
+# The envelope source of everything the appliance sends to shims.
+APPLIANCE_SOURCE = "appliance"
 
 
 class CoreService:
@@ -49,6 +54,7 @@ class CoreService:
             target=self._ingest_loop, name="ingest", daemon=True
         )
         self.live_published = 0
+        self._command_seq = 0
         self.started = time.time()
         self._lock = threading.Lock()
 
@@ -63,6 +69,39 @@ class CoreService:
         self.connection.stop()
         self.writer.close()
         self.engine.dispose()
+
+    def send_command(self, car: str, kind: str, args: dict[str, Any]) -> Command:
+        """Send a command to the shim of ``car`` that streamed last (the active driver).
+
+        Raises LookupError when no shim of that car has been seen.
+        """
+        with self._lock:
+            live = self.ingestor.live.get(car)
+            source = live.source if live is not None else None
+        if source is None:
+            raise LookupError(f"no shim of car {car!r} has streamed yet")
+        command = Command(uuid.uuid4().hex, kind, args)
+        with self._lock:
+            self._command_seq = max(self._command_seq + 1, time.time_ns() // 1000)
+            payload = self.ingestor.codec.encode(
+                APPLIANCE_SOURCE, self._command_seq, command
+            )
+            self.ingestor.commands[command.command_id] = {
+                "car": car,
+                "source": source,
+                "kind": kind,
+                "args": args,
+                "sent_at": time.time(),
+                "result": None,
+            }
+        self.connection.publish(topics.shim_commands(source), payload)
+        return command
+
+    def command_status(self, command_id: str) -> dict[str, Any] | None:
+        """What became of a command: None if unknown, ``result`` None while pending."""
+        with self._lock:
+            entry = self.ingestor.commands.get(command_id)
+            return dict(entry) if entry is not None else None
 
     def health(self) -> dict[str, Any]:
         """Counters for the health endpoint and the dashboard."""
