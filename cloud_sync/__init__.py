@@ -1,1 +1,1 @@
-"""Cloud sync: compacted sessions to S3 (not built yet; see docs/STATUS.md)."""
+"""Cloud sync: the durable outbox of compacted sessions, uploaded to S3 (or a directory) and verified."""

@@ -73,9 +73,11 @@ def _command_plugins() -> list[Callable[[Any], None]]:
     Each exposes ``add_command(subparsers)``, which adds its parser and sets
     ``handler`` as a parser default.
     """
+    from cloud_sync.command import add_command as add_sync
+    from pitbox_appliance.compaction.command import add_command as add_compact
     from pitbox_appliance.strategy.command import add_command as add_timing
 
-    return [add_timing]
+    return [add_timing, add_compact, add_sync]
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

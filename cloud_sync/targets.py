@@ -1,0 +1,206 @@
+"""Upload targets: the interface, its errors, ``file:///dir`` and the URL parser (``s3://`` lives in s3.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+from cloud_sync.manifest import SetFile
+
+PartCallback = Callable[[str, int], None]
+
+
+class TargetError(Exception):
+    """An upload did not happen; ``transient`` says whether waiting can help."""
+
+    transient = False
+
+
+class UnreachableError(TargetError):
+    """The endpoint cannot be reached or is overloaded: back off and try again."""
+
+    transient = True
+
+
+class RefusedError(TargetError):
+    """The target refused us (credentials, permissions, no bucket): needs a person."""
+
+
+class ConflictError(TargetError):
+    """An object with that key exists and is not ours; it is never overwritten."""
+
+
+class VerifyError(TargetError):
+    """After the upload the object does not have the expected size or checksum."""
+
+
+class PutResult(StrEnum):
+    """What a create-only put did."""
+
+    CREATED = "created"
+    ALREADY_THERE = "already_there"  # an identical object was there: nothing written
+
+
+class ResumeStore(Protocol):
+    """Where a target keeps multipart uploads in progress (the outbox)."""
+
+    def get(self, key: str) -> tuple[str, int] | None: ...
+
+    def save(self, key: str, upload_id: str, part_size: int) -> None: ...
+
+    def clear(self, key: str) -> None: ...
+
+
+class Target(Protocol):
+    """A place compacted sessions go. Puts are create-only and verified."""
+
+    url: str
+
+    def key(self, rel: str) -> str:
+        """The object key of a path relative to the outbox (prefix applied)."""
+        ...
+
+    def put(
+        self, key: str, source: Path, item: SetFile, resume: ResumeStore
+    ) -> PutResult:
+        """Create ``key`` from ``source`` unless present; verify it; never overwrite."""
+        ...
+
+    def list_keys(self) -> list[str]:
+        """Every key under the target's prefix."""
+        ...
+
+    def download(self, key: str, dest: Path) -> None: ...
+
+
+def parse_target(url: str, **s3_options: Any) -> Target:
+    """``s3://bucket/prefix`` or ``file:///dir``; ``s3_options`` go to S3Target."""
+    parsed = urlparse(url)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"{url!r}: s3 URL needs a bucket (s3://bucket/prefix)")
+        from cloud_sync.s3 import S3Target
+
+        return S3Target(parsed.netloc, parsed.path.strip("/"), **s3_options)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"{url!r}: file URL must be file:///absolute/dir")
+        return FileTarget(Path(unquote(parsed.path)))
+    raise ValueError(f"{url!r}: target must be s3://bucket/prefix or file:///dir")
+
+
+class FileTarget:
+    """A directory (local disk, USB drive, NAS mount) laid out like the bucket.
+
+    The directory must exist: a missing one is reported as unreachable, so an
+    unmounted drive is waited for instead of being filled on the root filesystem.
+    Create-only is a hard link of a fully written temp file (atomic, fails if the
+    name exists), with an exclusive create as fallback where links are unsupported.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = f"file://{root}"
+
+    def key(self, rel: str) -> str:
+        return rel
+
+    def put(
+        self, key: str, source: Path, item: SetFile, resume: ResumeStore
+    ) -> PutResult:
+        dest = self._path(key)
+        if dest.exists():
+            self._check_existing(dest, item)
+            return PutResult.ALREADY_THERE
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.tmp"
+            try:
+                with source.open("rb") as src, tmp.open("xb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                    out.flush()
+                    os.fsync(out.fileno())
+                created = _link_exclusive(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
+            _fsync_dir(dest.parent)
+        except OSError as exc:
+            raise UnreachableError(f"{dest}: {exc}") from None
+        if not created:
+            self._check_existing(dest, item)
+            return PutResult.ALREADY_THERE
+        if not _same(dest, item):
+            raise VerifyError(f"{dest}: written file does not match its checksum")
+        return PutResult.CREATED
+
+    def list_keys(self) -> list[str]:
+        self._path("")
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in self.root.rglob("*")
+            if p.is_file() and not p.name.endswith(".tmp")
+        )
+
+    def download(self, key: str, dest: Path) -> None:
+        shutil.copyfile(self._path(key), dest)
+
+    def _path(self, key: str) -> Path:
+        if not self.root.is_dir():
+            raise UnreachableError(
+                f"target directory {self.root} is missing (not mounted?)"
+            )
+        return self.root / key
+
+    @staticmethod
+    def _check_existing(dest: Path, item: SetFile) -> None:
+        if not _same(dest, item):
+            raise ConflictError(f"{dest} exists with other content; not overwritten")
+
+
+def _link_exclusive(tmp: Path, dest: Path) -> bool:
+    """Give ``tmp``'s content the name ``dest`` unless it exists; True if created."""
+    try:
+        os.link(tmp, dest)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:
+        pass  # no hard links here (FAT, exFAT, some network mounts)
+    try:
+        out = dest.open("xb")
+    except FileExistsError:
+        return False
+    try:
+        with out, tmp.open("rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        dest.unlink(missing_ok=True)  # never leave a half-written object behind
+        raise
+    return True
+
+
+def _same(path: Path, item: SetFile) -> bool:
+    if path.stat().st_size != item.size:
+        return False
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest() == item.sha256
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

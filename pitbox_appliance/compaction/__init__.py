@@ -1,0 +1,18 @@
+"""Compaction: a finished session from the appliance database → Parquet files and a manifest in the outbox."""
+
+from pitbox_appliance.compaction.compactor import (
+    AlreadyCompactedError,
+    CompactionError,
+    compact_session,
+    compacted_path,
+)
+from pitbox_appliance.compaction.manifest import SCHEMA_VERSION, Manifest
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AlreadyCompactedError",
+    "CompactionError",
+    "Manifest",
+    "compact_session",
+    "compacted_path",
+]

@@ -1,0 +1,378 @@
+"""compact_session: one stored session → a partitioned directory of Parquet files plus manifest.json."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from driver_pc.protocol.codec import decode_batch
+from driver_pc.protocol.messages import ChannelDictionary
+from driver_pc.session_info import SessionInfoError, parse_session_info
+from pitbox_appliance.compaction.manifest import (
+    MANIFEST_NAME,
+    FileEntry,
+    Manifest,
+    Partition,
+    file_entry,
+)
+from pitbox_appliance.compaction.summary import (
+    SessionRows,
+    StintFuel,
+    events_table,
+    laps_table,
+    session_analytics,
+    session_date,
+    session_table,
+    stint_summaries,
+    stints_table,
+    team_of,
+)
+from pitbox_appliance.compaction.telemetry import TelemetryWriter
+from pitbox_appliance.storage.models import (
+    ChannelSet,
+    Driver,
+    Event,
+    Lap,
+    RaceSession,
+    Stint,
+    TelemetryChunk,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGING = ".staging"
+UNKNOWN = "unknown"
+CHUNKS_PER_FETCH = 512
+TABLE_FILES = {
+    "telemetry": "telemetry/telemetry.parquet",
+    "telemetry_exceptions": "telemetry_exceptions/telemetry_exceptions.parquet",
+    "laps": "laps/laps.parquet",
+    "stints": "stints/stints.parquet",
+    "events": "events/events.parquet",
+    "session": "session/session.parquet",
+}
+
+
+class CompactionError(RuntimeError):
+    """A session could not be compacted; the message says which and why."""
+
+
+class AlreadyCompactedError(CompactionError):
+    """The session's directory already exists in the outbox (use ``replace``)."""
+
+
+def compact_session(
+    engine: Engine,
+    session_id: int,
+    out_dir: Path,
+    *,
+    team: str | None = None,
+    replace: bool = False,
+) -> Manifest:
+    """Write session ``session_id`` as a compacted set under ``out_dir``; returns its manifest.
+
+    The set is written in ``out_dir/.staging`` and renamed into
+    ``out_dir/team=…/season=…/track=…/session=…`` only when complete (manifest last),
+    so a reader (the uploader) never sees half a session. ``team`` overrides the team
+    name found in the data.
+    """
+    rows, dictionaries = _load(engine, session_id)
+    info = _session_info(rows.race)
+    team_name = team or team_of(rows)
+    partition, season_source = _partition(rows.race, team_name, info)
+    final = out_dir / partition.path
+    if final.exists() and not replace:
+        raise AlreadyCompactedError(f"session {session_id} is already at {final}")
+    staging = out_dir / STAGING / uuid.uuid4().hex
+    staging.mkdir(parents=True)
+    try:
+        manifest = _write_set(
+            engine,
+            rows,
+            dictionaries,
+            info,
+            partition,
+            team_name,
+            season_source,
+            staging,
+        )
+        _fsync_tree(staging)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            trash = out_dir / STAGING / f"old-{uuid.uuid4().hex}"
+            final.rename(trash)
+            shutil.rmtree(trash)
+        staging.rename(final)
+        _fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("compacted session %s into %s", session_id, final)
+    return manifest
+
+
+def compacted_path(
+    engine: Engine, session_id: int, out_dir: Path, *, team: str | None = None
+) -> Path:
+    """Where ``compact_session`` puts (or has put) this session."""
+    rows, _ = _load(engine, session_id, relational_only=True)
+    info = _session_info(rows.race)
+    partition, _ = _partition(rows.race, team or team_of(rows), info)
+    return out_dir / partition.path
+
+
+def slug(value: str) -> str:
+    """A partition value: lowercase ``[a-z0-9-]``, at most 64 characters."""
+    text = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")[:64].strip("-")
+    return text or UNKNOWN
+
+
+# ---- reading ---------------------------------------------------------------------
+def _load(
+    engine: Engine, session_id: int, relational_only: bool = False
+) -> tuple[SessionRows, list[ChannelDictionary]]:
+    with Session(engine) as db:
+        race = db.get(RaceSession, session_id)
+        if race is None:
+            raise CompactionError(f"no session {session_id} in the database")
+        stints = list(
+            db.scalars(
+                select(Stint)
+                .where(Stint.session_id == session_id)
+                .order_by(Stint.number)
+            )
+        )
+        laps = list(
+            db.scalars(
+                select(Lap).where(Lap.session_id == session_id).order_by(Lap.end_time)
+            )
+        )
+        events = list(
+            db.scalars(
+                select(Event)
+                .where(Event.session_id == session_id)
+                .order_by(Event.session_time, Event.id)
+            )
+        )
+        ids = {s.driver_id for s in stints} | {lap.driver_id for lap in laps}
+        drivers = {
+            d.id: d
+            for d in db.scalars(
+                select(Driver).where(Driver.id.in_([i for i in ids if i is not None]))
+            )
+        }
+        dictionaries: list[ChannelDictionary] = []
+        if not relational_only:
+            used = db.scalars(
+                select(TelemetryChunk.dict_id)
+                .where(TelemetryChunk.session_id == session_id)
+                .distinct()
+            ).all()
+            for dict_id in sorted(used):
+                definition = db.scalar(
+                    select(ChannelSet.definition)
+                    .where(ChannelSet.dict_id == dict_id)
+                    .order_by((ChannelSet.session_id != session_id), ChannelSet.id)
+                    .limit(1)
+                )
+                if definition is None:
+                    raise CompactionError(
+                        f"session {session_id}: no channel dictionary {dict_id:#010x}"
+                    )
+                dictionaries.append(ChannelDictionary.from_json(dict(definition)))
+        db.expunge_all()
+    return SessionRows(race, drivers, stints, laps, events), dictionaries
+
+
+def _session_info(race: RaceSession) -> dict[str, Any]:
+    if not race.session_info:
+        return {}
+    try:
+        return parse_session_info(race.session_info)
+    except SessionInfoError:
+        logger.warning("session %s: unreadable session info", race.id)
+        return {}
+
+
+def _partition(
+    race: RaceSession, team: str | None, info: dict[str, Any]
+) -> tuple[Partition, str]:
+    date = session_date(info)
+    if date is not None:
+        season, source = date.year, "session_info"
+    else:
+        season = dt.datetime.fromtimestamp(race.created_at, dt.UTC).year
+        source = "stored_at"
+    return (
+        Partition(
+            team=slug(team or UNKNOWN),
+            season=season,
+            track=slug(race.track or UNKNOWN),
+            session=slug(race.session_key),
+        ),
+        source,
+    )
+
+
+def _chunks(
+    engine: Engine, session_id: int, dictionaries: list[ChannelDictionary]
+) -> Any:
+    """Decoded batches in chunk order: (source, frames)."""
+    by_id = {d.dict_id: d for d in dictionaries}
+    decompressor = zstandard.ZstdDecompressor()
+    query = (
+        select(TelemetryChunk.source, TelemetryChunk.data)
+        .where(TelemetryChunk.session_id == session_id)
+        .order_by(TelemetryChunk.start_time, TelemetryChunk.source, TelemetryChunk.seq)
+        .execution_options(yield_per=CHUNKS_PER_FETCH)
+    )
+    with Session(engine) as db:
+        for source, data in db.execute(query):
+            batch = decode_batch(decompressor.decompress(data), by_id)
+            yield source, batch.frames
+
+
+# ---- writing ---------------------------------------------------------------------
+def _write_set(
+    engine: Engine,
+    rows: SessionRows,
+    dictionaries: list[ChannelDictionary],
+    info: dict[str, Any],
+    partition: Partition,
+    team_name: str | None,
+    season_source: str,
+    root: Path,
+) -> Manifest:
+    race = rows.race
+    fuel = StintFuel([s.start_time for s in rows.stints])
+    files: list[FileEntry] = []
+    notes: list[str] = []
+    telemetry_summary: dict[str, Any] = {"rows": 0, "values": 0, "columns": []}
+    if dictionaries:
+        writer = TelemetryWriter(dictionaries)
+        path = root / TABLE_FILES["telemetry"]
+        path.parent.mkdir(parents=True)
+        writer.open(path)
+        exceptions = root / TABLE_FILES["telemetry_exceptions"]
+        exceptions.parent.mkdir(parents=True)
+        for source, frames in _chunks(engine, race.id, dictionaries):
+            writer.add(source, frames)
+            fuel(source, frames)
+        fuel.finish()
+        result = writer.result
+        if writer.close(exceptions):
+            files.append(
+                file_entry(
+                    root,
+                    TABLE_FILES["telemetry_exceptions"],
+                    "telemetry_exceptions",
+                    result.exceptions,
+                )
+            )
+        else:
+            exceptions.parent.rmdir()
+        files.insert(
+            0, file_entry(root, TABLE_FILES["telemetry"], "telemetry", result.rows)
+        )
+        telemetry_summary = {
+            "rows": result.rows,
+            "values": result.values,
+            "exceptions": result.exceptions,
+            "tick_rates": sorted(result.tick_rates),
+            "first_time": result.first_time,
+            "last_time": result.last_time,
+            "sources": sorted(result.sources),
+            "columns": [c.describe() for c in result.columns],
+        }
+    else:
+        notes.append("no telemetry stored for this session")
+    stints = stint_summaries(rows, fuel)
+    tables = {
+        "laps": laps_table(rows),
+        "stints": stints_table(stints),
+        "events": events_table(rows, _dumps),
+        "session": session_table(rows, stints, team_name),
+    }
+    for table, data in tables.items():
+        files.append(_write_table(root, table, data))
+    manifest = Manifest(
+        partition=partition,
+        files=tuple(files),
+        session={
+            "session_key": race.session_key,
+            "appliance_session_id": race.id,
+            "car": race.car,
+            "track": race.track or None,
+            "track_length_km": race.track_length_km or None,
+            "subsession_id": race.subsession_id or None,
+            "team": team_name,
+            "first_time": race.first_time,
+            "last_time": race.last_time,
+            "stored_at": dt.datetime.fromtimestamp(race.created_at, dt.UTC).isoformat(),
+            "season_source": season_source,
+            "drivers": sorted(
+                (
+                    {
+                        "user_id": d.user_id,
+                        "user_name": d.user_name,
+                        "team_name": d.team_name,
+                    }
+                    for d in rows.drivers.values()
+                ),
+                key=lambda d: (str(d["user_name"]), int(d["user_id"])),
+            ),
+        },
+        analytics=session_analytics(rows, stints, partition.session, info),
+        telemetry=telemetry_summary,
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        notes=notes,
+    )
+    tmp = root / f".{MANIFEST_NAME}.tmp"
+    tmp.write_text(manifest.dumps())
+    tmp.rename(root / MANIFEST_NAME)
+    return manifest
+
+
+def _write_table(root: Path, table: str, data: pa.Table) -> FileEntry:
+    rel = TABLE_FILES[table]
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(data, path, compression="zstd", compression_level=9)
+    return file_entry(root, rel, table, data.num_rows)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file and directory of the staged set to disk before the rename."""
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
