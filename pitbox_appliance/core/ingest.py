@@ -7,8 +7,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from driver_pc.protocol.codec import Codec, DecodeError, parse_body
 from driver_pc.protocol.messages import (
     ChannelDictionary,
@@ -25,6 +23,13 @@ from pitbox_appliance.analysis.lap_inputs import INPUT_CHANNELS, LapInputBuffer
 from pitbox_appliance.core.segmentation import CompletedLap, LapSegmenter
 from pitbox_appliance.storage.models import Lap
 from pitbox_appliance.storage.writer import SessionWriter
+from pitbox_appliance.strategy.fuel import (
+    LapFuel,
+    RaceLength,
+    plan_fuel,
+    race_length,
+    tank_capacity,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +94,7 @@ class LiveCar:
     best_lap_time: float | None = None
     laps_completed: int = 0
     fuel_per_lap: float | None = None
+    strategy: dict[str, Any] = field(default_factory=dict)
     stint: int = 0
     recent_laps: list[dict[str, Any]] = field(default_factory=list)
 
@@ -107,6 +113,11 @@ class _Tracker:
     pit_exits_seen: int = 0
     info_update: int = -1
     inputs: LapInputBuffer = field(default_factory=LapInputBuffer)
+    fuel_laps: list[LapFuel] = field(default_factory=list)
+    race: RaceLength = field(default_factory=RaceLength)
+    tank: float | None = None
+    max_fuel_seen: float = 0.0
+    last_advice: tuple[int | None, int | None] | None = None
 
 
 class Ingestor:
@@ -239,6 +250,8 @@ class Ingestor:
             raise ValueError(str(exc)) from None
         track = track_info(info)
         tracker.live.track = track["track"]
+        tracker.race = race_length(info)
+        tracker.tank = tank_capacity(info)
         self.writer.update_session(
             tracker.session_id,
             track=track["track"],
@@ -292,6 +305,10 @@ class Ingestor:
         seg = tracker.segmenter
         completed = seg.feed(frames)
         tracker.inputs.append(frames)
+        if "FuelLevel" in names:
+            tracker.max_fuel_seen = max(
+                tracker.max_fuel_seen, float(frames["FuelLevel"].max())
+            )
         if tracker.stint_id is None or len(seg.pit_exits) > tracker.pit_exits_seen:
             start = (
                 seg.pit_exits[-1] if len(seg.pit_exits) > tracker.pit_exits_seen else t0
@@ -344,13 +361,35 @@ class Ingestor:
             "driver": live.driver,
         }
         live.recent_laps = [entry, *live.recent_laps][:10]
-        green = [
-            e["fuel"]
-            for e in live.recent_laps
-            if e["fuel"] and not e["pit"] and e["time"]
-        ]
-        live.fuel_per_lap = float(np.median(green)) if green else None
         self.events.append((live.car, "lap.completed", entry))
+        self._update_strategy(tracker, lap)
+
+    def _update_strategy(self, tracker: _Tracker, lap: CompletedLap) -> None:
+        tracker.fuel_laps.append(
+            LapFuel(lap.lap_number, lap.lap_time, lap.fuel_used, lap.pit_lap)
+        )
+        live = tracker.live
+        fuel = live.values.get("FuelLevel")
+        plan = plan_fuel(
+            tracker.fuel_laps,
+            fuel_level=fuel,
+            tank_capacity=tracker.tank or (tracker.max_fuel_seen or None),
+            race=tracker.race,
+            laps_completed=lap.lap_number,
+            elapsed_s=lap.end_time,
+        )
+        live.fuel_per_lap = plan.fuel_per_lap
+        live.strategy = plan.as_dict()
+        advice = (plan.stops_needed, plan.pit_window_open_lap)
+        if plan.stops_needed is not None and advice != tracker.last_advice:
+            tracker.last_advice = advice
+            self.events.append((live.car, "strategy_recommendation", live.strategy))
+            self.writer.add_event(
+                tracker.session_id,
+                "strategy_recommendation",
+                lap.end_time,
+                live.strategy,
+            )
 
 
 def car_of_source(source: str) -> str:

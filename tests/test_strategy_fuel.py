@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import pytest
+
+from pitbox_appliance.strategy.fuel import (
+    LapFuel,
+    RaceLength,
+    green_fuel_laps,
+    plan_fuel,
+    race_length,
+    tank_capacity,
+)
+
+
+def laps_with(
+    fuel: list[float],
+    pit: set[int] = frozenset(),
+    yellow: set[int] = frozenset(),
+    slow: set[int] = frozenset(),
+) -> list[LapFuel]:  # type: ignore[assignment]
+    return [
+        LapFuel(
+            i + 1,
+            90.0 * (1.3 if i + 1 in slow else 1.0),
+            f,
+            i + 1 in pit,
+            i + 1 in yellow,
+        )
+        for i, f in enumerate(fuel)
+    ]
+
+
+def test_pit_out_yellow_and_slow_laps_are_excluded() -> None:
+    laps = laps_with(
+        [2.0, 2.0, 9.0, 0.5, 2.0, 1.0, 2.0, 3.0], pit={3}, yellow={6}, slow={8}
+    )
+    assert [lap.lap for lap in green_fuel_laps(laps)] == [1, 2, 5, 7]
+
+
+def test_lap_race_needing_one_stop() -> None:
+    laps = laps_with([2.0] * 10)
+    plan = plan_fuel(
+        laps,
+        fuel_level=20.0,
+        tank_capacity=60.0,
+        race=RaceLength(laps=45),
+        laps_completed=10,
+    )
+    assert plan.fuel_per_lap == pytest.approx(2.0)
+    assert plan.laps_of_fuel == pytest.approx(10.0)
+    assert plan.laps_remaining == 35
+    assert plan.fuel_to_finish == pytest.approx(71.0)  # 35.5 laps with the margin
+    assert plan.stops_needed == 1
+    assert plan.fuel_to_add == pytest.approx(51.0)
+    assert plan.pit_window_close_lap == 19  # 10 laps of fuel less the margin
+    assert plan.pit_window_open_lap is not None
+    assert plan.pit_window_open_lap <= plan.pit_window_close_lap
+
+
+def test_two_stops_split_fuel_and_no_stop_needed() -> None:
+    laps = laps_with([2.0] * 5)
+    two = plan_fuel(laps, 10.0, 50.0, RaceLength(laps=55), laps_completed=5)
+    assert two.stops_needed == 2  # 91 l missing, a tank holds 50
+    assert two.fuel_to_add == pytest.approx(91.0 / 2)
+    none = plan_fuel(laps, 40.0, 50.0, RaceLength(laps=20), laps_completed=5)
+    assert none.stops_needed == 0
+    assert none.fuel_to_add == 0.0
+    assert none.pit_window_open_lap is None
+
+
+def test_fuel_save_target_to_skip_the_stop() -> None:
+    laps = laps_with([2.0] * 5)
+    plan = plan_fuel(laps, 38.0, 60.0, RaceLength(laps=25), laps_completed=5)
+    assert plan.stops_needed == 1
+    assert plan.save_per_lap_to_skip_stop == pytest.approx(2.0 - 38.0 / 20.5)
+
+
+def test_timed_race_counts_laps_from_the_clock() -> None:
+    laps = laps_with([2.0] * 5)
+    plan = plan_fuel(
+        laps, 30.0, 60.0, RaceLength(seconds=3600.0), laps_completed=5, elapsed_s=450.0
+    )
+    assert plan.laps_remaining == 35  # ceil(3150 / 90)
+
+
+def test_unknown_inputs_give_none_not_guesses() -> None:
+    plan = plan_fuel([], 30.0, 60.0, RaceLength(laps=10), laps_completed=0)
+    assert plan.fuel_per_lap is None
+    assert plan.stops_needed is None
+
+
+def test_session_info_parsing() -> None:
+    info = {
+        "SessionInfo": {
+            "Sessions": [
+                {
+                    "SessionNum": 0,
+                    "SessionLaps": "unlimited",
+                    "SessionTime": "5400.0000 sec",
+                }
+            ]
+        },
+        "DriverInfo": {"DriverCarFuelMaxLtr": 100.0, "DriverCarMaxFuelPct": 0.5},
+    }
+    assert race_length(info) == RaceLength(laps=None, seconds=5400.0)
+    assert tank_capacity(info) == 50.0
+
+
+def test_ingest_publishes_fuel_strategy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from driver_pc.adapters.simulator import write_simulated_ibt
+    from pitbox_appliance.core.ingest import Ingestor
+    from pitbox_appliance.importer import import_file, local_codec
+    from pitbox_appliance.storage.database import open_database
+    from pitbox_appliance.storage.writer import SessionWriter
+
+    path = write_simulated_ibt(tmp_path / "s.ibt", laps=12, seed=3, start_fuel=4.0)
+    codec = local_codec()
+    ingestor = Ingestor(
+        codec, SessionWriter(open_database(f"sqlite:///{tmp_path / 'db'}"))
+    )
+    import_file(path, ingestor, codec, car="car5")
+    (live,) = ingestor.live.values()
+    plan = live.strategy
+    assert plan["fuel_per_lap"] == pytest.approx(0.4, abs=0.05)  # the simulator's burn
+    assert plan["laps_remaining"] == 0
+    advice = [e for e in ingestor.events if e[1] == "strategy_recommendation"]
+    assert advice
+    # 4 l cannot do 12 laps at 0.4 l/lap: a stop is advised, then none after it.
+    assert advice[0][2]["stops_needed"] == 1
+    assert advice[-1][2]["stops_needed"] == 0
