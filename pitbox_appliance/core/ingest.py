@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from driver_pc.protocol.codec import Codec, DecodeError, parse_body
+from driver_pc.protocol.codec import Codec, DecodeError, decode_batch, parse_body
 from driver_pc.protocol.messages import (
     ChannelDictionary,
     CommandResult,
@@ -236,8 +236,51 @@ class Ingestor:
                 sid, LiveCar(car, session_key, sid, source=source), LapSegmenter()
             )
             self._trackers[session_key] = tracker
+            self._resume(tracker)
         tracker.live.source = source
         return tracker
+
+    def _resume(self, tracker: _Tracker) -> None:
+        """Rebuild a car's state from what is stored, after a restart of the core.
+
+        The telemetry since the start of the last stored lap goes through the
+        segmenter again (its laps are already stored and are not stored twice), so
+        the lap in progress is timed from its real start; the open stint and its
+        driver carry on.
+        """
+        state = self.writer.resume_state(tracker.session_id)
+        if state is None:
+            return
+        for dict_id, data in state.chunks:
+            if dict_id not in self._dicts:
+                continue
+            body = self.codec.decompress(data)
+            batch = decode_batch(body, self._dicts, DECODED_CHANNELS)
+            tracker.segmenter.feed(batch.frames)
+            tracker.inputs.append(batch.frames)
+        tracker.pit_exits_seen = len(tracker.segmenter.pit_exits)
+        tracker.stint_id, tracker.stint_number = state.stint_id, state.stint_number
+        tracker.driver_id = state.driver_id
+        live = tracker.live
+        live.stint = state.stint_number
+        live.driver = state.driver_name
+        for lap in state.laps:
+            tracker.fuel_laps.append(
+                LapFuel(lap.lap_number, lap.lap_time, lap.fuel_used, lap.pit_lap)
+            )
+            live.laps_completed = max(live.laps_completed, lap.lap_number)
+            if lap.lap_time is not None:
+                live.last_lap_time = lap.lap_time
+                if live.best_lap_time is None or lap.lap_time < live.best_lap_time:
+                    live.best_lap_time = lap.lap_time
+            entry = {
+                "lap": lap.lap_number,
+                "time": lap.lap_time,
+                "fuel": lap.fuel_used,
+                "pit": lap.pit_lap,
+                "driver": state.driver_name,
+            }
+            live.recent_laps = [entry, *live.recent_laps][:10]
 
     def _session_info(self, source: str, msg: SessionInfo) -> None:
         tracker = self._tracker(msg.session_key, source)

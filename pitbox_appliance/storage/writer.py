@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
@@ -18,6 +19,22 @@ from pitbox_appliance.storage.models import (
     Stint,
     TelemetryChunk,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeState:
+    """What the writer has stored of a session, for a core that restarted."""
+
+    chunks: list[tuple[int, bytes]]
+    laps: list[Lap]
+    stint_id: int | None
+    stint_number: int
+    driver_id: int | None
+    driver_name: str
+
+
+RESUME_WINDOW_S = 30 * 60  # never replay more than this much telemetry on resume
+RESUME_LAPS = 50
 
 
 class SessionWriter:
@@ -56,6 +73,56 @@ class SessionWriter:
     def source_seqs(self) -> dict[str, int]:
         """Highest stored sequence number per source (for de-duplication)."""
         return {s.id: s.last_seq for s in self._db.scalars(select(Source))}
+
+    def resume_state(self, session_id: int) -> ResumeState | None:
+        """Stored chunks since the last lap's start, the laps and the open stint."""
+        db = self._db
+        laps = list(
+            db.scalars(
+                select(Lap).where(Lap.session_id == session_id).order_by(Lap.end_time)
+            )
+        )
+        last_chunk = db.scalar(
+            select(TelemetryChunk.end_time)
+            .where(TelemetryChunk.session_id == session_id)
+            .order_by(TelemetryChunk.end_time.desc())
+            .limit(1)
+        )
+        if last_chunk is None:
+            return None
+        since = last_chunk - RESUME_WINDOW_S
+        if laps:
+            start = (
+                laps[-1].start_time
+                if laps[-1].start_time is not None
+                else laps[-1].end_time
+            )
+            since = max(since, start - 1.0)
+        chunks = [
+            (int(dict_id), bytes(data))
+            for dict_id, data in db.execute(
+                select(TelemetryChunk.dict_id, TelemetryChunk.data)
+                .where(
+                    TelemetryChunk.session_id == session_id,
+                    TelemetryChunk.end_time >= since,
+                )
+                .order_by(TelemetryChunk.start_time)
+            )
+        ]
+        stint = db.scalar(
+            select(Stint)
+            .where(Stint.session_id == session_id)
+            .order_by(Stint.number.desc())
+        )
+        driver = db.get(Driver, stint.driver_id) if stint and stint.driver_id else None
+        return ResumeState(
+            chunks=chunks,
+            laps=laps[-RESUME_LAPS:],
+            stint_id=stint.id if stint else None,
+            stint_number=stint.number if stint else 0,
+            driver_id=stint.driver_id if stint else None,
+            driver_name=driver.user_name if driver else "",
+        )
 
     def channel_sets(self) -> list[dict[str, Any]]:
         return [dict(c.definition) for c in self._db.scalars(select(ChannelSet))]
