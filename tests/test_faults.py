@@ -120,3 +120,108 @@ def test_core_killed_twice_mid_race_loses_nothing(
             core.wait(timeout=15)
         except subprocess.TimeoutExpired:
             core.kill()
+
+
+@pytest.mark.timeout(240)
+def test_shim_spool_survives_kill_9_while_broker_is_down(
+    broker: BrokerHandle, tmp_path: Path
+) -> None:
+
+    key = os.urandom(32)
+    spool = tmp_path / "shim.spool"
+    env = {
+        **os.environ,
+        "PITBOX_TEAM_KEY": key.hex(),
+        "PITBOX_MQTT_PASSWORD": broker.driver_password,
+    }
+    shim_cmd = [
+        sys.executable,
+        "-m",
+        "driver_pc",
+        "--source",
+        broker.driver_user,
+        "--port",
+        str(broker.port),
+        "--spool",
+        str(spool),
+        "--adapter",
+        "simulator",
+    ]
+    broker.broker.stop()
+    first = subprocess.Popen(
+        [*shim_cmd, "--laps", "3", "--speed", "0", "--seed", "31"], env=env
+    )
+
+    def spooled() -> int:
+        if not spool.exists():
+            return 0
+        try:
+            with sqlite3.connect(f"file:{spool}?mode=ro", uri=True, timeout=5) as conn:
+                return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
+    assert wait_for(lambda: spooled() > 1000, timeout=60)  # the whole race is on disk
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    kept = spooled()
+    assert kept > 1000
+    from driver_pc.protocol.codec import Codec
+    from driver_pc.protocol.messages import MessageType
+
+    codec = Codec(key)
+    with sqlite3.connect(spool) as conn:
+        kinds = [
+            codec.open_compressed(p)[2]
+            for (p,) in conn.execute("SELECT payload FROM outbox")
+        ]
+    spooled_batches = kinds.count(MessageType.TELEMETRY)
+
+    broker.broker.start()
+    db = tmp_path / "core.sqlite3"
+    config = tmp_path / "appliance.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "mqtt": {
+                    "host": broker.host,
+                    "port": broker.port,
+                    "username": broker.appliance_user,
+                },
+                "core": {"db_url": f"sqlite:///{db}", "api_port": free_port()},
+            }
+        )
+    )
+    core_env = {**env, "PITBOX_MQTT_PASSWORD": broker.appliance_password}
+    log = tmp_path / "core.log"
+    core = start_core(config, core_env, log)
+    try:
+        assert wait_for(lambda: "connected to" in log.read_text(), timeout=30)
+        # The restarted shim sends what the killed one spooled before its own data.
+        second = subprocess.run(
+            [*shim_cmd, "--laps", "1", "--speed", "0", "--seed", "32"],
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert second.returncode == 0
+        assert spooled() == 0
+
+        def stored_batches() -> dict[str, int]:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+                return dict(
+                    conn.execute(
+                        "SELECT s.session_key, COUNT(c.id) FROM sessions s JOIN"
+                        " telemetry_chunks c ON c.session_id = s.id GROUP BY s.session_key"
+                    )
+                )
+
+        # Every batch the killed shim had spooled arrives, once.
+        assert wait_for(lambda: stored_batches().get("sim-31-3") == spooled_batches, 60)
+        assert len(lap_rows(db)) >= 2
+    finally:
+        core.send_signal(signal.SIGTERM)
+        try:
+            core.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            core.kill()
