@@ -31,7 +31,9 @@ class CoreConfig(_Section):
         None, description="SQLAlchemy URL; default under the user data dir"
     )
     commit_interval_s: float = Field(
-        0.1, description="longest time between commits", gt=0
+        1.0,
+        description="longest time between commits: SD-card wear against PUBACK delay",
+        gt=0,
     )
     commit_max_messages: int = Field(
         500, description="commit after this many messages", ge=1
