@@ -209,6 +209,7 @@ def render_supervisor_config(
     config: Path,
     team_key_hex: str,
     mqtt_password: str,
+    api_tokens: str = "",
 ) -> Path:
     """Render ``supervisord.conf`` (broker, core, dashboard) into ``run_dir``.
 
@@ -220,6 +221,8 @@ def render_supervisor_config(
     if not mqtt_password or any(c in mqtt_password for c in '"\\\n\r'):
         # Supervisor's environment= parser is shlex-based: keep quoting trivial.
         raise ValueError('mqtt_password must be non-empty without " \\ or newlines')
+    if any(c in api_tokens for c in '"\\\n\r '):
+        raise ValueError("api_tokens must not hold quotes, backslashes or spaces")
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     text = _render(
         "supervisord.conf.template",
@@ -231,6 +234,7 @@ def render_supervisor_config(
         config=_supervisor_escape(str(config)),
         team_key_hex=team_key_hex,
         mqtt_password=_supervisor_escape(mqtt_password),
+        api_tokens=_supervisor_escape(api_tokens),
     )
     path = run_dir / "supervisord.conf"
     _write_private(path, text)

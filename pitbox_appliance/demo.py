@@ -75,8 +75,16 @@ def run_demo(args: argparse.Namespace) -> int:
             }
         )
     )
+    # One token for the pit wall (commands) and the driver endpoints; the core and the
+    # dashboard get it through supervisor's environment.
+    api_token = secrets.token_hex(20)
     conf = render_supervisor_config(
-        broker.run_dir, sys.executable, config_path, team_key.hex(), appliance_password
+        broker.run_dir,
+        sys.executable,
+        config_path,
+        team_key.hex(),
+        appliance_password,
+        api_tokens=f"{api_token}:commands+driver",
     )
     supervisord = subprocess.Popen(
         [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],

@@ -50,9 +50,19 @@ def service(tmp_path: Path, team_key: bytes) -> Iterator[CoreService]:
     core.engine.dispose()
 
 
+API_TOKEN = "test-token-0123456789abcdef"
+DRIVER_TOKEN = "driver-token-0123456789abcdef"
+TOKENS = {
+    API_TOKEN: frozenset({"commands", "driver"}),
+    DRIVER_TOKEN: frozenset({"driver"}),
+}
+
+
 @pytest.fixture
 async def client(service: CoreService) -> AsyncIterator[Client]:
-    async with TestClient(TestServer(create_app(service))) as test_client:
+    server = TestServer(create_app(service, tokens=TOKENS))
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    async with TestClient(server, headers=headers) as test_client:
         yield test_client
 
 
@@ -268,7 +278,10 @@ async def test_openapi_document_matches_the_routes(client: Client) -> None:
 
 
 # ---- start_api ----------------------------------------------------------------------------
-async def test_start_api_on_port_zero(tmp_path: Path, team_key: bytes) -> None:
+async def test_start_api_on_port_zero(
+    tmp_path: Path, team_key: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PITBOX_API_TOKENS", f"{API_TOKEN}:driver")
     config = ApplianceConfig(
         core=CoreConfig(db_url=f"sqlite:///{tmp_path / 'p.db'}", api_port=0)
     )
@@ -283,7 +296,8 @@ async def test_start_api_on_port_zero(tmp_path: Path, team_key: bytes) -> None:
                 assert "uptime_s" in await response.json()
             # Stopping the API closes an open stream instead of waiting for it.
             ws = await http.ws_connect(
-                f"http://127.0.0.1:{port}/api/v1/telemetry/stream"
+                f"http://127.0.0.1:{port}/api/v1/telemetry/stream",
+                headers={"Authorization": f"Bearer {API_TOKEN}"},
             )
             await runner.cleanup()
             closing = await ws.receive(timeout=5)
@@ -294,3 +308,62 @@ async def test_start_api_on_port_zero(tmp_path: Path, team_key: bytes) -> None:
         await runner.cleanup()
         core.writer.close()
         core.engine.dispose()
+
+
+# ---- tokens and scopes ---------------------------------------------------------------------
+async def test_state_changes_need_a_token_with_the_scope(service: CoreService) -> None:
+    body = {"source": "car42-pc1", "state": "streaming", "spool_depth": 0}
+    async with TestClient(TestServer(create_app(service, tokens=TOKENS))) as anonymous:
+        refused = await anonymous.post("/api/v1/status/update", json=body)
+        assert refused.status == 401
+        assert "Authorization" in (await refused.json())["error"]
+        wrong = await anonymous.post(
+            "/api/v1/status/update",
+            json=body,
+            headers={"Authorization": "Bearer not-a-known-token-at-all"},
+        )
+        assert wrong.status == 401
+        narrow = await anonymous.post(
+            "/api/v1/cars/car42/commands",
+            json={"kind": "message", "args": {"text": "hi"}},
+            headers={"Authorization": f"Bearer {DRIVER_TOKEN}"},
+        )
+        assert narrow.status == 403
+        allowed = await anonymous.post(
+            "/api/v1/status/update",
+            json=body,
+            headers={"Authorization": f"Bearer {DRIVER_TOKEN}"},
+        )
+        assert allowed.status == 200
+        reads = await anonymous.get("/api/v1/health")
+        assert reads.status == 200  # reads stay open on the team LAN
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await anonymous.ws_connect("/api/v1/telemetry/stream")
+
+
+async def test_no_tokens_configured_refuses_every_change(service: CoreService) -> None:
+    async with TestClient(TestServer(create_app(service, tokens={}))) as client:
+        response = await client.post(
+            "/api/v1/driver/register",
+            json={
+                "source": "car1-pc1",
+                "car": "car1",
+                "driver_name": "A",
+                "sim": "iracing",
+            },
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+        )
+        assert response.status == 401
+
+
+def test_token_config_errors_never_show_the_token() -> None:
+    from pitbox_appliance.api.auth import TokenConfigError, parse_tokens
+
+    assert parse_tokens(f"{API_TOKEN}:commands+driver") == {
+        API_TOKEN: frozenset({"commands", "driver"})
+    }
+    with pytest.raises(TokenConfigError, match="entry 1") as info:
+        parse_tokens("qzx9:driver")
+    assert "qzx9" not in str(info.value)
+    with pytest.raises(TokenConfigError, match="scopes"):
+        parse_tokens(f"{API_TOKEN}:admin")

@@ -378,6 +378,7 @@ def test_supervisor_config_is_accepted_by_supervisor(tmp_path: Path) -> None:
         tmp_path / "appliance.yaml",
         "ab" * 32,
         "pass, with comma",
+        api_tokens="0123456789abcdef0123:commands+driver",
     )
 
     server = options.ServerOptions()
@@ -389,6 +390,7 @@ def test_supervisor_config_is_accepted_by_supervisor(tmp_path: Path) -> None:
     assert core.environment == {
         "PITBOX_TEAM_KEY": "ab" * 32,
         "PITBOX_MQTT_PASSWORD": "pass, with comma",
+        "PITBOX_API_TOKENS": "0123456789abcdef0123:commands+driver",
     }
     assert core.stopsignal == 15
 

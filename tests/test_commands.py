@@ -47,7 +47,10 @@ def test_command_api_round_trip(appliance: RunningAppliance) -> None:
     assert wait_for(lambda: "car1" in appliance.core.ingestor.live, timeout=20)
 
     async def scenario() -> None:
-        async with TestClient(TestServer(create_app(appliance.core))) as client:
+        token = "commands-token-0123456789"
+        app = create_app(appliance.core, tokens={token: frozenset({"commands"})})
+        headers = {"Authorization": f"Bearer {token}"}
+        async with TestClient(TestServer(app), headers=headers) as client:
             bad = await client.post(
                 "/api/v1/cars/car1/commands", json={"kind": "camera"}
             )

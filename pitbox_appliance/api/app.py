@@ -9,11 +9,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from pitbox_appliance.api import commands, driver, health, openapi, sessions, stream
+from pitbox_appliance.api.auth import require_scope, tokens_from_env
 from pitbox_appliance.api.context import (
     READ_ENGINE,
     REGISTRATIONS,
     SERVICE,
     STREAMS,
+    TOKENS,
     error_response,
 )
 from pitbox_appliance.core.service import CoreService
@@ -22,9 +24,15 @@ from pitbox_appliance.storage.database import default_db_url, make_engine
 logger = logging.getLogger(__name__)
 
 
-def create_app(service: CoreService) -> web.Application:
-    """The API application for ``service``; reads go through a read-only engine."""
-    app = web.Application(middlewares=[json_errors])
+def create_app(
+    service: CoreService, tokens: dict[str, frozenset[str]] | None = None
+) -> web.Application:
+    """The API application for ``service``; reads go through a read-only engine.
+
+    ``tokens`` (token → scopes) default to ``PITBOX_API_TOKENS``; see ``auth.py``.
+    """
+    app = web.Application(middlewares=[json_errors, require_scope])
+    app[TOKENS] = tokens_from_env() if tokens is None else tokens
     app[SERVICE] = service
     app[READ_ENGINE] = make_engine(
         service.config.core.db_url or default_db_url(), readonly=True

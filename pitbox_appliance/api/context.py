@@ -17,6 +17,7 @@ SERVICE = web.AppKey("service", CoreService)
 READ_ENGINE = web.AppKey("read_engine", Engine)
 REGISTRATIONS = web.AppKey("registrations", dict[str, RegistrationOut])
 STREAMS = web.AppKey("streams", weakref.WeakSet[web.WebSocketResponse])
+TOKENS = web.AppKey("tokens", dict[str, frozenset[str]])
 
 Model = TypeVar("Model", bound=BaseModel)
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from pitbox_appliance.api.app import start_api
+from pitbox_appliance.api.auth import TokenConfigError, tokens_from_env
 from pitbox_appliance.config import ConfigError, load_config, team_key_from_env
 from pitbox_appliance.core.service import CoreService
 
@@ -26,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         key = team_key_from_env()
-    except ConfigError as exc:
+        tokens_from_env()  # fail at start, not at the first request
+    except (ConfigError, TokenConfigError) as exc:
         sys.stderr.write(f"pitbox-core: {exc}\n")
         return 2
     service = CoreService(config, key)
