@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--laps", type=int, default=30, help="simulator race length")
     parser.add_argument("--seed", type=int, default=1, help="simulator seed")
+    parser.add_argument(
+        "--opponents", type=int, default=0, help="simulator: cars besides ours (0-63)"
+    )
     parser.add_argument("--session-key", help="override the session key")
     parser.add_argument(
         "--source", required=True, help="this PC's id: <car>-<pc>, e.g. car42-pc1"
@@ -67,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         options = {"path": args.file, "speed": args.speed}
     elif args.adapter == "simulator":
-        options = {"laps": args.laps, "speed": args.speed, "seed": args.seed}
+        options = {
+            "laps": args.laps,
+            "speed": args.speed,
+            "seed": args.seed,
+            "opponents": args.opponents,
+        }
     if args.session_key:
         options["session_key"] = args.session_key
     try:

@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         "--speed", type=float, default=1.0, help="simulation speed factor"
     )
     p_demo.add_argument(
+        "--opponents", type=int, default=19, help="simulated cars besides ours (0-63)"
+    )
+    p_demo.add_argument(
         "--duration", type=float, default=0, help="stop after N seconds"
     )
     p_demo.add_argument(

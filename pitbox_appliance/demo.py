@@ -40,7 +40,10 @@ def run_demo(args: argparse.Namespace) -> int:
         (
             "car42-pc1",
             RaceSimulatorAdapter(
-                laps=args.laps, speed=args.speed, seed=int(time.time())
+                laps=args.laps,
+                speed=args.speed,
+                seed=int(time.time()),
+                opponents=args.opponents,
             ),
         )
     ]
