@@ -282,6 +282,8 @@ def test_other_formats() -> None:
     assert fmt.litres(None) == "—"
     assert fmt.laps(12.345) == "12.3"
     assert [fmt.age(s) for s in (4, 180, 7300)] == ["4 s", "3 min", "2 h"]
+    assert [fmt.duration(s) for s in (None, 65.9, 3725.0)] == ["—", "1:05", "1:02:05"]
+    assert [fmt.signed(s) for s in (None, 0.1234, -2.0)] == ["—", "+0.123", "-2.000"]
 
 
 # ---- the page in NiceGUI's simulated browser ----------------------------------------------

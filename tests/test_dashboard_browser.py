@@ -1,10 +1,15 @@
-"""The dashboard in a real headless Chromium at 800×480, fed live states through a real Mosquitto."""
+"""The dashboard in a real headless Chromium: every page at 800×480, 1280×800 and 390×844.
+
+Live states come through a real Mosquitto; lap and stint history from a real SQLite
+filled by ``pitbox import`` of a simulator-written .ibt.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,16 +24,20 @@ from typing import Any
 
 import pytest
 
+from driver_pc.adapters.simulator import ORIGIN_LAT, ORIGIN_LON, TRACK_M, track_point
 from driver_pc.protocol.topics import live_state
 from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.broker import free_port
 from tests.broker_fixtures import BrokerHandle
+from tests.test_dashboard_data import ImportedDb, import_sim_session
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[1]
-SCREENSHOT = REPO / "test-artifacts" / "dashboard-800x480.png"
+ARTIFACTS = REPO / "test-artifacts"
 VIEWPORT = {"width": 800, "height": 480}
-OTHER_VIEWPORTS = ((1280, 800), (390, 844))
+#: Every page at the touchscreen, tablet and phone sizes of DESIGN §4.
+VIEWPORTS = ((800, 480), (1280, 800), (390, 844))
+PAGES = ("live", "map", "laps", "stints", "camera")
 PUBLISH_HZ = 20.0
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -49,6 +58,7 @@ class Dashboard:
     process: subprocess.Popen[bytes]
     url: str
     log: Path
+    db: ImportedDb
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
@@ -58,13 +68,18 @@ class Dashboard:
 def dashboard(broker: BrokerHandle, tmp_path: Path) -> Iterator[Dashboard]:
     """``python -m pitbox_appliance.dashboard`` on a free port, pointed at the broker."""
     port = free_port()
+    db = import_sim_session(tmp_path)
     config = tmp_path / "appliance.yaml"
+    # No core runs here: the API port is closed, so commands fail as "unreachable".
     config.write_text(
         f"""version: 1
 mqtt:
   host: {broker.host}
   port: {broker.port}
   username: {broker.appliance_user}
+core:
+  db_url: {db.url}
+  api_port: {free_port()}
 dashboard:
   host: 127.0.0.1
   port: {port}
@@ -89,7 +104,7 @@ dashboard:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    handle = Dashboard(process, f"http://127.0.0.1:{port}/", log)
+    handle = Dashboard(process, f"http://127.0.0.1:{port}/", log, db)
     try:
         _wait_for_http(handle)
         yield handle
@@ -104,9 +119,15 @@ dashboard:
 
 
 class CoreSimulator:
-    """Publishes live states for two cars at 20 Hz, as CoreService._publish_live does."""
+    """Publishes live states for two cars at 20 Hz, as CoreService._publish_live does.
 
-    def __init__(self, broker: BrokerHandle) -> None:
+    car1 belongs to the imported session, so its laps and stints are in the database.
+    """
+
+    def __init__(
+        self, broker: BrokerHandle, car1_session: str = "car1-session"
+    ) -> None:
+        self.car1_session = car1_session
         self.connection = MqttConnection(
             "test-core-sim",
             BrokerAddress(
@@ -141,16 +162,20 @@ class CoreSimulator:
                 ("car1", "Jane Doe", 0.0),
                 ("car2", "Max Speed", 0.4),
             ):
-                payload = json.dumps(_state(car, driver, t, offset))
+                session = self.car1_session if car == "car1" else f"{car}-session"
+                payload = json.dumps(_state(car, driver, t, offset, session))
                 if self.connection.publish(live_state(car), payload) >= 0:
                     self.published += 1
             tick += 1
             self._stop.wait(max(0.0, start + tick * period - time.monotonic()))
 
 
-def _state(car: str, driver: str, t: float, offset: float) -> dict[str, Any]:
+def _state(
+    car: str, driver: str, t: float, offset: float, session: str
+) -> dict[str, Any]:
     lap_s = 4.0  # short laps so that the lap number changes during the test
     pct = ((t / lap_s) + offset) % 1.0
+    point = track_point(pct * TRACK_M)
     lap = int(t / lap_s + offset) + 1
     wave = math.sin(t * 2.0)
     laps = [
@@ -165,7 +190,7 @@ def _state(car: str, driver: str, t: float, offset: float) -> dict[str, Any]:
     ]
     return {
         "car": car,
-        "session_key": f"{car}-session",
+        "session_key": session,
         "session_id": 1,
         "track": "Martinsville Speedway",
         "driver": driver,
@@ -182,6 +207,9 @@ def _state(car: str, driver: str, t: float, offset: float) -> dict[str, Any]:
             "FuelLevel": 80.0 - t * 0.05,
             "OnPitRoad": 0.0,
             "LapCurrentLapTime": pct * 60.0,
+            "Lat": ORIGIN_LAT + point.y / 111_320.0,
+            "Lon": ORIGIN_LON
+            + point.x / (111_320.0 * math.cos(math.radians(ORIGIN_LAT))),
         },
         "last_lap_time": 60.4 if lap > 1 else None,
         "best_lap_time": 60.0 if lap > 1 else None,
@@ -195,7 +223,7 @@ def _state(car: str, driver: str, t: float, offset: float) -> dict[str, Any]:
             "adapter": "simulator",
             "ticks": int(t * 60),
             "spool_depth": 0,
-            "session_key": f"{car}-session",
+            "session_key": session,
             "version": "0.1.0",
         },
     }
@@ -212,18 +240,28 @@ _COUNT_CHANGES = """
 })
 """
 
+# What a finger hits: for a text field that is the whole Quasar field, not the bare
+# <input> inside it (tapping anywhere on the field focuses the input).
 _TOUCH_TARGETS = """
 () => [...document.querySelectorAll('button, .q-btn, [role=button], a, input, select')]
   .filter(e => e.offsetParent !== null)
+  .map(e => e.closest('.q-field__control') || e)
   .map(e => { const r = e.getBoundingClientRect();
-              return {text: e.textContent.trim(), w: r.width, h: r.height}; })
+              return {text: (e.textContent || e.outerHTML.slice(0, 60)).trim(),
+                      w: r.width, h: r.height}; })
 """
+_TRANSFORM = "el => el.getAttribute('transform')"
 
 
-def test_live_page_at_800x480(broker: BrokerHandle, dashboard: Dashboard) -> None:
+def test_every_page_in_a_real_browser(
+    broker: BrokerHandle, dashboard: Dashboard
+) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    with CoreSimulator(broker) as core, sync_playwright() as pw:
+    with (
+        CoreSimulator(broker, dashboard.db.session_key) as core,
+        sync_playwright() as pw,
+    ):
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM),
             headless=True,
@@ -266,16 +304,6 @@ def test_live_page_at_800x480(broker: BrokerHandle, dashboard: Dashboard) -> Non
             assert speed.text_content() != "—"
             expect(page.get_by_test_id("shim")).to_have_text("STREAMING")
             expect(page.get_by_test_id("laps")).to_contain_text("1:00.")
-
-            # Nothing sticks out sideways; every touch target is at least 44×44 px.
-            scroll_width = page.evaluate("document.documentElement.scrollWidth")
-            assert scroll_width <= VIEWPORT["width"]
-            scroll_height = page.evaluate("document.documentElement.scrollHeight")
-            assert scroll_height <= VIEWPORT["height"]
-            targets = page.evaluate(_TOUCH_TARGETS)
-            assert targets, "no buttons found"
-            small = [t for t in targets if t["w"] < 44 or t["h"] < 44]
-            assert not small, small
             for testid in ("speed", "lap", "fuel", "last", "best", "driver"):
                 box = page.get_by_test_id(testid).bounding_box()
                 assert box is not None, testid
@@ -283,22 +311,72 @@ def test_live_page_at_800x480(broker: BrokerHandle, dashboard: Dashboard) -> Non
                 assert box["x"] + box["width"] <= VIEWPORT["width"], testid
                 assert box["y"] + box["height"] <= VIEWPORT["height"], testid
 
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT))
+            # /map: the outline from the imported lap's GPS, the dots move live.
+            _open(page, "map")
+            expect(page.get_by_test_id("map-outline")).to_contain_text("GPS of lap")
+            expect(page.get_by_test_id("map-opponents")).to_contain_text(
+                "Opponents: not shown yet"
+            )
+            dot = page.get_by_test_id("dot-car1")
+            expect(dot).to_be_visible()
+            moves = {dot.evaluate(_TRANSFORM)}
+            for _ in range(10):
+                page.wait_for_timeout(100)
+                moves.add(dot.evaluate(_TRANSFORM))
+            assert len(moves) >= 5, moves
+            expect(page.get_by_test_id("dot-car2")).to_be_visible()
 
-            # Two cars: the selector switches the page to the other car.
+            # /laps: the imported laps, best against last, drawn as a chart.
+            _open(page, "laps")
+            rows = page.get_by_test_id("lap-table").locator("tr.pb-laprow")
+            expect(rows).to_have_count(7)
+            expect(page.get_by_test_id("compare-head")).to_contain_text("Δ +")
+            expect(
+                page.get_by_test_id("compare-chart").locator("canvas")
+            ).to_have_count(1)
+
+            # /stints: the stints, the open one's drive time runs with the live clock.
+            _open(page, "stints")
+            stint_rows = page.get_by_test_id("stint-table").locator("tr.pb-stintrow")
+            expect(stint_rows).to_have_count(2)
+            first = stint_rows.first.locator("td").nth(2)
+            clock = first.text_content()
+            expect(first).not_to_have_text(clock or "", timeout=3000)
+            page.get_by_test_id("check-fuel").click()
+            expect(page.get_by_test_id("handoff-state")).to_have_text("1/4 checked")
+
+            # /camera: our car number from the session info; no core is running.
+            _open(page, "camera")
+            expect(page.get_by_test_id("cam-car")).to_have_value("42")
+            page.get_by_test_id("send-camera").click()
+            expect(page.get_by_test_id("camera-status")).to_contain_text(
+                "unreachable", timeout=10_000
+            )
+
+            # Every page at every size: nothing sideways, targets ≥ 44 px, a screenshot.
+            ARTIFACTS.mkdir(exist_ok=True)
+            for width, height in VIEWPORTS:
+                page.set_viewport_size({"width": width, "height": height})
+                for name in PAGES:
+                    _open(page, name)
+                    page.wait_for_timeout(250)
+                    _check_layout(page, name, width, height)
+                    page.screenshot(
+                        path=str(ARTIFACTS / f"dashboard-{name}-{width}x{height}.png")
+                    )
+
+            # Two cars: the selector switches the tab to the other car.
+            page.set_viewport_size(VIEWPORT)
+            _open(page, "live")
             page.get_by_role("button", name="car2").click()
             expect(page.get_by_test_id("driver")).to_have_text("Max Speed")
-
-            # Tablets and phones get the same page without sideways scrolling.
-            for width, height in OTHER_VIEWPORTS:
-                page.set_viewport_size({"width": width, "height": height})
-                page.wait_for_timeout(300)
-                scroll_width = page.evaluate("document.documentElement.scrollWidth")
-                assert scroll_width <= width, (width, height)
-                page.screenshot(
-                    path=str(SCREENSHOT.with_name(f"dashboard-{width}x{height}.png"))
-                )
+            _open(page, "laps")
+            expect(
+                page.get_by_test_id("lap-table").locator("tr.pb-laprow")
+            ).to_have_count(0)
+            expect(page.get_by_test_id("laps-note")).to_contain_text(
+                "No stored laps for this session"
+            )
             assert not errors, errors
             page.close()
         finally:
@@ -313,6 +391,29 @@ def test_live_page_at_800x480(broker: BrokerHandle, dashboard: Dashboard) -> Non
         pytest.fail(f"dashboard ignored SIGTERM\n{dashboard.log_tail()}")
     assert code == 0, dashboard.log_tail()
     assert "Traceback" not in dashboard.log_tail(), dashboard.log_tail()
+
+
+def _open(page: Any, name: str) -> None:
+    """Follow the navigation link to a page and wait until it is shown."""
+    from playwright.sync_api import expect
+
+    page.get_by_test_id(f"nav-{name}").click()
+    expect(page.get_by_test_id(f"page-{name}")).to_be_visible()
+    expect(page.get_by_test_id(f"nav-{name}")).to_have_class(re.compile("pb-active"))
+
+
+def _check_layout(page: Any, name: str, width: int, height: int) -> None:
+    """No sideways scrolling; touchscreen and tablet pages fit; targets ≥ 44×44 px."""
+    where = f"/{name} at {width}x{height}"
+    scroll_width = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= width, where
+    if width >= 800:  # phones scroll down; the touchscreen and tablets never do
+        scroll_height = page.evaluate("document.documentElement.scrollHeight")
+        assert scroll_height <= height, where
+    targets = page.evaluate(_TOUCH_TARGETS)
+    assert targets, f"no touch targets on {where}"
+    small = [t for t in targets if t["w"] < 44 or t["h"] < 44]
+    assert not small, (where, small)
 
 
 def _wait_for_http(dashboard: Dashboard) -> None:

@@ -1,4 +1,4 @@
-"""Assembles the dashboard: one LiveState fed by MQTT, the pages, and the NiceGUI server."""
+"""Assembles the dashboard: one LiveState fed by MQTT, the session data, the pages, the server."""
 
 from __future__ import annotations
 
@@ -7,51 +7,110 @@ import os
 import signal
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
+import platformdirs
 from nicegui import app, ui
+from sqlalchemy.engine.url import make_url
 
 from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
-from pitbox_appliance.config import DashboardConfig, MqttConfig
-from pitbox_appliance.dashboard.layout import Branding
+from pitbox_appliance.config import CoreConfig, DashboardConfig, MqttConfig
+from pitbox_appliance.dashboard.context import PageContext, Services
+from pitbox_appliance.dashboard.core_api import CoreApi, api_base_url, command_token
+from pitbox_appliance.dashboard.crew_store import FILE_NAME, CrewStore
+from pitbox_appliance.dashboard.layout import Branding, CarSelection, frame
 from pitbox_appliance.dashboard.live_state import LiveState
-from pitbox_appliance.dashboard.pages import pitwall
+from pitbox_appliance.dashboard.pages import camera, laps, pitwall, stints, track_map
+from pitbox_appliance.dashboard.session_data import SessionData
+from pitbox_appliance.storage.database import default_db_url
 
 logger = logging.getLogger(__name__)
 
+#: Every page's own CSS, added once per tab (sub pages come and go, styles stay).
+PAGES_CSS = "".join(m.PAGE_CSS for m in (pitwall, track_map, laps, stints, camera))
 
-def build_root(state: LiveState, branding: Branding) -> Callable[[], None]:
-    """The root page function NiceGUI calls for every new browser tab."""
+
+def build_root(
+    state: LiveState,
+    branding: Branding,
+    *,
+    data: SessionData | None = None,
+    api: CoreApi | None = None,
+    crew: CrewStore | None = None,
+) -> Callable[[], None]:
+    """The root page function NiceGUI calls for every new browser tab.
+
+    The header and navigation are built once per tab; ``ui.sub_pages`` swaps the page
+    below them when a navigation link is followed, without reloading the tab.
+    """
+    services = Services(state, branding, data, api, crew)
 
     def root() -> None:
-        pitwall.create(state, branding)
+        selection = CarSelection(state)
+        ctx = PageContext(services, selection)
+        with frame(branding, state, selection, css=PAGES_CSS):
+            ui.sub_pages(
+                {
+                    "/": lambda: pitwall.create(ctx),
+                    "/map": lambda: track_map.create(ctx),
+                    "/laps": lambda: laps.create(ctx),
+                    "/stints": lambda: stints.create(ctx),
+                    "/camera": lambda: camera.create(ctx),
+                }
+            )
 
     return root
 
 
-def run(dashboard: DashboardConfig, mqtt: MqttConfig, password: str) -> None:
+def run(
+    dashboard: DashboardConfig,
+    mqtt: MqttConfig,
+    password: str,
+    core: CoreConfig | None = None,
+) -> None:
     """Serve the dashboard until SIGTERM or SIGINT (blocks; uvicorn handles both)."""
+    core = core or CoreConfig()
     state = LiveState()
     client_id = f"pitbox-dashboard-{socket.gethostname()}-{os.getpid()}"
     connection = MqttConnection(
         client_id, BrokerAddress(mqtt.host, mqtt.port, mqtt.username, password)
     )
     state.attach(connection)
+    db_url = core.db_url or default_db_url()
+    data = SessionData(db_url)
+    token = command_token(os.environ.get("PITBOX_API_TOKENS", ""))
+    if token is None:
+        logger.warning(
+            "PITBOX_API_TOKENS holds no 'commands' token: commands will fail"
+        )
+    api = CoreApi(api_base_url(core.api_host, core.api_port), token=token)
+    crew = CrewStore(crew_file(db_url))
     app.on_startup(connection.start)
     app.on_shutdown(connection.stop)
+    app.on_shutdown(api.close)
+    app.on_shutdown(data.close)
     # uvicorn handles SIGTERM/SIGINT itself (graceful shutdown, then on_shutdown) and
     # re-raises the signal to the previous handler afterwards: make that an exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
     logger.info(
-        "dashboard on http://%s:%s, broker %s:%s",
+        "dashboard on http://%s:%s, broker %s:%s, database %s, core API %s",
         dashboard.host,
         dashboard.port,
         mqtt.host,
         mqtt.port,
+        db_url,
+        api.base_url,
     )
     ui.run(
-        build_root(state, Branding(dashboard.team_name, dashboard.accent_color)),
+        build_root(
+            state,
+            Branding(dashboard.team_name, dashboard.accent_color),
+            data=data,
+            api=api,
+            crew=crew,
+        ),
         host=dashboard.host,
         port=dashboard.port,
         title=f"{dashboard.team_name} · pit wall",
@@ -63,6 +122,14 @@ def run(dashboard: DashboardConfig, mqtt: MqttConfig, password: str) -> None:
         # Pages refresh with their own timers; nothing uses property bindings.
         binding_refresh_interval=None,
     )
+
+
+def crew_file(db_url: str) -> Path:
+    """The crew's checklist/log file: beside the database, else in the data dir."""
+    database = make_url(db_url).database
+    if database and database != ":memory:":
+        return Path(database).parent / FILE_NAME
+    return Path(platformdirs.user_data_dir("pitbox", appauthor=False)) / FILE_NAME
 
 
 def _exit_cleanly(signum: int, _frame: FrameType | None) -> None:

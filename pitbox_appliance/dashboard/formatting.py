@@ -53,3 +53,20 @@ def age(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.0f} h"
+
+
+def duration(seconds: float | None) -> str:
+    """A stint's length: ``1:02:03`` (or ``12:03`` under an hour)."""
+    if seconds is None or seconds < 0:
+        return UNKNOWN
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}"
+
+
+def signed(seconds: float | None) -> str:
+    """A time difference with its sign: ``+0.123``."""
+    return UNKNOWN if seconds is None else f"{seconds:+.3f}"

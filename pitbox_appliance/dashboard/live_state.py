@@ -86,6 +86,9 @@ class CarState:
     shim: ShimInfo | None
     #: How many states of this car the dashboard has accepted (changes on every update).
     seq: int = 0
+    #: GPS position in degrees; None when the sim sends none (or 0/0, "no fix").
+    lat: float | None = None
+    lon: float | None = None
 
     @property
     def speed_kmh(self) -> float:
@@ -126,6 +129,7 @@ class CarState:
         car = data["car"]
         if not isinstance(car, str) or not car:
             raise ValueError("car missing")
+        lat, lon = _position(values)
         return cls(
             car=car,
             session_key=str(data.get("session_key", "")),
@@ -151,6 +155,8 @@ class CarState:
             recent_laps=tuple(_lap_row(e) for e in data.get("recent_laps") or ()),
             published_at=_num(data.get("published_at")) or time.time(),
             shim=_shim_info(data.get("shim")),
+            lat=lat,
+            lon=lon,
         )
 
 
@@ -297,6 +303,14 @@ def _num(value: Any) -> float | None:
         raise TypeError(f"expected a number, got {type(value).__name__}")
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+def _position(values: dict[str, Any]) -> tuple[float | None, float | None]:
+    """Latitude and longitude, or (None, None) without a usable fix."""
+    lat, lon = _num(values.get("Lat")), _num(values.get("Lon"))
+    if lat is None or lon is None or (lat == 0 and lon == 0) or abs(lat) > 90:
+        return None, None
+    return lat, lon
 
 
 def _lap_row(entry: Any) -> LapRow:

@@ -3,33 +3,29 @@
 from __future__ import annotations
 
 import html
-from typing import Any, TypeVar
+from typing import Any
 
 from nicegui import ui
-from nicegui.events import ValueChangeEventArguments
 
 from pitbox_appliance.dashboard import formatting as fmt
-from pitbox_appliance.dashboard.layout import Branding, frame
+from pitbox_appliance.dashboard.context import PageContext
 from pitbox_appliance.dashboard.live_state import (
     STALE_AFTER_S,
     CarState,
     LapRow,
-    LiveState,
     ShimInfo,
 )
+from pitbox_appliance.dashboard.widgets import tid as _tid
+from pitbox_appliance.dashboard.widgets import tile as _tile
 
 #: Page refresh period, the core's publish period: a tick with no new state costs a
 #: comparison; waiting 100 ms would spend the whole sim-to-screen budget of DESIGN §6.
 REFRESH_S = 0.05
 THROTTLE_COLOR = "#22c55e"
 BRAKE_COLOR = "#ef4444"
-E = TypeVar("E", bound=ui.element)
 _SHIM_TONES = {"streaming": "pb-ok", "waiting_for_sim": "pb-warn"}
 
 PAGE_CSS = """
-.pb-cars .q-btn { min-height: 44px; min-width: 64px; font-size: 18px; font-weight: 700; }
-.pb-driver { font-size: 22px; font-weight: 700; min-width: 0; overflow: hidden;
-             text-overflow: ellipsis; white-space: nowrap; flex: 1 1 auto; }
 .pb-row { display: flex; align-items: baseline; gap: 10px; min-width: 0; }
 .pb-gear { color: var(--pb-accent); margin-left: auto; }
 .pb-strip { position: relative; flex: 1 1 auto; height: 18px; border-radius: 9px;
@@ -48,34 +44,23 @@ PAGE_CSS = """
 """
 
 
-def create(state: LiveState, branding: Branding) -> None:
-    """Build the page for one browser tab; a timer refreshes it from ``state``."""
-    ui.add_css(PAGE_CSS)
-    with frame(branding, state) as header:
-        view = PitwallView(state, header)
+def create(ctx: PageContext) -> None:
+    """Build the page for one browser tab; a timer refreshes it from the live state."""
+    view = PitwallView(ctx)
     ui.timer(REFRESH_S, view.refresh)
 
 
 class PitwallView:
     """The elements of one tab's pit-wall page and the car it shows."""
 
-    def __init__(self, state: LiveState, header: ui.row) -> None:
-        self.state = state
+    def __init__(self, ctx: PageContext) -> None:
+        self.ctx = ctx
+        self.state = ctx.state
         self.car: str | None = None
-        self._car_ids: tuple[str, ...] = ()
         self._shown_seq = -1
         self._shown_laps: tuple[tuple[LapRow, ...], float | None] | None = None
         self._stale: bool | None = None
-        with header:
-            self.driver = _tid(ui.label("Waiting for live data…"), "driver").classes(
-                "pb-driver"
-            )
-            self.cars = _tid(ui.toggle([], on_change=self._select), "cars")
-            self.cars.classes("pb-cars").props(
-                "no-caps toggle-color=primary text-color=white"
-            )
-            self.cars.set_visibility(False)
-        with ui.element("div").classes("pb-grid"):
+        with _tid(ui.element("div"), "page-live").classes("pb-grid") as self.root:
             with _tile("Speed km/h", "speed-tile"):
                 with ui.element("div").classes("pb-row"):
                     self.speed = _tid(ui.label(fmt.UNKNOWN), "speed").classes(
@@ -130,11 +115,16 @@ class PitwallView:
                 _trace_caption()
                 self.chart = ui.echart(_chart_options()).classes("pb-chart")
         self._show_empty()
+        ctx.selection.on_change(self.refresh, self.root)
 
     def refresh(self) -> None:
         """Show the selected car's newest state; cheap when nothing changed."""
-        self._sync_cars()
-        car = self.state.car(self.car) if self.car is not None else None
+        car_id = self.ctx.selection.sync()
+        if car_id != self.car:
+            self.car = car_id
+            self._shown_seq = -1
+            self._shown_laps = None
+        car = self.state.car(car_id) if car_id is not None else None
         if car is None:
             return
         stale = car.age_s() > STALE_AFTER_S
@@ -142,34 +132,14 @@ class PitwallView:
             return
         self._shown_seq = car.seq
         self._stale = stale
-        self._show(car, stale)
+        self._show(car)
 
     # ---- helpers ------------------------------------------------------------------------
-    def _select(self, event: ValueChangeEventArguments[Any]) -> None:
-        if event.value is not None and event.value != self.car:
-            self.car = str(event.value)
-            self._shown_seq = -1
-            self._shown_laps = None
-            self.refresh()
-
-    def _sync_cars(self) -> None:
-        ids = self.state.car_ids()
-        if ids == self._car_ids:
-            return
-        self._car_ids = ids
-        if self.car not in ids:
-            self.car = self.state.default_car()
-            self._shown_seq = -1
-        self.cars.set_options(list(ids), value=self.car)
-        self.cars.set_visibility(len(ids) > 1)
-
     def _show_empty(self) -> None:
         self.chart.options["dataset"]["source"] = ()
         self.laps.set_content(_laps_html((), None))
 
-    def _show(self, car: CarState, stale: bool) -> None:
-        self.driver.set_text(car.driver or car.source or car.car)
-        self.driver.classes(replace="pb-driver pb-muted" if stale else "pb-driver")
+    def _show(self, car: CarState) -> None:
         self.speed.set_text(fmt.speed(car.speed_kmh))
         self.gear.set_text(fmt.gear(car.gear))
         self.lap.set_text(str(car.lap))
@@ -206,26 +176,12 @@ class PitwallView:
         self.shim_sub.set_text(f"{shim.adapter} · spool {shim.spool_depth}")
 
 
-def _tile(caption: str, testid: str | None = None) -> ui.element:
-    tile = ui.element("div").classes("pb-tile")
-    if testid:
-        _tid(tile, testid)
-    with tile:
-        ui.label(caption).classes("pb-cap")
-    return tile
-
-
 def _trace_caption() -> None:
     with ui.element("div").classes("pb-cap"):
         ui.label("Throttle").style(f"color: {THROTTLE_COLOR}; display: inline")
         ui.label(" / ").style("display: inline")
         ui.label("Brake").style(f"color: {BRAKE_COLOR}; display: inline")
         ui.label(" · last 10 s").style("display: inline")
-
-
-def _tid(element: E, testid: str) -> E:
-    """Name an element for tests: a NiceGUI marker and a DOM ``data-testid``."""
-    return element.mark(testid).props(f'data-testid="{testid}"')
 
 
 def _chart_options() -> dict[str, Any]:

@@ -1,0 +1,200 @@
+"""The dashboard's client of the core's HTTP API: commands to driver PCs and shim health.
+
+Commands (camera switch, team message) go ``POST /api/v1/cars/{car}/commands``; the core
+forwards them over MQTT to the car's active shim, and the page polls
+``GET /api/v1/commands/{id}`` until the shim's answer arrives. The dashboard never
+publishes on MQTT itself (docs/api.md). Sending needs a bearer token with the
+``commands`` scope: the dashboard takes it from ``PITBOX_API_TOKENS``, the variable
+supervisor gives the core and the dashboard alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from pitbox_appliance.api.auth import TokenConfigError, parse_tokens
+
+logger = logging.getLogger(__name__)
+
+#: How long to wait for the shim to confirm a command.
+CONFIRM_TIMEOUT_S = 10.0
+POLL_INTERVAL_S = 0.2
+REQUEST_TIMEOUT_S = 3.0
+
+
+class Outcome(StrEnum):
+    """What became of a command."""
+
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """The end of one command: confirmed, failed by the shim, or never answered."""
+
+    outcome: Outcome
+    detail: str
+    command_id: str | None = None
+    source: str = ""
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.CONFIRMED
+
+
+@dataclass(frozen=True, slots=True)
+class ShimHealth:
+    """A shim as the core last heard from it (``/api/v1/health``)."""
+
+    source: str
+    state: str
+    adapter: str
+    spool_depth: int
+
+
+class CoreApi:
+    """Sends commands through the core and reads its health; one per process."""
+
+    def __init__(
+        self,
+        base_url: str | None,
+        *,
+        token: str | None = None,
+        confirm_timeout_s: float = CONFIRM_TIMEOUT_S,
+        poll_interval_s: float = POLL_INTERVAL_S,
+    ) -> None:
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self._token = token
+        self.confirm_timeout_s = confirm_timeout_s
+        self.poll_interval_s = poll_interval_s
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def send(self, car: str, kind: str, args: dict[str, Any]) -> CommandOutcome:
+        """Send a command to ``car``'s active shim and wait for its confirmation."""
+        if self.base_url is None:
+            return CommandOutcome(
+                Outcome.UNREACHABLE, "the core API address is unknown"
+            )
+        started = time.monotonic()
+        try:
+            status, body = await self._request(
+                "POST",
+                f"/api/v1/cars/{quote(car, safe='')}/commands",
+                {"kind": kind, "args": args},
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return CommandOutcome(Outcome.UNREACHABLE, f"core API unreachable: {exc}")
+        if status != 202:
+            error = str(body.get("error") or f"HTTP {status}")
+            return CommandOutcome(Outcome.REFUSED, error)
+        command_id = str(body.get("command_id") or "")
+        source = str(body.get("source") or "")
+        deadline = started + self.confirm_timeout_s
+        while time.monotonic() < deadline:
+            result = body.get("result")
+            if isinstance(result, dict):
+                ok = bool(result.get("ok"))
+                return CommandOutcome(
+                    Outcome.CONFIRMED if ok else Outcome.FAILED,
+                    str(result.get("detail") or ""),
+                    command_id,
+                    source,
+                    time.monotonic() - started,
+                )
+            await asyncio.sleep(self.poll_interval_s)
+            try:
+                status, body = await self._request(
+                    "GET", f"/api/v1/commands/{quote(command_id, safe='')}"
+                )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                logger.info("polling command %s: %s", command_id, exc)
+                continue
+        return CommandOutcome(
+            Outcome.TIMEOUT,
+            f"no answer from {source or 'the shim'} in {self.confirm_timeout_s:.0f} s",
+            command_id,
+            source,
+            time.monotonic() - started,
+        )
+
+    async def shims(self) -> tuple[ShimHealth, ...] | None:
+        """Every shim the core has heard from; None when the API does not answer."""
+        if self.base_url is None:
+            return None
+        try:
+            status, body = await self._request("GET", "/api/v1/health")
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        if status != 200 or not isinstance(body.get("shims"), dict):
+            return None
+        out = []
+        for source, info in sorted(body["shims"].items()):
+            if not isinstance(info, dict):
+                continue
+            depth = info.get("spool_depth")
+            out.append(
+                ShimHealth(
+                    source=str(source),
+                    state=str(info.get("state") or "unknown"),
+                    adapter=str(info.get("adapter") or ""),
+                    spool_depth=depth if isinstance(depth, int) else 0,
+                )
+            )
+        return tuple(out)
+
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        session = self._session
+        if session is None or session.closed:
+            session = self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+            )
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        async with session.request(
+            method, f"{self.base_url}{path}", json=body, headers=headers
+        ) as reply:
+            try:
+                data = await reply.json(content_type=None)
+            except ValueError:
+                data = None
+            return reply.status, data if isinstance(data, dict) else {}
+
+
+def api_base_url(host: str, port: int) -> str | None:
+    """Where the dashboard reaches the core's API; None when the port is OS-chosen."""
+    if port == 0:
+        return None
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def command_token(tokens: str) -> str | None:
+    """The first token of a ``PITBOX_API_TOKENS`` value that may send commands."""
+    try:
+        parsed = parse_tokens(tokens)
+    except TokenConfigError as exc:
+        logger.warning("no API token for commands: %s", exc)
+        return None
+    return next((t for t, scopes in parsed.items() if "commands" in scopes), None)

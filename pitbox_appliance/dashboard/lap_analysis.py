@@ -1,0 +1,242 @@
+"""Lap analysis without a database: a lap's trace along distance, two laps compared, track outlines.
+
+Pure numpy on arrays the data layer decoded; the pages call these on the UI loop (a
+comparison of two laps is a few hundred interpolations, well under a millisecond).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from pitbox_appliance.dashboard.session_data import LapInfo
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Points of the track outline and of a lap comparison (plenty for a 7" screen).
+OUTLINE_POINTS = 512
+COMPARE_POINTS = 400
+#: Metres per degree of latitude (and of longitude at the equator).
+_M_PER_DEG = 111_320.0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LapTrace:
+    """One lap's telemetry against lap distance (``pct`` 0..1, non-decreasing)."""
+
+    lap_id: int
+    pct: FloatArray
+    time: FloatArray
+    speed: FloatArray
+    throttle: FloatArray | None = None
+    brake: FloatArray | None = None
+    lat: FloatArray | None = None
+    lon: FloatArray | None = None
+    on_pit: FloatArray | None = None
+
+    @property
+    def has_gps(self) -> bool:
+        return usable_gps(self.lat, self.lon)
+
+
+@dataclass(frozen=True, slots=True)
+class LapComparison:
+    """Two laps on one distance grid: speeds, and the time B loses (+) or gains (−) on A."""
+
+    unit: str
+    rows: tuple[tuple[float, float, float, float], ...]
+    sectors: tuple[float, ...]
+    total_delta: float
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TrackOutline:
+    """The track drawn in metres (x east, y north), with lap distance along it.
+
+    ``kind`` is ``gps`` (from a recorded lap's Lat/Lon) or ``oval`` (a schematic
+    stand-in when no GPS was recorded: cars are placed on it by lap distance).
+    """
+
+    kind: str
+    note: str
+    pct: FloatArray
+    x: FloatArray
+    y: FloatArray
+    origin: tuple[float, float] | None = None
+    pit_lane: tuple[tuple[float, float], ...] = field(default=())
+
+    def at_pct(self, pct: float) -> tuple[float, float]:
+        """The point of the outline at lap distance ``pct``."""
+        p = min(1.0, max(0.0, pct))
+        return float(np.interp(p, self.pct, self.x)), float(
+            np.interp(p, self.pct, self.y)
+        )
+
+    def project(self, lat: float, lon: float) -> tuple[float, float] | None:
+        """Lat/Lon in the outline's metres; None for an oval (no GPS frame)."""
+        if self.origin is None:
+            return None
+        return _project(lat, lon, self.origin)
+
+    def bounds(self, margin: float = 0.06) -> tuple[float, float, float, float]:
+        """``(min_x, min_y, width, height)`` with a margin, in metres."""
+        xs = np.concatenate([self.x, [p[0] for p in self.pit_lane]])
+        ys = np.concatenate([self.y, [p[1] for p in self.pit_lane]])
+        x0, x1, y0, y1 = (
+            float(xs.min()),
+            float(xs.max()),
+            float(ys.min()),
+            float(ys.max()),
+        )
+        pad = max(x1 - x0, y1 - y0, 1.0) * margin
+        return x0 - pad, y0 - pad, x1 - x0 + 2 * pad, y1 - y0 + 2 * pad
+
+
+def lap_trace_from_frames(
+    lap: LapInfo, frames: dict[str, FloatArray]
+) -> LapTrace | None:
+    """Turn a lap's decoded frames into a trace along lap distance."""
+    times = frames.get("SessionTime")
+    pct = frames.get("LapDistPct")
+    if times is None or pct is None or len(times) < 10 or lap.start_time is None:
+        return None
+    duration = max(lap.end_time - lap.start_time, 1e-6)
+    since = times - lap.start_time
+    pct = pct.copy()
+    # Around the line the distance of the previous/next lap shows for a tick or two.
+    pct[(pct > 0.5) & (since < 0.25 * duration)] -= 1.0
+    pct[(pct < 0.5) & (since > 0.75 * duration)] += 1.0
+    pct = np.maximum.accumulate(np.clip(pct, 0.0, 1.0))
+    # The lap starts at distance 0, time 0 and ends at distance 1 at its lap time, so
+    # a comparison ends on the official difference of the two lap times.
+    pct = np.concatenate(([0.0], pct, [1.0]))
+    since = np.concatenate(([0.0], since, [duration]))
+
+    def channel(name: str) -> FloatArray | None:
+        values = frames.get(name)
+        if values is None or len(values) != len(times):
+            return None
+        padded: FloatArray = np.concatenate(([values[0]], values, [values[-1]]))
+        return padded
+
+    speed = channel("Speed")
+    return LapTrace(
+        lap_id=lap.id,
+        pct=pct,
+        time=since,
+        speed=speed if speed is not None else np.zeros_like(pct),
+        throttle=channel("Throttle"),
+        brake=channel("Brake"),
+        lat=channel("Lat"),
+        lon=channel("Lon"),
+        on_pit=channel("OnPitRoad"),
+    )
+
+
+def compare_laps(
+    a: LapTrace,
+    b: LapTrace,
+    track_length_m: float = 0.0,
+    sector_starts: Sequence[float] = (),
+    points: int = COMPARE_POINTS,
+) -> LapComparison:
+    """Speeds of A and B and the running delta (B − A, seconds) along the lap.
+
+    Distance is in metres when the track length is known, else in percent of the lap.
+    Sectors come from the sim's split-time info, else the lap in thirds.
+    """
+    grid = np.linspace(0.0, 1.0, points)
+    t_a, t_b = _time_at(a, grid), _time_at(b, grid)
+    delta = t_b - t_a
+    delta -= delta[0]
+    speed_a = np.interp(grid, a.pct, a.speed) * 3.6
+    speed_b = np.interp(grid, b.pct, b.speed) * 3.6
+    scale, unit = (track_length_m, "m") if track_length_m > 0 else (100.0, "%")
+    dist = grid * scale
+    rows = tuple(
+        (
+            round(float(d), 1),
+            round(float(sa), 1),
+            round(float(sb), 1),
+            round(float(dt), 3),
+        )
+        for d, sa, sb, dt in zip(dist, speed_a, speed_b, delta, strict=True)
+    )
+    starts = [s for s in sector_starts if 0 < s < 1] or [1 / 3, 2 / 3]
+    edges = [0.0, *sorted(starts), 1.0]
+    at_edges = np.interp(edges, grid, delta)
+    sectors = tuple(round(float(hi - lo), 3) for lo, hi in pairwise(at_edges))
+    return LapComparison(unit, rows, sectors, round(float(delta[-1]), 3))
+
+
+def _time_at(trace: LapTrace, grid: FloatArray) -> FloatArray:
+    # Standing still (a pit stop) repeats a distance: take the time it was reached.
+    pct, first = np.unique(trace.pct, return_index=True)
+    times = trace.time[first]
+    result: FloatArray = np.interp(grid, pct, times)
+    return result
+
+
+def gps_outline(
+    trace: LapTrace, note: str, points: int = OUTLINE_POINTS
+) -> TrackOutline:
+    """The outline of a lap with GPS, resampled evenly along lap distance."""
+    assert trace.lat is not None
+    assert trace.lon is not None
+    origin = (float(np.mean(trace.lat)), float(np.mean(trace.lon)))
+    xs, ys = project_arrays(trace.lat, trace.lon, origin)
+    pct, first = np.unique(trace.pct, return_index=True)
+    grid = np.linspace(0.0, 1.0, points)
+    x = np.interp(grid, pct, xs[first])
+    y = np.interp(grid, pct, ys[first])
+    return TrackOutline("gps", note, grid, x, y, origin)
+
+
+def oval_outline(reason: str, points: int = 128) -> TrackOutline:
+    """A schematic oval (start/finish bottom centre, anticlockwise) for tracks without GPS."""
+    grid = np.linspace(0.0, 1.0, points)
+    angle = -math.pi / 2 + 2 * math.pi * grid
+    return TrackOutline(
+        "oval",
+        f"schematic oval: {reason}; cars placed by lap distance",
+        grid,
+        200.0 * np.cos(angle),
+        100.0 * np.sin(angle),
+    )
+
+
+def _project(
+    lat: float, lon: float, origin: tuple[float, float]
+) -> tuple[float, float]:
+    lat0, lon0 = origin
+    return (
+        (lon - lon0) * math.cos(math.radians(lat0)) * _M_PER_DEG,
+        (lat - lat0) * _M_PER_DEG,
+    )
+
+
+def project_arrays(
+    lat: FloatArray, lon: FloatArray, origin: tuple[float, float]
+) -> tuple[FloatArray, FloatArray]:
+    lat0, lon0 = origin
+    x: FloatArray = (lon - lon0) * math.cos(math.radians(lat0)) * _M_PER_DEG
+    y: FloatArray = (lat - lat0) * _M_PER_DEG
+    return x, y
+
+
+def usable_gps(lat: FloatArray | None, lon: FloatArray | None) -> bool:
+    """GPS that draws a track: finite, not the 0/0 of "no fix", spanning metres."""
+    if lat is None or lon is None or len(lat) < 10:
+        return False
+    if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(lon))):
+        return False
+    if np.all(lat == 0) and np.all(lon == 0):
+        return False
+    return bool(np.ptp(lat) > 1e-5 or np.ptp(lon) > 1e-5)
