@@ -128,3 +128,32 @@ def test_ingest_publishes_fuel_strategy(tmp_path) -> None:  # type: ignore[no-un
     # 4 l cannot do 12 laps at 0.4 l/lap: a stop is advised, then none after it.
     assert advice[0][2]["stops_needed"] == 1
     assert advice[-1][2]["stops_needed"] == 0
+
+
+def test_driver_swap_at_a_stop_makes_one_new_stint(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    from driver_pc.adapters.simulator import RaceSimulatorAdapter
+    from driver_pc.pipeline import ShimPipeline
+    from pitbox_appliance.core.ingest import Ingestor
+    from pitbox_appliance.importer import local_codec
+    from pitbox_appliance.storage.database import open_database
+    from pitbox_appliance.storage.writer import SessionWriter
+
+    db = tmp_path / "p.db"
+    codec = local_codec()
+    ingestor = Ingestor(codec, SessionWriter(open_database(f"sqlite:///{db}")))
+    sim = RaceSimulatorAdapter(laps=8, speed=0, seed=3, start_fuel=2.0)
+    for seq, message in enumerate(ShimPipeline(sim).messages(), 1):
+        ingestor.handle(codec.encode("car5-pc1", seq, message))
+    ingestor.flush()
+    with sqlite3.connect(db) as conn:
+        stints = list(
+            conn.execute(
+                "SELECT s.number, d.user_name, (SELECT COUNT(*) FROM laps l"
+                " WHERE l.stint_id = s.id) FROM stints s JOIN drivers d"
+                " ON d.id = s.driver_id ORDER BY s.number"
+            )
+        )
+    assert [(n, name) for n, name, _laps in stints] == [(1, "Alex Sim"), (2, "Bea Sim")]
+    assert all(laps > 0 for _n, _name, laps in stints)

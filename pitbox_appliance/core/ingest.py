@@ -111,6 +111,7 @@ class _Tracker:
     stint_id: int | None = None
     stint_number: int = 0
     pit_exits_seen: int = 0
+    stint_started: float = float("-inf")
     info_update: int = -1
     inputs: LapInputBuffer = field(default_factory=LapInputBuffer)
     fuel_laps: list[LapFuel] = field(default_factory=list)
@@ -322,6 +323,7 @@ class Ingestor:
             tracker.session_id, tracker.driver_id, at
         )
         tracker.stint_number += 1
+        tracker.stint_started = at
         tracker.live.stint = tracker.stint_number
 
     def _telemetry(
@@ -352,12 +354,15 @@ class Ingestor:
             tracker.max_fuel_seen = max(
                 tracker.max_fuel_seen, float(frames["FuelLevel"].max())
             )
-        if tracker.stint_id is None or len(seg.pit_exits) > tracker.pit_exits_seen:
-            start = (
-                seg.pit_exits[-1] if len(seg.pit_exits) > tracker.pit_exits_seen else t0
-            )
+        if tracker.stint_id is None:
             tracker.pit_exits_seen = len(seg.pit_exits)
-            self._new_stint(tracker, start)
+            self._new_stint(tracker, t0)
+        elif len(seg.pit_exits) > tracker.pit_exits_seen:
+            tracker.pit_exits_seen = len(seg.pit_exits)
+            entered = seg.pit_entries[-1] if seg.pit_entries else None
+            # A driver change during this stop already opened the new stint.
+            if entered is None or tracker.stint_started < entered:
+                self._new_stint(tracker, seg.pit_exits[-1])
         for lap in completed:
             self._store_lap(tracker, lap)
         live = tracker.live.values

@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -109,7 +110,10 @@ class TelemetryChunk(Base):
     """A batch of ticks as a compressed columnar body (the wire codec's format)."""
 
     __tablename__ = "telemetry_chunks"
-    __table_args__ = (UniqueConstraint("source", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("source", "seq"),
+        Index("ix_telemetry_chunks_session_time", "session_id", "start_time"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), index=True)
     source: Mapped[str] = mapped_column(String(64))
