@@ -315,7 +315,7 @@ def test_every_page_in_a_real_browser(
             _open(page, "map")
             expect(page.get_by_test_id("map-outline")).to_contain_text("GPS of lap")
             expect(page.get_by_test_id("map-opponents")).to_contain_text(
-                "Opponents: not shown yet"
+                "Other cars (grey"
             )
             dot = page.get_by_test_id("dot-car1")
             expect(dot).to_be_visible()

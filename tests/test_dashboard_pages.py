@@ -123,6 +123,7 @@ def car_state(
     stint: int = 2,
     driver: str = "Alex Sim",
     gps: bool = True,
+    others: list[dict[str, Any]] | None = None,
 ) -> bytes:
     """A live state as the core publishes it, with GPS on the simulator's track."""
     payload = json.loads(live_payload(car, t=t, driver=driver, session_key=session_key))
@@ -134,7 +135,7 @@ def car_state(
         values["Lon"] = ORIGIN_LON + point.x / (
             111_320.0 * math.cos(math.radians(ORIGIN_LAT))
         )
-    payload.update(stint=stint, source=f"{car}-pc1")
+    payload.update(stint=stint, source=f"{car}-pc1", others=others or [])
     return json.dumps(payload).encode()
 
 
@@ -246,7 +247,18 @@ async def test_map_draws_the_outline_and_moves_the_cars(
         await h.user.open("/map")
         await h.user.should_see(marker="page-map")
         await eventually(lambda: "GPS of lap" in text_of(h.user, "map-outline"))
-        await h.user.should_see("Opponents: not shown yet")
+        await h.user.should_see("Other cars (grey")
+        h.publish(
+            session_key=imported.session_key,
+            pct=0.25,
+            others=[
+                {"idx": 3, "number": "7", "pct": 0.5, "pos": 2, "pit": False},
+                {"idx": 5, "number": "9", "pct": 0.75, "pos": 1, "pit": True},
+            ],
+        )
+        await eventually(
+            lambda: len(one(h.user, "map-others").default_slot.children) == 2
+        )
         svg = one(h.user, "map-svg")
         assert svg.props["viewBox"].count(" ") == 3
 

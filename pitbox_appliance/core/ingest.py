@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from driver_pc.protocol.codec import Codec, DecodeError, decode_batch, parse_body
 from driver_pc.protocol.messages import (
     ChannelDictionary,
@@ -54,8 +56,21 @@ LIVE_CHANNELS = (
 
 # What the core decodes of each batch: segmentation and live-state inputs. The full
 # batch is stored as received, so nothing else is lost by not decoding it here.
+FIELD_CHANNELS = (
+    "CarIdxLapDistPct",
+    "CarIdxPosition",
+    "CarIdxOnPitRoad",
+    "PlayerCarIdx",
+)
 DECODED_CHANNELS = frozenset(
-    (*LIVE_CHANNELS, *INPUT_CHANNELS, "LapDist", "OnPitRoad", "FuelLevel")
+    (
+        *LIVE_CHANNELS,
+        *INPUT_CHANNELS,
+        *FIELD_CHANNELS,
+        "LapDist",
+        "OnPitRoad",
+        "FuelLevel",
+    )
 )
 
 
@@ -95,6 +110,8 @@ class LiveCar:
     laps_completed: int = 0
     fuel_per_lap: float | None = None
     strategy: dict[str, Any] = field(default_factory=dict)
+    # The other cars on track (live data only): idx, number, pct, position, pit.
+    others: list[dict[str, Any]] = field(default_factory=list)
     stint: int = 0
     recent_laps: list[dict[str, Any]] = field(default_factory=list)
 
@@ -114,6 +131,7 @@ class _Tracker:
     stint_started: float = float("-inf")
     info_update: int = -1
     inputs: LapInputBuffer = field(default_factory=LapInputBuffer)
+    car_numbers: dict[int, str] = field(default_factory=dict)
     fuel_laps: list[LapFuel] = field(default_factory=list)
     race: RaceLength = field(default_factory=RaceLength)
     tank: float | None = None
@@ -295,6 +313,7 @@ class Ingestor:
         track = track_info(info)
         tracker.live.track = track["track"]
         tracker.race = race_length(info)
+        tracker.car_numbers = car_numbers(info)
         tracker.tank = tank_capacity(info)
         self.writer.update_session(
             tracker.session_id,
@@ -365,6 +384,8 @@ class Ingestor:
                 self._new_stint(tracker, seg.pit_exits[-1])
         for lap in completed:
             self._store_lap(tracker, lap)
+        if "CarIdxLapDistPct" in names:
+            tracker.live.others = self._others(tracker, frames[-1], names)
         live = tracker.live.values
         last = frames[-1]
         for name in LIVE_CHANNELS:
@@ -372,6 +393,28 @@ class Ingestor:
                 live[name] = float(last[name])
         self.stats.frames += len(frames)
         self.dirty.add(tracker.live.car)
+
+    @staticmethod
+    def _others(
+        tracker: _Tracker, last: np.void, names: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
+        pct = np.asarray(last["CarIdxLapDistPct"], dtype=np.float64)
+        pos = np.asarray(last["CarIdxPosition"]) if "CarIdxPosition" in names else None
+        pit = (
+            np.asarray(last["CarIdxOnPitRoad"]) if "CarIdxOnPitRoad" in names else None
+        )
+        player = int(last["PlayerCarIdx"]) if "PlayerCarIdx" in names else -1
+        return [
+            {
+                "idx": int(i),
+                "number": tracker.car_numbers.get(int(i), str(int(i))),
+                "pct": round(float(pct[i]), 5),
+                "pos": int(pos[i]) if pos is not None else 0,
+                "pit": bool(pit[i]) if pit is not None else False,
+            }
+            for i in np.flatnonzero(pct >= 0)
+            if int(i) != player
+        ]
 
     def _store_lap(self, tracker: _Tracker, lap: CompletedLap) -> None:
         inputs = tracker.inputs.lap(lap.start_time, lap.end_time)
@@ -438,6 +481,15 @@ class Ingestor:
                 lap.end_time,
                 live.strategy,
             )
+
+
+def car_numbers(info: dict[str, Any]) -> dict[int, str]:
+    """CarIdx → car number from the session info's ``DriverInfo.Drivers``."""
+    numbers: dict[int, str] = {}
+    for entry in (info.get("DriverInfo") or {}).get("Drivers") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("CarIdx"), int):
+            numbers[entry["CarIdx"]] = str(entry.get("CarNumber") or entry["CarIdx"])
+    return numbers
 
 
 def car_of_source(source: str) -> str:

@@ -89,6 +89,8 @@ class CarState:
     #: GPS position in degrees; None when the sim sends none (or 0/0, "no fix").
     lat: float | None = None
     lon: float | None = None
+    #: The other cars on track (live iRacing data only; empty from .ibt replays).
+    others: tuple[OtherCar, ...] = ()
 
     @property
     def speed_kmh(self) -> float:
@@ -157,7 +159,31 @@ class CarState:
             shim=_shim_info(data.get("shim")),
             lat=lat,
             lon=lon,
+            others=tuple(_other_car(o) for o in data.get("others") or ()),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OtherCar:
+    """Another car on track, from iRacing's ``CarIdx*`` arrays."""
+
+    idx: int
+    number: str
+    lap_dist_pct: float
+    position: int
+    on_pit_road: bool
+
+
+def _other_car(entry: Any) -> OtherCar:
+    if not isinstance(entry, dict):
+        raise TypeError("others entry is not an object")
+    return OtherCar(
+        idx=int(entry["idx"]),
+        number=str(entry.get("number") or entry["idx"]),
+        lap_dist_pct=min(1.0, max(0.0, float(entry["pct"]))),
+        position=int(entry.get("pos") or 0),
+        on_pit_road=bool(entry.get("pit")),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,9 @@ REFRESH_S = 0.05
 OUTLINE_CHECK_S = 5.0
 CAR_COLORS = ("#38bdf8", "#a3e635", "#f472b6", "#facc15", "#c084fc", "#fb923c")
 OPPONENTS_NOTE = (
-    "Opponents: not shown yet. The live state carries only our own car's channels: "
-    "the core does not forward iRacing's CarIdx* opponent arrays yet, so class "
-    "colours, lapped cars and a rejoin projection have nothing to draw from."
+    "Other cars (grey, with their race position) come from iRacing's live CarIdx* "
+    "arrays, placed by lap distance; a replayed .ibt file has none. Class colours, "
+    "lapped cars and a rejoin projection are not drawn yet."
 )
 
 PAGE_CSS = """
@@ -63,6 +63,8 @@ class MapView:
         self.outline: TrackOutline = oval_outline("waiting for the session's data")
         self._session_key: str | None = None
         self._dots: dict[str, tuple[ui.element, ui.element]] = {}
+        self._other_dots: dict[int, ui.element] = {}
+        self._other_shown: dict[int, str] = {}
         self._shown: dict[str, str] = {}
         self._list_html = ""
         self._unit = 400.0
@@ -86,6 +88,7 @@ class MapView:
                         'stroke-dasharray="6 4" vector-effect="non-scaling-stroke"'
                     )
                     self.start = ui.element("circle").props('fill="#f0f3f6"')
+                    self.others_layer = tid(ui.element("g"), "map-others")
                     self.cars_layer = ui.element("g")
             with ui.element("div").classes("pb-map-side"):
                 ui.label("Cars").classes("pb-cap")
@@ -111,6 +114,34 @@ class MapView:
                 self._shown[car.car] = transform
                 dot[0].props(f'transform="{transform}"')
         self._show_list(cars, selected)
+        self._show_others(selected)
+
+    def _show_others(self, selected: CarState | None) -> None:
+        """The other cars on track, small and grey, by their lap distance."""
+        others = selected.others if selected is not None else ()
+        if tuple(self._other_dots) != tuple(o.idx for o in others):
+            self.others_layer.clear()
+            self._other_dots.clear()
+            self._other_shown.clear()
+            radius = self._unit * 0.016
+            with self.others_layer:
+                for other in others:
+                    with ui.element("g") as group:
+                        ui.element("circle").props(
+                            f'r="{radius:.1f}" fill="#9aa4ae" stroke="#06080a" '
+                            'stroke-width="1" vector-effect="non-scaling-stroke"'
+                        )
+                        SvgText(str(other.position or other.number)).props(
+                            f'x="{radius * 1.2:.1f}" y="{-radius:.1f}" '
+                            f'font-size="{self._unit * 0.025:.1f}" fill="#c9d1d9"'
+                        )
+                    self._other_dots[other.idx] = group
+        for other in others:
+            x, y = self.outline.at_pct(other.lap_dist_pct)
+            transform = f"translate({x:.1f},{-y:.1f})"
+            if self._other_shown.get(other.idx) != transform:
+                self._other_shown[other.idx] = transform
+                self._other_dots[other.idx].props(f'transform="{transform}"')
 
     async def load_outline(self) -> None:
         """Ask for the outline of the shown session (cached by the data layer)."""
@@ -137,6 +168,9 @@ class MapView:
         self._shown.clear()
         self._dots.clear()  # sizes depend on the outline's scale: rebuild
         self.cars_layer.clear()
+        self._other_dots.clear()
+        self._other_shown.clear()
+        self.others_layer.clear()
 
     def _draw_outline(self) -> None:
         outline = self.outline

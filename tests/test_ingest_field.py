@@ -1,0 +1,31 @@
+"""The core forwards the other cars of live data (CarIdx* arrays) in the car's live state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from driver_pc.adapters.simulator import RaceSimulatorAdapter
+from driver_pc.pipeline import ShimPipeline
+from pitbox_appliance.core.ingest import Ingestor
+from pitbox_appliance.importer import local_codec
+from pitbox_appliance.storage.database import open_database
+from pitbox_appliance.storage.writer import SessionWriter
+
+
+def test_live_state_lists_the_other_cars(tmp_path: Path) -> None:
+    codec = local_codec()
+    ingestor = Ingestor(
+        codec, SessionWriter(open_database(f"sqlite:///{tmp_path / 'db'}"))
+    )
+    sim = RaceSimulatorAdapter(laps=1, speed=0, seed=8, opponents=12)
+    for seq, message in enumerate(ShimPipeline(sim).messages(), 1):
+        ingestor.handle(codec.encode("car42-pc1", seq, message))
+    (live,) = ingestor.live.values()
+    others = live.others
+    assert len(others) == 12
+    assert all(0.0 <= o["pct"] < 1.0 for o in others)
+    assert sorted(o["pos"] for o in others if o["pos"]) == sorted(
+        {o["pos"] for o in others if o["pos"]}
+    )
+    assert all(o["number"] for o in others)
+    assert 0 not in {o["idx"] for o in others}  # our own car is not among them
