@@ -118,6 +118,25 @@ class LiveCar:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def record_lap(
+        self, number: int, lap_time: float | None, fuel: float | None, pit: bool
+    ) -> dict[str, Any]:
+        """Count a completed lap in the figures shown; returns its lap-table entry."""
+        self.laps_completed = max(self.laps_completed, number)
+        if lap_time is not None:
+            self.last_lap_time = lap_time
+            if self.best_lap_time is None or lap_time < self.best_lap_time:
+                self.best_lap_time = lap_time
+        entry = {
+            "lap": number,
+            "time": lap_time,
+            "fuel": fuel,
+            "pit": pit,
+            "driver": self.driver,
+        }
+        self.recent_laps = [entry, *self.recent_laps][:10]
+        return entry
+
 
 @dataclass
 class _Tracker:
@@ -287,19 +306,7 @@ class Ingestor:
             tracker.fuel_laps.append(
                 LapFuel(lap.lap_number, lap.lap_time, lap.fuel_used, lap.pit_lap)
             )
-            live.laps_completed = max(live.laps_completed, lap.lap_number)
-            if lap.lap_time is not None:
-                live.last_lap_time = lap.lap_time
-                if live.best_lap_time is None or lap.lap_time < live.best_lap_time:
-                    live.best_lap_time = lap.lap_time
-            entry = {
-                "lap": lap.lap_number,
-                "time": lap.lap_time,
-                "fuel": lap.fuel_used,
-                "pit": lap.pit_lap,
-                "driver": state.driver_name,
-            }
-            live.recent_laps = [entry, *live.recent_laps][:10]
+            live.record_lap(lap.lap_number, lap.lap_time, lap.fuel_used, lap.pit_lap)
 
     def _session_info(self, source: str, msg: SessionInfo) -> None:
         tracker = self._tracker(msg.session_key, source)
@@ -439,19 +446,9 @@ class Ingestor:
             return
         self.stats.laps += 1
         live = tracker.live
-        live.laps_completed = max(live.laps_completed, lap.lap_number)
-        if lap.lap_time is not None:
-            live.last_lap_time = lap.lap_time
-            if live.best_lap_time is None or lap.lap_time < live.best_lap_time:
-                live.best_lap_time = lap.lap_time
-        entry = {
-            "lap": lap.lap_number,
-            "time": lap.lap_time,
-            "fuel": lap.fuel_used,
-            "pit": lap.pit_lap,
-            "driver": live.driver,
-        }
-        live.recent_laps = [entry, *live.recent_laps][:10]
+        entry = live.record_lap(
+            lap.lap_number, lap.lap_time, lap.fuel_used, lap.pit_lap
+        )
         self.events.append((live.car, "lap.completed", entry))
         self._update_strategy(tracker, lap)
 
