@@ -33,6 +33,24 @@ def lap_rows(db: Path) -> list[tuple[int, float | None]]:
         return []  # schema not created yet
 
 
+def core_config(tmp_path: Path, broker: BrokerHandle, db: Path) -> Path:
+    """An appliance config file pointing the core at ``broker`` and ``db``."""
+    config = tmp_path / "appliance.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "mqtt": {
+                    "host": broker.host,
+                    "port": broker.port,
+                    "username": broker.appliance_user,
+                },
+                "core": {"db_url": f"sqlite:///{db}", "api_port": free_port()},
+            }
+        )
+    )
+    return config
+
+
 def start_core(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "pitbox_appliance.core", "--config", str(config)],
@@ -48,19 +66,7 @@ def test_core_killed_twice_mid_race_loses_nothing(
 ) -> None:
     key = os.urandom(32)
     db = tmp_path / "core.sqlite3"
-    config = tmp_path / "appliance.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "mqtt": {
-                    "host": broker.host,
-                    "port": broker.port,
-                    "username": broker.appliance_user,
-                },
-                "core": {"db_url": f"sqlite:///{db}", "api_port": free_port()},
-            }
-        )
-    )
+    config = core_config(tmp_path, broker, db)
     env = {
         **os.environ,
         "PITBOX_TEAM_KEY": key.hex(),
@@ -179,19 +185,7 @@ def test_shim_spool_survives_kill_9_while_broker_is_down(
 
     broker.broker.start()
     db = tmp_path / "core.sqlite3"
-    config = tmp_path / "appliance.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "mqtt": {
-                    "host": broker.host,
-                    "port": broker.port,
-                    "username": broker.appliance_user,
-                },
-                "core": {"db_url": f"sqlite:///{db}", "api_port": free_port()},
-            }
-        )
-    )
+    config = core_config(tmp_path, broker, db)
     core_env = {**env, "PITBOX_MQTT_PASSWORD": broker.appliance_password}
     log = tmp_path / "core.log"
     core = start_core(config, core_env, log)
