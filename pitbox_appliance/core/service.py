@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from driver_pc.protocol import topics
 from driver_pc.protocol.codec import Codec
+from driver_pc.protocol.events import EventError, encode_event
 from driver_pc.protocol.messages import Command
 from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.config import ApplianceConfig, mqtt_password_from_env
@@ -190,6 +191,9 @@ class CoreService:
             self.connection.publish(topics.live_state(car), json.dumps(state))
             self.live_published += 1
         for car, kind, payload in events:
-            self.connection.publish(
-                topics.events(car), json.dumps({"kind": kind, **payload})
-            )
+            try:
+                message = encode_event(car, kind, payload)
+            except EventError:
+                logger.exception("dropping a malformed %s event of %s", kind, car)
+                continue
+            self.connection.publish(topics.events(car), json.dumps(message))

@@ -1,0 +1,182 @@
+"""Typed events the appliance publishes about a car: every kind, its payload schema, one encoder."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class EventKind(StrEnum):
+    """Every event kind on ``pitbox/live/<car>/events`` and the API's event stream.
+
+    The snake_case kinds are the seed plan's ``ExtendedEventType``; the dotted ones
+    are the foundation's own.
+    """
+
+    LAP_COMPLETED = "lap.completed"
+    DRIVER_CHANGE = "driver.change"
+    COMMAND_RESULT = "command.result"
+    DRIVER_FATIGUE_UPDATE = "driver_fatigue_update"
+    INCIDENT_DETECTED = "incident_detected"
+    TRAINING_GOAL_PROGRESS = "training_goal_progress"
+    BADGE_EARNED = "badge_earned"
+    STRATEGY_RECOMMENDATION = "strategy_recommendation"
+    DRAFTING_OPPORTUNITY = "drafting_opportunity"
+    DAMAGE_ALERT = "damage_alert"
+    SESSION_REPORT_READY = "session_report_ready"
+    VIDEO_SEGMENT_READY = "video_segment_ready"
+    SETUP_IMPACT_ANALYSIS = "setup_impact_analysis"
+
+
+class EventError(ValueError):
+    """An event payload that does not match its kind's schema."""
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _OpenPayload(BaseModel):
+    """Payloads whose body is another component's figure set (kept as it is)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class LapCompleted(_Payload):
+    lap: int
+    time: float | None
+    fuel: float | None
+    pit: bool
+    driver: str
+
+
+class DriverChanged(_Payload):
+    user_id: int
+    user_name: str
+    source: str
+
+
+class CommandResultEvent(_Payload):
+    command_id: str
+    ok: bool
+    detail: str
+
+
+class StrategyRecommendation(_OpenPayload):
+    """The live strategy (fuel plan and, as they land, tyre/driver/stint advice)."""
+
+
+class DriverFatigueUpdate(_Payload):
+    driver: str
+    lap: int
+    # 0 = fresh, 1 = as tired as the model has seen.
+    fatigue: float = Field(ge=0.0, le=1.0)
+    stint_minutes: float
+    advice: str | None = None
+    basis: str = ""
+
+
+class IncidentDetected(_Payload):
+    incident: Literal["off_track", "spin", "contact", "lockup", "other"]
+    session_time: float
+    lap: int
+    lap_dist_pct: float
+    # iRacing's incident points for it, where the data carries the counter.
+    points: int | None = None
+    confidence: float = Field(ge=0.0, le=1.0, default=1.0)
+
+
+class TrainingGoalProgress(_Payload):
+    driver: str
+    goal_id: str
+    goal: str
+    progress: float = Field(ge=0.0, le=1.0)
+    detail: str = ""
+
+
+class BadgeEarned(_Payload):
+    driver: str
+    badge_id: str
+    badge: str
+    reason: str
+
+
+class DraftingOpportunity(_Payload):
+    other_car: str
+    other_idx: int
+    gap_s: float
+    closing_rate_s_per_lap: float
+    # Laps until the gap closes to a passing chance; None if not closing.
+    laps_to_pass: float | None
+    in_draft: bool
+    direction: Literal["ahead", "behind"]
+
+
+class DamageAlert(_Payload):
+    session_time: float
+    lap: int
+    severity: Literal["minor", "moderate", "severe"]
+    lap_time_loss_s: float | None
+    repair_time_left_s: float | None
+    detail: str = ""
+
+
+class SessionReportReady(_Payload):
+    session_key: str
+    url: str
+    pdf_url: str | None = None
+
+
+class VideoSegmentReady(_Payload):
+    source: str
+    path: str
+    start_time: float
+    end_time: float
+
+
+class SetupImpactAnalysis(_Payload):
+    driver: str
+    changes: list[dict[str, Any]]
+    lap_time_delta_s: float | None
+    uncertainty_s: float | None
+    laps_before: int
+    laps_after: int
+
+
+PAYLOADS: dict[EventKind, type[BaseModel]] = {
+    EventKind.LAP_COMPLETED: LapCompleted,
+    EventKind.DRIVER_CHANGE: DriverChanged,
+    EventKind.COMMAND_RESULT: CommandResultEvent,
+    EventKind.STRATEGY_RECOMMENDATION: StrategyRecommendation,
+    EventKind.DRIVER_FATIGUE_UPDATE: DriverFatigueUpdate,
+    EventKind.INCIDENT_DETECTED: IncidentDetected,
+    EventKind.TRAINING_GOAL_PROGRESS: TrainingGoalProgress,
+    EventKind.BADGE_EARNED: BadgeEarned,
+    EventKind.DRAFTING_OPPORTUNITY: DraftingOpportunity,
+    EventKind.DAMAGE_ALERT: DamageAlert,
+    EventKind.SESSION_REPORT_READY: SessionReportReady,
+    EventKind.VIDEO_SEGMENT_READY: VideoSegmentReady,
+    EventKind.SETUP_IMPACT_ANALYSIS: SetupImpactAnalysis,
+}
+
+
+def event_payload(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Check ``payload`` against its kind's schema; the JSON-ready payload, or EventError."""
+    try:
+        model = PAYLOADS[EventKind(kind)]
+    except ValueError:
+        raise EventError(f"unknown event kind {kind!r}") from None
+    try:
+        return model.model_validate(payload).model_dump(mode="json")
+    except ValidationError as exc:
+        raise EventError(f"{kind}: {exc}") from None
+
+
+def encode_event(car: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The message published for one event: ``{"kind", "car", **payload}``."""
+    body = event_payload(kind, payload)
+    if "kind" in body or "car" in body:
+        raise EventError(f"{kind}: payload may not use the keys 'kind' or 'car'")
+    return {"kind": kind, "car": car, **body}
