@@ -8,7 +8,15 @@ import weakref
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from pitbox_appliance.api import commands, driver, health, openapi, sessions, stream
+from pitbox_appliance.api import (
+    commands,
+    driver,
+    events,
+    health,
+    openapi,
+    sessions,
+    stream,
+)
 from pitbox_appliance.api.auth import require_scope, tokens_from_env
 from pitbox_appliance.api.context import (
     READ_ENGINE,
@@ -39,7 +47,7 @@ def create_app(
     )
     app[REGISTRATIONS] = {}
     app[STREAMS] = weakref.WeakSet()
-    for module in (health, sessions, driver, stream, commands, openapi):
+    for module in (health, sessions, driver, stream, events, commands, openapi):
         app.router.add_routes(module.routes)
     app.on_shutdown.append(stream.close_streams)
     app.on_cleanup.append(_dispose_engine)

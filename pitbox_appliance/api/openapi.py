@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from driver_pc.protocol.events import PAYLOADS
 from pitbox_appliance.api.schemas import (
     CommandIn,
     CommandOut,
@@ -46,6 +47,11 @@ class Operation:
     body: type[BaseModel] | None = None
     errors: tuple[int, ...] = ()
     description: str = ""
+    # Optional query parameters: (name, description).
+    query: tuple[tuple[str, str], ...] = ()
+    # WebSockets (status 101): what the client sends, and the frames it receives.
+    sends: str = ""
+    receives: tuple[type[BaseModel], ...] = ()
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -118,11 +124,28 @@ OPERATIONS: tuple[Operation, ...] = (
             "a frame over 2 MiB is answered with `StreamError`; a frame over 8 MiB "
             "closes the socket (1009)."
         ),
+        sends="binary: one wire message (driver_pc.protocol.codec)",
+        receives=(StreamReply, StreamError),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/events/stream",
+        "WebSocket: the appliance's typed events",
+        None,
+        status=101,
+        query=(("car", "only this car's events"),),
+        sends="nothing (frames sent by the client are ignored)",
+        receives=tuple(PAYLOADS.values()),
+        description=(
+            "Upgrade to a WebSocket. Each event the appliance publishes on MQTT "
+            "(`pitbox/v1/live/<car>/events`) arrives as one text frame: a JSON object "
+            '`{"kind", "car", ...payload}`, the payload typed per kind in '
+            "`driver_pc/protocol/events.py`. A client more than 1000 events behind "
+            "is disconnected."
+        ),
     ),
     Operation("GET", "/api/v1/openapi.json", "This document", None),
 )
-
-_FRAME_MODELS: tuple[type[BaseModel], ...] = (StreamReply, StreamError)
 
 
 @routes.get("/api/v1/openapi.json", allow_head=False)
@@ -140,7 +163,7 @@ def openapi_document() -> dict[str, Any]:
             wanted.append((op.body, "validation"))
         if op.response is not None:
             wanted.append((op.response, "serialization"))
-    wanted.extend((m, "serialization") for m in _FRAME_MODELS)
+    wanted.extend((m, "serialization") for op in OPERATIONS for m in op.receives)
     refs, top = models_json_schema(
         list(dict.fromkeys(wanted)), ref_template="#/components/schemas/{model}"
     )
@@ -174,15 +197,25 @@ def _operation(op: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict[str, A
         doc["description"] = op.description
     if op.status == 101:
         doc["x-websocket-frames"] = {
-            "send": "binary: one wire message (driver_pc.protocol.codec)",
-            "receive": [refs[(m, "serialization")] for m in _FRAME_MODELS],
+            "send": op.sends,
+            "receive": [refs[(m, "serialization")] for m in op.receives],
         }
-    params = re.findall(r"{(\w+)}", op.path)
+    params = [
+        {"name": p, "in": "path", "required": True, "schema": {"type": "integer"}}
+        for p in re.findall(r"{(\w+)}", op.path)
+    ]
+    params += [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": text,
+            "schema": {"type": "string"},
+        }
+        for name, text in op.query
+    ]
     if params:
-        doc["parameters"] = [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "integer"}}
-            for p in params
-        ]
+        doc["parameters"] = params
     if op.body is not None:
         doc["requestBody"] = {
             "required": True,

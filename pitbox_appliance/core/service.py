@@ -8,6 +8,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -58,6 +59,8 @@ class CoreService:
         self._command_seq = 0
         self.started = time.time()
         self._lock = threading.Lock()
+        # Called (on the ingest thread) with every event message as published.
+        self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def start(self) -> None:
         self.connection.subscribe(topics.ALL_SHIM_DATA, 1, self._on_message)
@@ -121,18 +124,26 @@ class CoreService:
 
     def _ingest_loop(self) -> None:
         core = self.config.core
-        pending: list[int] = []
+        # Handled but not yet committed (nor acknowledged); kept whole so that a
+        # failed commit (disk full, I/O error) can be retried from the start.
+        pending: list[tuple[str, bytes, int]] = []
         last_commit = time.monotonic()
         last_live: dict[str, float] = {}
         heartbeat = 0.0
         while not self._stop.is_set():
             try:
-                topic, payload, mid = self._inbox.get(timeout=0.01)
-                with self._lock:
-                    self.ingestor.handle(payload, topics.source_of(topic))
-                pending.append(mid)
+                item = self._inbox.get(timeout=0.01)
             except queue.Empty:
                 pass
+            else:
+                pending.append(item)
+                try:
+                    with self._lock:
+                        self.ingestor.handle(item[1], topics.source_of(item[0]))
+                except SQLAlchemyError as exc:
+                    self._commit(pending, failure=exc)
+                    pending = []
+                    last_commit = time.monotonic()
             now = time.monotonic()
             if pending and (
                 len(pending) >= core.commit_max_messages
@@ -162,19 +173,54 @@ class CoreService:
         if pending:
             self._commit(pending)
 
-    def _commit(self, mids: list[int]) -> None:
-        try:
-            with self._lock:
-                self.ingestor.flush()
-        except SQLAlchemyError:
-            logger.exception(
-                "commit failed; %d messages stay unacknowledged", len(mids)
-            )
-            with self._lock:
-                self.ingestor.rollback()
+    def _commit(
+        self,
+        pending: list[tuple[str, bytes, int]],
+        failure: SQLAlchemyError | None = None,
+    ) -> None:
+        """Commit ``pending``, then PUBACK it; on a storage error retry until it works.
+
+        Nothing is acknowledged that is not committed: after a failure (disk full,
+        I/O error) the transaction is rolled back, the same messages are handled
+        again after a back-off and committed together, and only then acknowledged.
+        New messages wait meanwhile (the broker holds them; at most its in-flight
+        window is queued here). Returns without acknowledging when the core stops.
+        """
+        delay = 1.0
+        while True:
+            try:
+                if failure is not None:
+                    raise failure
+                with self._lock:
+                    self.ingestor.flush()
+            except SQLAlchemyError as exc:
+                logger.error(
+                    "storage failed, %d messages stay unacknowledged and are retried"
+                    " in %.0f s: %s",
+                    len(pending),
+                    delay,
+                    getattr(exc, "orig", None) or exc,
+                )
+                with self._lock:
+                    self.ingestor.rollback()
+                failure = None
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, 30.0)
+                try:
+                    with self._lock:
+                        for topic, payload, _mid in pending:
+                            self.ingestor.handle(payload, topics.source_of(topic))
+                except SQLAlchemyError as again:
+                    failure = again
+                continue
+            if delay > 1.0:
+                logger.warning(
+                    "storage recovered: %d held messages committed", len(pending)
+                )
+            for _topic, _payload, mid in pending:
+                self.connection.ack(mid)
             return
-        for mid in mids:
-            self.connection.ack(mid)
 
     def _publish_live(self, due: set[str]) -> None:
         with self._lock:
@@ -197,3 +243,8 @@ class CoreService:
                 logger.exception("dropping a malformed %s event of %s", kind, car)
                 continue
             self.connection.publish(topics.events(car), json.dumps(message))
+            for listener in list(self.event_listeners):
+                try:
+                    listener(message)
+                except Exception:
+                    logger.exception("event listener failed")
