@@ -20,6 +20,7 @@ from driver_pc.adapters.base import (
 )
 from driver_pc.service import ShimConfig, ShimService
 from driver_pc.transport.mqtt import BrokerAddress
+from driver_pc.video import VideoSegmentWatcher, VideoTarget
 
 logger = logging.getLogger("driver_pc")
 
@@ -45,6 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--username", help="broker user (default: the source id)")
     parser.add_argument(
         "--spool", type=Path, help="spool file (default: user data dir)"
+    )
+    parser.add_argument(
+        "--video-dir",
+        type=Path,
+        help="upload finished POV video segments from this folder (e.g. OBS output)",
+    )
+    parser.add_argument(
+        "--api-url",
+        help="appliance API for video uploads (default: http://<host>:8081); "
+        "token in PITBOX_API_TOKEN",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -99,8 +110,31 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    ShimService(config, adapter).run(stop)
+    service = ShimService(config, adapter)
+    if args.video_dir is not None:
+        _start_video_uploads(args, service, stop, spool.parent)
+    service.run(stop)
     return 0
+
+
+def _start_video_uploads(
+    args: argparse.Namespace, service: ShimService, stop: threading.Event, data: Path
+) -> None:
+    """Run the video-segment watcher in its own thread (never on the 60 Hz path)."""
+    target = VideoTarget(
+        api_url=args.api_url or f"http://{args.host}:8081",
+        source=args.source,
+        token=os.environ.get("PITBOX_API_TOKEN", ""),
+    )
+    watcher = VideoSegmentWatcher(
+        folder=args.video_dir,
+        target=target,
+        clock=service.session_clock,
+        state_path=data / f"{args.source}.videos.json",
+    )
+    threading.Thread(
+        target=watcher.run, args=(stop,), name="video", daemon=True
+    ).start()
 
 
 if __name__ == "__main__":

@@ -18,10 +18,12 @@ from driver_pc.protocol.messages import (
     Message,
     ShimState,
     ShimStatus,
+    TelemetryBatch,
 )
 from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
 from driver_pc.transport.sender import SpoolSender
 from driver_pc.transport.spool import Spool
+from driver_pc.video import SessionClock
 
 logger = logging.getLogger(__name__)
 STATUS_EVERY_S = 2.0
@@ -59,6 +61,8 @@ class ShimService:
         self.final_spool_depth: int | None = None
         self._last_command_seq = -1
         self.camera: tuple[str, int, int] | None = None
+        # Session time now, for placing video segments (driver_pc/video.py).
+        self.session_clock = SessionClock()
 
     def run(self, stop: threading.Event) -> None:
         """Stream until the adapter ends or ``stop`` is set, then drain what is spooled."""
@@ -88,6 +92,10 @@ class ShimService:
             self.spool.close()
 
     def _send(self, message: Message) -> None:
+        if isinstance(message, TelemetryBatch) and len(message.frames):
+            names = message.frames.dtype.names or ()
+            if "SessionTime" in names:
+                self.session_clock.note(float(message.frames["SessionTime"][-1]))
         with self._lock:
             seq = self.spool.next_seq()
             payload = self.codec.encode(self.config.source, seq, message)

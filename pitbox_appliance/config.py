@@ -45,6 +45,12 @@ class CoreConfig(_Section):
     )
     api_host: str = Field("127.0.0.1", description="API bind address")
     api_port: int = Field(8081, description="API port", ge=0, le=65535)
+    video_dir: str | None = Field(
+        None, description="where uploaded driver POV video goes; default: data dir"
+    )
+    video_max_bytes: int = Field(
+        4 * 1024**3, description="largest video segment accepted", ge=1
+    )
 
 
 class DashboardConfig(_Section):
@@ -58,6 +64,55 @@ class DashboardConfig(_Section):
     accent_color: str = Field("#e10600", description="team colour")
 
 
+class ThemeConfig(_Section):
+    """White-label look of the dashboard; unset fields keep the dashboard section's."""
+
+    team_name: str | None = Field(
+        None, description="team name in every page's header", max_length=40
+    )
+    accent_color: str | None = Field(
+        None, description="team colour, #rrggbb", pattern=r"^#[0-9a-fA-F]{6}$"
+    )
+    header_color: str | None = Field(
+        None, description="header background, #rrggbb", pattern=r"^#[0-9a-fA-F]{6}$"
+    )
+    logo: Path | None = Field(
+        None,
+        description="team logo file (.png, .jpg, .svg or .webp), served by the dashboard",
+    )
+
+
+class SecurityConfig(_Section):
+    """Access control: TLS for driver PCs, paired devices and their keys (docs/security.md)."""
+
+    dir: str | None = Field(
+        None,
+        description="CA, broker certificate and device registry (mode 0700); "
+        "default: 'security' under the user data dir",
+    )
+    broker_run_dir: str | None = Field(
+        None,
+        description="the broker's folder (password file, pid file); "
+        "default: 'broker' under the user data dir",
+    )
+    tls_port: int = Field(
+        8883, description="broker TLS listener for driver PCs", ge=1, le=65535
+    )
+    public_host: str | None = Field(
+        None,
+        description="broker host given to paired driver PCs; default: the host "
+        "they reached the API by",
+    )
+    pairing_ttl_s: float = Field(
+        600, description="how long a pairing code stays valid", gt=0, le=86400
+    )
+    legacy_team_key: bool = Field(
+        True,
+        description="accept the shared PITBOX_TEAM_KEY from sources without a "
+        "paired key; set false once every driver PC is paired",
+    )
+
+
 class ApplianceConfig(_Section):
     """The whole appliance configuration file."""
 
@@ -65,6 +120,8 @@ class ApplianceConfig(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     core: CoreConfig = Field(default_factory=CoreConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    theme: ThemeConfig = Field(default_factory=ThemeConfig)
 
 
 class ConfigError(ValueError):

@@ -131,9 +131,12 @@ class SessionReportReady(_Payload):
 
 class VideoSegmentReady(_Payload):
     source: str
+    # Relative to the appliance's video directory.
     path: str
     start_time: float
     end_time: float
+    bytes: int
+    sha256: str
 
 
 class SetupImpactAnalysis(_Payload):

@@ -16,6 +16,7 @@ from pitbox_appliance.api import (
     openapi,
     sessions,
     stream,
+    video,
 )
 from pitbox_appliance.api.auth import require_scope, tokens_from_env
 from pitbox_appliance.api.context import (
@@ -47,7 +48,16 @@ def create_app(
     )
     app[REGISTRATIONS] = {}
     app[STREAMS] = weakref.WeakSet()
-    for module in (health, sessions, driver, stream, events, commands, openapi):
+    for module in (
+        health,
+        sessions,
+        driver,
+        stream,
+        events,
+        video,
+        commands,
+        openapi,
+    ):
         app.router.add_routes(module.routes)
     app.on_shutdown.append(stream.close_streams)
     app.on_cleanup.append(_dispose_engine)

@@ -24,6 +24,7 @@ REQUIRED_SCOPE: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/driver/register"): "driver",
     ("POST", "/api/v1/status/update"): "driver",
     ("GET", "/api/v1/telemetry/stream"): "driver",
+    ("POST", "/api/v1/video/upload"): "driver",
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

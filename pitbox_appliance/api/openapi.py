@@ -28,7 +28,9 @@ from pitbox_appliance.api.schemas import (
     StintList,
     StreamError,
     StreamReply,
+    VideoOut,
 )
+from pitbox_appliance.api.video import VIDEO_TYPES
 
 routes = web.RouteTableDef()
 
@@ -52,6 +54,8 @@ class Operation:
     # WebSockets (status 101): what the client sends, and the frames it receives.
     sends: str = ""
     receives: tuple[type[BaseModel], ...] = ()
+    # A raw (non-JSON) request body: the media types accepted.
+    raw_body: tuple[str, ...] = ()
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -144,6 +148,26 @@ OPERATIONS: tuple[Operation, ...] = (
             "is disconnected."
         ),
     ),
+    Operation(
+        "POST",
+        "/api/v1/video/upload",
+        "Upload a driver POV video segment (the raw file as the body)",
+        VideoOut,
+        status=201,
+        query=(
+            ("source", "the driver PC that recorded it, e.g. car42-pc1 (required)"),
+            ("name", "file name to store it under (required)"),
+            ("start", "session time the segment starts, s (required)"),
+            ("end", "session time the segment ends, s (required)"),
+        ),
+        raw_body=tuple(sorted(VIDEO_TYPES)),
+        errors=(400, 409, 413, 415),
+        description=(
+            "Streams the body to disk (never held in memory), stores it under the "
+            "car's current session, and announces it with a `video_segment_ready` "
+            "event. Needs a token with scope `driver`."
+        ),
+    ),
     Operation("GET", "/api/v1/openapi.json", "This document", None),
 )
 
@@ -221,15 +245,28 @@ def _operation(op: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict[str, A
             "required": True,
             "content": _json(refs[(op.body, "validation")]),
         }
+    if op.raw_body:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        doc["requestBody"] = {
+            "required": True,
+            "content": {media: binary for media in op.raw_body},
+        }
     error_ref = refs[(ErrorOut, "serialization")]
     for status in op.errors:
         doc["responses"][str(status)] = {
-            "description": {400: "bad request; names the field", 404: "unknown id"}[
-                status
-            ],
+            "description": ERROR_MEANINGS[status],
             "content": _json(error_ref),
         }
     return doc
+
+
+ERROR_MEANINGS = {
+    400: "bad request; names the field",
+    404: "unknown id",
+    409: "conflicts with what is stored (no session yet, name taken)",
+    413: "body too large",
+    415: "media type not accepted",
+}
 
 
 def _json(schema: Any) -> dict[str, Any]:

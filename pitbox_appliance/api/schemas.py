@@ -204,3 +204,16 @@ class StreamError(_Model):
     """The answer to a frame that is not a wire message (text, or over 2 MiB)."""
 
     error: str = Field(description="what was wrong with the frame")
+
+
+# ---- video ----------------------------------------------------------------------------
+class VideoOut(_Model):
+    """A stored driver POV video segment."""
+
+    session_id: int = Field(description="session the segment belongs to")
+    source: str = Field(description="driver PC that recorded it")
+    path: str = Field(description="where it is stored, relative to the video directory")
+    bytes: int = Field(description="size stored")
+    sha256: str = Field(description="SHA-256 of the stored bytes (hex)")
+    start_time: float = Field(description="session time the segment starts")
+    end_time: float = Field(description="session time the segment ends")

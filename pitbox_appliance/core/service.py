@@ -101,6 +101,24 @@ class CoreService:
         self.connection.publish(topics.shim_commands(source), payload)
         return command
 
+    def record_event(
+        self, car: str, kind: str, session_time: float, payload: dict[str, Any]
+    ) -> int:
+        """Store an event raised outside ingest (an upload) and publish it; its session id.
+
+        Raises LookupError when the car has no session on this appliance, and
+        EventError when the payload does not match the kind's schema.
+        """
+        encode_event(car, kind, payload)
+        with self._lock:
+            live = self.ingestor.live.get(car)
+            if live is None:
+                raise LookupError(f"car {car!r} has no session on this appliance")
+            self.writer.add_event(live.session_id, kind, session_time, payload)
+            self.ingestor.flush()
+            self.ingestor.events.append((car, kind, payload))
+            return live.session_id
+
     def command_status(self, command_id: str) -> dict[str, Any] | None:
         """What became of a command: None if unknown, ``result`` None while pending."""
         with self._lock:
