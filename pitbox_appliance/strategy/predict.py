@@ -8,10 +8,18 @@ import statistics
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pitbox_appliance.models.features import lap_time_features
 from pitbox_appliance.strategy.timing import TimingLap, laps_by_car
+
+if TYPE_CHECKING:
+    from pitbox_appliance.models.predictors import Predictor
+
+# ``lap_time_model`` default: the registry's choice (the model only where it won).
+DEFAULT_MODEL = "default"
 
 RECENT_RACING_LAPS = 10  # racing laps remembered across stints, for a stint's start
 
@@ -47,10 +55,16 @@ class LapPrediction:
 
 
 def predict_race(
-    laps: Iterable[TimingLap], config: PredictionConfig | None = None
+    laps: Iterable[TimingLap],
+    config: PredictionConfig | None = None,
+    lap_time_model: Predictor | str | None = DEFAULT_MODEL,
 ) -> list[LapPrediction]:
-    """Predictions at the end of every lap, in race-clock order."""
-    race = RacePredictor(config or PredictionConfig())
+    """Predictions at the end of every lap, in race-clock order.
+
+    ``lap_time_model``: "default" uses the next-lap-time model where the model
+    registry says it beat the engine's pace rule on held-out races; None never.
+    """
+    race = RacePredictor(config or PredictionConfig(), lap_time_model)
     return [race.observe(lap) for lap in race_order(laps)]
 
 
@@ -95,8 +109,25 @@ class RacePredictor:
     the rules; bench/accuracy.py measures them against the baselines.
     """
 
-    def __init__(self, config: PredictionConfig) -> None:
+    def __init__(
+        self,
+        config: PredictionConfig,
+        lap_time_model: Predictor | str | None = None,
+    ) -> None:
         self.config = config
+        if lap_time_model == DEFAULT_MODEL:
+            from pitbox_appliance.models.predictors import default_predictor
+
+            lap_time_model = default_predictor("lap_time")
+        if isinstance(lap_time_model, str):
+            raise ValueError(
+                f"lap_time_model: {lap_time_model!r} is neither a predictor,"
+                f" None nor {DEFAULT_MODEL!r}"
+            )
+        self.lap_time_model = lap_time_model
+        # When a list: (car, lap, features, reference, engine pace) of every racing
+        # lap the model could predict from (models/datasets.py trains on it).
+        self.feature_log: list[tuple[str, int, Any, float, float]] | None = None
         self._cars: dict[str, _CarState] = {}
         self._class_stints: defaultdict[str, list[float]] = defaultdict(list)
         self._class_out_lap_loss: defaultdict[str, list[float]] = defaultdict(list)
@@ -212,7 +243,26 @@ class RacePredictor:
         if lap.in_pit:
             losses = self._class_out_lap_loss.get(state.car_class)
             return pace + statistics.median(losses) if losses else lap.lap_time_s
-        return pace
+        return self._model_pace(state, lap, pace)
+
+    def _model_pace(self, state: _CarState, lap: TimingLap, pace: float) -> float:
+        """The next-lap-time model's prediction where it applies, else ``pace``.
+
+        It applies once the current stint has ``min_pace_laps`` racing laps.
+        """
+        if len(state.stint_racing) < self.config.min_pace_laps:
+            return pace
+        found = lap_time_features(
+            [t for _, t in state.stint_racing], [n for n, _ in state.stint_racing]
+        )
+        if found is None:
+            return pace
+        features, reference = found
+        if self.feature_log is not None:
+            self.feature_log.append((lap.car, lap.lap, features, reference, pace))
+        if self.lap_time_model is None:
+            return pace
+        return self.lap_time_model.predict(features, reference, pace).value
 
     def _pace(self, state: _CarState) -> float | None:
         """Blend of the last racing lap and the median of the recent ones.

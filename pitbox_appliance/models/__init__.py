@@ -1,0 +1,1 @@
+"""On-device TFLite models: runtime, features, baselines, predictors, registry and training."""
