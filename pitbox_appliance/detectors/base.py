@@ -1,0 +1,182 @@
+"""The detector plugin contract, its registry, and the per-car set that runs every detector."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from pitbox_appliance.analysis.driver_inputs import InputMetrics
+
+logger = logging.getLogger(__name__)
+
+# Channels the detectors read beyond what the core decodes anyway.
+DETECTOR_CHANNELS = (
+    "PlayerTrackSurface",
+    "PlayerCarTeamIncidentCount",
+    "PlayerCarMyIncidentCount",
+    "Yaw",
+    "YawRate",
+    "LatAccel",
+    "LongAccel",
+    "SessionFlags",
+    "PitRepairLeft",
+    "PitOptRepairLeft",
+    "CarIdxLapDistPct",
+    "CarIdxLap",
+    "CarIdxEstTime",
+    "CarIdxOnPitRoad",
+    "PlayerCarIdx",
+)
+
+Frames = np.ndarray[Any, np.dtype[np.void]]
+
+
+@dataclass(frozen=True, slots=True)
+class Emission:
+    """One thing a detector found: stored as an event row, and published when ``publish``.
+
+    ``kind`` is an ``EventKind`` value when published; stored-only rows (``mistake``)
+    use their own kind.
+    """
+
+    kind: str
+    session_time: float
+    payload: dict[str, Any]
+    publish: bool = True
+
+
+@dataclass(slots=True)
+class BatchContext:
+    """What a detector may know about the car besides the frames of one batch."""
+
+    car: str
+    driver: str
+    stint_started: float
+    lap_times: list[float]  # recent timed laps of the car, newest last
+    car_numbers: dict[int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LapContext:
+    """A lap that just completed and was stored, with its input metrics."""
+
+    car: str
+    driver: str
+    lap_number: int
+    start_time: float | None
+    end_time: float
+    lap_time: float | None
+    pit_lap: bool
+    fuel_used: float | None
+    inputs: InputMetrics | None
+    stint_started: float
+
+
+@dataclass(slots=True)
+class SharedState:
+    """What detectors tell each other: incidents found so far (newest last)."""
+
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    # Start of an incident sequence still open (not yet published), else None.
+    incident_open: float | None = None
+    incident_open_kind: str | None = None  # its worst stage seen so far
+    fatigue: float | None = None
+
+    def incident_between(self, start: float, end: float) -> bool:
+        """Whether an incident sequence overlaps [start, end), open ones included."""
+        if self.incident_open is not None and self.incident_open < end:
+            return True
+        return any(
+            i["session_time"] < end and i["end_time"] >= start
+            for i in reversed(self.incidents[-20:])
+        )
+
+
+class Detector(Protocol):
+    """A detector plugin: fed every batch of a car's frames and every completed lap."""
+
+    name: str
+
+    def on_frames(
+        self, frames: Frames, ctx: BatchContext, shared: SharedState
+    ) -> list[Emission]:
+        """Look at one batch (numpy record array, time order); cheap and vectorised."""
+        ...
+
+    def on_lap(self, lap: LapContext, shared: SharedState) -> list[Emission]:
+        """Look at a completed lap."""
+        ...
+
+
+DetectorFactory = Callable[[], Detector]
+DETECTORS: dict[str, DetectorFactory] = {}
+_F = TypeVar("_F", bound=DetectorFactory)
+
+
+def register_detector(name: str) -> Callable[[_F], _F]:
+    """Class decorator: make a detector available under ``name``."""
+
+    def wrap(factory: _F) -> _F:
+        if name in DETECTORS:
+            raise ValueError(f"detector {name!r} is registered twice")
+        DETECTORS[name] = factory
+        return factory
+
+    return wrap
+
+
+class DetectorSet:
+    """One car's detectors, run in registry order; collects what they emit.
+
+    A detector that raises is logged and switched off for this car: one faulty
+    plugin never stops ingest.
+    """
+
+    def __init__(self, names: Iterable[str] | None = None) -> None:
+        if names is None:
+            # Incidents first: the others read what it found in the same batch.
+            chosen = sorted(DETECTORS, key=lambda n: (n != "incident", n))
+        else:
+            chosen = list(names)
+        unknown = [n for n in chosen if n not in DETECTORS]
+        if unknown:
+            raise ValueError(
+                f"unknown detector(s) {unknown}; known: {sorted(DETECTORS)}"
+            )
+        self.detectors: list[Detector] = [DETECTORS[n]() for n in chosen]
+        self.shared = SharedState()
+
+    def get(self, name: str) -> Detector | None:
+        """The detector registered as ``name``, if it is in this set."""
+        return next((d for d in self.detectors if d.name == name), None)
+
+    def on_frames(self, frames: Frames, ctx: BatchContext) -> list[Emission]:
+        """Feed one batch to every detector; everything they emitted."""
+        if len(frames) == 0:
+            return []
+        return self._run(lambda d: d.on_frames(frames, ctx, self.shared))
+
+    def on_lap(self, lap: LapContext) -> list[Emission]:
+        """Tell every detector a lap completed; everything they emitted."""
+        return self._run(lambda d: d.on_lap(lap, self.shared))
+
+    def _run(self, call: Callable[[Detector], list[Emission]]) -> list[Emission]:
+        out: list[Emission] = []
+        for detector in list(self.detectors):
+            try:
+                out += call(detector)
+            except Exception:
+                logger.exception(
+                    "detector %s failed; disabled for this car", detector.name
+                )
+                self.detectors.remove(detector)
+        return out
+
+
+def channel(frames: Frames, name: str) -> np.ndarray[Any, Any] | None:
+    """A column of ``frames``, or None when the batch does not carry it."""
+    return frames[name] if name in (frames.dtype.names or ()) else None
