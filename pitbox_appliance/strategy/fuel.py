@@ -80,8 +80,13 @@ def plan_fuel(
     race: RaceLength,
     laps_completed: int,
     elapsed_s: float | None = None,
+    laps_left: float | None = None,
 ) -> FuelPlan:
-    """Fuel plan from the laps so far; ``laps`` in order, newest last."""
+    """Fuel plan from the laps so far; ``laps`` in order, newest last.
+
+    ``laps_left`` (from ``race.race_state``: laps-down and timed-race aware) wins over
+    the plain count from ``race`` where it is given.
+    """
     green = green_fuel_laps(laps)[-RECENT_LAPS:]
     per_lap = (
         statistics.median(lap.fuel_used for lap in green if lap.fuel_used)
@@ -94,7 +99,11 @@ def plan_fuel(
         else None
     )
     laps_of_fuel = fuel_level / per_lap if per_lap and fuel_level is not None else None
-    remaining = _laps_remaining(race, laps_completed, elapsed_s, lap_time)
+    remaining = (
+        float(laps_left)
+        if laps_left is not None
+        else _laps_remaining(race, laps_completed, elapsed_s, lap_time)
+    )
     if per_lap is None or remaining is None or fuel_level is None:
         return FuelPlan(
             per_lap,
