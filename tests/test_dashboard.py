@@ -248,7 +248,10 @@ def test_attach_subscribes_once_and_follows_the_link() -> None:
     connection = FakeConnection()
     state = LiveState()
     state.attach(connection)  # type: ignore[arg-type]
-    assert connection.subscriptions == [("pitbox/v1/live/+/state", 0)]
+    assert connection.subscriptions == [
+        ("pitbox/v1/live/+/state", 0),
+        ("pitbox/v1/live/+/events", 1),
+    ]
     connection.on_connection_change(True)
     assert state.connected
 
@@ -357,5 +360,8 @@ async def test_stale_and_offline_states_are_visible(
     state.handle(topic("car1"), live_payload(published_at=time.time() - 30))
     await user.open("/")
     await user.should_see("STALE", retries=10)
+    # States that arrive but cannot be shown say why (here: far too big).
+    state.handle(topic("car1"), b"{" + b" " * (300 * 1024) + b"}")
+    await user.should_see("REJECTED: too big", retries=10)
     state.set_connected(False)
     await user.should_see("BROKER OFFLINE", retries=10)

@@ -25,11 +25,15 @@ from typing import Any
 import pytest
 
 from driver_pc.adapters.simulator import ORIGIN_LAT, ORIGIN_LON, TRACK_M, track_point
-from driver_pc.protocol.topics import live_state
+from driver_pc.protocol.events import encode_event
+from driver_pc.protocol.topics import events, live_state
 from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.broker import free_port
+from pitbox_appliance.storage.database import make_engine
+from pitbox_appliance.storage.writer import SessionWriter
 from tests.broker_fixtures import BrokerHandle
 from tests.test_dashboard_data import ImportedDb, import_sim_session
+from tests.test_dashboard_views import OTHERS, STRATEGY, mistake
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +41,7 @@ ARTIFACTS = REPO / "test-artifacts"
 VIEWPORT = {"width": 800, "height": 480}
 #: Every page at the touchscreen, tablet and phone sizes of DESIGN §4.
 VIEWPORTS = ((800, 480), (1280, 800), (390, 844))
-PAGES = ("live", "map", "laps", "stints", "camera")
+PAGES = ("live", "map", "laps", "stints", "strategy", "heatmap", "split", "camera")
 PUBLISH_HZ = 20.0
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -69,6 +73,12 @@ def dashboard(broker: BrokerHandle, tmp_path: Path) -> Iterator[Dashboard]:
     """``python -m pitbox_appliance.dashboard`` on a free port, pointed at the broker."""
     port = free_port()
     db = import_sim_session(tmp_path)
+    _add_mistakes(db)
+    logo = tmp_path / "apex.svg"
+    logo.write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 80 40">'
+        '<rect width="80" height="40" fill="#00a3e0"/></svg>'
+    )
     config = tmp_path / "appliance.yaml"
     # No core runs here: the API port is closed, so commands fail as "unreachable".
     config.write_text(
@@ -85,6 +95,9 @@ dashboard:
   port: {port}
   team_name: Team Apex
   accent_color: "#00a3e0"
+theme:
+  header_color: "#101820"
+  logo: {logo}
 """
     )
     env = {**os.environ, "PITBOX_MQTT_PASSWORD": broker.appliance_password}
@@ -116,6 +129,19 @@ dashboard:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(STOP_TIMEOUT_S)
+
+
+def _add_mistakes(db: ImportedDb) -> None:
+    """Mistake events as the core's detectors store them, through the writer."""
+    engine = make_engine(db.url)
+    writer = SessionWriter(engine)
+    sid = writer.session_id(db.session_key)
+    for n, pct in enumerate((0.1, 0.12, 0.5, 0.52, 0.53, 0.8)):
+        kind = ("braking", "throttle", "line", "spin")[n % 4]
+        writer.add_event(sid, "mistake", 5.0 + n, mistake(kind, pct, n // 2, 0.5, "A"))
+    writer.commit()
+    writer.close()
+    engine.dispose()
 
 
 class CoreSimulator:
@@ -166,6 +192,14 @@ class CoreSimulator:
                 payload = json.dumps(_state(car, driver, t, offset, session))
                 if self.connection.publish(live_state(car), payload) >= 0:
                     self.published += 1
+            if tick % 40 == 0:  # an alert every 2 s, as the core publishes events
+                alert = encode_event(
+                    "car1",
+                    "damage_alert",
+                    {"session_time": 1000.0 + t, "lap": 1, "severity": "minor",
+                     "lap_time_loss_s": 0.3, "repair_time_left_s": None},
+                )  # fmt: skip
+                self.connection.publish(events("car1"), json.dumps(alert))
             tick += 1
             self._stop.wait(max(0.0, start + tick * period - time.monotonic()))
 
@@ -207,6 +241,8 @@ def _state(
             "FuelLevel": 80.0 - t * 0.05,
             "OnPitRoad": 0.0,
             "LapCurrentLapTime": pct * 60.0,
+            "PlayerCarPosition": 5,
+            "SteeringWheelAngle": wave,
             "Lat": ORIGIN_LAT + point.y / 111_320.0,
             "Lon": ORIGIN_LON
             + point.x / (111_320.0 * math.cos(math.radians(ORIGIN_LAT))),
@@ -218,6 +254,8 @@ def _state(
         "stint": 1,
         "recent_laps": laps,
         "published_at": time.time(),
+        "strategy": STRATEGY,
+        "others": [{**o, "pct": (o["pct"] + pct) % 1.0} for o in OTHERS],
         "shim": {
             "state": "streaming",
             "adapter": "simulator",
@@ -303,6 +341,11 @@ def test_every_page_in_a_real_browser(
             assert len(laps_seen) >= 2, laps_seen
             assert speed.text_content() != "—"
             expect(page.get_by_test_id("shim")).to_have_text("STREAMING")
+            expect(page.get_by_test_id("position")).to_have_text("P5")
+            expect(page.get_by_test_id("alerts")).to_contain_text(
+                "Damage minor, +0.3 s/lap", timeout=5000
+            )
+            expect(page.get_by_test_id("strategy-rec")).to_contain_text("WINDOW OPEN")
             expect(page.get_by_test_id("laps")).to_contain_text("1:00.")
             for testid in ("speed", "lap", "fuel", "last", "best", "driver"):
                 box = page.get_by_test_id(testid).bounding_box()
@@ -315,7 +358,7 @@ def test_every_page_in_a_real_browser(
             _open(page, "map")
             expect(page.get_by_test_id("map-outline")).to_contain_text("GPS of lap")
             expect(page.get_by_test_id("map-opponents")).to_contain_text(
-                "Other cars (grey"
+                "Other cars (in their class colour"
             )
             dot = page.get_by_test_id("dot-car1")
             expect(dot).to_be_visible()
@@ -352,6 +395,24 @@ def test_every_page_in_a_real_browser(
             expect(page.get_by_test_id("camera-status")).to_contain_text(
                 "unreachable", timeout=10_000
             )
+
+            # /strategy, /heatmap, /split: the engine's figures, the mistakes, inputs.
+            _open(page, "strategy")
+            expect(page.get_by_test_id("strat-advice")).to_have_text("WINDOW OPEN")
+            expect(page.get_by_test_id("strat-opp-table").locator("tr")).to_have_count(
+                4
+            )
+            _open(page, "heatmap")
+            expect(page.get_by_test_id("heat-summary")).to_have_text(
+                "6 mistakes · Team", timeout=10_000
+            )
+            # 0.52 and 0.53 share one of the 60 bins: five hot stretches.
+            expect(page.get_by_test_id("heat-layer").locator("path")).to_have_count(5)
+            _open(page, "split")
+            steer = page.evaluate(_COUNT_CHANGES, ['[data-testid="split-steer"]', 1500])
+            assert len(set(steer)) >= 5, steer
+            expect(page.get_by_test_id("split-gaps")).to_contain_text("P5 · ahead #17")
+            expect(page.get_by_test_id("logo")).to_be_visible()
 
             # Every page at every size: nothing sideways, targets ≥ 44 px, a screenshot.
             ARTIFACTS.mkdir(exist_ok=True)

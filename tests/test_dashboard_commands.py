@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import sqlite3
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
+from driver_pc.service import ShimConfig, ShimService
+from driver_pc.transport.mqtt import BrokerAddress
 from pitbox_appliance.api.app import create_app
 from pitbox_appliance.dashboard.core_api import (
     CoreApi,
@@ -67,6 +73,39 @@ def test_camera_and_message_reach_the_shim_and_are_confirmed(
     asyncio.run(scenario())
     assert sim.camera == ("42", 3, 1)
     assert shim.messages_shown == ["Box this lap"]
+    # The driver's overlay/OBS reads the latest message from a file beside the spool.
+    shown = (appliance.tmp / "pitbox-message.txt").read_text(encoding="utf-8")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d  Box this lap\n", shown), shown
+    # The core logs the message with the car's session once the shim answered.
+
+    def logged() -> list[tuple[str, str]]:
+        with sqlite3.connect(appliance.db_url.removeprefix("sqlite:///")) as db:
+            return db.execute(
+                "SELECT kind, payload FROM events WHERE kind = 'team_message'"
+            ).fetchall()
+
+    assert wait_for(lambda: bool(logged()), 10)
+    payload = json.loads(logged()[0][1])
+    assert payload["text"] == "Box this lap"
+    assert payload["ok"] is True
+    assert payload["source"] == "car1-pc1"
+    assert "pitbox-message.txt" in payload["detail"]
+
+
+def test_message_file_failure_is_reported_not_raised(tmp_path: Path) -> None:
+    config = ShimConfig(
+        "car1-pc1",
+        BrokerAddress("127.0.0.1", 1, "u", "p"),
+        bytes(32),
+        str(tmp_path / "s.spool"),
+        message_file=str(tmp_path / "missing-dir" / "msg.txt"),
+    )
+    shim = ShimService(config, RaceSimulatorAdapter(laps=1))
+    detail = shim.show_message("Box\nthis   lap")
+    assert detail.startswith("shown on the console;")
+    assert "msg.txt not written" in detail
+    assert shim.messages_shown == ["Box this lap"]
+    shim.spool.close()
 
 
 def test_command_token_from_the_environment_value() -> None:

@@ -247,7 +247,7 @@ async def test_map_draws_the_outline_and_moves_the_cars(
         await h.user.open("/map")
         await h.user.should_see(marker="page-map")
         await eventually(lambda: "GPS of lap" in text_of(h.user, "map-outline"))
-        await h.user.should_see("Other cars (grey")
+        await h.user.should_see("Other cars (in their class colour")
         h.publish(
             session_key=imported.session_key,
             pct=0.25,

@@ -15,20 +15,33 @@ from nicegui import app, ui
 from sqlalchemy.engine.url import make_url
 
 from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
-from pitbox_appliance.config import CoreConfig, DashboardConfig, MqttConfig
+from pitbox_appliance.config import CoreConfig, DashboardConfig, MqttConfig, ThemeConfig
 from pitbox_appliance.dashboard.context import PageContext, Services
 from pitbox_appliance.dashboard.core_api import CoreApi, api_base_url, command_token
 from pitbox_appliance.dashboard.crew_store import FILE_NAME, CrewStore
 from pitbox_appliance.dashboard.layout import Branding, CarSelection, frame
 from pitbox_appliance.dashboard.live_state import LiveState
-from pitbox_appliance.dashboard.pages import camera, laps, pitwall, stints, track_map
+from pitbox_appliance.dashboard.pages import (
+    camera,
+    heatmap,
+    laps,
+    pitwall,
+    split,
+    stints,
+    strategy,
+    track_map,
+)
 from pitbox_appliance.dashboard.session_data import SessionData
+from pitbox_appliance.dashboard.theme import branding as theme_branding
 from pitbox_appliance.storage.database import default_db_url
 
 logger = logging.getLogger(__name__)
 
 #: Every page's own CSS, added once per tab (sub pages come and go, styles stay).
-PAGES_CSS = "".join(m.PAGE_CSS for m in (pitwall, track_map, laps, stints, camera))
+PAGES_CSS = "".join(
+    m.PAGE_CSS
+    for m in (pitwall, track_map, laps, stints, strategy, heatmap, split, camera)
+)
 
 
 def build_root(
@@ -56,6 +69,9 @@ def build_root(
                     "/map": lambda: track_map.create(ctx),
                     "/laps": lambda: laps.create(ctx),
                     "/stints": lambda: stints.create(ctx),
+                    "/strategy": lambda: strategy.create(ctx),
+                    "/heatmap": lambda: heatmap.create(ctx),
+                    "/split": lambda: split.create(ctx),
                     "/camera": lambda: camera.create(ctx),
                 }
             )
@@ -68,9 +84,13 @@ def run(
     mqtt: MqttConfig,
     password: str,
     core: CoreConfig | None = None,
+    theme: ThemeConfig | None = None,
 ) -> None:
     """Serve the dashboard until SIGTERM or SIGINT (blocks; uvicorn handles both)."""
     core = core or CoreConfig()
+    brand, logo = theme_branding(dashboard, theme or ThemeConfig())
+    if logo is not None and brand.logo_url is not None:
+        app.add_static_file(local_file=logo, url_path=brand.logo_url)
     state = LiveState()
     client_id = f"pitbox-dashboard-{socket.gethostname()}-{os.getpid()}"
     connection = MqttConnection(
@@ -106,14 +126,14 @@ def run(
     ui.run(
         build_root(
             state,
-            Branding(dashboard.team_name, dashboard.accent_color),
+            brand,
             data=data,
             api=api,
             crew=crew,
         ),
         host=dashboard.host,
         port=dashboard.port,
-        title=f"{dashboard.team_name} · pit wall",
+        title=f"{brand.team_name} · pit wall",
         favicon="🏁",
         reload=False,
         show=False,

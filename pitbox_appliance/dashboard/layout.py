@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from nicegui.events import ValueChangeEventArguments
 
 from pitbox_appliance.dashboard import formatting
 from pitbox_appliance.dashboard.live_state import STALE_AFTER_S, LiveState
+from pitbox_appliance.dashboard.widgets import tid
 
 #: How often the header re-checks the broker link, data age, cars and driver.
 STATUS_REFRESH_S = 0.5
@@ -27,8 +30,9 @@ body, .q-page { background: var(--pb-bg); }
 body { color: #f0f3f6; font-family: "Inter", "DejaVu Sans", system-ui, sans-serif; }
 .nicegui-content { padding: 0 !important; gap: 0 !important; }
 .pb-num { font-variant-numeric: tabular-nums; line-height: 1; font-weight: 700; }
-.pb-header { height: 52px; padding: 0 8px; gap: 10px; background: #06080a;
+.pb-header { height: 52px; padding: 0 8px; gap: 10px; background: var(--pb-head);
              border-bottom: 3px solid var(--pb-accent); flex-wrap: nowrap; }
+.pb-logo { height: 40px; max-width: 120px; object-fit: contain; flex: none; }
 .pb-team { font-size: 18px; font-weight: 800; letter-spacing: .04em; white-space: nowrap;
            color: var(--pb-accent); }
 .pb-slot { flex: 1 1 auto; min-width: 0; gap: 10px; flex-wrap: nowrap; align-items: center; }
@@ -44,10 +48,10 @@ body { color: #f0f3f6; font-family: "Inter", "DejaVu Sans", system-ui, sans-seri
           display: flex; flex-direction: column; gap: 4px; padding: 6px 4px;
           background: #06080a; border-right: 1px solid #1d232b; }
 .pb-nav a { display: flex; flex-direction: column; align-items: center; justify-content: center;
-            min-height: 54px; min-width: 54px; border-radius: 8px; color: var(--pb-muted);
-            text-decoration: none; font-size: 11px; font-weight: 700; letter-spacing: .03em;
-            text-transform: uppercase; }
-.pb-nav a .q-icon { font-size: 24px; }
+            min-height: 46px; min-width: 54px; border-radius: 8px; color: var(--pb-muted);
+            text-decoration: none; font-size: 10px; font-weight: 700; letter-spacing: 0;
+            text-transform: uppercase; white-space: nowrap; overflow: hidden; }
+.pb-nav a .q-icon { font-size: 22px; }
 .pb-nav a.pb-active { color: #fff; background: #1d232b; box-shadow: inset 3px 0 0 var(--pb-accent); }
 .pb-main { margin-left: var(--pb-nav); width: calc(100% - var(--pb-nav));
            height: calc(100vh - 55px); padding: 8px; overflow: hidden; }
@@ -76,7 +80,9 @@ body { color: #f0f3f6; font-family: "Inter", "DejaVu Sans", system-ui, sans-seri
   .pb-slot { order: 3; flex-basis: 100%; }
   .pb-nav { top: auto; right: 0; width: auto; height: 62px; flex-direction: row;
             justify-content: space-around; border-right: 0; border-top: 1px solid #1d232b; }
-  .pb-nav a { flex: 1 1 0; min-width: 0; }
+  .pb-nav a { flex: 1 1 0; min-width: 44px; font-size: 0; }
+  .pb-nav a .q-icon { font-size: 24px; }
+  .pb-logo { height: 32px; }
   .pb-nav a.pb-active { box-shadow: inset 0 3px 0 var(--pb-accent); }
   .pb-main { margin-left: 0; width: 100%; height: auto; overflow: visible;
              padding-bottom: 74px; }
@@ -95,11 +101,16 @@ class Branding:
 
     team_name: str = "PitBox"
     accent_color: str = "#e10600"
+    header_color: str = "#06080a"
+    #: Where the dashboard serves the team logo (None: no logo).
+    logo_url: str | None = None
 
     def __post_init__(self) -> None:
-        # The colour is written into CSS: accept only a hex colour.
+        # The colours are written into CSS: accept only hex colours.
         if not _COLOR.fullmatch(self.accent_color):
             object.__setattr__(self, "accent_color", "#e10600")
+        if not _COLOR.fullmatch(self.header_color):
+            object.__setattr__(self, "header_color", "#06080a")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +127,9 @@ NAV: tuple[NavItem, ...] = (
     NavItem("/map", "map", "Map"),
     NavItem("/laps", "timeline", "Laps"),
     NavItem("/stints", "groups", "Stints"),
+    NavItem("/strategy", "insights", "Strategy"),
+    NavItem("/heatmap", "local_fire_department", "Heatmap"),
+    NavItem("/split", "vertical_split", "Split"),
     NavItem("/camera", "videocam", "Camera"),
 )
 
@@ -174,9 +188,19 @@ def frame(
 ) -> Iterator[ui.element]:
     """Lay out header, navigation and body; yields the body for the page content."""
     ui.dark_mode(True)
-    ui.add_css(CSS + css + f":root {{ --pb-accent: {branding.accent_color}; }}")
+    ui.add_css(
+        CSS
+        + css
+        + f":root {{ --pb-accent: {branding.accent_color};"
+        + f" --pb-head: {branding.header_color}; }}"
+    )
     ui.colors(primary=branding.accent_color)
     with ui.header(wrap=False).classes("pb-header items-center"):
+        if branding.logo_url:
+            tid(ui.element("img"), "logo").classes("pb-logo").props(
+                f'src="{html.escape(branding.logo_url)}" '
+                f'alt="{html.escape(branding.team_name)} logo"'
+            )
         ui.label(branding.team_name).classes("pb-team").mark("team")
         header = _Header(state, selection)
     _navigation()
@@ -238,7 +262,7 @@ def _navigation() -> None:
     links: dict[str, ui.link] = {}
     with ui.element("nav").classes("pb-nav").props('aria-label="pages"'):
         for item in NAV:
-            name = item.label.lower()
+            name = item.path.strip("/") or "live"
             with (
                 ui.link(target=item.path)
                 .props(f'data-testid="nav-{name}" aria-label="{item.label}"')
@@ -272,6 +296,11 @@ def link_status(state: LiveState) -> tuple[str, str]:
         return "BROKER OFFLINE", "pb-bad"
     newest = state.freshest_car()
     car = state.car(newest) if newest is not None else None
+    rejected = state.last_rejection
+    if rejected is not None and time.time() - rejected[0] <= STALE_AFTER_S:
+        # States arrive but cannot be shown: say why rather than just "stale".
+        if car is None or car.age_s() > STALE_AFTER_S:
+            return f"REJECTED: {rejected[1].replace('_', ' ')}", "pb-bad"
     if car is None:
         return "NO DATA", "pb-warn"
     age = car.age_s()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from driver_pc.protocol.topics import ALL_LIVE_STATE
+from driver_pc.protocol.topics import ALL_EVENTS, ALL_LIVE_STATE
 
 if TYPE_CHECKING:
     from driver_pc.transport.mqtt import MqttConnection
@@ -25,6 +26,8 @@ STALE_AFTER_S = 3.0
 #: Live payloads are a few KB; anything far bigger is not ours.
 MAX_PAYLOAD_BYTES = 256 * 1024
 _LOG_EVERY_REJECT = 100
+#: How many of each car's latest events (alerts) the dashboard keeps.
+EVENTS_KEPT = 30
 
 
 class LiveStateError(ValueError):
@@ -91,6 +94,17 @@ class CarState:
     lon: float | None = None
     #: The other cars on track (live iRacing data only; empty from .ibt replays).
     others: tuple[OtherCar, ...] = ()
+    #: Our race position (iRacing's ``PlayerCarPosition``); None when not known.
+    position: int | None = None
+    #: Steering wheel angle in radians (None when the sim sends none).
+    steering: float | None = None
+    #: The core's strategy figures as published (fuel plan, and as they land: race,
+    #: pit loss, tyres, driver swap, stint plan, rejoin); read it with ``strategy_part``.
+    strategy: tuple[tuple[str, Any], ...] = ()
+
+    def strategy_part(self, key: str) -> Any:
+        """One strategy figure (``"pit_loss_s"``, ``"tyres"`` …); None when absent."""
+        return next((v for k, v in self.strategy if k == key), None)
 
     @property
     def speed_kmh(self) -> float:
@@ -160,6 +174,9 @@ class CarState:
             lat=lat,
             lon=lon,
             others=tuple(_other_car(o) for o in data.get("others") or ()),
+            position=_position_of(values.get("PlayerCarPosition")),
+            steering=_num(values.get("SteeringWheelAngle")),
+            strategy=_strategy(data.get("strategy")),
         )
 
 
@@ -172,18 +189,108 @@ class OtherCar:
     lap_dist_pct: float
     position: int
     on_pit_road: bool
+    #: Class of the car (iRacing's ``CarClassID``) and its colour as ``#rrggbb``.
+    class_id: int | None = None
+    class_color: str | None = None
+    #: Laps started (None when the core does not send it) and laps down on us.
+    lap: int | None = None
+    laps_down: int | None = None
+    #: Pit stops seen so far, and the last one (kind, duration, lap) as the core sent it.
+    stops: int | None = None
+    last_stop: tuple[tuple[str, Any], ...] = ()
+    laps_since_stop: int | None = None
+    class_position: int | None = None
+
+    @property
+    def distance(self) -> float | None:
+        """Laps run including the current fraction, when the lap is known."""
+        return None if self.lap is None else self.lap + self.lap_dist_pct
+
+
+_HEX = re.compile(r"#?([0-9a-fA-F]{6})")
 
 
 def _other_car(entry: Any) -> OtherCar:
     if not isinstance(entry, dict):
         raise TypeError("others entry is not an object")
+    last_stop = entry.get("last_stop")
     return OtherCar(
         idx=int(entry["idx"]),
         number=str(entry.get("number") or entry["idx"]),
         lap_dist_pct=min(1.0, max(0.0, float(entry["pct"]))),
         position=int(entry.get("pos") or 0),
         on_pit_road=bool(entry.get("pit")),
+        class_id=_int_or_none(entry.get("class_id")),
+        class_color=_color(entry.get("class_color")),
+        lap=_int_or_none(entry.get("lap")),
+        laps_down=_int_or_none(entry.get("laps_down")),
+        stops=_int_or_none(entry.get("stops")),
+        last_stop=tuple(last_stop.items()) if isinstance(last_stop, dict) else (),
+        laps_since_stop=_int_or_none(entry.get("laps_since_stop")),
+        class_position=_int_or_none(entry.get("class_pos")),
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    number = _num(value)
+    return None if number is None else int(number)
+
+
+def _color(value: Any) -> str | None:
+    """``#rrggbb`` from ``"#ff0000"``, ``"ff0000"`` or iRacing's ``0xff0000``/int."""
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and 0 <= value <= 0xFFFFFF
+    ):
+        return f"#{value:06x}"
+    if isinstance(value, str):
+        match = _HEX.fullmatch(value.strip().removeprefix("0x").removeprefix("0X"))
+        if match:
+            return f"#{match.group(1).lower()}"
+    return None
+
+
+def _position_of(value: Any) -> int | None:
+    number = _num(value)
+    return int(number) if number is not None and number >= 1 else None
+
+
+def _strategy(value: Any) -> tuple[tuple[str, Any], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise TypeError("strategy is not an object")
+    return tuple((str(k), v) for k, v in value.items())
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    """One event from ``pitbox/v1/live/<car>/events``, as the alerts list shows it."""
+
+    kind: str
+    car: str
+    received_at: float
+    payload: tuple[tuple[str, Any], ...]
+
+    def get(self, key: str) -> Any:
+        return next((v for k, v in self.payload if k == key), None)
+
+    @classmethod
+    def from_json(cls, payload: bytes, received_at: float) -> LiveEvent:
+        """Decode ``{"kind", "car", ...payload}``; raises LiveStateError."""
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise LiveStateError("too_big", f"{len(payload)} bytes")
+        try:
+            data = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise LiveStateError("not_json", str(exc)) from None
+        if not isinstance(data, dict):
+            raise LiveStateError("not_object", type(data).__name__)
+        kind, car = data.pop("kind", None), data.pop("car", None)
+        if not isinstance(kind, str) or not kind or not isinstance(car, str) or not car:
+            raise LiveStateError("bad_event", "kind or car missing")
+        return cls(kind, car, received_at, tuple(data.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +298,17 @@ class Trace:
     """Throttle and brake (0..100 %) over the last seconds, time relative to now (≤ 0)."""
 
     rows: tuple[tuple[float, int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InputTrace:
+    """The driver's inputs over the last seconds, time relative to now (≤ 0).
+
+    Columns: time, throttle %, brake %, steering degrees (+ left, as iRacing counts
+    it), speed km/h, gear.
+    """
+
+    rows: tuple[tuple[float, int, int, int, int, int], ...]
 
 
 class LiveState:
@@ -205,16 +323,23 @@ class LiveState:
         self.trace_window_s = trace_window_s
         self._lock = threading.Lock()
         self._cars: dict[str, CarState] = {}
-        self._history: dict[str, deque[tuple[float, int, int]]] = {}
+        self._history: dict[str, deque[tuple[float, int, int, int, int, int]]] = {}
         self._trace_cache: dict[str, tuple[int, Trace]] = {}
+        self._inputs_cache: dict[str, tuple[int, InputTrace]] = {}
+        self._events: dict[str, deque[LiveEvent]] = {}
+        #: Events accepted so far (all cars); pages compare it to see news.
+        self.events_seen = 0
         #: Payloads received on the live-state topics (accepted or not).
         self.updates = 0
         self.rejected: Counter[str] = Counter()
+        #: When the last live state was rejected, and why (the header shows it).
+        self.last_rejection: tuple[float, str] | None = None
         self.connected = False
 
     def attach(self, connection: MqttConnection) -> None:
         """Subscribe once to every car's live state and follow the broker link."""
         connection.subscribe(ALL_LIVE_STATE, 0, self.handle)
+        connection.subscribe(ALL_EVENTS, 1, self.handle_event)
         connection.on_connection_change = self.set_connected
 
     def set_connected(self, connected: bool) -> None:
@@ -234,6 +359,7 @@ class LiveState:
         except LiveStateError as exc:
             with self._lock:
                 self.rejected[exc.reason] += 1
+                self.last_rejection = (time.time(), exc.reason)
                 count = self.rejected.total()
             if count == 1 or count % _LOG_EVERY_REJECT == 0:
                 logger.warning(
@@ -242,6 +368,30 @@ class LiveState:
             return
         with self._lock:
             self._accept(state)
+
+    def handle_event(self, topic: str, payload: bytes, _mid: int = 0) -> None:
+        """Take one event message (paho thread); bad ones are counted, never raised."""
+        try:
+            event = LiveEvent.from_json(payload, time.time())
+            topic_car = _car_of_topic(topic, "events")
+            if topic_car is not None and topic_car != event.car:
+                raise LiveStateError(
+                    "car_mismatch", f"{event.car!r} on topic of {topic_car!r}"
+                )
+        except LiveStateError as exc:
+            with self._lock:
+                self.rejected[f"event_{exc.reason}"] += 1
+            logger.warning("rejected event on %s: %s", topic, exc)
+            return
+        with self._lock:
+            kept = self._events.setdefault(event.car, deque(maxlen=EVENTS_KEPT))
+            kept.appendleft(event)
+            self.events_seen += 1
+
+    def events(self, car: str) -> tuple[LiveEvent, ...]:
+        """The latest events of ``car``, newest first."""
+        with self._lock:
+            return tuple(self._events.get(car, ()))
 
     def car_ids(self) -> tuple[str, ...]:
         with self._lock:
@@ -278,9 +428,25 @@ class LiveState:
                 return cached[1]
             now = state.session_time
             trace = Trace(
-                tuple((round(t - now, 2), th, br) for t, th, br in self._history[car])
+                tuple((round(r[0] - now, 2), r[1], r[2]) for r in self._history[car])
             )
             self._trace_cache[car] = (state.seq, trace)
+            return trace
+
+    def inputs(self, car: str) -> InputTrace:
+        """Throttle, brake, steering, speed and gear of ``car`` (the split view's trace)."""
+        with self._lock:
+            state = self._cars.get(car)
+            if state is None:
+                return InputTrace(())
+            cached = self._inputs_cache.get(car)
+            if cached is not None and cached[0] == state.seq:
+                return cached[1]
+            now = state.session_time
+            trace = InputTrace(
+                tuple((round(r[0] - now, 2), *r[1:]) for r in self._history[car])
+            )
+            self._inputs_cache[car] = (state.seq, trace)
             return trace
 
     # ---- helpers (called with the lock held) ------------------------------------------
@@ -296,11 +462,15 @@ class LiveState:
         self._cars[state.car] = replace(state, seq=seq)
         # A retained state arrives again on every (re)subscribe: add each instant once.
         if not history or state.session_time > history[-1][0]:
+            steer = state.steering if state.steering is not None else 0.0
             history.append(
                 (
                     state.session_time,
                     round(state.throttle * 100),
                     round(state.brake * 100),
+                    round(math.degrees(steer)),
+                    round(state.speed_kmh),
+                    state.gear,
                 )
             )
         horizon = state.session_time - self.trace_window_s
@@ -308,13 +478,9 @@ class LiveState:
             history.popleft()
 
 
-def _car_of_topic(topic: str) -> str | None:
+def _car_of_topic(topic: str, leaf: str = "state") -> str | None:
     parts = topic.split("/")
-    if (
-        len(parts) == 5
-        and parts[:3] == ["pitbox", "v1", "live"]
-        and parts[4] == "state"
-    ):
+    if len(parts) == 5 and parts[:3] == ["pitbox", "v1", "live"] and parts[4] == leaf:
         return parts[3]
     return None
 

@@ -42,10 +42,12 @@ from pitbox_appliance.dashboard.lap_analysis import (
     project_arrays,
     usable_gps,
 )
+from pitbox_appliance.dashboard.mistakes import MistakeLog, parse_mistake
 from pitbox_appliance.storage.database import make_engine
 from pitbox_appliance.storage.models import (
     ChannelSet,
     Driver,
+    Event,
     Lap,
     RaceSession,
     Stint,
@@ -208,6 +210,8 @@ class SessionExtras:
     car_numbers: tuple[tuple[str, str], ...] = ()
     own_car_number: str | None = None
     sector_starts: tuple[float, ...] = ()
+    #: Our car's class (``CarClassID``), to tell a faster class from our own.
+    own_class_id: int | None = None
 
 
 # ---- the data layer -------------------------------------------------------------------
@@ -256,6 +260,14 @@ class SessionData:
             MISS_TTL_S,
         )
         return found if found is not None else SessionExtras()
+
+    async def mistakes(self, session_key: str) -> MistakeLog | None:
+        """The session's ``mistake`` events in time order; None if not stored."""
+        return await self._get(
+            ("mistakes", session_key),
+            lambda engine: _mistakes(engine, session_key),
+            self.history_ttl_s,
+        )
 
     async def lap_trace(self, session_id: int, lap: LapInfo) -> LapTrace | None:
         """A lap's telemetry, decoded from the stored chunks; None without telemetry."""
@@ -389,6 +401,21 @@ def _history(engine: Engine, session_key: str) -> SessionHistory | None:
         return SessionHistory(summary, laps, stints)
 
 
+def _mistakes(engine: Engine, session_key: str) -> MistakeLog | None:
+    with Session(engine) as db:
+        race = _session(db, session_key)
+        if race is None:
+            return None
+        rows = db.execute(
+            select(Event.session_time, Event.payload)
+            .where(Event.session_id == race.id, Event.kind == "mistake")
+            .order_by(Event.session_time, Event.id)
+        ).all()
+    parsed = [parse_mistake(payload, float(t)) for t, payload in rows]
+    found = tuple(m for m in parsed if m is not None)
+    return MistakeLog(found, skipped=len(parsed) - len(found))
+
+
 def _stint_info(
     number: int,
     driver: str,
@@ -442,6 +469,7 @@ def session_extras(info: dict[str, Any]) -> SessionExtras:
     own_idx = driver_info.get("DriverCarIdx") if isinstance(driver_info, dict) else None
     cars: dict[str, str] = {}
     own: str | None = None
+    own_class: int | None = None
     for entry in _dicts(driver_info.get("Drivers") if driver_info else None):
         number = str(entry.get("CarNumber") or "").strip()
         if not number or entry.get("CarIsPaceCar") or entry.get("IsSpectator"):
@@ -451,6 +479,9 @@ def session_extras(info: dict[str, Any]) -> SessionExtras:
         )
         if entry.get("CarIdx") == own_idx:
             own = number
+            class_id = entry.get("CarClassID")
+            if isinstance(class_id, int) and not isinstance(class_id, bool):
+                own_class = class_id
     sectors = []
     for sector in _dicts((info.get("SplitTimeInfo") or {}).get("Sectors")):
         try:
@@ -462,6 +493,7 @@ def session_extras(info: dict[str, Any]) -> SessionExtras:
         car_numbers=tuple(cars.items()),
         own_car_number=own,
         sector_starts=tuple(sorted(s for s in sectors if 0 <= s < 1)),
+        own_class_id=own_class,
     )
 
 

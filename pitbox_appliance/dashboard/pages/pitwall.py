@@ -1,29 +1,37 @@
-"""The live pit-wall page ``/``: one car's speed, lap, fuel, times, pedals and laps."""
+"""The live pit-wall page ``/``: speed, lap, position and gaps, fuel, times, tyres, alerts, strategy."""
 
 from __future__ import annotations
 
 import html
+import time
 from typing import Any
 
 from nicegui import ui
 
+from pitbox_appliance.dashboard import alerts, race
 from pitbox_appliance.dashboard import formatting as fmt
 from pitbox_appliance.dashboard.context import PageContext
 from pitbox_appliance.dashboard.live_state import (
     STALE_AFTER_S,
     CarState,
     LapRow,
+    LiveEvent,
     ShimInfo,
 )
+from pitbox_appliance.dashboard.session_data import StintInfo
 from pitbox_appliance.dashboard.widgets import tid as _tid
 from pitbox_appliance.dashboard.widgets import tile as _tile
 
-#: Page refresh period, the core's publish period: a tick with no new state costs a
-#: comparison; waiting 100 ms would spend the whole sim-to-screen budget of DESIGN §6.
-REFRESH_S = 0.05
+#: Page refresh period, half the core's publish period, so that no state is skipped
+#: when timer and publisher drift (at 50 ms ~10 % were); a tick with no new state
+#: costs a comparison.
+REFRESH_S = 0.025
 THROTTLE_COLOR = "#22c55e"
 BRAKE_COLOR = "#ef4444"
 _SHIM_TONES = {"streaming": "pb-ok", "waiting_for_sim": "pb-warn"}
+#: The open stint's start comes from the database (cached there for 2 s).
+STINT_REFRESH_S = 2.0
+ALERTS_SHOWN = 4
 
 PAGE_CSS = """
 .pb-row { display: flex; align-items: baseline; gap: 10px; min-width: 0; }
@@ -41,6 +49,34 @@ PAGE_CSS = """
 .pb-laps .pb-best td:nth-child(2) { color: #c084fc; font-weight: 700; }
 .pb-laps .pb-pitlap td { color: var(--pb-warn); }
 .pb-chart { flex: 1 1 auto; min-height: 0; width: 100%; height: auto; }
+.pb-live { grid-template-columns: repeat(4, minmax(0, 1fr));
+           grid-template-rows: 96px 80px 40px minmax(0, 1fr); }
+.pb-live .pb-big { font-size: 52px; }
+.pb-live .pb-mid { font-size: 30px; }
+.pb-live .pb-laps { font-size: 15px; }
+.pb-live .pb-laps td, .pb-live .pb-laps th { white-space: nowrap; padding: 1px 2px; }
+.pb-live .pb-sub { font-size: 17px; }
+.pb-line { font-size: 14px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.pb-alerts { display: flex; flex-direction: column; gap: 2px; font-size: 14px;
+             overflow-y: auto; min-height: 0; flex: 1 1 auto; }
+.pb-alerts div { border-top: 1px solid #262c34; padding-top: 2px; }
+.pb-alerts .pb-urgent { color: var(--pb-warn); font-weight: 700; }
+.pb-rec { font-size: 14px; font-weight: 800; color: var(--pb-accent); line-height: 1.25;
+          display: -webkit-box; -webkit-line-clamp: 3; -webkit-box-orient: vertical;
+          overflow: hidden; flex: none; }
+@media (min-width: 1000px) and (min-height: 700px) {
+  .pb-live { grid-template-rows: 140px 110px 48px minmax(0, 1fr); }
+  .pb-live .pb-big { font-size: 84px; } .pb-live .pb-mid { font-size: 52px; }
+  .pb-live .pb-sub { font-size: 22px; } .pb-line, .pb-alerts { font-size: 17px; }
+  .pb-rec { font-size: 18px; }
+}
+@media (max-width: 640px) {
+  .pb-live { grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); grid-template-rows: none;
+             grid-auto-rows: minmax(84px, auto); }
+  .pb-live > .pb-wide { grid-column: 1 / 3 !important; }
+  .pb-live .pb-laps-tile { max-height: 50vh; }
+  .pb-live .pb-big { font-size: 48px; }
+}
 """
 
 
@@ -48,6 +84,8 @@ def create(ctx: PageContext) -> None:
     """Build the page for one browser tab; a timer refreshes it from the live state."""
     view = PitwallView(ctx)
     ui.timer(REFRESH_S, view.refresh)
+    ui.timer(0, view.load_stint, once=True)
+    ui.timer(STINT_REFRESH_S, view.load_stint)
 
 
 class PitwallView:
@@ -60,7 +98,11 @@ class PitwallView:
         self._shown_seq = -1
         self._shown_laps: tuple[tuple[LapRow, ...], float | None] | None = None
         self._stale: bool | None = None
-        with _tid(ui.element("div"), "page-live").classes("pb-grid") as self.root:
+        self._events_seen = -1
+        self._stint: StintInfo | None = None
+        with _tid(ui.element("div"), "page-live").classes(
+            "pb-grid pb-live"
+        ) as self.root:
             with _tile("Speed km/h", "speed-tile"):
                 with ui.element("div").classes("pb-row"):
                     self.speed = _tid(ui.label(fmt.UNKNOWN), "speed").classes(
@@ -72,17 +114,31 @@ class PitwallView:
             with _tile("Lap"):
                 self.lap = _tid(ui.label(fmt.UNKNOWN), "lap").classes("pb-num pb-big")
                 self.lap_sub = _tid(ui.label(""), "lap-sub").classes(
-                    "pb-num pb-sub pb-muted"
+                    "pb-num pb-line pb-muted"
                 )
+            with _tile("Position"):
+                self.position = _tid(ui.label(fmt.UNKNOWN), "position").classes(
+                    "pb-num pb-mid"
+                )
+                self.gap_ahead = _tid(ui.label(""), "gap-ahead").classes("pb-line")
+                self.gap_behind = _tid(ui.label(""), "gap-behind").classes("pb-line")
             with _tile("Fuel L"):
                 self.fuel = _tid(ui.label(fmt.UNKNOWN), "fuel").classes("pb-num pb-mid")
-                self.fuel_laps = _tid(ui.label(""), "fuel-laps").classes(
-                    "pb-num pb-sub"
-                )
+                self.fuel_laps = _tid(ui.label(""), "fuel-laps").classes("pb-line")
+                self.fuel_add = _tid(ui.label(""), "fuel-add").classes("pb-line")
             with _tile("Last lap"):
                 self.last = _tid(ui.label(fmt.UNKNOWN), "last").classes("pb-num pb-mid")
-            with _tile("Best lap"):
-                self.best = _tid(ui.label(fmt.UNKNOWN), "best").classes("pb-num pb-mid")
+            with _tile("Best lap · delta"):
+                self.best = _tid(ui.label(fmt.UNKNOWN), "best").classes("pb-num pb-sub")
+                self.delta = _tid(ui.label(fmt.UNKNOWN), "delta").classes(
+                    "pb-num pb-sub"
+                )
+            with _tile("Tyres"):
+                self.tyres = (
+                    _tid(ui.label(alerts.NOT_AVAILABLE), "tyres")
+                    .classes("pb-line")
+                    .style("white-space: normal")
+                )
             with _tile("Shim"):
                 self.shim = _tid(ui.label("NO STATUS"), "shim").classes(
                     "pb-sub pb-muted font-bold"
@@ -90,8 +146,8 @@ class PitwallView:
                 self.shim_sub = ui.label("").classes("pb-cap")
             with (
                 ui.element("div")
-                .classes("pb-tile")
-                .style("grid-column: 1 / 3; flex-direction: row; align-items: center;")
+                .classes("pb-tile pb-wide")
+                .style("grid-column: 1 / 4; flex-direction: row; align-items: center;")
                 .style("gap: 10px; padding: 4px 10px")
             ):
                 ui.label("Track").classes("pb-cap")
@@ -104,16 +160,33 @@ class PitwallView:
                 )
                 self.pit = ui.label("PIT").classes("pb-pit")
                 self.pit.set_visibility(False)
-            with _tile("Laps").style("grid-column: 3; grid-row: 3 / 5;"):
+            with (
+                _tile("Laps")
+                .classes("pb-wide pb-laps-tile")
+                .style("grid-column: 4; grid-row: 3 / 5;")
+            ):
                 self.laps = ui.html("", sanitize=True).classes("w-full grow")
                 self.laps.style("overflow-y: auto; min-height: 0")
             with (
                 ui.element("div")
-                .classes("pb-tile pb-trace")
+                .classes("pb-tile pb-trace pb-wide")
                 .style("grid-column: 1 / 3; grid-row: 4; justify-content: flex-start")
             ):
                 _trace_caption()
                 self.chart = ui.echart(_chart_options()).classes("pb-chart")
+            with (
+                _tile("Strategy · alerts", "alerts-tile")
+                .classes("pb-wide")
+                .style(
+                    "grid-column: 3; grid-row: 4; justify-content: flex-start; gap: 4px"
+                )
+            ):
+                self.rec = _tid(ui.label(alerts.NOT_AVAILABLE), "strategy-rec").classes(
+                    "pb-rec"
+                )
+                self.alerts = _tid(ui.html("", sanitize=True), "alerts").classes(
+                    "pb-alerts"
+                )
         self._show_empty()
         ctx.selection.on_change(self.refresh, self.root)
 
@@ -124,9 +197,14 @@ class PitwallView:
             self.car = car_id
             self._shown_seq = -1
             self._shown_laps = None
+            self._events_seen = -1
+            self._stint = None
         car = self.state.car(car_id) if car_id is not None else None
         if car is None:
             return
+        if self.state.events_seen != self._events_seen:
+            self._events_seen = self.state.events_seen
+            self.alerts.set_content(_alerts_html(self.state.events(car.car)))
         stale = car.age_s() > STALE_AFTER_S
         if car.seq == self._shown_seq and stale == self._stale:
             return
@@ -134,23 +212,45 @@ class PitwallView:
         self._stale = stale
         self._show(car)
 
+    async def load_stint(self) -> None:
+        """The open stint's start (for the stint clock), from the stored stints."""
+        data = self.ctx.services.data
+        car = self.ctx.car()
+        if data is None or car is None or not car.session_key:
+            return
+        history = await data.history(car.session_key)
+        if history is None or self.root.is_deleted:
+            return
+        open_stints = [s for s in history.stints if s.end_time is None]
+        self._stint = open_stints[-1] if open_stints else None
+
     # ---- helpers ------------------------------------------------------------------------
     def _show_empty(self) -> None:
         self.chart.options["dataset"]["source"] = ()
         self.laps.set_content(_laps_html((), None))
+        self.alerts.set_content(_alerts_html(()))
 
     def _show(self, car: CarState) -> None:
         self.speed.set_text(fmt.speed(car.speed_kmh))
         self.gear.set_text(fmt.gear(car.gear))
         self.lap.set_text(str(car.lap))
         self.lap_sub.set_text(
-            f"{fmt.running_time(car.lap_current_time)} · stint {car.stint}"
+            f"{fmt.running_time(car.lap_current_time)} · S{car.stint} "
+            f"{stint_clock(self._stint, car)}"
         )
         self.fuel.set_text(fmt.litres(car.fuel_l))
         per_lap = fmt.litres(car.fuel_per_lap)
         self.fuel_laps.set_text(f"{fmt.laps(car.laps_of_fuel)} laps · {per_lap}/lap")
+        add = car.strategy_part("fuel_to_add")
+        self.fuel_add.set_text(
+            f"to add {add:.1f} L" if isinstance(add, int | float) else "to add —"
+        )
         self.last.set_text(fmt.lap_time(car.last_lap_time))
         self.best.set_text(fmt.lap_time(car.best_lap_time))
+        self.delta.set_text(f"Δ {fmt.signed(last_minus_best(car))}")
+        self._show_race(car)
+        self.tyres.set_text(tyres_text(car))
+        self.rec.set_text(alerts.car_recommendation(car))
         self._show_shim(car.shim)
         self.fill.style(f"width: {car.lap_dist_pct * 100:.1f}%")
         self.pct.set_text(f"{car.lap_dist_pct * 100:.0f} %")
@@ -164,6 +264,14 @@ class PitwallView:
         self.chart.options["dataset"]["source"] = self.state.trace(car.car).rows
         self.chart.update()
 
+    def _show_race(self, car: CarState) -> None:
+        gaps = race.race_gaps(car)
+        self.position.set_text(
+            fmt.UNKNOWN if gaps.position is None else f"P{gaps.position}"
+        )
+        self.gap_ahead.set_text(_gap_line("▲", gaps.ahead, gaps.ahead_s, gaps))
+        self.gap_behind.set_text(_gap_line("▼", gaps.behind, gaps.behind_s, gaps))
+
     def _show_shim(self, shim: ShimInfo | None) -> None:
         if shim is None:
             self.shim.set_text("NO STATUS")
@@ -174,6 +282,62 @@ class PitwallView:
         self.shim.set_text(shim.state.replace("_", " ").upper())
         self.shim.classes(replace=f"pb-sub font-bold {tone}")
         self.shim_sub.set_text(f"{shim.adapter} · spool {shim.spool_depth}")
+
+
+def _gap_line(arrow: str, other: Any, gap_s: float | None, gaps: race.RaceGaps) -> str:
+    if gaps.position is None:
+        return f"{arrow} no race data"
+    if other is None:
+        return f"{arrow} —"
+    gap = fmt.UNKNOWN if gap_s is None else f"{gap_s:.1f} s"
+    return f"{arrow} #{other.number} {gap}"
+
+
+def last_minus_best(car: CarState) -> float | None:
+    """The last lap against the best (0 when the last lap was the best)."""
+    if car.last_lap_time is None or car.best_lap_time is None:
+        return None
+    return car.last_lap_time - car.best_lap_time
+
+
+def stint_clock(stint: StintInfo | None, car: CarState) -> str:
+    """Time in the car this stint (open stint's start to the live session time)."""
+    if stint is None:
+        return ""
+    return fmt.duration(stint.drive_time(car.session_time))
+
+
+def tyres_text(car: CarState) -> str:
+    """The strategy engine's tyre advice, or that it is not there yet."""
+    tyres = car.strategy_part("tyres")
+    if not isinstance(tyres, dict) or not tyres:
+        return alerts.NOT_AVAILABLE
+    parts = []
+    advice = tyres.get("advice")
+    parts.append(str(advice).upper() if advice else "no advice yet")
+    age = tyres.get("tyre_age_laps")
+    if isinstance(age, int | float):
+        parts.append(f"{age:.0f} laps old")
+    loss = tyres.get("loss_next_stint_s")
+    if isinstance(loss, int | float):
+        parts.append(f"+{loss:.1f} s next stint")
+    return " · ".join(parts)
+
+
+def _alerts_html(events: tuple[LiveEvent, ...]) -> str:
+    shown = [e for e in events if e.kind not in alerts.NOT_ALERTS][:ALERTS_SHOWN]
+    if not shown:
+        return '<div class="pb-note">No alerts yet.</div>'
+    now = time.time()
+    rows = []
+    for event in shown:
+        tone = ' class="pb-urgent"' if event.kind in alerts.URGENT else ""
+        rows.append(
+            f'<div{tone} data-testid="alert">'
+            f"{html.escape(fmt.age(now - event.received_at))} "
+            f"{html.escape(alerts.alert_text(event))}</div>"
+        )
+    return "".join(rows)
 
 
 def _trace_caption() -> None:

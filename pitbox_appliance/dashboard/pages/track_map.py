@@ -7,21 +7,25 @@ import math
 
 from nicegui import ui
 
+from pitbox_appliance.dashboard import race
 from pitbox_appliance.dashboard.context import PageContext
 from pitbox_appliance.dashboard.lap_analysis import TrackOutline, oval_outline
-from pitbox_appliance.dashboard.live_state import STALE_AFTER_S, CarState
+from pitbox_appliance.dashboard.live_state import STALE_AFTER_S, CarState, OtherCar
 from pitbox_appliance.dashboard.widgets import SvgText, note, tid
 
 #: Dots move at the core's publish rate, like the pit wall's numbers.
-REFRESH_S = 0.05
+REFRESH_S = 0.025
 #: How often the page asks the data layer whether a better outline exists.
 OUTLINE_CHECK_S = 5.0
 CAR_COLORS = ("#38bdf8", "#a3e635", "#f472b6", "#facc15", "#c084fc", "#fb923c")
 OPPONENTS_NOTE = (
-    "Other cars (grey, with their race position) come from iRacing's live CarIdx* "
-    "arrays, placed by lap distance; a replayed .ibt file has none. Class colours, "
-    "lapped cars and a rejoin projection are not drawn yet."
+    "Other cars (in their class colour, grey without one, labelled with their race "
+    "position) come from iRacing's live CarIdx* arrays, placed by lap distance; a "
+    "replayed .ibt file has none. Amber ring: on pit road. Faded: lapped. Red ring: "
+    "closing on us from behind. Dashed ring: where we would rejoin if we pitted now."
 )
+OTHER_GREY = "#9aa4ae"
+CLOSING_RED = "#ef4444"
 
 PAGE_CSS = """
 .pb-map-page { display: grid; width: 100%; height: 100%; gap: 8px;
@@ -63,8 +67,16 @@ class MapView:
         self.outline: TrackOutline = oval_outline("waiting for the session's data")
         self._session_key: str | None = None
         self._dots: dict[str, tuple[ui.element, ui.element]] = {}
-        self._other_dots: dict[int, ui.element] = {}
+        self._other_dots: dict[int, tuple[ui.element, ui.element, SvgText]] = {}
         self._other_shown: dict[int, str] = {}
+        self._other_style: dict[int, str] = {}
+        self._closing_watch = race.ClosingWatch()
+        self._closing: tuple[int, ...] = ()
+        self._faster: tuple[int, ...] = ()
+        self._watched_seq = -1
+        self._rejoin_shown = ""
+        self._signature: tuple[object, ...] | None = None
+        self._own_class: int | None = None
         self._shown: dict[str, str] = {}
         self._list_html = ""
         self._unit = 400.0
@@ -89,10 +101,17 @@ class MapView:
                     )
                     self.start = ui.element("circle").props('fill="#f0f3f6"')
                     self.others_layer = tid(ui.element("g"), "map-others")
+                    self.rejoin = tid(ui.element("g"), "map-rejoin")
                     self.cars_layer = ui.element("g")
             with ui.element("div").classes("pb-map-side"):
                 ui.label("Cars").classes("pb-cap")
                 self.car_list = tid(ui.html("", sanitize=True), "map-cars")
+                self.rejoin_note = tid(ui.label(""), "map-rejoin-text").classes(
+                    "pb-note"
+                )
+                self.closing_note = tid(ui.label(""), "map-closing").classes(
+                    "pb-note pb-bad"
+                )
                 self.outline_note = note("", "map-outline")
                 note(OPPONENTS_NOTE, "map-opponents")
         self._draw_outline()
@@ -102,6 +121,15 @@ class MapView:
         """Move the dots; rebuild them when the set of cars changes."""
         selected = self.ctx.car()
         cars = self._cars_on_map(selected)
+        # Twice the publish rate so that no state waits or is skipped: a tick without
+        # a new state costs this comparison.
+        signature = (
+            selected.car if selected is not None else None,
+            tuple((c.car, c.seq, c.age_s() > STALE_AFTER_S) for c in cars),
+        )
+        if signature == self._signature:
+            return
+        self._signature = signature
         if tuple(self._dots) != tuple(c.car for c in cars):
             self._rebuild_dots(cars, selected)
         for car in cars:
@@ -115,33 +143,70 @@ class MapView:
                 dot[0].props(f'transform="{transform}"')
         self._show_list(cars, selected)
         self._show_others(selected)
+        self._show_rejoin(selected)
 
     def _show_others(self, selected: CarState | None) -> None:
-        """The other cars on track, small and grey, by their lap distance."""
+        """The other cars on track by lap distance, in class colour, with their state."""
         others = selected.others if selected is not None else ()
+        if selected is not None and selected.seq != self._watched_seq:
+            self._watched_seq = selected.seq
+            self._closing = self._closing_watch.closing(selected)
+            self._faster = race.faster_class(selected, self._closing, self._own_class)
+            self.closing_note.set_text(closing_text(selected, self._faster))
         if tuple(self._other_dots) != tuple(o.idx for o in others):
             self.others_layer.clear()
             self._other_dots.clear()
             self._other_shown.clear()
+            self._other_style.clear()
             radius = self._unit * 0.016
             with self.others_layer:
                 for other in others:
-                    with ui.element("g") as group:
-                        ui.element("circle").props(
-                            f'r="{radius:.1f}" fill="#9aa4ae" stroke="#06080a" '
-                            'stroke-width="1" vector-effect="non-scaling-stroke"'
+                    with tid(ui.element("g"), f"other-{other.idx}") as group:
+                        circle = ui.element("circle").props(
+                            f'r="{radius:.1f}" vector-effect="non-scaling-stroke"'
                         )
-                        SvgText(str(other.position or other.number)).props(
+                        label = SvgText("").props(
                             f'x="{radius * 1.2:.1f}" y="{-radius:.1f}" '
                             f'font-size="{self._unit * 0.025:.1f}" fill="#c9d1d9"'
                         )
-                    self._other_dots[other.idx] = group
+                    self._other_dots[other.idx] = (group, circle, label)
         for other in others:
+            group, circle, label = self._other_dots[other.idx]
             x, y = self.outline.at_pct(other.lap_dist_pct)
             transform = f"translate({x:.1f},{-y:.1f})"
             if self._other_shown.get(other.idx) != transform:
                 self._other_shown[other.idx] = transform
-                self._other_dots[other.idx].props(f'transform="{transform}"')
+                group.props(f'transform="{transform}"')
+            style, text = other_look(other, other.idx in self._faster)
+            if self._other_style.get(other.idx) != style + text:
+                self._other_style[other.idx] = style + text
+                circle.props(style)
+                label.set_text(text)
+
+    def _show_rejoin(self, selected: CarState | None) -> None:
+        """A dashed ring where we would come out of the pits if we pitted now."""
+        spot = rejoin_spot(selected) if selected is not None else None
+        key = "" if spot is None else f"{spot[0]:.3f}|{spot[1]}"
+        if key == self._rejoin_shown:
+            return
+        self._rejoin_shown = key
+        self.rejoin.clear()
+        if spot is None:
+            self.rejoin_note.set_text(
+                "Rejoin if we pit now: not available yet (needs the pit loss and a "
+                "timed lap)."
+            )
+            return
+        pct, text = spot
+        x, y = self.outline.at_pct(pct)
+        radius = self._unit * 0.03
+        with self.rejoin:
+            ui.element("circle").props(
+                f'cx="{x:.1f}" cy="{-y:.1f}" r="{radius:.1f}" fill="none" '
+                'stroke="var(--pb-accent)" stroke-width="3" stroke-dasharray="4 3" '
+                'vector-effect="non-scaling-stroke"'
+            )
+        self.rejoin_note.set_text(f"Rejoin if we pit now: {text}")
 
     async def load_outline(self) -> None:
         """Ask for the outline of the shown session (cached by the data layer)."""
@@ -154,8 +219,10 @@ class MapView:
         if not key:
             return
         outline = await data.outline(key)
+        extras = await data.extras(key)
         if self.svg.is_deleted:
             return
+        self._own_class = extras.own_class_id
         self._session_key = key
         self._set_outline(outline)
 
@@ -164,6 +231,8 @@ class MapView:
         if outline is self.outline:
             return
         self.outline = outline
+        self._signature = None
+        self._rejoin_shown = ""
         self._draw_outline()
         self._shown.clear()
         self._dots.clear()  # sizes depend on the outline's scale: rebuild
@@ -250,6 +319,64 @@ class MapView:
         if content != self._list_html:
             self._list_html = content
             self.car_list.set_content(content)
+
+
+def other_look(other: OtherCar, closing: bool) -> tuple[str, str]:
+    """The dot's SVG attributes and label: class colour, pit ring, lapped, closing."""
+    fill = other.class_color or OTHER_GREY
+    stroke, width = "#06080a", 1
+    if other.on_pit_road:
+        stroke, width = "#f59e0b", 3
+    if closing:
+        stroke, width = CLOSING_RED, 4
+    opacity = 0.45 if other.laps_down and other.laps_down > 0 else 1.0
+    label = str(other.position or other.number)
+    if other.laps_down:  # > 0: we lapped them; < 0: they are laps ahead of us
+        label += f" {-other.laps_down:+d}L"
+    if other.on_pit_road:
+        label += " PIT"
+    return (
+        f'fill="{fill}" stroke="{stroke}" stroke-width="{width}" '
+        f'fill-opacity="{opacity}"',
+        label,
+    )
+
+
+def rejoin_spot(car: CarState) -> tuple[float, str] | None:
+    """Where we would rejoin (lap distance) and a line saying so.
+
+    The core's ``strategy.rejoin`` wins when it gives a lap distance; otherwise the
+    pit loss is taken off our place on track at our reference lap time.
+    """
+    rejoin = car.strategy_part("rejoin")
+    rejoin = rejoin if isinstance(rejoin, dict) else {}
+    position = rejoin.get("position")
+    where = f"P{position}" if isinstance(position, int) else ""
+    lap_s = race.reference_lap_s(car)
+    numbers = {o.number: o for o in car.others}
+    if lap_s is not None:
+        # Just in front of the car we would come out ahead of (or behind the one ahead).
+        for key, gap_key, sign in (
+            ("car_behind", "gap_behind_s", 1.0),
+            ("car_ahead", "gap_ahead_s", -1.0),
+        ):
+            other = numbers.get(str(rejoin.get(key)))
+            gap = rejoin.get(gap_key)
+            if other is not None and isinstance(gap, int | float):
+                pct = (other.lap_dist_pct + sign * gap / lap_s) % 1.0
+                return pct, f"{where}, {gap:.1f} s from #{other.number}".strip(", ")
+    loss = car.strategy_part("pit_loss_s")
+    if not isinstance(loss, int | float) or lap_s is None or loss <= 0:
+        return None
+    pct = (car.lap_dist_pct - loss / lap_s) % 1.0
+    return pct, f"{where} {loss:.0f} s behind our place now".strip()
+
+
+def closing_text(car: CarState, faster: tuple[int, ...]) -> str:
+    names = [f"#{o.number}" for o in car.others if o.idx in faster]
+    if not names:
+        return ""
+    return "Closing from behind: " + ", ".join(names)
 
 
 def _color(index: int) -> str:

@@ -1,0 +1,60 @@
+"""White-label theme: the team's name, colours and logo from the appliance config."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pitbox_appliance.config import DashboardConfig, ThemeConfig
+from pitbox_appliance.dashboard.layout import Branding
+
+logger = logging.getLogger(__name__)
+
+#: Logo file types a browser shows as an ``<img>``.
+LOGO_TYPES = frozenset({".png", ".jpg", ".jpeg", ".svg", ".webp"})
+#: A logo is a header image, not a photo: anything bigger is a configuration mistake.
+MAX_LOGO_BYTES = 2 * 1024 * 1024
+LOGO_URL = "/theme/logo"
+
+
+class ThemeError(ValueError):
+    """The configured logo cannot be served; the message names the file and why."""
+
+
+def check_logo(path: Path) -> Path:
+    """The logo file if it can be served, else ThemeError saying what is wrong."""
+    if path.suffix.lower() not in LOGO_TYPES:
+        kinds = ", ".join(sorted(LOGO_TYPES))
+        raise ThemeError(f"theme.logo {path}: not an image file ({kinds})")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ThemeError(f"theme.logo {path}: {exc.strerror}") from None
+    if not path.is_file():
+        raise ThemeError(f"theme.logo {path}: not a file")
+    if size > MAX_LOGO_BYTES:
+        raise ThemeError(f"theme.logo {path}: {size} bytes, more than 2 MB")
+    return path
+
+
+def branding(
+    dashboard: DashboardConfig, theme: ThemeConfig
+) -> tuple[Branding, Path | None]:
+    """The branding every page shows, and the logo file to serve (None: no logo).
+
+    ``theme`` wins over the older ``dashboard.team_name``/``accent_color``. A logo that
+    cannot be served is logged and left out: the pit wall runs without it.
+    """
+    logo: Path | None = None
+    if theme.logo is not None:
+        try:
+            logo = check_logo(theme.logo)
+        except ThemeError as exc:
+            logger.warning("%s; the header shows no logo", exc)
+    result = Branding(
+        team_name=theme.team_name or dashboard.team_name,
+        accent_color=theme.accent_color or dashboard.accent_color,
+        header_color=theme.header_color or "#06080a",
+        logo_url=f"{LOGO_URL}{logo.suffix.lower()}" if logo is not None else None,
+    )
+    return result, logo
