@@ -72,6 +72,18 @@ def add_command(sub: Any) -> None:
         "(exponential backoff from 1 s; default 3)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
+    mode.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep running (the supervisor program): upload new sets as they appear, "
+        "back off while offline; stops on SIGTERM/SIGINT",
+    )
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=30.0,
+        help="with --watch: longest wait between rounds in seconds (default 30)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -88,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
             entries = outbox.entries(_target_url(args.target))
         _print_status(entries, args.json)
         return 0
+    if args.watch:
+        return _watch(args, outbox_dir, db_path)
     if not args.target:
         sys.stderr.write("pitbox sync: --target (or $PITBOX_SYNC_TARGET) is required\n")
         return 2
@@ -133,6 +147,44 @@ def run(args: argparse.Namespace) -> int:
                 "(see --status; --retry tries failed ones again)\n"
             )
     return 0 if not left else 1
+
+
+def _watch(args: argparse.Namespace, outbox_dir: Path, db_path: Path) -> int:
+    """The uploader program: rounds until SIGTERM/SIGINT; 2 only for a bad target.
+
+    With no target configured it idles (logging why) instead of exiting, so the
+    supervisor does not restart it in a loop on an appliance with no cloud.
+    """
+    import signal
+    import threading
+
+    from cloud_sync.targets import parse_target
+    from cloud_sync.uploader import Backoff, Uploader
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if not args.target:
+        logger.warning("no upload target configured ($PITBOX_SYNC_TARGET); idle")
+        sys.stdout.write("pitbox sync --watch: no target configured; idle\n")
+        sys.stdout.flush()
+        stop.wait()
+        return 0
+    try:
+        options = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
+        target = parse_target(args.target, **options)
+    except ValueError as exc:
+        sys.stderr.write(f"pitbox sync: {exc}\n")
+        return 2
+    outbox_dir.mkdir(parents=True, exist_ok=True)
+    sys.stdout.write(f"pitbox sync --watch: {outbox_dir} → {target.url}\n")
+    sys.stdout.flush()
+    with Outbox(db_path) as outbox:
+        uploader = Uploader(
+            outbox, outbox_dir, target, Backoff(attempts=max(1, args.attempts))
+        )
+        uploader.run_forever(stop, poll=max(0.1, args.poll))
+    return 0
 
 
 def _db_path(url: str | None, outbox_dir: Path) -> Path:

@@ -155,6 +155,61 @@ class S3Target:
             return None
         return head
 
+    # ---- published pages (reports, statboards) ---------------------------------------
+    def put_bytes(
+        self,
+        key: str,
+        body: bytes,
+        content_type: str,
+        *,
+        public: bool = False,
+        create_only: bool = True,
+    ) -> PutResult:
+        """Store ``body`` under ``key`` (checksummed); create-only unless told otherwise.
+
+        ``public`` gives the object the ``public-read`` ACL (anyone can GET it); a
+        create-only put that finds an identical object says ALREADY_THERE and one that
+        finds a different object raises ConflictError.
+        """
+        digest = hashlib.sha256(body).digest()
+        options: dict[str, Any] = {"IfNoneMatch": "*"} if create_only else {}
+        if public:
+            options["ACL"] = "public-read"
+        try:
+            self._call(
+                "put_object",
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ChecksumSHA256=_b64(digest),
+                Metadata={"sha256": digest.hex()},
+                ContentType=content_type,
+                **options,
+            )
+        except _ExistsError:
+            head = self.head(key) or {}
+            if head.get("Metadata", {}).get("sha256") == digest.hex():
+                return PutResult.ALREADY_THERE
+            raise ConflictError(
+                f"s3://{self.bucket}/{key} exists with other content"
+            ) from None
+        return PutResult.CREATED
+
+    def presign(self, key: str, expires_in: int) -> str:
+        """A GET link to ``key`` that works for ``expires_in`` seconds, for anyone holding it."""
+        return str(
+            self._client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=int(expires_in),
+            )
+        )
+
+    def object_url(self, key: str) -> str:
+        """The plain (unsigned) HTTP URL of ``key``: readable only if the object is public."""
+        endpoint = str(self._client.meta.endpoint_url).rstrip("/")
+        return f"{endpoint}/{self.bucket}/{key}"
+
     # ---- single PUT ------------------------------------------------------------------
     def _put_single(self, key: str, source: Path, item: SetFile) -> PutResult:
         body = source.read_bytes()

@@ -79,6 +79,26 @@ class Target(Protocol):
 
     def download(self, key: str, dest: Path) -> None: ...
 
+    def put_bytes(
+        self,
+        key: str,
+        body: bytes,
+        content_type: str,
+        *,
+        public: bool = False,
+        create_only: bool = True,
+    ) -> PutResult:
+        """Store a published page (report, board); create-only unless told otherwise."""
+        ...
+
+    def presign(self, key: str, expires_in: int) -> str:
+        """A link to ``key`` that works for ``expires_in`` seconds."""
+        ...
+
+    def object_url(self, key: str) -> str:
+        """The plain URL of ``key``."""
+        ...
+
 
 def parse_target(url: str, **s3_options: Any) -> Target:
     """``s3://bucket/prefix`` or ``file:///dir``; ``s3_options`` go to S3Target."""
@@ -150,6 +170,37 @@ class FileTarget:
 
     def download(self, key: str, dest: Path) -> None:
         shutil.copyfile(self._path(key), dest)
+
+    def put_bytes(
+        self,
+        key: str,
+        body: bytes,
+        content_type: str,
+        *,
+        public: bool = False,
+        create_only: bool = True,
+    ) -> PutResult:
+        """Write ``body`` at ``key`` atomically (a directory has no ACLs: ``public`` is moot)."""
+        dest = self._path(key)
+        if create_only and dest.exists():
+            if dest.read_bytes() == body:
+                return PutResult.ALREADY_THERE
+            raise ConflictError(f"{dest} exists with other content; not overwritten")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.tmp"
+        with tmp.open("xb") as out:
+            out.write(body)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+        return PutResult.CREATED
+
+    def presign(self, key: str, expires_in: int) -> str:
+        """A directory cannot sign links: its URL (access is the filesystem's)."""
+        return self.object_url(key)
+
+    def object_url(self, key: str) -> str:
+        return (self.root / key).as_uri()
 
     def _path(self, key: str) -> Path:
         if not self.root.is_dir():

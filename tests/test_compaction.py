@@ -151,6 +151,8 @@ def test_layout_files_and_manifest(
         path = root / entry.path
         assert path.stat().st_size == entry.bytes
         assert sha256_of(path) == entry.sha256
+        if entry.table == "session_info":
+            continue  # the YAML as stored; checked below
         assert pq.ParquetFile(path).metadata.num_rows == entry.rows
         assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == (
             "ZSTD"
@@ -168,6 +170,8 @@ def test_layout_files_and_manifest(
     assert manifest.file("telemetry").rows == frames
     assert manifest.session["session_key"] == race.session_key
     assert manifest.session["season_source"] == "stored_at"  # the sim gives no date
+    yaml_text = (root / manifest.file("session_info").path).read_text()
+    assert yaml_text == race.session_info
     assert list((root.parents[3] / ".staging").iterdir()) == []
 
 

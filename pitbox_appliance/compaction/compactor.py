@@ -63,6 +63,9 @@ TABLE_FILES = {
     "stints": "stints/stints.parquet",
     "events": "events/events.parquet",
     "session": "session/session.parquet",
+    # The sim's last session-info YAML as stored; every CarSetup change before it is a
+    # ``car_setup`` event in the events table.
+    "session_info": "session/session_info.yaml",
 }
 
 
@@ -308,6 +311,10 @@ def _write_set(
     }
     for table, data in tables.items():
         files.append(_write_table(root, table, data))
+    if race.session_info:
+        info_path = root / TABLE_FILES["session_info"]
+        info_path.write_text(race.session_info, encoding="utf-8")
+        files.append(file_entry(root, TABLE_FILES["session_info"], "session_info", 1))
     manifest = Manifest(
         partition=partition,
         files=tuple(files),

@@ -1,0 +1,226 @@
+"""Reading compacted sessions for the cloud side: a set's tables from a directory, and sets fetched from a target."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from cloud_sync.manifest import (
+    KNOWN_SCHEMA_VERSIONS,
+    MANIFEST_KIND,
+    MANIFEST_NAME,
+    ManifestError,
+    read_set,
+)
+from cloud_sync.targets import Target
+
+logger = logging.getLogger(__name__)
+
+# Telemetry columns the analytics read (any that are missing are simply absent).
+TELEMETRY_COLUMNS = (
+    "source",
+    "SessionTime",
+    "LapDistPct",
+    "Speed",
+    "Throttle",
+    "Brake",
+    "Lat",
+    "Lon",
+    "PlayerCarMyIncidentCount",
+)
+
+
+@dataclass
+class Lap:
+    """One lap row of ``laps.parquet``."""
+
+    lap_number: int
+    stint: int | None
+    driver: str
+    start_time: float | None
+    end_time: float
+    lap_time: float | None
+    fuel_used: float | None
+    pit_lap: bool
+    input_smoothness: float | None
+    input_aggression: float | None
+    input_precision: float | None
+
+    @property
+    def clean(self) -> bool:
+        """Timed, not a pit lap, and with a start (the out-lap from the grid is not)."""
+        return (
+            self.lap_time is not None
+            and not self.pit_lap
+            and self.start_time is not None
+        )
+
+
+@dataclass
+class SessionEvent:
+    """One row of ``events.parquet`` with its payload decoded."""
+
+    session_time: float
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class CompactedSession:
+    """A compacted session read from its directory: manifest, laps, stints, events, telemetry."""
+
+    root: Path
+    manifest: dict[str, Any]
+    laps: list[Lap]
+    stints: list[dict[str, Any]]
+    events: list[SessionEvent]
+    telemetry: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return str(self.manifest["path"])
+
+    @property
+    def session_key(self) -> str:
+        return str(self.manifest["session"]["session_key"])
+
+    @property
+    def car(self) -> str:
+        return str(self.manifest["session"].get("car") or "unknown")
+
+    @property
+    def track(self) -> str:
+        return str(self.manifest["session"].get("track") or "unknown track")
+
+    @property
+    def partition(self) -> dict[str, Any]:
+        return dict(self.manifest["partition"])
+
+    def events_of(self, kind: str) -> list[SessionEvent]:
+        return [e for e in self.events if e.kind == kind]
+
+    def drivers(self) -> list[str]:
+        return sorted({lap.driver for lap in self.laps})
+
+
+def load_session(root: Path, *, telemetry: bool = True) -> CompactedSession:
+    """Read the compacted set in ``root`` (the ``session=…`` directory); ManifestError if unusable."""
+    manifest_path = root / MANIFEST_NAME
+    try:
+        manifest: Any = json.loads(manifest_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"{manifest_path}: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+        raise ManifestError(f"{manifest_path}: not a PitBox compacted-session manifest")
+    if manifest.get("schema_version") not in KNOWN_SCHEMA_VERSIONS:
+        raise ManifestError(
+            f"{manifest_path}: schema_version {manifest.get('schema_version')!r} unknown "
+            f"(this reader knows {sorted(KNOWN_SCHEMA_VERSIONS)})"
+        )
+    tables = {f["table"]: root / f["path"] for f in manifest.get("files", [])}
+    for needed in ("laps", "stints", "events"):
+        if needed not in tables or not tables[needed].is_file():
+            raise ManifestError(f"{root}: the set has no {needed} table")
+    laps = [
+        Lap(
+            lap_number=int(r["lap_number"]),
+            stint=r["stint"],
+            driver=r["driver_name"] or "unknown driver",
+            start_time=r["start_time"],
+            end_time=float(r["end_time"]),
+            lap_time=r["lap_time"],
+            fuel_used=r["fuel_used"],
+            pit_lap=bool(r["pit_lap"]),
+            input_smoothness=r["input_smoothness"],
+            input_aggression=r["input_aggression"],
+            input_precision=r["input_precision"],
+        )
+        for r in pq.read_table(tables["laps"]).to_pylist()
+    ]
+    stints = pq.read_table(tables["stints"]).to_pylist()
+    events = []
+    for r in pq.read_table(tables["events"]).to_pylist():
+        try:
+            payload = json.loads(r["payload"]) if r["payload"] else {}
+        except ValueError:
+            logger.warning("%s: event %s has an unreadable payload", root, r["kind"])
+            continue
+        events.append(
+            SessionEvent(float(r["session_time"]), str(r["kind"]), dict(payload))
+        )
+    columns: dict[str, np.ndarray[Any, Any]] = {}
+    if telemetry and "telemetry" in tables and tables["telemetry"].is_file():
+        columns = _telemetry(tables["telemetry"])
+    return CompactedSession(root, manifest, laps, stints, events, columns)
+
+
+def _telemetry(path: Path) -> dict[str, np.ndarray[Any, Any]]:
+    """The analytics' columns as float64 arrays, from the source with the most rows."""
+    schema = pq.read_schema(path)
+    wanted = [c for c in TELEMETRY_COLUMNS if c in schema.names]
+    if "SessionTime" not in wanted or "LapDistPct" not in wanted:
+        return {}
+    table = pq.read_table(path, columns=wanted)
+    sources = table["source"].to_numpy(zero_copy_only=False).astype(str)
+    values, counts = np.unique(sources, return_counts=True)
+    keep = sources == values[int(np.argmax(counts))] if len(values) else sources == ""
+    out: dict[str, np.ndarray[Any, Any]] = {}
+    for name in wanted:
+        if name == "source":
+            continue
+        column = table[name].to_numpy(zero_copy_only=False)
+        out[name] = np.asarray(column, dtype=np.float64)[keep]
+    order = np.argsort(out["SessionTime"], kind="stable")
+    return {k: v[order] for k, v in out.items()}
+
+
+def fetch_sets(target: Target, cache: Path) -> list[Path]:
+    """Download every complete set on ``target`` into ``cache`` (checked); their directories.
+
+    A set counts when its ``manifest.json`` is there (the uploader writes it last).
+    Files already in the cache with the manifest's checksum are not downloaded again.
+    """
+    keys = target.list_keys()
+    prefix = target.key("")
+    found: list[Path] = []
+    for key in keys:
+        if not key.endswith("/" + MANIFEST_NAME):
+            continue
+        rel = key[len(prefix) :].rsplit("/", 1)[0]
+        if not rel.startswith("team="):
+            continue
+        local = cache / rel
+        local.mkdir(parents=True, exist_ok=True)
+        target.download(key, local / MANIFEST_NAME)
+        try:
+            compacted = read_set(cache, rel)
+        except ManifestError as exc:
+            logger.warning("skipping %s: %s", key, exc)
+            continue
+        from cloud_sync.manifest import check_local
+
+        ok = True
+        for item in compacted.files[:-1]:
+            dest = compacted.local(item)
+            try:
+                check_local(item, dest)
+                continue
+            except ManifestError:
+                pass
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            target.download(target.key(f"{rel}/{item.path}"), dest)
+            try:
+                check_local(item, dest)
+            except ManifestError as exc:
+                logger.warning("skipping %s: %s", rel, exc)
+                ok = False
+                break
+        if ok:
+            found.append(local)
+    return found

@@ -1,0 +1,1 @@
+"""Post-session reports: HTML with inline SVG plots and a PDF of it, built from a compacted session only."""

@@ -1,0 +1,218 @@
+"""``pitbox report SESSION``: compact if needed, build the report, publish it and announce its events."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from cloud_sync.command import default_outbox
+
+logger = logging.getLogger(__name__)
+
+
+def default_reports() -> Path:
+    """``reports/`` under the user's data directory."""
+    return Path(platformdirs.user_data_dir("pitbox", appauthor=False)) / "reports"
+
+
+def add_command(sub: Any) -> None:
+    """Add ``report`` to the ``pitbox`` subparsers."""
+    parser = sub.add_parser(
+        "report",
+        help="build (and publish) the post-session report of a stored session",
+        description=__doc__,
+    )
+    parser.add_argument("session", type=int, help="session id (see `pitbox laps`)")
+    parser.add_argument("--db", help="database URL (default: under the user data dir)")
+    parser.add_argument(
+        "--outbox", type=Path, help=f"outbox (default: {default_outbox()})"
+    )
+    parser.add_argument("--team", help="team name for the layout when compacting")
+    parser.add_argument(
+        "--out", type=Path, help=f"local report folder (default: {default_reports()}/…)"
+    )
+    parser.add_argument(
+        "--target",
+        default=os.environ.get("PITBOX_SYNC_TARGET"),
+        help="publish to s3://bucket/prefix or file:///dir (default: $PITBOX_SYNC_TARGET; "
+        "none: local only)",
+    )
+    parser.add_argument(
+        "--endpoint-url",
+        default=os.environ.get("PITBOX_S3_ENDPOINT_URL"),
+        help="S3-compatible endpoint ($PITBOX_S3_ENDPOINT_URL)",
+    )
+    parser.add_argument(
+        "--broker",
+        default=os.environ.get("PITBOX_MQTT_BROKER"),
+        help="HOST:PORT of the broker to announce the events on ($PITBOX_MQTT_BROKER; "
+        "password from $PITBOX_MQTT_PASSWORD)",
+    )
+    parser.add_argument("--broker-user", default="appliance", help="broker user")
+    parser.add_argument("--no-pdf", action="store_true", help="HTML only")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """0: built (and published/announced as asked); 1: a step failed; 2: bad input."""
+    from sqlalchemy.engine.url import make_url
+
+    from cloud_sync.compacted import load_session
+    from cloud_sync.manifest import ManifestError, find_sets
+    from cloud_sync.report.publish import build_report, publish_report
+    from cloud_sync.targets import TargetError, parse_target
+    from pitbox_appliance.compaction import (
+        CompactionError,
+        compact_session,
+        compacted_path,
+    )
+    from pitbox_appliance.storage.database import default_db_url, make_engine
+
+    url = args.db or default_db_url()
+    database = make_url(url).database
+    if database and database != ":memory:" and not Path(database).exists():
+        sys.stderr.write(f"pitbox report: no database at {database}\n")
+        return 2
+    broker = None
+    if args.broker:
+        try:
+            broker = _broker(args.broker)
+        except ValueError as exc:
+            sys.stderr.write(f"pitbox report: {exc}\n")
+            return 2
+    target = None
+    if args.target:
+        try:
+            options = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
+            target = parse_target(args.target, **options)
+        except ValueError as exc:
+            sys.stderr.write(f"pitbox report: {exc}\n")
+            return 2
+    outbox: Path = args.outbox or default_outbox()
+    engine = make_engine(url, readonly=True)
+    try:
+        path = compacted_path(engine, args.session, outbox, team=args.team)
+        if not path.exists():
+            compact_session(engine, args.session, outbox, team=args.team)
+    except CompactionError as exc:
+        sys.stderr.write(f"pitbox report: {exc}\n")
+        return 2
+    finally:
+        engine.dispose()
+    try:
+        session = load_session(path)
+        history = []
+        for rel in find_sets(outbox):
+            other = outbox / rel
+            if other != path:
+                history.append(load_session(other, telemetry=True))
+    except ManifestError as exc:
+        sys.stderr.write(f"pitbox report: {exc}\n")
+        return 1
+    history.sort(key=lambda s: (str(s.manifest["session"].get("stored_at")), s.path))
+    history = [
+        h
+        for h in history
+        if str(h.manifest["session"].get("stored_at"))
+        <= str(session.manifest["session"].get("stored_at"))
+    ]
+    out_dir = args.out or default_reports() / session.path
+    built = build_report(session, out_dir, history=history, pdf=not args.no_pdf)
+    status = 0 if built.pdf_error is None else 1
+    if target is not None:
+        try:
+            publish_report(built, target)
+        except TargetError as exc:
+            sys.stderr.write(f"pitbox report: publishing failed: {exc}\n")
+            status = 1
+    published = 0
+    if broker is not None:
+        try:
+            published = announce(session.car, built.events, *broker, args.broker_user)
+        except RuntimeError as exc:
+            sys.stderr.write(f"pitbox report: {exc}\n")
+            status = 1
+    result = {
+        "session": session.path,
+        "html": str(built.local_html),
+        "pdf": str(built.local_pdf) if built.local_pdf else None,
+        "pdf_error": built.pdf_error,
+        "url": built.url,
+        "pdf_url": built.pdf_url,
+        "events": [{"kind": k, **p} for k, p in built.events],
+        "announced": published,
+    }
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=1) + "\n")
+    else:
+        sys.stdout.write(f"report: {result['html']}\n")
+        if result["pdf"]:
+            sys.stdout.write(f"pdf:    {result['pdf']}\n")
+        if built.url:
+            sys.stdout.write(f"published: {built.url}\n")
+        for kind, payload in built.events:
+            sys.stdout.write(f"event {kind}: {json.dumps(payload)}\n")
+    return status
+
+
+def _broker(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--broker {text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+def announce(
+    car: str,
+    events: list[tuple[str, dict[str, Any]]],
+    host: str,
+    port: int,
+    user: str,
+    *,
+    timeout: float = 10.0,
+) -> int:
+    """Publish ``events`` on ``topics.events(car)`` (QoS 1); waits for every PUBACK."""
+    from driver_pc.protocol import topics
+    from driver_pc.protocol.events import encode_event
+    from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
+
+    messages = [
+        json.dumps(encode_event(car, kind, payload)) for kind, payload in events
+    ]
+    topic = topics.events(car)
+    password = os.environ.get("PITBOX_MQTT_PASSWORD", "")
+    connection = MqttConnection(
+        f"pitbox-report-{os.getpid()}", BrokerAddress(host, port, user, password)
+    )
+    acked: set[int] = set()
+    done = threading.Condition()
+
+    def on_published(mid: int) -> None:
+        with done:
+            acked.add(mid)
+            done.notify_all()
+
+    connection.on_published = on_published
+    connection.start()
+    try:
+        if not connection.connected.wait(timeout):
+            reason = connection.refused or "no answer"
+            raise RuntimeError(f"broker {host}:{port} not reachable ({reason})")
+        mids = [connection.publish(topic, body) for body in messages]
+        if -1 in mids:
+            raise RuntimeError(f"broker {host}:{port}: publish refused (disconnected)")
+        with done:
+            if not done.wait_for(lambda: acked >= set(mids), timeout):
+                raise RuntimeError(f"broker {host}:{port}: events not acknowledged")
+        return len(mids)
+    finally:
+        connection.stop()

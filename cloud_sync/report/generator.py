@@ -1,0 +1,494 @@
+"""SessionReportGenerator: one compacted session (plus earlier ones for trends) → HTML report, PDF, events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cloud_sync.analytics.performance import DriverPerformanceAnalyzer
+from cloud_sync.analytics.setup_impact import SetupImpactAnalyzer
+from cloud_sync.analytics.training import TrainingTracker
+from cloud_sync.compacted import CompactedSession
+from cloud_sync.report import plots
+
+MISTAKE = "mistake"
+INCIDENT = "incident_detected"
+STRATEGY = "strategy_recommendation"
+STYLE = """
+body{font-family:DejaVu Sans,Arial,sans-serif;margin:24px;color:#222;max-width:980px}
+h1{font-size:22px;margin-bottom:2px}h2{font-size:17px;border-bottom:1px solid #ccc;
+margin-top:28px;page-break-after:avoid}table{border-collapse:collapse;font-size:12px;
+margin:6px 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
+th{background:#f3f3f3}.muted{color:#777}.figure{page-break-inside:avoid}
+.figure svg{max-width:100%;height:auto}.good{color:#186a1e}.bad{color:#a11}
+"""
+
+
+@dataclass
+class Report:
+    """A built report: its HTML, the figures' names, and the events it announces."""
+
+    session: CompactedSession
+    html: str
+    figures: list[str]
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class SessionReportGenerator:
+    """Build the post-session report of ``session``; ``history`` are earlier sessions.
+
+    Reads only compacted sets (``cloud_sync.compacted``), never the appliance's
+    database. ``history`` (earlier sessions of the team, oldest first) feeds the
+    trends, training goals and badges; without it they cover this session alone.
+    """
+
+    def __init__(
+        self, session: CompactedSession, history: list[CompactedSession] | None = None
+    ) -> None:
+        self.session = session
+        self.history = [h for h in (history or []) if h.path != session.path]
+
+    def build(self) -> Report:
+        s = self.session
+        perf = DriverPerformanceAnalyzer([s])
+        optimal = perf.comparison.optimal()
+        profiles = perf.profiles()
+        training = TrainingTracker([*self.history, s])
+        same_car = [h for h in self.history if h.car == s.car and h.track == s.track]
+        impacts = SetupImpactAnalyzer([*same_car, s]).impacts()
+        impacts = [i for i in impacts if i.where == s.path]
+        badges = training.badges_new(s.path)
+        goals = [g for d in s.drivers() for g in training.goals(d, upto=s.path)]
+        mistakes = s.events_of(MISTAKE)
+        incidents = self._incidents()
+        plan = s.events_of(STRATEGY)
+        figures: list[tuple[str, str]] = [
+            ("Lap times by stint and driver", plots.lap_times(s)),
+            ("Consistency", plots.consistency(s)),
+            ("Fuel use against plan", plots.fuel(s, plan)),
+            ("Tyre management", plots.tyres(s)),
+            (
+                "Mistake hotspots",
+                plots.track_map(
+                    s,
+                    [
+                        {
+                            "kind": "mistake",
+                            "lap_dist_pct": e.payload.get("lap_dist_pct", 0.0),
+                            "severity": e.payload.get("severity"),
+                        }
+                        for e in mistakes
+                    ]
+                    + [{"kind": "incident", **i} for i in incidents],
+                ),
+            ),
+        ]
+        if optimal is not None:
+            figures.append(("Lap comparison", plots.section_losses(optimal)))
+        body = [
+            self._header(),
+            _h2("Lap times by stint and driver"),
+            _figure(figures[0][1]),
+            self._stints_table(),
+            _h2("Consistency"),
+            _figure(figures[1][1]),
+            self._consistency_table(),
+            _h2("Fuel use against plan"),
+            _figure(figures[2][1]),
+            self._fuel_text(plan),
+            _h2("Tyre management"),
+            _figure(figures[3][1]),
+            _h2("Incidents"),
+            self._incidents_table(incidents),
+            _h2("Mistake hotspots"),
+            _figure(figures[4][1]),
+            self._mistakes_table(mistakes),
+            _h2("Strategy decisions against what happened"),
+            self._strategy_table(plan),
+            _h2("Lap comparison: optimal lap against actual laps"),
+            self._optimal_text(optimal, figures),
+            _h2("Driver performance"),
+            self._profiles_table(profiles),
+            _h2("Setup changes and their impact"),
+            self._setup_table(impacts),
+            _h2("Training goals and badges"),
+            self._training(goals, badges),
+            '<p class="muted">Methods and what is not built: docs/cloud.md. '
+            f"Generated from the compacted set {html.escape(s.path)} "
+            f"(manifest created {html.escape(str(s.manifest.get('created_at')))}).</p>",
+        ]
+        title = f"PitBox session report: {s.track}, {s.car}"
+        page = (
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
+            f"<body>{''.join(body)}</body></html>\n"
+        )
+        events: list[tuple[str, dict[str, Any]]] = []
+        events += [("setup_impact_analysis", i.payload()) for i in impacts]
+        events += [("badge_earned", b.payload()) for b in badges]
+        events += [("training_goal_progress", g.payload()) for g in goals]
+        summary = {
+            "session": s.path,
+            "optimal_lap": optimal.optimal if optimal else None,
+            "best_lap": min(
+                (lap.lap_time for lap in s.laps if lap.clean and lap.lap_time),
+                default=None,
+            ),
+            "mistakes": len(mistakes),
+            "incidents": len(incidents),
+            "stops": self._stops(),
+            "profiles": {d: p.as_dict() for d, p in profiles.items()},
+        }
+        return Report(s, page, [name for name, _ in figures], events, summary)
+
+    # ---- data ----------------------------------------------------------------------
+    def _incidents(self) -> list[dict[str, Any]]:
+        """incident_detected events, else increments of PlayerCarMyIncidentCount."""
+        s = self.session
+        out = [
+            {
+                "session_time": e.session_time,
+                "lap": e.payload.get("lap"),
+                "lap_dist_pct": e.payload.get("lap_dist_pct", 0.0),
+                "what": e.payload.get("incident", "incident"),
+                "points": e.payload.get("points"),
+                "severity": 0.5,
+            }
+            for e in s.events_of(INCIDENT)
+        ]
+        count = s.telemetry.get("PlayerCarMyIncidentCount")
+        if out or count is None or len(count) < 2:
+            return out
+        steps = np.flatnonzero(np.diff(np.nan_to_num(count)) > 0) + 1
+        for i in steps:
+            t = float(s.telemetry["SessionTime"][i])
+            points = int(count[i] - count[i - 1])
+            out.append(
+                {
+                    "session_time": t,
+                    "lap": plots.lap_at(s.laps, t),
+                    "lap_dist_pct": float(s.telemetry["LapDistPct"][i]),
+                    "what": f"{points}x (incident counter)",
+                    "points": points,
+                    "severity": min(1.0, points / 4),
+                }
+            )
+        return out
+
+    def _stops(self) -> list[int]:
+        """Laps on which a pit stop began (the first pit lap of each run of pit laps)."""
+        stops, previous = [], False
+        for lap in self.session.laps:
+            if lap.pit_lap and not previous:
+                stops.append(lap.lap_number)
+            previous = lap.pit_lap
+        return stops
+
+    # ---- sections ------------------------------------------------------------------
+    def _header(self) -> str:
+        s = self.session
+        m = s.manifest
+        info = m["session"]
+        duration = m.get("analytics", {}).get("duration")
+        rows = [
+            ("Track", s.track),
+            ("Car", s.car),
+            ("Session", s.session_key),
+            ("Team", info.get("team") or "—"),
+            ("Season", s.partition.get("season")),
+            ("Duration", _clock(duration) if duration else "—"),
+            ("Drivers", ", ".join(s.drivers())),
+            ("Laps", f"{len(s.laps)} ({sum(lap.clean for lap in s.laps)} clean)"),
+        ]
+        return f"<h1>Session report: {html.escape(s.track)}</h1>" + _table(
+            ["", ""], rows
+        )
+
+    def _stints_table(self) -> str:
+        rows = [
+            (
+                st["stint"],
+                st["driver_name"],
+                st["laps"],
+                _fmt(st["best_lap_time"]),
+                _fmt(st["avg_lap_time"]),
+                _fmt(st["fuel_used"], 2),
+            )
+            for st in self.session.stints
+        ]
+        return _table(["stint", "driver", "laps", "best", "mean", "fuel used"], rows)
+
+    def _consistency_table(self) -> str:
+        rows = []
+        for driver in self.session.drivers():
+            clean = [
+                lap.lap_time
+                for lap in self.session.laps
+                if lap.driver == driver and lap.clean and lap.lap_time
+            ]
+            if len(clean) < 2:
+                rows.append((driver, len(clean), "—", "—"))
+                continue
+            rows.append(
+                (
+                    driver,
+                    len(clean),
+                    _fmt(statistics.stdev(clean)),
+                    _fmt(
+                        1.4826
+                        * float(np.median(np.abs(np.subtract(clean, np.median(clean)))))
+                    ),
+                )
+            )
+        return _table(["driver", "clean laps", "std (s)", "robust spread (s)"], rows)
+
+    def _fuel_text(self, plan: list[Any]) -> str:
+        laps = [
+            lap.fuel_used
+            for lap in self.session.laps
+            if lap.clean and lap.fuel_used is not None and lap.fuel_used > 0
+        ]
+        planned = [
+            float(e.payload["fuel_per_lap"])
+            for e in plan
+            if isinstance(e.payload.get("fuel_per_lap"), (int, float))
+        ]
+        if not laps:
+            return "<p>No fuel use recorded.</p>"
+        text = f"Mean fuel per clean lap: <b>{statistics.fmean(laps):.3f}</b>"
+        if planned:
+            text += (
+                f"; the plan's last figure: <b>{planned[-1]:.3f}</b> "
+                f"({statistics.fmean(laps) - planned[-1]:+.3f} per lap)"
+            )
+        else:
+            text += "; no strategy plan was recorded"
+        return f"<p>{text}.</p>"
+
+    def _incidents_table(self, incidents: list[dict[str, Any]]) -> str:
+        if not incidents:
+            return "<p>None recorded.</p>"
+        rows = [
+            (_clock(i["session_time"]), i["lap"], _fmt(i["lap_dist_pct"], 3), i["what"])
+            for i in incidents
+        ]
+        return _table(["time", "lap", "lap distance", "what"], rows)
+
+    def _mistakes_table(self, mistakes: list[Any]) -> str:
+        if not mistakes:
+            return "<p>None recorded (no mistake events in this session).</p>"
+        by: dict[tuple[str, str], list[float]] = {}
+        for e in mistakes:
+            key = (
+                str(e.payload.get("section", "?")),
+                str(e.payload.get("mistake", "?")),
+            )
+            by.setdefault(key, []).append(float(e.payload.get("severity") or 0.0))
+        rows = [
+            (section, kind, len(sev), _fmt(statistics.fmean(sev), 2))
+            for (section, kind), sev in sorted(by.items(), key=lambda kv: -len(kv[1]))
+        ]
+        return _table(["section", "mistake", "count", "mean severity"], rows)
+
+    def _strategy_table(self, plan: list[Any]) -> str:
+        stops = self._stops()
+        if not plan:
+            return f"<p>No strategy recommendations recorded; stops on laps {stops or 'none'}.</p>"
+        rows, last = [], None
+        for e in plan:
+            p = e.payload
+            key = (
+                p.get("stops_needed"),
+                p.get("pit_window_open_lap"),
+                p.get("pit_window_close_lap"),
+            )
+            if key == last:
+                continue
+            last = key
+            lap = plots.lap_at(self.session.laps, e.session_time)
+            lo, hi = key[1], key[2]
+            later = [x for x in stops if x >= lap]
+            if key[0] == 0:
+                verdict = "no stop advised; " + (
+                    f"stopped on lap {later[0]}" if later else "none made"
+                )
+            elif lo is None or hi is None:
+                verdict = f"stops advised: {key[0]}"
+            elif later:
+                inside = lo <= later[0] <= hi
+                verdict = (
+                    f'<span class="{"good" if inside else "bad"}">stopped on lap '
+                    f"{later[0]} ({'inside' if inside else 'outside'} the window)</span>"
+                )
+            else:
+                verdict = '<span class="bad">no stop made</span>'
+            window = f"{lo}–{hi}" if lo is not None else "—"
+            rows.append(
+                (
+                    _clock(e.session_time),
+                    lap,
+                    key[0],
+                    window,
+                    _fmt(p.get("fuel_to_add"), 2),
+                    verdict,
+                )
+            )
+        return (
+            _table(
+                [
+                    "time",
+                    "lap",
+                    "stops needed",
+                    "pit window",
+                    "fuel to add",
+                    "what happened",
+                ],
+                rows,
+                raw_last=True,
+            )
+            + f"<p>Actual stops began on laps: {stops or 'none'}.</p>"
+        )
+
+    def _optimal_text(self, optimal: Any, figures: list[tuple[str, str]]) -> str:
+        if optimal is None:
+            return (
+                "<p>Not available: no telemetry with lap distance for clean laps.</p>"
+            )
+        rows = [
+            (name, kind, _fmt(best), by)
+            for name, kind, best, by in zip(
+                optimal.sections,
+                optimal.kinds,
+                optimal.best,
+                optimal.best_by,
+                strict=True,
+            )
+        ]
+        return (
+            f"<p>Optimal lap (best of each section): <b>{optimal.optimal:.3f} s</b>; "
+            f"best actual lap: <b>{optimal.best_lap:.3f} s</b> "
+            f"(gap {optimal.best_lap - optimal.optimal:.3f} s).</p>"
+            + _figure(figures[-1][1])
+            + _table(["section", "kind", "best (s)", "set by"], rows)
+        )
+
+    def _profiles_table(self, profiles: dict[str, Any]) -> str:
+        rows = [
+            (
+                d,
+                ", ".join(p.strengths) or "—",
+                ", ".join(p.weaknesses) or "—",
+                _fmt(p.skills.get("braking")),
+                _fmt(p.skills.get("throttle")),
+                _fmt(p.skills.get("consistency")),
+                _fmt(p.skills.get("smoothness"), 2),
+            )
+            for d, p in profiles.items()
+        ]
+        return _table(
+            [
+                "driver",
+                "strengths",
+                "weaknesses",
+                "braking loss (s/section)",
+                "throttle loss (s/section)",
+                "consistency (s)",
+                "smoothness",
+            ],
+            rows,
+        )
+
+    def _setup_table(self, impacts: list[Any]) -> str:
+        if not impacts:
+            return (
+                "<p>No setup change recorded against an earlier setup of this car.</p>"
+            )
+        rows = []
+        for i in impacts:
+            changes = "; ".join(
+                f"{c['path']}: {c['before']} → {c['after']}" for c in i.changes[:8]
+            )
+            delta = (
+                "too few laps"
+                if i.lap_time_delta_s is None
+                else f"{i.lap_time_delta_s:+.3f} s (95% CI {i.ci_low_s:+.3f} … {i.ci_high_s:+.3f})"
+            )
+            rows.append((i.driver, changes, i.laps_before, i.laps_after, delta))
+        return _table(
+            ["driver", "changes", "laps before", "laps after", "lap-time delta"], rows
+        )
+
+    def _training(self, goals: list[Any], badges: list[Any]) -> str:
+        goal_rows = [
+            (g.driver, g.payload()["goal"], f"{g.progress:.0%}", f"{g.current:.3f}")
+            for g in goals
+        ]
+        badge_rows = [
+            (b.driver, b.payload()["badge"], b.payload()["reason"]) for b in badges
+        ]
+        return _table(["driver", "goal", "progress", "now"], goal_rows) + (
+            "<p>New badges:</p>" + _table(["driver", "badge", "why"], badge_rows)
+            if badge_rows
+            else "<p>No new badges.</p>"
+        )
+
+
+def write_report(report: Report, out_dir: Path) -> Path:
+    """Write ``report.html`` and ``report.json`` (summary and events) into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "report.html"
+    path.write_text(report.html, encoding="utf-8")
+    (out_dir / "report.json").write_text(
+        json.dumps(
+            {
+                "summary": report.summary,
+                "events": [{"kind": k, **p} for k, p in report.events],
+            },
+            indent=1,
+            sort_keys=True,
+            default=str,
+        )
+        + "\n"
+    )
+    return path
+
+
+# ---- html helpers ------------------------------------------------------------------
+def _h2(text: str) -> str:
+    return f"<h2>{html.escape(text)}</h2>"
+
+
+def _figure(svg: str) -> str:
+    return f'<div class="figure">{svg}</div>'
+
+
+def _table(head: list[str], rows: list[tuple[Any, ...]], raw_last: bool = False) -> str:
+    if not rows:
+        return "<p>None.</p>"
+    out = ["<table><tr>", *(f"<th>{html.escape(h)}</th>" for h in head), "</tr>"]
+    for row in rows:
+        cells = []
+        for i, value in enumerate(row):
+            text = "—" if value is None else str(value)
+            cells.append(text if raw_last and i == len(row) - 1 else html.escape(text))
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "—"
+    return f"{float(value):.{digits}f}"
+
+
+def _clock(seconds: float) -> str:
+    return str(dt.timedelta(seconds=round(float(seconds))))
