@@ -18,6 +18,7 @@ from driver_pc.adapters.base import (
     adapter_names,
     create_adapter,
 )
+from driver_pc.pairing import ca_path, default_credentials_path, load_credentials
 from driver_pc.service import ShimConfig, ShimService
 from driver_pc.transport.mqtt import BrokerAddress
 from driver_pc.video import VideoSegmentWatcher, VideoTarget
@@ -26,7 +27,16 @@ logger = logging.getLogger("driver_pc")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pitbox-shim", description=__doc__)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["pair"]:
+        from driver_pc.pairing import main as pair_main
+
+        return pair_main(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="pitbox-shim",
+        description=__doc__,
+        epilog="Pair first: pitbox-shim pair --appliance URL --code CODE",
+    )
     parser.add_argument("--adapter", default="iracing", choices=adapter_names())
     parser.add_argument("--file", help="recording for the 'ibt' and 'dump' adapters")
     parser.add_argument(
@@ -39,7 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--session-key", help="override the session key")
     parser.add_argument(
-        "--source", required=True, help="this PC's id: <car>-<pc>, e.g. car42-pc1"
+        "--source",
+        help="legacy (with PITBOX_TEAM_KEY): this PC's id, e.g. car42-pc1; "
+        "paired PCs take it from their credentials",
+    )
+    parser.add_argument(
+        "--credentials",
+        type=Path,
+        help="credentials from `pitbox-shim pair` (default: user config dir)",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1883)
@@ -63,15 +80,38 @@ def main(argv: list[str] | None = None) -> int:
     )
     key_hex = os.environ.get("PITBOX_TEAM_KEY", "")
     password = os.environ.get("PITBOX_MQTT_PASSWORD", "")
-    try:
-        team_key = bytes.fromhex(key_hex)
-        if len(team_key) != 32:
-            raise ValueError
-    except ValueError:
-        sys.stderr.write(
-            "pitbox-shim: PITBOX_TEAM_KEY must hold the 64-hex-digit team key" + "\n"
+    if args.credentials is not None or not (args.source and key_hex):
+        # Paired: TLS to the appliance's broker, this PC's own login and key.
+        path = args.credentials or default_credentials_path()
+        if not path.exists() and not key_hex:
+            sys.stderr.write(
+                f"pitbox-shim: not paired (no {path}); run `pitbox-shim pair`, "
+                "or give --source with PITBOX_TEAM_KEY (legacy)\n"
+            )
+            return 2
+        try:
+            creds = load_credentials(path)
+        except ValueError as exc:
+            sys.stderr.write(f"pitbox-shim: {exc}\n")
+            return 2
+        source: str = creds.source
+        team_key = creds.message_key
+        broker = creds.broker_address(ca_path(path))
+    else:
+        try:
+            team_key = bytes.fromhex(key_hex)
+            if len(team_key) != 32:
+                raise ValueError
+        except ValueError:
+            sys.stderr.write(
+                "pitbox-shim: PITBOX_TEAM_KEY must hold the 64-hex-digit team key"
+                + "\n"
+            )
+            return 2
+        source = args.source
+        broker = BrokerAddress(
+            args.host, args.port, args.username or args.source, password
         )
-        return 2
     options: dict[str, Any] = {}
     if args.adapter in ("ibt", "dump"):
         if not args.file:
@@ -97,13 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     spool = (
         args.spool
         or Path(platformdirs.user_data_dir("pitbox-shim", appauthor=False))
-        / f"{args.source}.spool"
+        / f"{source}.spool"
     )
     config = ShimConfig(
-        source=args.source,
-        broker=BrokerAddress(
-            args.host, args.port, args.username or args.source, password
-        ),
+        source=source,
+        broker=broker,
         team_key=team_key,
         spool_path=str(spool),
     )

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -28,6 +29,25 @@ _LOG_TAIL_CHARS = 4000
 _BAD_USERNAME = re.compile(r"[:+#/\s\x00]")
 
 
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """A TLS listener for driver PCs on the LAN (certificate from the appliance CA)."""
+
+    port: int
+    certfile: Path
+    keyfile: Path
+    bind: str = "0.0.0.0"
+
+    def render(self) -> str:
+        """The listener block of mosquitto.conf."""
+        return (
+            f"listener {self.port} {self.bind}\n"
+            f"certfile {self.certfile}\n"
+            f"keyfile {self.keyfile}\n"
+            "tls_version tlsv1.2\n"
+        )
+
+
 class MosquittoBroker:
     """One Mosquitto process with its config, password file and ACL in ``run_dir``.
 
@@ -36,10 +56,18 @@ class MosquittoBroker:
     :meth:`restart`, and persistence keeps retained messages and sessions.
     """
 
-    def __init__(self, run_dir: Path, port: int, bind: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        port: int,
+        bind: str = "127.0.0.1",
+        tls: TlsListener | None = None,
+    ) -> None:
         self.run_dir = run_dir
         self.port = port
         self.bind = bind
+        self.tls = tls
+        self.pid_file = run_dir / "mosquitto.pid"
         self.password_file = run_dir / "passwd"
         self.acl_file = run_dir / "mosquitto.acl"
         self.config_file = run_dir / "mosquitto.conf"
@@ -65,23 +93,18 @@ class MosquittoBroker:
 
     def add_user(self, username: str, password: str) -> None:
         """Add or update a user in the password file (reloads a running broker)."""
-        if not username or _BAD_USERNAME.search(username):
-            raise ValueError(f"invalid MQTT username {username!r}")
-        if not password or "\n" in password:
-            raise ValueError(f"invalid password for MQTT user {username!r}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        args = [_executable("mosquitto_passwd"), "-b"]
-        if not self.password_file.exists():
-            args.append("-c")
-        args += [str(self.password_file), username, password]
-        # The password is on the command line only for this short-lived child.
-        result = subprocess.run(args, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"mosquitto_passwd failed for user {username!r}: "
-                f"{(result.stderr or result.stdout).strip()}"
-            )
-        self.password_file.chmod(0o600)
+        set_password(self.password_file, username, password)
+        if self.running:
+            self.reload()
+
+    def remove_user(self, username: str) -> None:
+        """Delete a user from the password file (reloads a running broker).
+
+        On reload Mosquitto 2.0 re-checks every connected client against the new
+        password file and disconnects those no longer in it.
+        """
+        delete_user(self.password_file, username)
         if self.running:
             self.reload()
 
@@ -100,6 +123,8 @@ class MosquittoBroker:
             bind=self.bind,
             port=self.port,
             data_dir=self.data_dir,
+            tls_listener=self.tls.render() if self.tls else "",
+            pid_file=self.pid_file,
         )
         if os.geteuid() == 0:
             # As root Mosquitto would drop to the "mosquitto"/"nobody" user, which
@@ -122,6 +147,8 @@ class MosquittoBroker:
             # Checked up front: otherwise the probe below could reach the other
             # listener and report a broker that has in fact exited.
             raise RuntimeError(f"port {self.port} on {self.bind} is already in use")
+        if self.tls is not None and not _port_free(self.tls.bind, self.tls.port):
+            raise RuntimeError(f"TLS port {self.tls.port} is already in use")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_file.open("ab")
         log_start = self._log.tell()
@@ -175,6 +202,8 @@ class MosquittoBroker:
         """Make a running broker re-read its password file and ACL (SIGHUP)."""
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGHUP)
+        else:
+            reload_by_pid_file(self.pid_file)
 
     def __enter__(self) -> Self:
         self.start()
@@ -203,6 +232,69 @@ class MosquittoBroker:
         return text[-_LOG_TAIL_CHARS:] or "(broker wrote nothing)"
 
 
+def set_password(password_file: Path, username: str, password: str) -> None:
+    """Add or update ``username`` in a Mosquitto password file (hashed, mode 0600)."""
+    if not username or _BAD_USERNAME.search(username):
+        raise ValueError(f"invalid MQTT username {username!r}")
+    if not password or "\n" in password:
+        raise ValueError(f"invalid password for MQTT user {username!r}")
+    args = [_executable("mosquitto_passwd"), "-b"]
+    if not password_file.exists():
+        args.append("-c")
+    args += [str(password_file), username, password]
+    # The password is on the command line only for this short-lived child.
+    result = subprocess.run(args, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"mosquitto_passwd failed for user {username!r}: "
+            f"{(result.stderr or result.stdout).strip()}"
+        )
+    password_file.chmod(0o600)
+
+
+def delete_user(password_file: Path, username: str) -> None:
+    """Remove ``username`` from a Mosquitto password file (no error if absent)."""
+    if not password_file.exists() or username not in password_users(password_file):
+        return
+    result = subprocess.run(
+        [_executable("mosquitto_passwd"), "-D", str(password_file), username],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"mosquitto_passwd could not delete user {username!r}: "
+            f"{(result.stderr or result.stdout).strip()}"
+        )
+    password_file.chmod(0o600)
+
+
+def password_users(password_file: Path) -> set[str]:
+    """The usernames in a Mosquitto password file."""
+    if not password_file.exists():
+        return set()
+    lines = password_file.read_text(encoding="utf-8").splitlines()
+    return {line.split(":", 1)[0] for line in lines if ":" in line}
+
+
+def reload_by_pid_file(pid_file: Path) -> bool:
+    """SIGHUP the Mosquitto named by ``pid_file`` (run by supervisor); False if none.
+
+    The PID is checked to belong to a ``mosquitto`` process first, so a stale
+    file never signals an unrelated program.
+    """
+    try:
+        pid = int(pid_file.read_text().strip())
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except (OSError, ValueError):
+        return False
+    if comm != "mosquitto":
+        return False
+    os.kill(pid, signal.SIGHUP)
+    return True
+
+
 def render_supervisor_config(
     run_dir: Path,
     python: str,
@@ -210,8 +302,10 @@ def render_supervisor_config(
     team_key_hex: str,
     mqtt_password: str,
     api_tokens: str = "",
+    sync_target: str = "",
+    s3_endpoint_url: str = "",
 ) -> Path:
-    """Render ``supervisord.conf`` (broker, core, dashboard) into ``run_dir``.
+    """Render ``supervisord.conf`` (broker, core, dashboard; uploader if ``sync_target``).
 
     The file carries the team key and MQTT password for the programs'
     environment, so it is written with mode 0600.
@@ -223,6 +317,12 @@ def render_supervisor_config(
         raise ValueError('mqtt_password must be non-empty without " \\ or newlines')
     if any(c in api_tokens for c in '"\\\n\r '):
         raise ValueError("api_tokens must not hold quotes, backslashes or spaces")
+    for name, value in (
+        ("sync_target", sync_target),
+        ("s3_endpoint_url", s3_endpoint_url),
+    ):
+        if any(c in value for c in '"\\\n\r '):
+            raise ValueError(f"{name} must not hold quotes, backslashes or spaces")
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     text = _render(
         "supervisord.conf.template",
@@ -236,6 +336,14 @@ def render_supervisor_config(
         mqtt_password=_supervisor_escape(mqtt_password),
         api_tokens=_supervisor_escape(api_tokens),
     )
+    if sync_target:
+        text += "\n" + _render(
+            "supervisord.uploader.conf.template",
+            python=_supervisor_escape(python),
+            run_dir=_supervisor_escape(str(run_dir)),
+            sync_target=_supervisor_escape(sync_target),
+            s3_endpoint_url=_supervisor_escape(s3_endpoint_url),
+        )
     path = run_dir / "supervisord.conf"
     _write_private(path, text)
     return path

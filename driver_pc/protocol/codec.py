@@ -5,7 +5,9 @@ Envelope (all integers little-endian)::
     b"PBX" | schema u8 | type u8 | source_len u8 | source | seq u64 | nonce[12] | AES-GCM(body)
 
 Everything before the nonce is authenticated as associated data, so a message cannot be
-moved to another source, type or sequence number. The body is zstd-compressed; telemetry
+moved to another source, type or sequence number. Each source has its own AES-256 key (a
+:class:`Keyring` maps source → key, from device pairing); a revoked or unknown source is
+rejected before any decryption, and a shared team key may stand in as the legacy key. The body is zstd-compressed; telemetry
 bodies are columnar (one array per channel, delta-coded integers at the channel's
 precision). Decoding checks every size before it allocates.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,27 +68,85 @@ class Envelope:
     message: Message
 
 
-class Codec:
-    """Encodes and decodes messages under one team key (32 bytes, AES-256-GCM)."""
+class Keyring:
+    """Message keys by source: each paired device's own key, and who is revoked.
 
-    def __init__(self, team_key: bytes, level: int = 3) -> None:
-        if len(team_key) != 32:
-            raise ValueError("team key must be 32 bytes")
-        self._aead = AESGCM(team_key)
+    A source that is revoked is refused even when a legacy key is set; a source
+    with no key of its own uses ``legacy_key`` (the shared team key) if there is
+    one, and is refused as ``unknown_key`` otherwise. :meth:`replace` swaps the
+    whole table at once, so readers on other threads never see half an update.
+    """
+
+    def __init__(self, legacy_key: bytes | None = None) -> None:
+        self._legacy = _aead(legacy_key) if legacy_key is not None else None
+        self._keys: dict[str, AESGCM] = {}
+        self._revoked: frozenset[str] = frozenset()
+
+    def replace(self, keys: Mapping[str, bytes], revoked: Iterable[str] = ()) -> None:
+        """Install the complete set of device keys and revoked sources."""
+        table = {source: _aead(key) for source, key in keys.items()}
+        gone = frozenset(revoked)
+        self._keys, self._revoked = table, gone
+
+    @property
+    def has_legacy_key(self) -> bool:
+        """Whether sources without a key of their own fall back to the team key."""
+        return self._legacy is not None
+
+    def aead(self, source: str) -> AESGCM:
+        """The cipher for ``source``. Raises DecodeError (revoked_key, unknown_key)."""
+        if source in self._revoked:
+            raise DecodeError("revoked_key", f"source {source!r} has been revoked")
+        found = self._keys.get(source, self._legacy)
+        if found is None:
+            raise DecodeError("unknown_key", f"no message key for source {source!r}")
+        return found
+
+
+def _aead(key: bytes) -> AESGCM:
+    if len(key) != 32:
+        raise ValueError("a message key must be 32 bytes (AES-256)")
+    return AESGCM(key)
+
+
+class Codec:
+    """Encodes and decodes messages (AES-256-GCM, zstd).
+
+    Give it one 32-byte key (used for every source: the shim's own key, or the
+    legacy team key) or a :class:`Keyring` for per-source keys.
+    """
+
+    def __init__(self, key: bytes | Keyring, level: int = 3) -> None:
+        if isinstance(key, Keyring):
+            self.keyring = key
+        else:
+            if len(key) != 32:
+                raise ValueError("team key must be 32 bytes")
+            self.keyring = Keyring(legacy_key=key)
         self._compressor = zstandard.ZstdCompressor(level=level)
         self._decompressor = zstandard.ZstdDecompressor()
 
     # ---- encoding -------------------------------------------------------------
-    def encode(self, source: str, seq: int, message: Message) -> bytes:
-        """One message as wire bytes."""
+    def encode(
+        self, source: str, seq: int, message: Message, *, key_of: str | None = None
+    ) -> bytes:
+        """One message as wire bytes, sealed with the key of ``key_of or source``.
+
+        The appliance sends a command as source ``appliance`` under the key of
+        the device it is addressed to (``key_of``).
+        """
         src = source.encode()
         if not 0 < len(src) <= 64:
             raise ValueError("source id must be 1-64 bytes")
+        try:
+            aead = self.keyring.aead(key_of or source)
+        except DecodeError as exc:
+            raise ValueError(str(exc)) from None
         kind, body = self._body(message)
         head = _HEAD.pack(MAGIC, SCHEMA_VERSION, int(kind), len(src)) + src
         head += _SEQ.pack(seq)
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, self._compressor.compress(body), head)
+        sealed = aead.encrypt(nonce, self._compressor.compress(body), head)
         return head + nonce + sealed
 
     def _body(self, message: Message) -> tuple[MessageType, bytes]:
@@ -131,8 +192,9 @@ class Codec:
             raise DecodeError("bad_source", "source id is not UTF-8") from None
         (seq,) = _SEQ.unpack_from(data, _HEAD.size + src_len)
         nonce = data[head_len : head_len + NONCE_BYTES]
+        aead = self.keyring.aead(source)
         try:
-            compressed = self._aead.decrypt(
+            compressed = aead.decrypt(
                 nonce, data[head_len + NONCE_BYTES :], data[:head_len]
             )
         except InvalidTag:

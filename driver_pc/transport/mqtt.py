@@ -6,7 +6,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as paho  # noqa: TID251 - this module is the paho boundary
@@ -21,12 +21,17 @@ MessageHandler = Callable[[str, bytes, int], None]
 
 @dataclass(frozen=True, slots=True)
 class BrokerAddress:
-    """Where the broker is and who we are to it."""
+    """Where the broker is and who we are to it.
+
+    With ``ca_file`` the connection uses TLS and accepts only a broker certificate
+    signed by that CA for ``host`` (the appliance's own CA, received at pairing).
+    """
 
     host: str
     port: int
     username: str
-    password: str
+    password: str = field(repr=False)
+    ca_file: str | None = None
 
 
 class MqttConnection:
@@ -54,6 +59,9 @@ class MqttConnection:
             manual_ack=manual_ack,
         )
         self._client.username_pw_set(address.username, address.password)
+        if address.ca_file is not None:
+            # Certificate and hostname are both checked (paho's defaults, kept).
+            self._client.tls_set(ca_certs=address.ca_file)
         self._client.reconnect_delay_set(min_delay=1, max_delay=8)
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)

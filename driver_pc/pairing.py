@@ -1,0 +1,293 @@
+"""Pairing a driver PC with the appliance: the code handshake, and the credentials it yields.
+
+The engineer starts a pairing on the appliance, which shows a one-time code (40 bits,
+``XXXX-XXXX``). ``pitbox-shim pair`` never sends the code: it sends a random nonce and
+an HMAC proof keyed by scrypt(code, nonce). The appliance finds the pending code that
+matches, and answers with the device's credentials sealed with AES-256-GCM under a
+second key from the same scrypt output. A stranger on the LAN who sees both messages
+learns nothing without the code (scrypt makes guessing the 2^40 codes costly), and
+cannot pose as the appliance, so the CA certificate the shim receives is trusted
+because the engineer typed the code. The credentials are stored with mode 0600.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from driver_pc.transport.mqtt import BrokerAddress
+
+logger = logging.getLogger(__name__)
+
+PAIR_PATH = "/api/v1/pair"
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+CODE_LENGTH = 8
+NONCE_BYTES = 16
+SCRYPT_N = 2**14
+_AAD = b"pitbox-pair-v1"
+
+
+class PairingError(RuntimeError):
+    """Pairing failed; the message says why (never the code or a key)."""
+
+
+# ---- the handshake (both sides) ---------------------------------------------------
+def normalize_code(code: str) -> str:
+    """The code as typed (any case, dashes, spaces) in its canonical form."""
+    text = "".join(ch for ch in code.upper() if ch not in "- ")
+    # Crockford decoding of look-alikes, so a misread character still matches.
+    text = text.translate(str.maketrans("ILO", "110"))
+    if len(text) != CODE_LENGTH or any(ch not in CODE_ALPHABET for ch in text):
+        raise ValueError(
+            f"a pairing code is {CODE_LENGTH} characters from {CODE_ALPHABET}"
+        )
+    return text
+
+
+def pairing_proof(code: str, nonce: bytes) -> bytes:
+    """What the driver PC sends to show it knows ``code``."""
+    proof_key, _ = _derive(code, nonce)
+    return hmac.new(proof_key, _AAD + b" proof" + nonce, hashlib.sha256).digest()
+
+
+def seal_reply(code: str, nonce: bytes, payload: dict[str, Any]) -> dict[str, str]:
+    """The appliance's answer: ``payload`` readable only with the code."""
+    _, reply_key = _derive(code, nonce)
+    reply_nonce = os.urandom(12)
+    sealed = AESGCM(reply_key).encrypt(
+        reply_nonce, json.dumps(payload).encode(), _AAD + nonce
+    )
+    return {"nonce": reply_nonce.hex(), "sealed": base64.b64encode(sealed).decode()}
+
+
+def open_reply(code: str, nonce: bytes, reply: dict[str, Any]) -> dict[str, Any]:
+    """The payload of :func:`seal_reply`. Raises PairingError if it was not sealed so."""
+    _, reply_key = _derive(code, nonce)
+    try:
+        plain = AESGCM(reply_key).decrypt(
+            bytes.fromhex(str(reply["nonce"])),
+            base64.b64decode(str(reply["sealed"]), validate=True),
+            _AAD + nonce,
+        )
+        data: Any = json.loads(plain)
+    except (KeyError, ValueError, InvalidTag):
+        raise PairingError(
+            "the appliance's answer is not sealed with this code "
+            "(wrong appliance, or someone in between)"
+        ) from None
+    if not isinstance(data, dict):
+        raise PairingError("the appliance's answer is not a JSON object")
+    return data
+
+
+def _derive(code: str, nonce: bytes) -> tuple[bytes, bytes]:
+    key = Scrypt(salt=nonce, length=64, n=SCRYPT_N, r=8, p=1).derive(
+        normalize_code(code).encode()
+    )
+    return key[:32], key[32:]
+
+
+# ---- credentials --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DeviceCredentials:
+    """What pairing gives a driver PC: who it is, how to reach the broker, its key."""
+
+    device_id: str
+    source: str
+    mqtt_host: str
+    mqtt_port: int
+    mqtt_username: str
+    mqtt_password: str = field(repr=False)
+    message_key: bytes = field(repr=False)
+    ca_pem: str = field(repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeviceCredentials:
+        """Parse the pairing payload / credentials file. Raises ValueError naming the key."""
+        try:
+            key = bytes.fromhex(str(data["message_key"]))
+            creds = cls(
+                device_id=str(data["device_id"]),
+                source=str(data["source"]),
+                mqtt_host=str(data["mqtt_host"]),
+                mqtt_port=int(data["mqtt_port"]),
+                mqtt_username=str(data["mqtt_username"]),
+                mqtt_password=str(data["mqtt_password"]),
+                message_key=key,
+                ca_pem=str(data["ca_pem"]),
+            )
+        except KeyError as exc:
+            raise ValueError(f"credentials lack {exc.args[0]!r}") from None
+        except (TypeError, ValueError):
+            raise ValueError("credentials hold a malformed value") from None
+        if len(key) != 32:
+            raise ValueError("credentials: message_key must be 32 bytes")
+        if "BEGIN CERTIFICATE" not in creds.ca_pem:
+            raise ValueError("credentials: ca_pem is not a PEM certificate")
+        return creds
+
+    def to_json(self) -> dict[str, Any]:
+        """The credentials as stored (and as the appliance sends them)."""
+        return {
+            "device_id": self.device_id,
+            "source": self.source,
+            "mqtt_host": self.mqtt_host,
+            "mqtt_port": self.mqtt_port,
+            "mqtt_username": self.mqtt_username,
+            "mqtt_password": self.mqtt_password,
+            "message_key": self.message_key.hex(),
+            "ca_pem": self.ca_pem,
+        }
+
+    def broker_address(self, ca_file: Path) -> BrokerAddress:
+        """The TLS broker address, trusting only the CA stored at ``ca_file``."""
+        return BrokerAddress(
+            self.mqtt_host,
+            self.mqtt_port,
+            self.mqtt_username,
+            self.mqtt_password,
+            ca_file=str(ca_file),
+        )
+
+
+def default_credentials_path() -> Path:
+    """Where ``pitbox-shim`` keeps its credentials (per user)."""
+    return (
+        Path(platformdirs.user_config_dir("pitbox-shim", appauthor=False))
+        / "credentials.json"
+    )
+
+
+def ca_path(credentials_path: Path) -> Path:
+    """The CA certificate file beside the credentials (paho needs a file)."""
+    return credentials_path.with_name("appliance-ca.crt")
+
+
+def save_credentials(creds: DeviceCredentials, path: Path) -> None:
+    """Store the credentials and the CA certificate with mode 0600."""
+    _write_private(path, json.dumps(creds.to_json(), indent=1).encode())
+    _write_private(ca_path(path), creds.ca_pem.encode())
+
+
+def load_credentials(path: Path) -> DeviceCredentials:
+    """Read stored credentials. Raises ValueError naming the file and the problem."""
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        creds = DeviceCredentials.from_json(data)
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if not ca_path(path).exists():
+        _write_private(ca_path(path), creds.ca_pem.encode())
+    return creds
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+# ---- the driver PC's side -------------------------------------------------------------
+def pair(appliance_url: str, code: str, timeout: float = 15.0) -> DeviceCredentials:
+    """Redeem ``code`` at the appliance's API and return this PC's credentials."""
+    url = appliance_url.rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PairingError(f"--appliance must be an http(s) URL, got {appliance_url!r}")
+    try:
+        normalize_code(code)
+    except ValueError as exc:
+        raise PairingError(str(exc)) from None
+    nonce = os.urandom(NONCE_BYTES)
+    body = json.dumps(
+        {"nonce": nonce.hex(), "proof": pairing_proof(code, nonce).hex()}
+    ).encode()
+    request = urllib.request.Request(
+        url + PAIR_PATH,
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            reply: Any = json.load(response)
+    except urllib.error.HTTPError as exc:
+        raise PairingError(
+            f"the appliance refused pairing ({exc.code}): {_error_text(exc)}"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise PairingError(f"cannot reach the appliance at {url}: {exc}") from None
+    except ValueError:
+        raise PairingError("the appliance's answer is not JSON") from None
+    if not isinstance(reply, dict):
+        raise PairingError("the appliance's answer is not a JSON object")
+    payload = open_reply(code, nonce, reply)
+    payload.setdefault("mqtt_host", parts.hostname)
+    try:
+        return DeviceCredentials.from_json(payload)
+    except ValueError as exc:
+        raise PairingError(f"the appliance sent bad credentials: {exc}") from None
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        data: Any = json.loads(exc.read())
+        return str(data.get("error", "")) if isinstance(data, dict) else ""
+    except (ValueError, OSError):
+        return str(exc.reason)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``pitbox-shim pair --appliance URL --code CODE``."""
+    parser = argparse.ArgumentParser(
+        prog="pitbox-shim pair",
+        description="Pair this driver PC with the appliance (code from "
+        "`pitbox devices pair` on the appliance).",
+    )
+    parser.add_argument(
+        "--appliance", required=True, help="API URL, e.g. http://pitbox.local:8081"
+    )
+    parser.add_argument("--code", required=True, help="the one-time pairing code")
+    parser.add_argument(
+        "--credentials",
+        type=Path,
+        default=None,
+        help="where to store the credentials (default: user config dir)",
+    )
+    args = parser.parse_args(argv)
+    path: Path = args.credentials or default_credentials_path()
+    try:
+        creds = pair(args.appliance, args.code)
+    except PairingError as exc:
+        sys.stderr.write(f"pitbox-shim pair: {exc}\n")
+        return 1
+    save_credentials(creds, path)
+    sys.stdout.write(
+        f"paired as {creds.source} (device {creds.device_id}); credentials in {path}\n"
+    )
+    return 0
