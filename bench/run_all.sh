@@ -31,3 +31,8 @@ run wire_bytes bench/wire_bytes.py
 run ingest_rate bench/ingest_rate.py "${INGEST_ARGS[@]}"
 run shim_tick bench/shim_tick.py
 run latency bench/latency.py
+run inference_latency bench/inference_latency.py
+run tls_overhead bench/tls_overhead.py --seconds 10 --burst 10000
+# Load: ~3 min (encoding 4 races, real time 20 s, five 8 s steps). The 24-hour soak
+# (bench/soak.py) and the fuzzers (bench/fuzz/run_all.sh) are separate: see RESULTS.md.
+run load bench/load.py

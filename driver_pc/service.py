@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from driver_pc.adapters.base import AdapterUnavailableError, SimAdapter
 from driver_pc.pipeline import ShimPipeline
@@ -27,6 +30,8 @@ from driver_pc.video import SessionClock
 
 logger = logging.getLogger(__name__)
 STATUS_EVERY_S = 2.0
+MESSAGE_FILE = "pitbox-message.txt"
+MAX_MESSAGE_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,15 @@ class ShimConfig:
     team_key: bytes
     spool_path: str
     window: int = 64
+    #: The pit wall's latest message as text for an overlay or OBS text source;
+    #: None: ``pitbox-message.txt`` beside the spool file.
+    message_file: str | None = None
+
+    @property
+    def message_path(self) -> Path:
+        if self.message_file:
+            return Path(self.message_file)
+        return Path(self.spool_path).resolve().parent / MESSAGE_FILE
 
 
 class ShimService:
@@ -147,6 +161,29 @@ class ShimService:
             )
         self.sender.notify()
 
+    def show_message(self, text: str) -> str:
+        """Show a pit-wall message: a console line and the latest-message file.
+
+        The file holds one line, ``HH:MM:SS  text``, replaced atomically, so an overlay
+        or an OBS text source reading it never sees half a message. Returns what
+        was done (the command's result detail).
+        """
+        text = " ".join(text.split())  # one line: no newlines or control spacing
+        self.messages_shown.append(text)
+        stamp = time.strftime("%H:%M:%S")
+        logger.warning("PIT WALL: %s", text)
+        sys.stdout.write(f"\n*** PIT WALL {stamp}: {text} ***\n")
+        sys.stdout.flush()
+        path = self.config.message_path
+        try:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(f"{stamp}  {text}\n", encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            logger.warning("message file %s not written: %s", path, exc)
+            return f"shown on the console; {path} not written: {exc.strerror}"
+        return f"shown (console and {path.name})"
+
     def _execute(self, command: Command) -> CommandResult:
         try:
             if command.kind == "camera":
@@ -157,10 +194,8 @@ class ShimService:
                 )
                 return CommandResult(command.command_id, True, detail)
             if command.kind == "message":
-                text = str(command.args.get("text", ""))[:200]
-                self.messages_shown.append(text)
-                logger.warning("PIT WALL: %s", text)
-                return CommandResult(command.command_id, True, "shown")
+                text = str(command.args.get("text", ""))[:MAX_MESSAGE_CHARS]
+                return CommandResult(command.command_id, True, self.show_message(text))
         except (AdapterUnavailableError, ValueError, TypeError) as exc:
             return CommandResult(command.command_id, False, str(exc))
         return CommandResult(

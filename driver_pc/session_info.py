@@ -15,6 +15,10 @@ _NAME_KEYS = re.compile(
 _COMMA_VALUE = re.compile(r"(?P<key>\w+: )(?P<value>,.*)")
 
 
+#: Deeper YAML is refused (see ``_check_depth``); iRacing's nests at most ~6 levels.
+MAX_YAML_DEPTH = 64
+
+
 class SessionInfoError(ValueError):
     """The session-info text could not be parsed; the message says where."""
 
@@ -39,12 +43,32 @@ def parse_session_info(text: str) -> dict[str, Any]:
     src = _NAME_KEYS.sub(quote, src)
     src = _COMMA_VALUE.sub(quote, src)
     try:
+        _check_depth(src)
         data = yaml.load(src, Loader=CustomYamlSafeLoader)
     except yaml.YAMLError as exc:
         raise SessionInfoError(f"session info is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise SessionInfoError("session info is not a YAML mapping")
     return data
+
+
+def _check_depth(src: str) -> None:
+    """Refuse YAML nested deeper than ``MAX_YAML_DEPTH`` before it is composed.
+
+    libyaml's composer recurses in C without a limit: ~100,000 nested ``[`` or ``- ``
+    overflow the stack and kill the process (SIGSEGV). Its event parser is iterative,
+    so the depth is measured on the events first. Real session info nests ≤ 6 deep.
+    """
+    depth = 0
+    for event in yaml.parse(src, Loader=CustomYamlSafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise SessionInfoError(
+                    f"session info nests deeper than {MAX_YAML_DEPTH} levels"
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _translater_deletions() -> list[int]:

@@ -77,10 +77,13 @@ def _command_plugins() -> list[Callable[[Any], None]]:
     ``handler`` as a parser default.
     """
     from cloud_sync.command import add_command as add_sync
+    from cloud_sync.report.command import add_command as add_report
     from pitbox_appliance.compaction.command import add_command as add_compact
+    from pitbox_appliance.models.train_command import add_command as add_train
+    from pitbox_appliance.security.command import add_command as add_devices
     from pitbox_appliance.strategy.command import add_command as add_timing
 
-    return [add_timing, add_compact, add_sync]
+    return [add_timing, add_compact, add_sync, add_train, add_report, add_devices]
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

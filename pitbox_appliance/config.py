@@ -113,6 +113,33 @@ class SecurityConfig(_Section):
     )
 
 
+class StrategyConfig(_Section):
+    """Strategy rules (pitbox_appliance/strategy/settings.py); null switches a rule off."""
+
+    max_stint_s: float | None = Field(
+        7200.0, description="longest stint of one driver (s)", gt=0
+    )
+    max_total_s: float | None = Field(
+        None, description="most drive time of one driver in the race (s)", gt=0
+    )
+    min_total_s: float | None = Field(
+        None, description="least drive time each listed driver must get (s)", gt=0
+    )
+    fatigue_swap: float = Field(
+        0.7, description="swap when live fatigue reaches this (0..1)", ge=0, le=1
+    )
+    tyre_change_s: float = Field(
+        12.0, description="extra stationary time of a tyre change (s)", ge=0
+    )
+    fuel_s_per_l: float = Field(
+        0.0066, description="lap time per litre on board (s/l)", ge=0
+    )
+    default_pit_loss_s: float = Field(
+        30.0, description="pit loss until a stop has been timed (s)", gt=0
+    )
+    drivers: tuple[str, ...] = Field((), description="the team's drivers in order")
+
+
 class ApplianceConfig(_Section):
     """The whole appliance configuration file."""
 
@@ -122,6 +149,7 @@ class ApplianceConfig(_Section):
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     theme: ThemeConfig = Field(default_factory=ThemeConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
 
 
 class ConfigError(ValueError):

@@ -20,9 +20,23 @@ import yaml
 from driver_pc.adapters.base import SimAdapter
 from driver_pc.adapters.iracing_replay import IbtReplayAdapter
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
+from driver_pc.pairing import (
+    DeviceCredentials,
+    PairingError,
+    ca_path,
+    load_credentials,
+    pair,
+    save_credentials,
+)
 from driver_pc.service import ShimConfig, ShimService
-from driver_pc.transport.mqtt import BrokerAddress
-from pitbox_appliance.broker import MosquittoBroker, free_port, render_supervisor_config
+from pitbox_appliance.broker import (
+    MosquittoBroker,
+    TlsListener,
+    free_port,
+    render_supervisor_config,
+)
+from pitbox_appliance.security.devices import DeviceRegistry
+from pitbox_appliance.security.pki import ensure_pki
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +47,14 @@ def run_demo(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     team_key = secrets.token_bytes(32)
     appliance_password = secrets.token_hex(16)
-    broker_port = free_port()
-    broker = MosquittoBroker(work / "broker", port=broker_port)
+    broker_port, tls_port = free_port(), free_port()
+    # First setup: the CA and the broker's TLS certificate; shims pair over the API.
+    pki = ensure_pki(work / "security", ["127.0.0.1", "localhost"])
+    broker = MosquittoBroker(
+        work / "broker",
+        port=broker_port,
+        tls=TlsListener(tls_port, pki.server_cert, pki.server_key, "127.0.0.1"),
+    )
     broker.add_user("appliance", appliance_password)
     shims: list[tuple[str, SimAdapter]] = [
         (
@@ -51,9 +71,6 @@ def run_demo(args: argparse.Namespace) -> int:
         shims.append(
             (f"car{43 + i}-pc1", IbtReplayAdapter(str(path), speed=args.speed))
         )
-    shim_passwords = {source: secrets.token_hex(12) for source, _ in shims}
-    for source, password in shim_passwords.items():
-        broker.add_user(source, password)
     broker.write_config(appliance_user="appliance")
     api_port = free_port()
     config_path = work / "appliance.yaml"
@@ -65,6 +82,13 @@ def run_demo(args: argparse.Namespace) -> int:
                     "host": "127.0.0.1",
                     "port": broker_port,
                     "username": "appliance",
+                },
+                "security": {
+                    "dir": str(pki.directory),
+                    "broker_run_dir": str(broker.run_dir),
+                    "tls_port": tls_port,
+                    "public_host": "127.0.0.1",
+                    "legacy_team_key": False,
                 },
                 "core": {
                     "db_url": f"sqlite:///{work / 'pitbox.sqlite3'}",
@@ -109,13 +133,18 @@ def run_demo(args: argparse.Namespace) -> int:
                 f"pitbox demo: the appliance did not start; logs in {broker.run_dir / 'logs'}\n"
             )
             return 1
+        registry = DeviceRegistry(pki.directory, broker.run_dir)
         for source, adapter in shims:
+            creds_path = work / "shims" / f"{source}.json"
+            try:
+                creds = _paired(registry, creds_path, source, api_port, tls_port)
+            except (PairingError, ValueError, RuntimeError) as exc:
+                sys.stderr.write(f"pitbox demo: pairing {source} failed: {exc}\n")
+                return 1
             config = ShimConfig(
                 source=source,
-                broker=BrokerAddress(
-                    "127.0.0.1", broker_port, source, shim_passwords[source]
-                ),
-                team_key=team_key,
+                broker=creds.broker_address(ca_path(creds_path)),
+                team_key=creds.message_key,
                 spool_path=str(work / f"{source}.spool"),
             )
             thread = threading.Thread(
@@ -148,6 +177,27 @@ def run_demo(args: argparse.Namespace) -> int:
                 supervisord.kill()
         sys.stdout.write("PitBox demo stopped.\n")
     return 0
+
+
+def _paired(
+    registry: DeviceRegistry,
+    creds_path: Path,
+    source: str,
+    api_port: int,
+    tls_port: int,
+) -> DeviceCredentials:
+    """The demo shim's credentials: kept from the last run, else paired afresh."""
+    active = {d.source for d in registry.devices() if d.active}
+    if source in active and creds_path.exists():
+        # The demo picks new ports each run: only the TLS port is out of date.
+        kept = load_credentials(creds_path).to_json()
+        return DeviceCredentials.from_json({**kept, "mqtt_port": tls_port})
+    if source in active:
+        registry.revoke(source)
+    pending = registry.start_pairing(source)
+    creds = pair(f"http://127.0.0.1:{api_port}", pending.code)
+    save_credentials(creds, creds_path)
+    return creds
 
 
 def _wait_core(api_port: int, timeout: float, process: subprocess.Popen[bytes]) -> bool:

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-appliance,driver,cloud,dev}"
-apt_pkgs=(mosquitto mosquitto-clients supervisor chromium chromium-driver python3-venv python3-dev)
+apt_pkgs=(mosquitto mosquitto-clients supervisor chromium chromium-driver poppler-utils python3-venv python3-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -25,4 +25,8 @@ python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[${extras}]"
+# Tests only: s3rver enforces presigned-link expiry, which moto does not (tests/test_statboard.py).
+if [[ ",${extras}," == *",dev,"* ]] && command -v npm >/dev/null 2>&1; then
+  npm install --silent --no-audit --no-fund --prefix .venv/node s3rver@3.7.1
+fi
 echo "PitBox installed in $(pwd)/.venv (extras: ${extras})"

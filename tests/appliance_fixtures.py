@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -10,10 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from driver_pc.adapters.base import SimAdapter
+from driver_pc.pipeline import ShimPipeline
+from driver_pc.protocol.messages import TelemetryBatch
 from driver_pc.service import ShimConfig, ShimService
 from driver_pc.transport.mqtt import BrokerAddress
+from pitbox_appliance.broker import free_port
 from pitbox_appliance.config import ApplianceConfig, CoreConfig, MqttConfig
 from pitbox_appliance.core.service import CoreService
 from tests.broker_fixtures import BrokerHandle
@@ -87,3 +94,72 @@ def appliance(
         stop.set()
         thread.join(timeout=15)
     core.stop()
+
+
+# ---- helpers for tests that run the core as its own process (tests/test_fault*.py) ----
+
+
+def core_config_file(
+    tmp_path: Path, broker: BrokerHandle, db: Path, **core: object
+) -> Path:
+    """An appliance config file pointing a core process at ``broker`` and ``db``."""
+    path = tmp_path / "appliance.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "mqtt": {
+                    "host": broker.host,
+                    "port": broker.port,
+                    "username": broker.appliance_user,
+                },
+                "core": {"db_url": f"sqlite:///{db}", "api_port": free_port(), **core},
+            }
+        )
+    )
+    return path
+
+
+def start_core_process(
+    config: Path, env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """``python -m pitbox_appliance.core`` with its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pitbox_appliance.core", "--config", str(config)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def stored_counts(db: Path) -> tuple[int, int, list[int]]:
+    """(telemetry chunks, distinct (source, seq) among them, lap numbers in order)."""
+    if not db.exists():
+        return 0, 0, []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            chunks, distinct = conn.execute(
+                "SELECT COUNT(*), COUNT(DISTINCT source || ':' || seq)"
+                " FROM telemetry_chunks"
+            ).fetchone()
+            laps = [n for (n,) in conn.execute("SELECT lap_number FROM laps")]
+    except sqlite3.OperationalError:
+        return 0, 0, []  # schema not created yet, or the file is being replaced
+    return int(chunks), int(distinct), sorted(laps)
+
+
+def expected_batches(adapter: SimAdapter) -> int:
+    """How many telemetry batches the shim pipeline makes of ``adapter``'s session."""
+    return sum(isinstance(m, TelemetryBatch) for m in ShimPipeline(adapter).messages())

@@ -104,11 +104,17 @@ def test_live_state_published(appliance: RunningAppliance) -> None:
     watcher.start()
     try:
         appliance.start_shim(RaceSimulatorAdapter(laps=2, speed=8.0, seed=3))
-        assert wait_for(lambda: len(received) > 20, timeout=20)
-        speeds = {
-            round(float(r["values"]["Speed"]), 1) for r in received if r["values"]
-        }  # type: ignore[index]
-        assert len(speeds) > 5
+
+        def speeds() -> set[float]:
+            return {
+                round(float(r["values"]["Speed"]), 1)  # type: ignore[index]
+                for r in list(received)
+                if r["values"]
+            }
+
+        # The race starts on the pit limiter: wait for the car to get going.
+        assert wait_for(lambda: len(speeds()) > 5, timeout=30), speeds()
+        assert len(received) > 20
         assert received[-1]["car"] == "car1"
         assert received[-1]["driver"] == "Alex Sim"
     finally:

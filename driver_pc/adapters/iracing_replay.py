@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,6 +103,25 @@ class IbtReplayAdapter(SimAdapter):
         self._reader.close()
 
 
+def _check_buffer_count(path: str) -> None:
+    """Refuse a dump whose header declares a silly number of buffers, before pyirsdk.
+
+    pyirsdk builds one object per declared buffer as it opens the file; a damaged count
+    of millions hung it (found by fuzzing). iRacing uses 3 (at most 4).
+    """
+    with open(path, "rb") as dump:
+        head = dump.read(48)
+    if len(head) < 48:
+        raise ValueError(f"{len(head)} bytes is shorter than a dump header")
+    (num_buf,) = struct.unpack_from("<i", head, 32)
+    if not 0 < num_buf <= 4:
+        raise ValueError(f"damaged header: {num_buf} buffers declared")
+
+
+#: iRacing declares ~330 live variables; more than this is a damaged header.
+MAX_DUMP_VARS = 4096
+
+
 @register_adapter("dump")
 class LiveDumpAdapter(SimAdapter):
     """Replays a live shared-memory dump through pyirsdk's ``IRSDK(test_file=...)``.
@@ -117,12 +137,37 @@ class LiveDumpAdapter(SimAdapter):
 
         self._ir = irsdk.IRSDK()
         try:
+            _check_buffer_count(path)
             ok = self._ir.startup(test_file=path)
         except (OSError, ValueError) as exc:
             raise AdapterUnavailableError(f"{path}: cannot open dump ({exc})") from None
         if not ok:
             raise AdapterUnavailableError(f"{path}: not a live iRacing memory dump")
+        try:
+            self._read_layout()
+        except (struct.error, ValueError, TypeError, KeyError, OverflowError) as exc:
+            self._ir.shutdown()
+            raise AdapterUnavailableError(f"{path}: damaged dump ({exc})") from None
+        self._key = session_key or file_session_key(Path(path), self._info)
+        self._pacer = _Pacer(speed)
+
+    def _read_layout(self) -> None:
+        """Channels, row layout and session info from the dump's headers.
+
+        Every declared count and offset is checked against the file's size first:
+        pyirsdk trusts them, and a damaged ``num_vars`` of millions made it build
+        millions of variable headers (a hang and unbounded memory; found by fuzzing).
+        """
         header = self._ir._header
+        size = len(self._ir._shared_mem)
+        if not 0 < header.num_vars <= MAX_DUMP_VARS:
+            raise ValueError(f"{header.num_vars} variables declared")
+        if header.var_header_offset + header.num_vars * 144 > size:
+            raise ValueError("variable table runs past the end of the file")
+        if not 0 < header.buf_len <= size or not 0 < header.num_buf <= 4:
+            raise ValueError(f"{header.num_buf} buffers of {header.buf_len} bytes")
+        if header.session_info_offset + header.session_info_len > size:
+            raise ValueError("session info runs past the end of the file")
         self.tick_rate = header.tick_rate or 60
         chans: list[ChannelSpec] = []
         offsets: list[int] = []
@@ -145,8 +190,6 @@ class LiveDumpAdapter(SimAdapter):
             + header.session_info_len
         ]
         self._info = decode_session_bytes(bytes(raw))
-        self._key = session_key or file_session_key(Path(path), self._info)
-        self._pacer = _Pacer(speed)
 
     @property
     def channels(self) -> tuple[ChannelSpec, ...]:
@@ -170,9 +213,15 @@ class LiveDumpAdapter(SimAdapter):
             if buf.tick_count in seen or buf.tick_count <= 0:
                 continue
             seen.add(buf.tick_count)
-            view = np.frombuffer(
-                self._ir._shared_mem, dtype=self._dtype, count=1, offset=buf._buf_offset
-            )
+            try:
+                view = np.frombuffer(
+                    self._ir._shared_mem,
+                    dtype=self._dtype,
+                    count=1,
+                    offset=buf._buf_offset,
+                )
+            except ValueError as exc:  # a buffer offset beyond the end of the file
+                raise AdapterUnavailableError(f"damaged dump: {exc}") from None
             row = np.empty(1, dtype=packed)
             for name in packed.names or ():
                 row[name] = view[name]

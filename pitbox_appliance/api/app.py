@@ -14,6 +14,7 @@ from pitbox_appliance.api import (
     events,
     health,
     openapi,
+    pairing,
     sessions,
     stream,
     video,
@@ -56,9 +57,11 @@ def create_app(
         events,
         video,
         commands,
+        pairing,
         openapi,
     ):
         app.router.add_routes(module.routes)
+    pairing.setup(app)
     app.on_shutdown.append(stream.close_streams)
     app.on_cleanup.append(_dispose_engine)
     return app

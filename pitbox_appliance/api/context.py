@@ -42,6 +42,8 @@ async def read_body(request: web.Request, model: type[Model]) -> Model | web.Res
         data: Any = await request.json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return error_response(400, "body: not valid JSON", ["body"])
+    except RecursionError:
+        return error_response(400, "body: JSON nested too deeply", ["body"])
     if not isinstance(data, dict):
         return error_response(400, "body: must be a JSON object", ["body"])
     try:
@@ -61,6 +63,9 @@ def path_id(request: web.Request, name: str = "id") -> int | web.Response:
     """An integer path parameter, or a 400 response naming it."""
     raw = request.match_info[name]
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         return error_response(400, f"{name}: must be an integer, got {raw!r}", [name])
+    if not 0 <= value < 2**63:  # SQLite's INTEGER; larger ones raised OverflowError
+        return error_response(400, f"{name}: out of range, got {raw!r}", [name])
+    return value

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from driver_pc.protocol.events import PAYLOADS
+from pitbox_appliance.api.pairing import PairIn, PairOut
 from pitbox_appliance.api.schemas import (
     CommandIn,
     CommandOut,
@@ -168,6 +169,18 @@ OPERATIONS: tuple[Operation, ...] = (
             "event. Needs a token with scope `driver`."
         ),
     ),
+    Operation(
+        "POST",
+        "/api/v1/pair",
+        "Redeem a pairing code for a driver PC's sealed credentials (no token)",
+        PairOut,
+        body=PairIn,
+        errors=(400, 403, 429, 503),
+        description=(
+            "The code itself is never sent: see docs/security.md. Rate-limited per "
+            "client address (failures) and overall (attempts)."
+        ),
+    ),
     Operation("GET", "/api/v1/openapi.json", "This document", None),
 )
 
@@ -225,7 +238,7 @@ def _operation(op: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict[str, A
             "receive": [refs[(m, "serialization")] for m in op.receives],
         }
     params = [
-        {"name": p, "in": "path", "required": True, "schema": {"type": "integer"}}
+        {"name": p, "in": "path", "required": True, "schema": _path_schema(p)}
         for p in re.findall(r"{(\w+)}", op.path)
     ]
     params += [
@@ -262,10 +275,13 @@ def _operation(op: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict[str, A
 
 ERROR_MEANINGS = {
     400: "bad request; names the field",
+    403: "refused (pairing code wrong, used or expired)",
     404: "unknown id",
     409: "conflicts with what is stored (no session yet, name taken)",
     413: "body too large",
     415: "media type not accepted",
+    429: "too many attempts; see Retry-After",
+    503: "not available on this appliance yet",
 }
 
 
@@ -276,3 +292,10 @@ def _json(schema: Any) -> dict[str, Any]:
 def _operation_id(op: Operation) -> str:
     words = re.sub(r"[{}]", "", op.path.removeprefix("/api/v1/")).replace(".", "_")
     return op.method.lower() + "_" + re.sub(r"[/-]", "_", words)
+
+
+def _path_schema(name: str) -> dict[str, Any]:
+    """Row ids are SQLite INTEGERs (``context.path_id``); other parameters are text."""
+    if name == "id" or name.endswith("_id"):
+        return {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+    return {"type": "string"}

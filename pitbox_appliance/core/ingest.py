@@ -23,15 +23,23 @@ from driver_pc.protocol.messages import (
 from driver_pc.session_info import SessionInfoError, parse_session_info, track_info
 from pitbox_appliance.analysis.lap_inputs import INPUT_CHANNELS, LapInputBuffer
 from pitbox_appliance.core.segmentation import CompletedLap, LapSegmenter
+from pitbox_appliance.detectors import (
+    DETECTOR_CHANNELS,
+    BatchContext,
+    DetectorSet,
+    Emission,
+    LapContext,
+)
 from pitbox_appliance.storage.models import Lap
 from pitbox_appliance.storage.writer import SessionWriter
+from pitbox_appliance.strategy.engine import STRATEGY_CHANNELS, StrategyEngine
 from pitbox_appliance.strategy.fuel import (
     LapFuel,
     RaceLength,
-    plan_fuel,
     race_length,
     tank_capacity,
 )
+from pitbox_appliance.strategy.settings import StrategySettings
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +69,15 @@ FIELD_CHANNELS = (
     "CarIdxPosition",
     "CarIdxOnPitRoad",
     "PlayerCarIdx",
+    # The strategy engine's (pitbox_appliance/strategy/engine.py).
+    *STRATEGY_CHANNELS,
 )
 DECODED_CHANNELS = frozenset(
     (
         *LIVE_CHANNELS,
         *INPUT_CHANNELS,
         *FIELD_CHANNELS,
+        *DETECTOR_CHANNELS,
         "LapDist",
         "OnPitRoad",
         "FuelLevel",
@@ -114,6 +125,8 @@ class LiveCar:
     others: list[dict[str, Any]] = field(default_factory=list)
     stint: int = 0
     recent_laps: list[dict[str, Any]] = field(default_factory=list)
+    # On-device model outputs after the last lap (pitbox_appliance/models/advisor.py).
+    predictions: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,6 +169,11 @@ class _Tracker:
     tank: float | None = None
     max_fuel_seen: float = 0.0
     last_advice: tuple[int | None, int | None] | None = None
+    strategy: StrategyEngine = field(default_factory=StrategyEngine)
+    events_seen: int = 0  # Ingestor.events already scanned for fatigue updates
+    car_setup: Any = None  # the last CarSetup seen in the session info
+    last_time: float = 0.0  # SessionTime of the newest telemetry
+    detectors: DetectorSet = field(default_factory=DetectorSet)
 
 
 class Ingestor:
@@ -164,6 +182,9 @@ class Ingestor:
     ``handle`` never raises on bad input: it counts the reason and returns False.
     Call ``flush`` to commit; the caller acknowledges messages only after that.
     """
+
+    # The strategy rules every car's engine uses (config ``strategy``; set by the core).
+    strategy_settings: StrategySettings = StrategySettings()
 
     def __init__(self, codec: Codec, writer: SessionWriter) -> None:
         self.codec = codec
@@ -202,6 +223,12 @@ class Ingestor:
         except DecodeError as exc:
             self.stats.rejected[exc.reason] += 1
             logger.warning("rejected message: %s", exc)
+            return False
+        except RecursionError:
+            # json.loads of a body nested ~100,000 deep (codec.parse_body lets it out);
+            # uncaught it would end the ingest thread.
+            self.stats.rejected["bad_json"] += 1
+            logger.warning("rejected message: JSON body nested too deeply")
             return False
         try:
             self._route(source, seq, kind, message, compressed)
@@ -264,6 +291,29 @@ class Ingestor:
                 {"command_id": result.command_id, **entry["result"]},
             )
         )
+        if entry["kind"] == "message":
+            self._log_message(source, entry, result)
+
+    def _log_message(
+        self, source: str, entry: dict[str, Any], result: CommandResult
+    ) -> None:
+        """Store a team message with the car's session (the shim's answer closes it)."""
+        car = self.live.get(entry["car"])
+        if car is None:
+            return
+        self.writer.add_event(
+            car.session_id,
+            "team_message",
+            float(car.values.get("SessionTime", 0.0)),
+            {
+                "text": str(entry["args"].get("text", "")),
+                "source": source,
+                "command_id": result.command_id,
+                "ok": result.ok,
+                "detail": result.detail,
+                "sent_at": entry["sent_at"],
+            },
+        )
 
     def _tracker(self, session_key: str, source: str) -> _Tracker:
         tracker = self._trackers.get(session_key)
@@ -321,7 +371,18 @@ class Ingestor:
         tracker.live.track = track["track"]
         tracker.race = race_length(info)
         tracker.car_numbers = car_numbers(info)
+        tracker.strategy.session_info(info)
         tracker.tank = tank_capacity(info)
+        setup = info.get("CarSetup")
+        if isinstance(setup, dict) and setup != tracker.car_setup:
+            # Stored (not published): compaction carries every setup change.
+            tracker.car_setup = setup
+            self.writer.add_event(
+                tracker.session_id,
+                "car_setup",
+                tracker.last_time,
+                {"update": msg.update, "setup": setup},
+            )
         self.writer.update_session(
             tracker.session_id,
             track=track["track"],
@@ -373,6 +434,7 @@ class Ingestor:
             data=compressed,
         )
         self.writer.extend_session_time(tracker.session_id, t0, t1)
+        tracker.last_time = t1
         seg = tracker.segmenter
         completed = seg.feed(frames)
         tracker.inputs.append(frames)
@@ -389,10 +451,13 @@ class Ingestor:
             # A driver change during this stop already opened the new stint.
             if entered is None or tracker.stint_started < entered:
                 self._new_stint(tracker, seg.pit_exits[-1])
+        self._detect(tracker, tracker.detectors.on_frames(frames, _context(tracker)))
+        # The strategy engine sees the batch before the laps it completed.
+        others = self._others(tracker, frames)
+        if others is not None:
+            tracker.live.others = others
         for lap in completed:
             self._store_lap(tracker, lap)
-        if "CarIdxLapDistPct" in names:
-            tracker.live.others = self._others(tracker, frames[-1], names)
         live = tracker.live.values
         last = frames[-1]
         for name in LIVE_CHANNELS:
@@ -401,27 +466,24 @@ class Ingestor:
         self.stats.frames += len(frames)
         self.dirty.add(tracker.live.car)
 
-    @staticmethod
     def _others(
-        tracker: _Tracker, last: np.void, names: tuple[str, ...]
-    ) -> list[dict[str, Any]]:
-        pct = np.asarray(last["CarIdxLapDistPct"], dtype=np.float64)
-        pos = np.asarray(last["CarIdxPosition"]) if "CarIdxPosition" in names else None
-        pit = (
-            np.asarray(last["CarIdxOnPitRoad"]) if "CarIdxOnPitRoad" in names else None
-        )
-        player = int(last["PlayerCarIdx"]) if "PlayerCarIdx" in names else -1
-        return [
-            {
-                "idx": int(i),
-                "number": tracker.car_numbers.get(int(i), str(int(i))),
-                "pct": round(float(pct[i]), 5),
-                "pos": int(pos[i]) if pos is not None else 0,
-                "pit": bool(pit[i]) if pit is not None else False,
-            }
-            for i in np.flatnonzero(pct >= 0)
-            if int(i) != player
-        ]
+        self, tracker: _Tracker, frames: np.ndarray[Any, np.dtype[np.void]]
+    ) -> list[dict[str, Any]] | None:
+        """The strategy engine's per-batch work; the other cars when due (≤ 4 Hz)."""
+        engine = tracker.strategy
+        # Only the events added since the last look (the service drains the list).
+        if tracker.events_seen > len(self.events):
+            tracker.events_seen = 0
+        for car, kind, payload in self.events[tracker.events_seen :]:
+            if car == tracker.live.car and kind == "driver_fatigue_update":
+                level = payload.get("fatigue")
+                if isinstance(level, int | float):
+                    engine.note_fatigue(float(level))
+        tracker.events_seen = len(self.events)
+        others = engine.on_batch(frames)
+        if others is not None and tracker.live.strategy:
+            tracker.live.strategy["rejoin"] = engine.rejoin
+        return others
 
     def _store_lap(self, tracker: _Tracker, lap: CompletedLap) -> None:
         inputs = tracker.inputs.lap(lap.start_time, lap.end_time)
@@ -450,34 +512,73 @@ class Ingestor:
             lap.lap_number, lap.lap_time, lap.fuel_used, lap.pit_lap
         )
         self.events.append((live.car, "lap.completed", entry))
+        done = LapContext(
+            live.car,
+            live.driver,
+            lap.lap_number,
+            lap.start_time,
+            lap.end_time,
+            lap.lap_time,
+            lap.pit_lap,
+            lap.fuel_used,
+            inputs,
+            tracker.stint_started,
+        )
+        self._detect(tracker, tracker.detectors.on_lap(done))
         self._update_strategy(tracker, lap)
+
+    def _detect(self, tracker: _Tracker, found: list[Emission]) -> None:
+        """Store what the detectors found; publish the live events among it."""
+        for emission in found:
+            self.writer.add_event(
+                tracker.session_id,
+                emission.kind,
+                emission.session_time,
+                emission.payload,
+            )
+            if emission.publish:
+                self.events.append((tracker.live.car, emission.kind, emission.payload))
 
     def _update_strategy(self, tracker: _Tracker, lap: CompletedLap) -> None:
         tracker.fuel_laps.append(
             LapFuel(lap.lap_number, lap.lap_time, lap.fuel_used, lap.pit_lap)
         )
         live = tracker.live
-        fuel = live.values.get("FuelLevel")
-        plan = plan_fuel(
-            tracker.fuel_laps,
-            fuel_level=fuel,
-            tank_capacity=tracker.tank or (tracker.max_fuel_seen or None),
-            race=tracker.race,
-            laps_completed=lap.lap_number,
-            elapsed_s=lap.end_time,
+        engine = tracker.strategy
+        engine.settings = self.strategy_settings
+        if not engine.laps and len(tracker.fuel_laps) > 1:
+            engine.laps = tracker.fuel_laps[:-1]  # resumed after a restart
+        if engine.tank is None:
+            engine.tank = tracker.tank
+        if not engine.numbers:
+            engine.numbers = tracker.car_numbers
+        strategy, changed = engine.on_lap(
+            lap.lap_number,
+            lap.lap_time,
+            lap.fuel_used,
+            lap.pit_lap,
+            lap.end_time,
+            live.values.get("FuelLevel"),
+            live.driver,
         )
-        live.fuel_per_lap = plan.fuel_per_lap
-        live.strategy = plan.as_dict()
-        advice = (plan.stops_needed, plan.pit_window_open_lap)
-        if plan.stops_needed is not None and advice != tracker.last_advice:
-            tracker.last_advice = advice
-            self.events.append((live.car, "strategy_recommendation", live.strategy))
+        live.fuel_per_lap = strategy["fuel_per_lap"]
+        live.strategy = strategy
+        if changed is not None:
+            self.events.append((live.car, "strategy_recommendation", changed))
             self.writer.add_event(
-                tracker.session_id,
-                "strategy_recommendation",
-                lap.end_time,
-                live.strategy,
+                tracker.session_id, "strategy_recommendation", lap.end_time, changed
             )
+
+
+def _context(tracker: _Tracker) -> BatchContext:
+    """What the detectors know of a car besides its frames."""
+    live = tracker.live
+    times = [
+        e["time"] for e in reversed(live.recent_laps) if e["time"] and not e["pit"]
+    ]
+    return BatchContext(
+        live.car, live.driver, tracker.stint_started, times, tracker.car_numbers
+    )
 
 
 def car_numbers(info: dict[str, Any]) -> dict[int, str]:

@@ -14,14 +14,17 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from driver_pc.protocol import topics
-from driver_pc.protocol.codec import Codec
+from driver_pc.protocol.codec import Codec, Keyring
 from driver_pc.protocol.events import EventError, encode_event
 from driver_pc.protocol.messages import Command
 from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.config import ApplianceConfig, mqtt_password_from_env
 from pitbox_appliance.core.ingest import Ingestor
+from pitbox_appliance.models.advisor import ModelAdvisor
+from pitbox_appliance.security.devices import DeviceRegistry
 from pitbox_appliance.storage.database import open_database
 from pitbox_appliance.storage.writer import SessionWriter
+from pitbox_appliance.strategy.settings import StrategySettings
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +40,18 @@ class CoreService:
     each car's live state as soon as new telemetry of it is stored.
     """
 
-    def __init__(self, config: ApplianceConfig, team_key: bytes) -> None:
+    def __init__(self, config: ApplianceConfig, team_key: bytes | None) -> None:
         self.config = config
         self.engine = open_database(config.core.db_url)
         self.writer = SessionWriter(self.engine)
-        self.ingestor = Ingestor(Codec(team_key), self.writer)
+        # Per-device keys from the registry; the team key only as the legacy key.
+        legacy = team_key if config.security.legacy_team_key else None
+        self.keyring = Keyring(legacy_key=legacy)
+        self.devices = DeviceRegistry.from_config(config.security, config.mqtt.username)
+        self._keys_stamp: tuple[int, int] | None = None
+        self.refresh_keys()
+        self.ingestor = Ingestor(Codec(self.keyring), self.writer)
+        self.ingestor.strategy_settings = StrategySettings(**dict(config.strategy))
         mq = config.mqtt
         self.connection = MqttConnection(
             "pitbox-core",
@@ -61,15 +71,29 @@ class CoreService:
         self._lock = threading.Lock()
         # Called (on the ingest thread) with every event message as published.
         self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
+        # Model inference runs on its own thread after each completed lap.
+        self.advisor = ModelAdvisor(self._on_predictions)
 
     def start(self) -> None:
         self.connection.subscribe(topics.ALL_SHIM_DATA, 1, self._on_message)
         self.connection.start()
+        self.advisor.start()
         self._thread.start()
+
+    def refresh_keys(self, force: bool = False) -> None:
+        """Reload device keys and revocations if the registry file changed."""
+        stamp = self.devices.stamp()
+        if force or stamp != self._keys_stamp:
+            self._keys_stamp = stamp
+            try:
+                self.devices.load_into(self.keyring)
+            except ValueError:
+                logger.exception("device registry unreadable; keeping the old keys")
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        self.advisor.stop()
         self.connection.stop()
         self.writer.close()
         self.engine.dispose()
@@ -87,9 +111,13 @@ class CoreService:
         command = Command(uuid.uuid4().hex, kind, args)
         with self._lock:
             self._command_seq = max(self._command_seq + 1, time.time_ns() // 1000)
-            payload = self.ingestor.codec.encode(
-                APPLIANCE_SOURCE, self._command_seq, command
-            )
+            # Sealed with the addressed device's own key.
+            try:
+                payload = self.ingestor.codec.encode(
+                    APPLIANCE_SOURCE, self._command_seq, command, key_of=source
+                )
+            except ValueError as exc:  # the device was revoked
+                raise LookupError(f"car {car!r}: {exc}") from None
             self.ingestor.commands[command.command_id] = {
                 "car": car,
                 "source": source,
@@ -136,6 +164,14 @@ class CoreService:
                 "live_published": self.live_published,
                 "shims": dict(self.ingestor.status),
             }
+
+    def _on_predictions(self, car: str, predictions: dict[str, Any]) -> None:
+        """Called on the advisor's thread: the car's live state shows them next."""
+        with self._lock:
+            live = self.ingestor.live.get(car)
+            if live is not None:
+                live.predictions = predictions
+                self.ingestor.dirty.add(car)
 
     def _on_message(self, topic: str, payload: bytes, mid: int) -> None:
         self._inbox.put((topic, payload, mid))
@@ -184,6 +220,7 @@ class CoreService:
             if now - heartbeat >= 1.0:
                 due |= cars
                 heartbeat = now
+                self.refresh_keys()  # a revocation takes effect within a second
             if due or has_events:
                 self._publish_live(due)
                 for car in due:
@@ -255,6 +292,8 @@ class CoreService:
             self.connection.publish(topics.live_state(car), json.dumps(state))
             self.live_published += 1
         for car, kind, payload in events:
+            if kind == "lap.completed":
+                self.advisor.submit(car, payload)
             try:
                 message = encode_event(car, kind, payload)
             except EventError:
