@@ -167,7 +167,17 @@ def test_shim_spool_survives_kill_9_while_broker_is_down(
         except sqlite3.OperationalError:
             return 0
 
-    assert wait_for(lambda: spooled() > 1000, timeout=60)  # the whole race is on disk
+    # Kill it once the whole race is on disk: the spool has stopped growing (the
+    # shim is then waiting to drain to the broker that is down).
+    last = [-1, time.monotonic()]
+
+    def race_spooled() -> bool:
+        count = spooled()
+        if count != last[0]:
+            last[:] = [count, time.monotonic()]
+        return count > 1000 and time.monotonic() - last[1] > 1.5
+
+    assert wait_for(race_spooled, timeout=90)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     kept = spooled()

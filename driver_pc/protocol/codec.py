@@ -236,6 +236,8 @@ def parse_body(
         data: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError("bad_json", str(exc)) from None
+    except RecursionError:
+        raise DecodeError("bad_json", "nested too deeply") from None
     if not isinstance(data, dict):
         raise DecodeError("bad_json", "body is not an object")
     try:

@@ -11,7 +11,6 @@ from pitbox_appliance.strategy.fuel import SAFETY_LAPS, FuelPlan
 from pitbox_appliance.strategy.settings import StrategySettings
 from pitbox_appliance.strategy.tyres import TyreAdvice
 
-
 # The live state carries at most this many stints each side of now (a 100,000-lap
 # race would otherwise plan thousands and make every live message hundreds of KB);
 # the fuel plan's ``stops_needed`` still counts them all.

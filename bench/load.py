@@ -1,0 +1,413 @@
+"""Load: four team cars at 60 Hz with a 63-car field, dashboards and the uploader at once.
+
+Starts a real Mosquitto, the core (pinned with ``taskset`` to one CPU) and the
+dashboard; six headless Chromium tabs (one browser, six contexts) keep the pit-wall
+page open; ``pitbox compact`` + ``pitbox sync`` to a ``file://`` target run in a loop.
+Four cars' races (simulator, 63 opponents each, so every batch carries the ``CarIdx*``
+arrays) are encoded up front and published over MQTT QoS 1 as the shims would, first
+at real time (latency: publish → the car's live state on the broker, p50/p99), then
+in steps of acceleration. A step "holds" when the core stores ≥ 95 % of the offered
+messages during it and its backlog drains within 3 s after.
+
+    .venv/bin/python bench/load.py [--steps 2,5,10,20,40] [--step-s 8] [--realtime-s 20]
+        [--core-cpu 1] [--dashboards 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from _common import code_fingerprint
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from driver_pc.adapters.simulator import RaceSimulatorAdapter  # noqa: E402
+from driver_pc.pipeline import ShimPipeline  # noqa: E402
+from driver_pc.protocol import topics  # noqa: E402
+from driver_pc.protocol.codec import Codec  # noqa: E402
+from driver_pc.protocol.messages import TelemetryBatch  # noqa: E402
+from driver_pc.transport.mqtt import BrokerAddress, MqttConnection  # noqa: E402
+from pitbox_appliance.broker import MosquittoBroker, free_port  # noqa: E402
+
+CARS = 4
+BATCHES_PER_S = 20  # 50 ms batches at 60 Hz
+CHROMIUM = Path("/usr/bin/chromium")
+
+# A wire message: (session time it belongs to, payload, last SessionTime if telemetry).
+Wire = tuple[float, bytes, float | None]
+
+
+def encode_car(args: tuple[int, bytes, int]) -> list[Wire]:
+    """One car's race, encoded as its shim would send it."""
+    car, key, laps = args
+    codec = Codec(key)
+    source = f"car{car}-pc1"
+    out: list[Wire] = []
+    clock = 0.0
+    adapter = RaceSimulatorAdapter(laps=laps, speed=0, seed=100 + car, opponents=63)
+    for seq, message in enumerate(ShimPipeline(adapter).messages(), 1):
+        last = None
+        if isinstance(message, TelemetryBatch):
+            times = message.frames["SessionTime"]
+            clock, last = float(times[0]), float(times[-1])
+        out.append((clock, codec.encode(source, seq, message), last))
+    return out
+
+
+class Appliance:
+    """Broker, core (pinned) and dashboard as the appliance runs them, in ``work``."""
+
+    def __init__(self, work: Path, core_cpu: int, dashboard: bool) -> None:
+        self.work = work
+        self.key = secrets.token_bytes(32)
+        self.broker_port, self.api_port, self.dash_port = (free_port() for _ in "abc")
+        self.broker = MosquittoBroker(work / "broker", port=self.broker_port)
+        self.passwords = {"appliance": secrets.token_hex(12)}
+        self.passwords |= {f"car{i}-pc1": secrets.token_hex(12) for i in range(1, 9)}
+        for user, password in self.passwords.items():
+            self.broker.add_user(user, password)
+        self.broker.write_config(appliance_user="appliance")
+        self.db = work / "pitbox.sqlite3"
+        self.config = work / "appliance.yaml"
+        self.config.write_text(
+            json.dumps(
+                {
+                    "mqtt": {
+                        "host": "127.0.0.1",
+                        "port": self.broker_port,
+                        "username": "appliance",
+                    },
+                    "core": {
+                        "db_url": f"sqlite:///{self.db}",
+                        "api_port": self.api_port,
+                    },
+                    "dashboard": {"host": "127.0.0.1", "port": self.dash_port},
+                }
+            )
+        )
+        self.env = {
+            **os.environ,
+            "PITBOX_TEAM_KEY": self.key.hex(),
+            "PITBOX_MQTT_PASSWORD": self.passwords["appliance"],
+        }
+        self.core_cpu = core_cpu
+        self.want_dashboard = dashboard
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self) -> None:
+        self.broker.start()
+        pin = ["taskset", "-c", str(self.core_cpu)] if shutil.which("taskset") else []
+        self.processes["core"] = self._spawn(
+            "core", [*pin, sys.executable, "-m", "pitbox_appliance.core"]
+        )
+        if self.want_dashboard:
+            self.processes["dashboard"] = self._spawn(
+                "dashboard", [sys.executable, "-m", "pitbox_appliance.dashboard"]
+            )
+        deadline = time.monotonic() + 60
+        while not self.health().get("broker_connected"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"core did not start; see {self.work}/core.log")
+            time.sleep(0.3)
+
+    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
+        with (self.work / f"{name}.log").open("ab") as log:
+            return subprocess.Popen(
+                [*cmd, "--config", str(self.config)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def health(self) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.api_port}/api/v1/health"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                data: dict[str, Any] = json.load(reply)
+                return data
+        except (OSError, ValueError):
+            return {}
+
+    def accepted(self) -> int:
+        return int(self.health().get("ingest", {}).get("accepted", -1))
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.broker.stop()
+
+
+class Publisher:
+    """The four cars' connections, publishing their races on a shared clock."""
+
+    def __init__(self, app: Appliance, races: list[list[Wire]]) -> None:
+        self.races = races
+        self.cursor = [0] * len(races)
+        self.conns = []
+        for car in range(1, len(races) + 1):
+            source = f"car{car}-pc1"
+            conn = MqttConnection(
+                f"load-{source}",
+                BrokerAddress(
+                    "127.0.0.1", app.broker_port, source, app.passwords[source]
+                ),
+                max_inflight=1000,
+            )
+            conn.start()
+            if not conn.connected.wait(10):
+                raise RuntimeError(f"{source} could not connect")
+            self.conns.append(conn)
+        self.sent_at: dict[tuple[int, float], float] = {}
+        self.published = 0
+
+    def run(self, seconds: float, speed: float, sim_start: float) -> float:
+        """Publish ``seconds`` of wall time at ``speed``; returns the sim time reached."""
+        start = time.monotonic()
+        sim = sim_start
+        while True:
+            elapsed = time.monotonic() - start
+            if elapsed >= seconds:
+                return sim
+            sim = sim_start + elapsed * speed
+            for i, race in enumerate(self.races):
+                c = self.cursor[i]
+                while c < len(race) and race[c][0] <= sim:
+                    _t, payload, last = race[c]
+                    self.conns[i].publish(topics.shim_data(f"car{i + 1}-pc1"), payload)
+                    if last is not None and speed == 1.0:
+                        self.sent_at[(i + 1, last)] = time.monotonic()
+                    c += 1
+                    self.published += 1
+                if c >= len(race):
+                    raise RuntimeError("race too short for the steps: raise --laps")
+                self.cursor[i] = c
+            time.sleep(0.002)
+
+    def stop(self) -> None:
+        for conn in self.conns:
+            conn.stop()
+
+
+class LiveWatcher:
+    """Subscribes to the live state of every car; records when each SessionTime shows."""
+
+    def __init__(self, app: Appliance) -> None:
+        self.seen: list[tuple[int, float, float]] = []
+        self.conn = MqttConnection(
+            "load-watcher",
+            BrokerAddress(
+                "127.0.0.1", app.broker_port, "appliance", app.passwords["appliance"]
+            ),
+        )
+        self.conn.subscribe("pitbox/v1/live/+/state", 0, self._on)
+        self.conn.start()
+        self.conn.connected.wait(10)
+
+    def _on(self, topic: str, payload: bytes, _mid: int) -> None:
+        now = time.monotonic()
+        try:
+            state = json.loads(payload)
+            car = int(topic.split("/")[3].removeprefix("car"))
+            self.seen.append((car, float(state["values"]["SessionTime"]), now))
+        except (ValueError, KeyError, TypeError):
+            pass
+
+
+def latencies(
+    sent: dict[tuple[int, float], float], seen: list[tuple[int, float, float]]
+) -> list[float]:
+    """Per batch: publish → first live state of its car showing its last SessionTime."""
+    out = []
+    by_car: dict[int, list[tuple[float, float]]] = {}
+    for car, t, at in seen:
+        by_car.setdefault(car, []).append((t, at))
+    for (car, last), at_pub in sent.items():
+        shown = [
+            at for t, at in by_car.get(car, []) if t >= last - 1e-6 and at >= at_pub
+        ]
+        if shown:
+            out.append(min(shown) - at_pub)
+    return sorted(out)
+
+
+def pct(values: list[float], q: float) -> float:
+    return (
+        values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+    )
+
+
+def dashboards(port: int, n: int, stop: threading.Event) -> None:
+    """``n`` Chromium tabs (one browser, one context each) on the pit-wall page."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run"],
+        )
+        try:
+            pages = []
+            for _ in range(n):
+                page = browser.new_context(
+                    viewport={"width": 800, "height": 480}
+                ).new_page()
+                page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
+                pages.append(page)
+            while not stop.is_set():
+                pages[0].wait_for_timeout(500)
+        finally:
+            browser.close()
+
+
+def uploader(app: Appliance, stop: threading.Event, log: list[str]) -> None:
+    """``pitbox compact`` then ``pitbox sync`` to a file:// target, every 10 s."""
+    outbox, target = app.work / "outbox", app.work / "uploaded"
+    target.mkdir(exist_ok=True)
+    cli = [sys.executable, "-m", "pitbox_appliance.cli"]
+    while not stop.wait(10):
+        for cmd in (
+            [*cli, "compact", "--db", f"sqlite:///{app.db}", "--outbox", str(outbox)],
+            [*cli, "sync", "--outbox", str(outbox), "--target", f"file://{target}"],
+        ):
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            log.append(f"{cmd[3]} rc={done.returncode}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", default="2,5,10,20,40")
+    parser.add_argument("--step-s", type=float, default=8.0)
+    parser.add_argument("--realtime-s", type=float, default=20.0)
+    parser.add_argument("--core-cpu", type=int, default=1)
+    parser.add_argument("--dashboards", type=int, default=6)
+    parser.add_argument("--laps", type=int, default=0, help="race length per car")
+    args = parser.parse_args()
+    steps = [float(s) for s in args.steps.split(",")]
+    sim_needed = args.realtime_s + sum(s * args.step_s for s in steps)
+    laps = args.laps or int(sim_needed / 26.0) + 3
+    print(
+        f"# load: {CARS} cars × 63 opponents, {laps} laps each, steps {steps};"
+        f" {code_fingerprint()}"
+    )
+    work = Path(tempfile.mkdtemp(prefix="pitbox-load-"))
+    app = Appliance(work, args.core_cpu, dashboard=args.dashboards > 0)
+    key = app.key
+    t0 = time.monotonic()
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        races = list(pool.map(encode_car, [(c, key, laps) for c in range(1, CARS + 1)]))
+    total = sum(len(r) for r in races)
+    mb = sum(len(p) for r in races for _t, p, _l in r) / 1e6
+    print(f"encoded {total} messages ({mb:.1f} MB) in {time.monotonic() - t0:.0f} s")
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    upload_log: list[str] = []
+    app.start()
+    publisher = Publisher(app, races)
+    watcher = LiveWatcher(app)
+    try:
+        if args.dashboards > 0 and CHROMIUM.exists():
+            threads.append(
+                threading.Thread(
+                    target=dashboards,
+                    args=(app.dash_port, args.dashboards, stop),
+                    daemon=True,
+                )
+            )
+        threads.append(
+            threading.Thread(target=uploader, args=(app, stop, upload_log), daemon=True)
+        )
+        for thread in threads:
+            thread.start()
+        time.sleep(8)  # dashboards open
+        sim = publisher.run(args.realtime_s, 1.0, 0.0)
+        time.sleep(1.0)
+        lat = latencies(publisher.sent_at, watcher.seen)
+        print(
+            f"real time ({args.realtime_s:.0f} s, {CARS} cars): {len(lat)} batches,"
+            f" publish → live state p50 {pct(lat, 0.5) * 1000:.1f} ms,"
+            f" p99 {pct(lat, 0.99) * 1000:.1f} ms, max {lat[-1] * 1000 if lat else 0:.1f} ms"
+        )
+        best = 1.0
+        for speed in steps:
+            before, published = app.accepted(), publisher.published
+            t_start = time.monotonic()
+            sim = publisher.run(args.step_s, speed, sim)
+            took = time.monotonic() - t_start
+            after = app.accepted()
+            offered = publisher.published - published
+            drained_at = time.monotonic()
+            while (
+                app.health().get("queue", 1) > 0 and time.monotonic() - drained_at < 10
+            ):
+                time.sleep(0.2)
+            drain = time.monotonic() - drained_at
+            # Ingest keeps up if it stored the offered messages (allowing the
+            # in-flight window still in the broker and queue at the end).
+            caught = app.accepted()
+            rate = (after - before) / took
+            holds = caught - before >= 0.95 * offered and drain < 3.0
+            print(
+                f"{speed:5.0f}× : offered {offered / took:7.0f} msg/s, stored"
+                f" {rate:7.0f} msg/s during the step, drained in {drain:4.1f} s"
+                f" → {'holds' if holds else 'does NOT hold'}"
+            )
+            if holds:
+                best = speed
+            else:
+                break
+        core_cpu = _cpu_seconds(app.processes["core"].pid)
+        stored = app.accepted()
+        per_cpu_s = stored / core_cpu if core_cpu else float("nan")
+        print(
+            f"core: {stored} messages stored in {core_cpu:.1f} CPU s ="
+            f" {per_cpu_s:.0f} msg per CPU second = {per_cpu_s / (CARS * BATCHES_PER_S):.1f}×"
+            f" real time for {CARS} cars if it had the core to itself;"
+            f" load average {Path('/proc/loadavg').read_text().split()[0]}"
+        )
+        print(
+            f"highest sustained: {best:.0f}× real time ({CARS} cars + 63-car field,"
+            f" core on CPU {args.core_cpu}); core CPU used {core_cpu:.0f} s;"
+            f" uploader runs: {', '.join(upload_log[-4:]) or 'none finished'}"
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        publisher.stop()
+        watcher.conn.stop()
+        app.stop()
+    return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
