@@ -113,8 +113,10 @@ def test_live_state_published(appliance: RunningAppliance) -> None:
             }
 
         # The race starts on the pit limiter: wait for the car to get going.
-        assert wait_for(lambda: len(speeds()) > 5, timeout=30), speeds()
-        assert len(received) > 20
+        assert wait_for(lambda: len(speeds()) > 5 and len(received) > 20, timeout=30), (
+            speeds(),
+            len(received),
+        )
         assert received[-1]["car"] == "car1"
         assert received[-1]["driver"] == "Alex Sim"
     finally:

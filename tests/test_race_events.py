@@ -134,8 +134,14 @@ def check_race(
         set(m) == {"mistake", "lap", "lap_dist_pct", "section", "severity", "driver"}
         for m in mistakes
     )
-    # Published detector events are stored too.
-    assert len(stored_events(appliance.db_url, "incident_detected")) == len(incidents)
+    # Published detector events are stored too (once the core's next commit is in:
+    # events go out when handled, the commit follows within commit_interval_s).
+    assert wait_for(
+        lambda: (
+            len(stored_events(appliance.db_url, "incident_detected")) == len(incidents)
+        ),
+        timeout=10,
+    ), (len(stored_events(appliance.db_url, "incident_detected")), len(incidents))
     counts["mistake (stored)"] = len(mistakes)
     return counts
 
