@@ -25,6 +25,7 @@ from pitbox_appliance.analysis.lap_inputs import INPUT_CHANNELS, LapInputBuffer
 from pitbox_appliance.core.segmentation import CompletedLap, LapSegmenter
 from pitbox_appliance.detectors import (
     DETECTOR_CHANNELS,
+    POOL_FRAMES,
     BatchContext,
     DetectorSet,
     Emission,
@@ -173,7 +174,9 @@ class _Tracker:
     events_seen: int = 0  # Ingestor.events already scanned for fatigue updates
     car_setup: Any = None  # the last CarSetup seen in the session info
     last_time: float = 0.0  # SessionTime of the newest telemetry
-    detectors: DetectorSet = field(default_factory=DetectorSet)
+    detectors: DetectorSet = field(
+        default_factory=lambda: DetectorSet(min_frames=POOL_FRAMES)
+    )
 
 
 class Ingestor:
@@ -445,7 +448,11 @@ class Ingestor:
             # A driver change during this stop already opened the new stint.
             if entered is None or tracker.stint_started < entered:
                 self._new_stint(tracker, seg.pit_exits[-1])
-        self._detect(tracker, tracker.detectors.on_frames(frames, _context(tracker)))
+        context = _context(tracker)
+        self._detect(tracker, tracker.detectors.on_frames(frames, context))
+        if completed:
+            # Detectors see every frame of a lap before they are told it completed.
+            self._detect(tracker, tracker.detectors.flush(context))
         # The strategy engine sees the batch before the laps it completed.
         others = self._others(tracker, frames)
         if others is not None:

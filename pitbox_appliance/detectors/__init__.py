@@ -5,6 +5,7 @@ from pitbox_appliance.detectors import damage, drafting, fatigue, incidents, mis
 from pitbox_appliance.detectors.base import (
     DETECTOR_CHANNELS,
     DETECTORS,
+    POOL_FRAMES,
     BatchContext,
     Detector,
     DetectorSet,
@@ -16,6 +17,7 @@ from pitbox_appliance.detectors.base import (
 __all__ = [
     "DETECTORS",
     "DETECTOR_CHANNELS",
+    "POOL_FRAMES",
     "BatchContext",
     "Detector",
     "DetectorSet",

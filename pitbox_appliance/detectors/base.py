@@ -112,6 +112,11 @@ class Detector(Protocol):
         ...
 
 
+# The core pools a car's batches until this many frames (500 ms at 60 Hz, the drafting
+# detector's shortest window) before the detectors look: their cost is mostly per call,
+# not per frame (bench/detector_cost.py); an alert comes at most 450 ms later.
+POOL_FRAMES = 30
+
 DetectorFactory = Callable[[], Detector]
 DETECTORS: dict[str, DetectorFactory] = {}
 _F = TypeVar("_F", bound=DetectorFactory)
@@ -136,7 +141,7 @@ class DetectorSet:
     plugin never stops ingest.
     """
 
-    def __init__(self, names: Iterable[str] | None = None) -> None:
+    def __init__(self, names: Iterable[str] | None = None, min_frames: int = 1) -> None:
         if names is None:
             # Incidents first: the others read what it found in the same batch.
             chosen = sorted(DETECTORS, key=lambda n: (n != "incident", n))
@@ -149,16 +154,41 @@ class DetectorSet:
             )
         self.detectors: list[Detector] = [DETECTORS[n]() for n in chosen]
         self.shared = SharedState()
+        # Batches are pooled until this many frames are in, then looked at as one:
+        # the detectors' cost is mostly per call, not per frame (bench/detector_cost.py).
+        self.min_frames = min_frames
+        self._pending: list[Frames] = []
+        self._pending_frames = 0
 
     def get(self, name: str) -> Detector | None:
         """The detector registered as ``name``, if it is in this set."""
         return next((d for d in self.detectors if d.name == name), None)
 
     def on_frames(self, frames: Frames, ctx: BatchContext) -> list[Emission]:
-        """Feed one batch to every detector; everything they emitted."""
+        """Feed one batch (pooled up to ``min_frames``); everything the detectors emitted."""
         if len(frames) == 0:
             return []
-        return self._run(lambda d: d.on_frames(frames, ctx, self.shared))
+        out: list[Emission] = []
+        if self._pending and self._pending[0].dtype != frames.dtype:
+            out += self.flush(ctx)  # the channel set changed: never mix layouts
+        self._pending.append(frames)
+        self._pending_frames += len(frames)
+        if self._pending_frames >= self.min_frames:
+            out += self.flush(ctx)
+        return out
+
+    def flush(self, ctx: BatchContext) -> list[Emission]:
+        """Look at the pooled frames now (before a lap completes, or when told)."""
+        if not self._pending:
+            return []
+        pooled = (
+            self._pending[0]
+            if len(self._pending) == 1
+            else np.concatenate(self._pending)
+        )
+        self._pending = []
+        self._pending_frames = 0
+        return self._run(lambda d: d.on_frames(pooled, ctx, self.shared))
 
     def on_lap(self, lap: LapContext) -> list[Emission]:
         """Tell every detector a lap completed; everything they emitted."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pitbox_appliance.analysis.lap_inputs import LapInputBuffer
 from pitbox_appliance.core.segmentation import LapSegmenter
 from pitbox_appliance.detectors.base import (
+    POOL_FRAMES,
     BatchContext,
     DetectorSet,
     Emission,
@@ -39,13 +40,14 @@ def run_detectors(
     driver_at: Callable[[float], str] | None = None,
     car_numbers: dict[int, str] | None = None,
     names: Iterable[str] | None = None,
+    min_frames: int = POOL_FRAMES,
 ) -> OfflineRun:
     """Feed ``batches`` (record arrays in time order) to a fresh detector set.
 
     ``driver_at(session_time)`` names the driver in the car (the core learns it from
     driver-change messages); a new driver or a pit exit starts a stint, as in the core.
     """
-    detectors = DetectorSet(names)
+    detectors = DetectorSet(names, min_frames=min_frames)
     segmenter = LapSegmenter()
     inputs = LapInputBuffer()
     run = OfflineRun()
@@ -68,6 +70,8 @@ def run_detectors(
         ctx = BatchContext(car, driver, stint_started, recent[-10:], car_numbers or {})
         start = time.perf_counter()
         run.emissions += detectors.on_frames(frames, ctx)
+        if completed:  # as the core does: every frame seen before the lap
+            run.emissions += detectors.flush(ctx)
         run.batch_seconds.append(time.perf_counter() - start)
         run.batch_frames.append(len(frames))
         for lap in completed:
