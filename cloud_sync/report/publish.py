@@ -7,35 +7,15 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cloud_sync.compacted import CompactedSession
 from cloud_sync.report.generator import Report, SessionReportGenerator, write_report
 from cloud_sync.report.pdf import PdfError, html_to_pdf
-from cloud_sync.targets import ConflictError, PutResult
+from cloud_sync.targets import ConflictError, Target
 
 logger = logging.getLogger(__name__)
 REPORT_DIR = "report"
-
-
-class PageTarget(Protocol):
-    """What publishing needs of a target (S3Target and FileTarget both have it)."""
-
-    url: str
-
-    def key(self, rel: str) -> str: ...
-
-    def put_bytes(
-        self,
-        key: str,
-        body: bytes,
-        content_type: str,
-        *,
-        public: bool = False,
-        create_only: bool = True,
-    ) -> PutResult: ...
-
-    def object_url(self, key: str) -> str: ...
 
 
 @dataclass
@@ -79,7 +59,7 @@ def build_report(
     )
 
 
-def publish_report(built: PublishedReport, target: PageTarget) -> PublishedReport:
+def publish_report(built: PublishedReport, target: Target) -> PublishedReport:
     """Put the report next to its session (``<session>/report/<build>/``); never overwrites.
 
     ``<build>`` is the first 12 hex digits of the HTML's SHA-256 (the HTML is
@@ -116,6 +96,6 @@ def publish_report(built: PublishedReport, target: PageTarget) -> PublishedRepor
     return built
 
 
-def _address(target: PageTarget, key: str) -> str:
+def _address(target: Target, key: str) -> str:
     bucket = getattr(target, "bucket", None)
     return f"s3://{bucket}/{key}" if bucket else target.object_url(key)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cloud_sync.report.publish import PageTarget
+from cloud_sync.targets import Target
 
 BOARDS = "boards"
 DEFAULT_LINK_EXPIRY_S = 7 * 24 * 3600  # the longest SigV4 allows
 
 
-def board_key(target: PageTarget, team: str, name: str, *, public: bool) -> str:
+def board_key(target: Target, team: str, name: str, *, public: bool) -> str:
     """``boards/public/<team>/<name>`` or ``boards/private/<team>/<name>`` under the prefix."""
     return target.key(f"{BOARDS}/{'public' if public else 'private'}/{team}/{name}")
 

@@ -324,8 +324,7 @@ class LiveState:
         self._lock = threading.Lock()
         self._cars: dict[str, CarState] = {}
         self._history: dict[str, deque[tuple[float, int, int, int, int, int]]] = {}
-        self._trace_cache: dict[str, tuple[int, Trace]] = {}
-        self._inputs_cache: dict[str, tuple[int, InputTrace]] = {}
+        self._trace_cache: dict[str, tuple[int, InputTrace, Trace]] = {}
         self._events: dict[str, deque[LiveEvent]] = {}
         #: Events accepted so far (all cars); pages compare it to see news.
         self.events_seen = 0
@@ -419,35 +418,30 @@ class LiveState:
 
     def trace(self, car: str) -> Trace:
         """The pedal trace of ``car``; computed once per update and shared by all pages."""
-        with self._lock:
-            state = self._cars.get(car)
-            if state is None:
-                return Trace(())
-            cached = self._trace_cache.get(car)
-            if cached is not None and cached[0] == state.seq:
-                return cached[1]
-            now = state.session_time
-            trace = Trace(
-                tuple((round(r[0] - now, 2), r[1], r[2]) for r in self._history[car])
-            )
-            self._trace_cache[car] = (state.seq, trace)
-            return trace
+        return self._traces(car)[1]
 
     def inputs(self, car: str) -> InputTrace:
         """Throttle, brake, steering, speed and gear of ``car`` (the split view's trace)."""
+        return self._traces(car)[0]
+
+    def _traces(self, car: str) -> tuple[InputTrace, Trace]:
+        """Both traces of ``car``, built once per update from its input history."""
         with self._lock:
             state = self._cars.get(car)
             if state is None:
-                return InputTrace(())
-            cached = self._inputs_cache.get(car)
+                return InputTrace(()), Trace(())
+            cached = self._trace_cache.get(car)
             if cached is not None and cached[0] == state.seq:
-                return cached[1]
+                return cached[1], cached[2]
             now = state.session_time
-            trace = InputTrace(
-                tuple((round(r[0] - now, 2), *r[1:]) for r in self._history[car])
+            rows = tuple(
+                (round(r[0] - now, 2), r[1], r[2], r[3], r[4], r[5])
+                for r in self._history[car]
             )
-            self._inputs_cache[car] = (state.seq, trace)
-            return trace
+            inputs = InputTrace(rows)
+            trace = Trace(tuple((r[0], r[1], r[2]) for r in rows))
+            self._trace_cache[car] = (state.seq, inputs, trace)
+            return inputs, trace
 
     # ---- helpers (called with the lock held) ------------------------------------------
     def _accept(self, state: CarState) -> None:
