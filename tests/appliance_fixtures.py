@@ -41,23 +41,35 @@ class RunningAppliance:
 
     def start_shim(self, adapter: SimAdapter, source: str | None = None) -> ShimService:
         source = source or self.broker.driver_user
-        config = ShimConfig(
-            source=source,
-            broker=BrokerAddress(
-                self.broker.host,
-                self.broker.port,
-                self.broker.driver_user,
-                self.broker.driver_password,
-            ),
-            team_key=self.team_key,
-            spool_path=str(self.tmp / f"{source}.spool"),
+        shim = driver_shim(
+            self.broker, self.team_key, self.tmp / f"{source}.spool", adapter, source
         )
-        shim = ShimService(config, adapter)
         stop = threading.Event()
         thread = threading.Thread(target=shim.run, args=(stop,), daemon=True)
         thread.start()
         self.shims.append((shim, thread, stop))
         return shim
+
+
+def driver_shim(
+    broker: BrokerHandle,
+    key: bytes,
+    spool: Path,
+    adapter: SimAdapter,
+    source: str | None = None,
+) -> ShimService:
+    """A shim on the broker's driver credentials (not started)."""
+    return ShimService(
+        ShimConfig(
+            source=source or broker.driver_user,
+            broker=BrokerAddress(
+                broker.host, broker.port, broker.driver_user, broker.driver_password
+            ),
+            team_key=key,
+            spool_path=str(spool),
+        ),
+        adapter,
+    )
 
 
 def wait_for(

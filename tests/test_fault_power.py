@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
-from driver_pc.service import ShimConfig, ShimService
-from driver_pc.transport.mqtt import BrokerAddress
 from tests.appliance_fixtures import (
     core_config_file,
+    driver_shim,
     expected_batches,
     start_core_process,
     stop_process,
@@ -56,15 +55,10 @@ def test_power_cut_mid_transaction_keeps_database_whole(
     core = start_core_process(config, env, log)
     want = expected_batches(RaceSimulatorAdapter(laps=LAPS, speed=0, seed=SEED))
     rng = random.Random(SEED)
-    shim = ShimService(
-        ShimConfig(
-            source=broker.driver_user,
-            broker=BrokerAddress(
-                broker.host, broker.port, broker.driver_user, broker.driver_password
-            ),
-            team_key=key,
-            spool_path=str(tmp_path / "shim.spool"),
-        ),
+    shim = driver_shim(
+        broker,
+        key,
+        tmp_path / "shim.spool",
         RaceSimulatorAdapter(laps=LAPS, speed=0, seed=SEED),
     )
     stop = threading.Event()

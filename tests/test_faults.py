@@ -11,11 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
-from pitbox_appliance.broker import free_port
-from tests.appliance_fixtures import wait_for
+from tests.appliance_fixtures import (
+    core_config_file,
+    driver_shim,
+    start_core_process,
+    wait_for,
+)
 from tests.broker_fixtures import BrokerHandle
 
 LAPS = 10
@@ -33,61 +36,27 @@ def lap_rows(db: Path) -> list[tuple[int, float | None]]:
         return []  # schema not created yet
 
 
-def core_config(tmp_path: Path, broker: BrokerHandle, db: Path) -> Path:
-    """An appliance config file pointing the core at ``broker`` and ``db``."""
-    config = tmp_path / "appliance.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "mqtt": {
-                    "host": broker.host,
-                    "port": broker.port,
-                    "username": broker.appliance_user,
-                },
-                "core": {"db_url": f"sqlite:///{db}", "api_port": free_port()},
-            }
-        )
-    )
-    return config
-
-
-def start_core(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pitbox_appliance.core", "--config", str(config)],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-
-
 @pytest.mark.timeout(240)
 def test_core_killed_twice_mid_race_loses_nothing(
     broker: BrokerHandle, tmp_path: Path
 ) -> None:
     key = os.urandom(32)
     db = tmp_path / "core.sqlite3"
-    config = core_config(tmp_path, broker, db)
+    config = core_config_file(tmp_path, broker, db)
     env = {
         **os.environ,
         "PITBOX_TEAM_KEY": key.hex(),
         "PITBOX_MQTT_PASSWORD": broker.appliance_password,
     }
     log = tmp_path / "core.log"
-    core = start_core(config, env, log)
+    core = start_core_process(config, env, log)
     try:
         assert wait_for(lambda: "connected to" in log.read_text(), timeout=30)
-        from driver_pc.service import ShimConfig, ShimService
-        from driver_pc.transport.mqtt import BrokerAddress
 
-        shim = ShimService(
-            ShimConfig(
-                source=broker.driver_user,
-                broker=BrokerAddress(
-                    broker.host, broker.port, broker.driver_user, broker.driver_password
-                ),
-                team_key=key,
-                spool_path=str(tmp_path / "shim.spool"),
-            ),
+        shim = driver_shim(
+            broker,
+            key,
+            tmp_path / "shim.spool",
             RaceSimulatorAdapter(laps=LAPS, speed=12.0, seed=21),
         )
         import threading
@@ -104,7 +73,7 @@ def test_core_killed_twice_mid_race_loses_nothing(
             time.sleep(
                 1.5
             )  # the shim keeps racing; the broker keeps the core's messages
-            core = start_core(config, env, log)
+            core = start_core_process(config, env, log)
         thread.join(timeout=120)
         assert shim.final_spool_depth == 0
         assert wait_for(lambda: len(lap_rows(db)) >= LAPS + 1, timeout=60)
@@ -195,10 +164,10 @@ def test_shim_spool_survives_kill_9_while_broker_is_down(
 
     broker.broker.start()
     db = tmp_path / "core.sqlite3"
-    config = core_config(tmp_path, broker, db)
+    config = core_config_file(tmp_path, broker, db)
     core_env = {**env, "PITBOX_MQTT_PASSWORD": broker.appliance_password}
     log = tmp_path / "core.log"
-    core = start_core(config, core_env, log)
+    core = start_core_process(config, core_env, log)
     try:
         assert wait_for(lambda: "connected to" in log.read_text(), timeout=30)
         # The restarted shim sends what the killed one spooled before its own data.
