@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from cloud_sync.targets import add_target_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -18,15 +19,10 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pitbox-cloud", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build missing reports and the statboards")
-    build.add_argument(
+    add_target_arguments(
+        build,
         "--bucket",
-        default=os.environ.get("PITBOX_SYNC_TARGET"),
-        help="s3://bucket/prefix or file:///dir holding compacted sessions",
-    )
-    build.add_argument(
-        "--endpoint-url",
-        default=os.environ.get("PITBOX_S3_ENDPOINT_URL"),
-        help="S3-compatible endpoint ($PITBOX_S3_ENDPOINT_URL)",
+        "s3://bucket/prefix or file:///dir holding compacted sessions",
     )
     build.add_argument(
         "--cache", type=Path, help="local copy of the sets (default: temp)"
@@ -67,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from cloud_sync.targets import TargetError, parse_target
 
     try:
-        options = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
-        target = parse_target(args.bucket, **options)
+        target = parse_target(args.bucket, endpoint_url=args.endpoint_url)
     except ValueError as exc:
         sys.stderr.write(f"pitbox-cloud: {exc}\n")
         return 2

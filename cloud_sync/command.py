@@ -6,7 +6,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from urllib.parse import unquote, urlparse
 import platformdirs
 
 from cloud_sync.outbox import OUTBOX_DB_NAME, EntryState, Outbox
+from cloud_sync.targets import add_target_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -31,15 +31,10 @@ def add_command(sub: Any) -> None:
         help="upload compacted sessions from the outbox (s3:// or file://)",
         description=__doc__,
     )
-    parser.add_argument(
+    add_target_arguments(
+        parser,
         "--target",
-        default=os.environ.get("PITBOX_SYNC_TARGET"),
-        help="s3://bucket/prefix or file:///dir (default: $PITBOX_SYNC_TARGET)",
-    )
-    parser.add_argument(
-        "--endpoint-url",
-        default=os.environ.get("PITBOX_S3_ENDPOINT_URL"),
-        help="S3-compatible endpoint (default: AWS; $PITBOX_S3_ENDPOINT_URL)",
+        "s3://bucket/prefix or file:///dir (default: $PITBOX_SYNC_TARGET)",
     )
     parser.add_argument(
         "--outbox",
@@ -109,8 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from cloud_sync.uploader import Backoff, Uploader
 
     try:
-        options = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
-        target = parse_target(args.target, **options)
+        target = parse_target(args.target, endpoint_url=args.endpoint_url)
     except ValueError as exc:
         sys.stderr.write(f"pitbox sync: {exc}\n")
         return 2
@@ -171,8 +165,7 @@ def _watch(args: argparse.Namespace, outbox_dir: Path, db_path: Path) -> int:
         stop.wait()
         return 0
     try:
-        options = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
-        target = parse_target(args.target, **options)
+        target = parse_target(args.target, endpoint_url=args.endpoint_url)
     except ValueError as exc:
         sys.stderr.write(f"pitbox sync: {exc}\n")
         return 2

@@ -100,6 +100,16 @@ class Target(Protocol):
         ...
 
 
+def add_target_arguments(parser: Any, flag: str, help: str) -> None:
+    """``flag`` (the target URL, default ``$PITBOX_SYNC_TARGET``) and ``--endpoint-url``."""
+    parser.add_argument(flag, default=os.environ.get("PITBOX_SYNC_TARGET"), help=help)
+    parser.add_argument(
+        "--endpoint-url",
+        default=os.environ.get("PITBOX_S3_ENDPOINT_URL"),
+        help="S3-compatible endpoint (default: AWS; $PITBOX_S3_ENDPOINT_URL)",
+    )
+
+
 def parse_target(url: str, **s3_options: Any) -> Target:
     """``s3://bucket/prefix`` or ``file:///dir``; ``s3_options`` go to S3Target."""
     parsed = urlparse(url)

@@ -14,6 +14,7 @@ from typing import Any
 import platformdirs
 
 from cloud_sync.command import default_outbox
+from cloud_sync.targets import add_target_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +40,11 @@ def add_command(sub: Any) -> None:
     parser.add_argument(
         "--out", type=Path, help=f"local report folder (default: {default_reports()}/…)"
     )
-    parser.add_argument(
+    add_target_arguments(
+        parser,
         "--target",
-        default=os.environ.get("PITBOX_SYNC_TARGET"),
-        help="publish to s3://bucket/prefix or file:///dir (default: $PITBOX_SYNC_TARGET; "
+        "publish to s3://bucket/prefix or file:///dir (default: $PITBOX_SYNC_TARGET; "
         "none: local only)",
-    )
-    parser.add_argument(
-        "--endpoint-url",
-        default=os.environ.get("PITBOX_S3_ENDPOINT_URL"),
-        help="S3-compatible endpoint ($PITBOX_S3_ENDPOINT_URL)",
     )
     parser.add_argument(
         "--broker",
@@ -92,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
     target = None
     if args.target:
         try:
-            options = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
-            target = parse_target(args.target, **options)
+            target = parse_target(args.target, endpoint_url=args.endpoint_url)
         except ValueError as exc:
             sys.stderr.write(f"pitbox report: {exc}\n")
             return 2
