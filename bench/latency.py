@@ -43,8 +43,8 @@ from driver_pc.adapters.base import Frames
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol import topics
+from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from driver_pc.service import ShimConfig, ShimService
-from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.broker import MosquittoBroker, free_port
 from pitbox_appliance.config import ApplianceConfig, CoreConfig, MqttConfig
 from pitbox_appliance.core.service import CoreService

@@ -41,7 +41,7 @@ from driver_pc.pipeline import ShimPipeline  # noqa: E402
 from driver_pc.protocol import topics  # noqa: E402
 from driver_pc.protocol.codec import Codec  # noqa: E402
 from driver_pc.protocol.messages import TelemetryBatch  # noqa: E402
-from driver_pc.transport.mqtt import BrokerAddress, MqttConnection  # noqa: E402
+from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection  # noqa: E402
 from pitbox_appliance.broker import MosquittoBroker, free_port  # noqa: E402
 
 CARS = 4

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from _common import machine
 
-from driver_pc.pairing import pairing_proof
 from driver_pc.protocol import topics
-from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
+from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
+from driver_pc.protocol.pairing import pairing_proof
 from pitbox_appliance.broker import MosquittoBroker, TlsListener, free_port
 from pitbox_appliance.security.pki import ensure_pki
 

@@ -19,8 +19,8 @@ from driver_pc.adapters.base import (
     create_adapter,
 )
 from driver_pc.pairing import ca_path, default_credentials_path, load_credentials
+from driver_pc.protocol.mqtt import BrokerAddress
 from driver_pc.service import ShimConfig, ShimService
-from driver_pc.transport.mqtt import BrokerAddress
 from driver_pc.video import VideoSegmentWatcher, VideoTarget
 
 logger = logging.getLogger("driver_pc")

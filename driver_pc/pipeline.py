@@ -17,7 +17,11 @@ from driver_pc.protocol.messages import (
     SessionInfo,
     TelemetryBatch,
 )
-from driver_pc.session_info import SessionInfoError, current_driver, parse_session_info
+from driver_pc.protocol.session_info import (
+    SessionInfoError,
+    current_driver,
+    parse_session_info,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from driver_pc.protocol.messages import (
     ShimStatus,
     TelemetryBatch,
 )
-from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
+from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from driver_pc.transport.sender import SpoolSender
 from driver_pc.transport.spool import Spool
 from driver_pc.video import SessionClock

@@ -22,12 +22,12 @@ from driver_pc.adapters.iracing_replay import IbtReplayAdapter
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from driver_pc.pairing import (
     DeviceCredentials,
-    PairingError,
     ca_path,
     load_credentials,
     pair,
     save_credentials,
 )
+from driver_pc.protocol.pairing import PairingError
 from driver_pc.service import ShimConfig, ShimService
 from pitbox_appliance.broker import (
     MosquittoBroker,

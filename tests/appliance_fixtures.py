@@ -18,8 +18,8 @@ import yaml
 from driver_pc.adapters.base import SimAdapter
 from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol.messages import TelemetryBatch
+from driver_pc.protocol.mqtt import BrokerAddress
 from driver_pc.service import ShimConfig, ShimService
-from driver_pc.transport.mqtt import BrokerAddress
 from pitbox_appliance.broker import free_port
 from pitbox_appliance.config import ApplianceConfig, CoreConfig, MqttConfig
 from pitbox_appliance.core.service import CoreService

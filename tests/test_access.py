@@ -43,7 +43,6 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: TID251
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from driver_pc.pairing import (
-    PairingError,
     ca_path,
     load_credentials,
     pair,
@@ -53,8 +52,9 @@ from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol import topics
 from driver_pc.protocol.codec import Codec, DecodeError, Keyring
 from driver_pc.protocol.messages import TelemetryBatch
+from driver_pc.protocol.mqtt import MqttConnection
+from driver_pc.protocol.pairing import PairingError
 from driver_pc.service import ShimConfig, ShimService
-from driver_pc.transport.mqtt import MqttConnection
 from pitbox_appliance.api.app import bound_port, start_api
 from pitbox_appliance.broker import MosquittoBroker, TlsListener, free_port
 from pitbox_appliance.cli import main as pitbox_main

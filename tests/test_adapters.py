@@ -17,7 +17,7 @@ from driver_pc.adapters.iracing_replay import LiveDumpAdapter
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol.messages import DriverChange, TelemetryBatch
-from driver_pc.session_info import (
+from driver_pc.protocol.session_info import (
     current_driver,
     decode_session_bytes,
     parse_session_info,

@@ -26,8 +26,8 @@ import pytest
 
 from driver_pc.adapters.simulator import ORIGIN_LAT, ORIGIN_LON, TRACK_M, track_point
 from driver_pc.protocol.events import encode_event
+from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from driver_pc.protocol.topics import events, live_state
-from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.broker import free_port
 from pitbox_appliance.storage.database import make_engine
 from pitbox_appliance.storage.writer import SessionWriter

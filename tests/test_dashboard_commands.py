@@ -12,8 +12,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
+from driver_pc.protocol.mqtt import BrokerAddress
 from driver_pc.service import ShimConfig, ShimService
-from driver_pc.transport.mqtt import BrokerAddress
 from pitbox_appliance.api.app import create_app
 from pitbox_appliance.dashboard.core_api import (
     CoreApi,

@@ -88,7 +88,7 @@ def test_simulated_file_through_broker(
 def test_live_state_published(appliance: RunningAppliance) -> None:
     import json
 
-    from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
+    from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 
     broker = appliance.broker
     received: list[dict[str, object]] = []

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from driver_pc.protocol import topics
 from driver_pc.protocol.events import event_payload
-from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
+from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.api.app import create_app
 from tests.appliance_fixtures import RunningAppliance, wait_for
 

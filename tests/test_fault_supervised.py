@@ -27,8 +27,8 @@ import pytest
 import yaml
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
+from driver_pc.protocol.mqtt import BrokerAddress
 from driver_pc.service import ShimConfig, ShimService
-from driver_pc.transport.mqtt import BrokerAddress
 from pitbox_appliance.broker import (
     MosquittoBroker,
     free_port,

@@ -38,7 +38,7 @@ from driver_pc.protocol.messages import (
     MessageType,
     TelemetryBatch,
 )
-from driver_pc.session_info import SessionInfoError, parse_session_info
+from driver_pc.protocol.session_info import SessionInfoError, parse_session_info
 from pitbox_appliance.api.context import read_body
 from pitbox_appliance.api.schemas import CommandIn
 from pitbox_appliance.core.ingest import Ingestor
@@ -179,7 +179,7 @@ def test_deeply_nested_session_info_is_refused_not_a_segfault() -> None:
     # Found by bench/fuzz/fuzz_session_yaml.py: libyaml's C composer overflowed the
     # stack (SIGSEGV) on ~100,000 nested levels. Run apart: a regression kills a process.
     script = (
-        "from driver_pc.session_info import parse_session_info, SessionInfoError\n"
+        "from driver_pc.protocol.session_info import parse_session_info, SessionInfoError\n"
         "for text in ('[' * 100_000, '- ' * 100_000 + 'x', 'a: {' * 100_000):\n"
         "    try:\n"
         "        parse_session_info(text)\n"

@@ -13,7 +13,7 @@ from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol import topics
 from driver_pc.protocol.codec import Codec
 from driver_pc.protocol.messages import TelemetryBatch
-from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
+from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.storage.database import make_engine
 from pitbox_appliance.storage.models import TelemetryChunk
 from tests.appliance_fixtures import RunningAppliance, wait_for

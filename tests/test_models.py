@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter, TruthKind
-from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
+from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.models.advisor import ModelAdvisor
 from pitbox_appliance.models.baselines import fatigue_baseline
 from pitbox_appliance.models.datasets import (

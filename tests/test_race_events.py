@@ -18,8 +18,8 @@ from driver_pc.adapters.simulator import RaceSimulatorAdapter, TruthKind
 from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol import topics
 from driver_pc.protocol.events import EventKind, event_payload
+from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from driver_pc.service import ShimConfig, ShimService
-from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.storage.database import make_engine
 from pitbox_appliance.storage.models import Event
 from tests.appliance_fixtures import RunningAppliance, wait_for

@@ -292,7 +292,7 @@ def test_pitbox_report_command_publishes_and_announces(
     team: Team, broker: BrokerHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from driver_pc.protocol import topics
-    from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
+    from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
     from pitbox_appliance.cli import main as pitbox
 
     received: list[dict[str, Any]] = []

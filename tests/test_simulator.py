@@ -30,7 +30,7 @@ from driver_pc.adapters.simulator import (
 )
 from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol.messages import DriverChange, SessionInfo
-from driver_pc.session_info import current_driver, parse_session_info
+from driver_pc.protocol.session_info import current_driver, parse_session_info
 
 V1_NAMES = [
     "SessionTime",

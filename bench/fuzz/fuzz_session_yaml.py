@@ -12,7 +12,7 @@ import atheris
 from _fuzz import REAL_DATA, run
 
 with atheris.instrument_imports():
-    from driver_pc.session_info import (
+    from driver_pc.protocol.session_info import (
         SessionInfoError,
         current_driver,
         parse_session_info,

@@ -178,7 +178,7 @@ def announce(
     """Publish ``events`` on ``topics.events(car)`` (QoS 1); waits for every PUBACK."""
     from driver_pc.protocol import topics
     from driver_pc.protocol.events import encode_event
-    from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
+    from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 
     messages = [
         json.dumps(encode_event(car, kind, payload)) for kind, payload in events

@@ -15,7 +15,7 @@ from driver_pc.adapters.base import (
     register_adapter,
 )
 from driver_pc.protocol.channels import ChannelKind, ChannelSpec, frame_dtype
-from driver_pc.session_info import (
+from driver_pc.protocol.session_info import (
     current_driver,
     decode_session_bytes,
     parse_session_info,

@@ -18,7 +18,11 @@ from driver_pc.adapters.base import (
 )
 from driver_pc.adapters.ibt_file import IbtError, IbtReader
 from driver_pc.protocol.channels import ChannelKind, ChannelSpec, frame_dtype
-from driver_pc.session_info import decode_session_bytes, parse_session_info, track_info
+from driver_pc.protocol.session_info import (
+    decode_session_bytes,
+    parse_session_info,
+    track_info,
+)
 
 
 def file_session_key(path: Path, info_text: str) -> str:

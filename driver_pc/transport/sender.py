@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from driver_pc.protocol.mqtt import MqttConnection
 from driver_pc.protocol.topics import Topic
-from driver_pc.transport.mqtt import MqttConnection
 from driver_pc.transport.spool import Spool
 
 logger = logging.getLogger(__name__)

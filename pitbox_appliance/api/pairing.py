@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from driver_pc.pairing import PairingError, seal_reply
+from driver_pc.protocol.pairing import PairingError, seal_reply
 from pitbox_appliance.api.context import (
     SERVICE,
     error_response,

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from driver_pc.protocol.codec import decode_batch
 from driver_pc.protocol.messages import ChannelDictionary
-from driver_pc.session_info import SessionInfoError, parse_session_info
+from driver_pc.protocol.session_info import SessionInfoError, parse_session_info
 from pitbox_appliance.compaction.manifest import (
     MANIFEST_NAME,
     FileEntry,

@@ -20,7 +20,11 @@ from driver_pc.protocol.messages import (
     ShimStatus,
     TelemetryBatch,
 )
-from driver_pc.session_info import SessionInfoError, parse_session_info, track_info
+from driver_pc.protocol.session_info import (
+    SessionInfoError,
+    parse_session_info,
+    track_info,
+)
 from pitbox_appliance.analysis.lap_inputs import INPUT_CHANNELS, LapInputBuffer
 from pitbox_appliance.core.segmentation import CompletedLap, LapSegmenter
 from pitbox_appliance.detectors import (

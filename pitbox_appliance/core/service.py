@@ -17,7 +17,7 @@ from driver_pc.protocol import topics
 from driver_pc.protocol.codec import Codec, Keyring
 from driver_pc.protocol.events import EventError, encode_event
 from driver_pc.protocol.messages import Command
-from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
+from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.config import ApplianceConfig, mqtt_password_from_env
 from pitbox_appliance.core.ingest import Ingestor
 from pitbox_appliance.models.advisor import ModelAdvisor

@@ -14,7 +14,7 @@ import platformdirs
 from nicegui import app, ui
 from sqlalchemy.engine.url import make_url
 
-from driver_pc.transport.mqtt import BrokerAddress, MqttConnection
+from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.config import CoreConfig, DashboardConfig, MqttConfig, ThemeConfig
 from pitbox_appliance.dashboard.context import PageContext, Services
 from pitbox_appliance.dashboard.core_api import CoreApi, api_base_url, command_token

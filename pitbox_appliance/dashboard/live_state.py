@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from driver_pc.protocol.topics import ALL_EVENTS, ALL_LIVE_STATE
 
 if TYPE_CHECKING:
-    from driver_pc.transport.mqtt import MqttConnection
+    from driver_pc.protocol.mqtt import MqttConnection
 
 logger = logging.getLogger(__name__)
 

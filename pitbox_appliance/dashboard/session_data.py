@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from driver_pc.protocol.codec import DecodeError, decode_batch
 from driver_pc.protocol.messages import ChannelDictionary
-from driver_pc.session_info import SessionInfoError, parse_session_info
+from driver_pc.protocol.session_info import SessionInfoError, parse_session_info
 from pitbox_appliance.dashboard.lap_analysis import (
     FloatArray,
     LapTrace,

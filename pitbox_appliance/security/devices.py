@@ -26,8 +26,8 @@ from typing import Any
 
 import platformdirs
 
-from driver_pc.pairing import CODE_ALPHABET, CODE_LENGTH, pairing_proof
 from driver_pc.protocol.codec import Keyring
+from driver_pc.protocol.pairing import CODE_ALPHABET, CODE_LENGTH, pairing_proof
 from pitbox_appliance.broker import delete_user, reload_by_pid_file, set_password
 from pitbox_appliance.config import SecurityConfig
 from pitbox_appliance.security.files import write_private
