@@ -91,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
 def build_all(target: Any, cache: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Fetch every set, build the reports not yet on the target, then each team's board."""
     from cloud_sync.compacted import fetch_sets, load_session
-    from cloud_sync.manifest import ManifestError
     from cloud_sync.report.publish import REPORT_DIR, build_report, publish_report
     from cloud_sync.statboard.builder import StatboardBuilder
     from cloud_sync.statboard.publish import publish_board
+    from driver_pc.protocol.manifest import ManifestError
 
     problems: list[str] = []
     sessions = []
@@ -103,7 +103,7 @@ def build_all(target: Any, cache: Path, args: argparse.Namespace) -> dict[str, A
             sessions.append(load_session(local))
         except ManifestError as exc:
             problems.append(str(exc))
-    sessions.sort(key=lambda s: (str(s.manifest["session"].get("stored_at")), s.path))
+    sessions.sort(key=lambda s: (str(s.manifest.session.get("stored_at")), s.path))
     keys = set(target.list_keys())
     reports: dict[str, str] = {}
     events: list[dict[str, Any]] = []

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from cloud_sync.manifest import (
-    KNOWN_SCHEMA_VERSIONS,
-    MANIFEST_KIND,
-    MANIFEST_NAME,
-    ManifestError,
-    read_set,
-)
+from cloud_sync.manifest import check_local, read_set
 from cloud_sync.targets import Target
+from driver_pc.protocol.manifest import MANIFEST_NAME, Manifest, ManifestError
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +71,7 @@ class CompactedSession:
     """A compacted session read from its directory: manifest, laps, stints, events, telemetry."""
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     laps: list[Lap]
     stints: list[dict[str, Any]]
     events: list[SessionEvent]
@@ -84,23 +79,23 @@ class CompactedSession:
 
     @property
     def path(self) -> str:
-        return str(self.manifest["path"])
+        return self.manifest.path
 
     @property
     def session_key(self) -> str:
-        return str(self.manifest["session"]["session_key"])
+        return str(self.manifest.session["session_key"])
 
     @property
     def car(self) -> str:
-        return str(self.manifest["session"].get("car") or "unknown")
+        return str(self.manifest.session.get("car") or "unknown")
 
     @property
     def track(self) -> str:
-        return str(self.manifest["session"].get("track") or "unknown track")
+        return str(self.manifest.session.get("track") or "unknown track")
 
     @property
     def partition(self) -> dict[str, Any]:
-        return dict(self.manifest["partition"])
+        return asdict(self.manifest.partition)
 
     def events_of(self, kind: str) -> list[SessionEvent]:
         return [e for e in self.events if e.kind == kind]
@@ -111,19 +106,8 @@ class CompactedSession:
 
 def load_session(root: Path, *, telemetry: bool = True) -> CompactedSession:
     """Read the compacted set in ``root`` (the ``session=…`` directory); ManifestError if unusable."""
-    manifest_path = root / MANIFEST_NAME
-    try:
-        manifest: Any = json.loads(manifest_path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise ManifestError(f"{manifest_path}: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
-        raise ManifestError(f"{manifest_path}: not a PitBox compacted-session manifest")
-    if manifest.get("schema_version") not in KNOWN_SCHEMA_VERSIONS:
-        raise ManifestError(
-            f"{manifest_path}: schema_version {manifest.get('schema_version')!r} unknown "
-            f"(this reader knows {sorted(KNOWN_SCHEMA_VERSIONS)})"
-        )
-    tables = {f["table"]: root / f["path"] for f in manifest.get("files", [])}
+    manifest = Manifest.load(root)
+    tables = {f.table: root / f.path for f in manifest.files}
     for needed in ("laps", "stints", "events"):
         if needed not in tables or not tables[needed].is_file():
             raise ManifestError(f"{root}: the set has no {needed} table")
@@ -203,8 +187,6 @@ def fetch_sets(target: Target, cache: Path) -> list[Path]:
         except ManifestError as exc:
             logger.warning("skipping %s: %s", key, exc)
             continue
-        from cloud_sync.manifest import check_local
-
         ok = True
         for item in compacted.files[:-1]:
             dest = compacted.local(item)

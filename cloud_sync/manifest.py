@@ -1,22 +1,20 @@
-"""Reading compacted sessions from the outbox directory: the manifest.json contract, files and checksums."""
+"""Compacted sets in the outbox directory: finding them, their files to upload, checking checksums.
+
+The manifest itself is the contract in ``driver_pc.protocol.manifest``.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
-MANIFEST_NAME = "manifest.json"
-MANIFEST_KIND = "pitbox.compacted_session"
-KNOWN_SCHEMA_VERSIONS = frozenset({1})
-# team=<team>/season=<yyyy>/track=<track>/session=<id>/manifest.json
-SET_GLOB = f"team=*/season=*/track=*/session=*/{MANIFEST_NAME}"
-
-
-class ManifestError(ValueError):
-    """A compacted set on disk is unreadable, incomplete or does not match its manifest."""
+from driver_pc.protocol.manifest import (
+    MANIFEST_NAME,
+    SET_GLOB,
+    Manifest,
+    ManifestError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,31 +50,15 @@ def find_sets(outbox: Path) -> list[str]:
 
 def read_set(outbox: Path, path: str) -> CompactedSet:
     """Read and check the manifest of the set at ``outbox/path``."""
-    manifest = outbox / path / MANIFEST_NAME
+    manifest_path = outbox / path / MANIFEST_NAME
     try:
-        raw = manifest.read_bytes()
-        data: Any = json.loads(raw)
-    except (OSError, ValueError) as exc:
-        raise ManifestError(f"{manifest}: {exc}") from None
-    if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND:
-        raise ManifestError(f"{manifest}: not a PitBox compacted-session manifest")
-    if data.get("schema_version") not in KNOWN_SCHEMA_VERSIONS:
-        raise ManifestError(
-            f"{manifest}: schema_version {data.get('schema_version')!r} unknown "
-            f"(this uploader knows {sorted(KNOWN_SCHEMA_VERSIONS)})"
-        )
-    if data.get("path") != path:
-        raise ManifestError(f"{manifest}: says it belongs at {data.get('path')!r}")
-    files = []
-    for entry in data.get("files") or []:
-        try:
-            rel, size, digest = entry["path"], entry["bytes"], entry["sha256"]
-        except (KeyError, TypeError):
-            raise ManifestError(f"{manifest}: bad file entry {entry!r}") from None
-        pure = PurePosixPath(str(rel))
-        if pure.is_absolute() or ".." in pure.parts or str(pure) == MANIFEST_NAME:
-            raise ManifestError(f"{manifest}: unsafe file path {rel!r}")
-        files.append(SetFile(str(pure), int(size), str(digest)))
+        raw = manifest_path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"{manifest_path}: {exc}") from None
+    manifest = Manifest.parse(raw, str(manifest_path))
+    if manifest.path != path:
+        raise ManifestError(f"{manifest_path}: says it belongs at {manifest.path!r}")
+    files = [SetFile(f.path, f.bytes, f.sha256) for f in manifest.files]
     files.append(SetFile(MANIFEST_NAME, len(raw), hashlib.sha256(raw).hexdigest()))
     return CompactedSet(outbox, path, tuple(files), files[-1].sha256)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloud_sync.manifest import ManifestError, check_local, find_sets, read_set
+from cloud_sync.manifest import check_local, find_sets, read_set
 from cloud_sync.outbox import Entry, EntryState, Outbox
 from cloud_sync.targets import (
     ConflictError,
@@ -24,6 +24,7 @@ from cloud_sync.targets import (
     UnreachableError,
     VerifyError,
 )
+from driver_pc.protocol.manifest import ManifestError
 
 logger = logging.getLogger(__name__)
 

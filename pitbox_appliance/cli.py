@@ -77,8 +77,14 @@ def _command_plugins() -> list[Callable[[Any], None]]:
     ``handler`` as a parser default.
     """
     from cloud_sync.command import add_command as add_sync
-    from cloud_sync.report.command import add_command as add_report
+    from cloud_sync.report.command import add_command as add_report_to
+    from pitbox_appliance.compaction.command import StoredSessionSets
     from pitbox_appliance.compaction.command import add_command as add_compact
+
+    def add_report(sub: Any) -> None:
+        # Reports read compacted sets; the appliance finds (or compacts) the session's.
+        add_report_to(sub, StoredSessionSets())
+
     from pitbox_appliance.models.train_command import add_command as add_train
     from pitbox_appliance.security.command import add_command as add_devices
     from pitbox_appliance.strategy.command import add_command as add_timing

@@ -35,11 +35,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud_sync import command as sync_command
-from cloud_sync.manifest import MANIFEST_NAME, find_sets
+from cloud_sync.manifest import find_sets
 from cloud_sync.outbox import OUTBOX_DB_NAME, EntryState, Outbox
 from cloud_sync.s3 import MIB, S3Target
 from cloud_sync.targets import FileTarget
 from cloud_sync.uploader import Backoff, Uploader, _round_lock
+from driver_pc.protocol.manifest import MANIFEST_NAME, FileEntry, Partition
 from driver_pc.protocol.messages import ChannelDictionary
 from pitbox_appliance.compaction import Manifest, compact_session
 from pitbox_appliance.storage.models import ChannelSet, Lap
@@ -214,20 +215,16 @@ def big_set(outbox: Path, size: int, name: str = "big") -> tuple[str, bytes]:
     (root / "telemetry").mkdir(parents=True)
     data = np.random.default_rng(5).bytes(size)
     (root / "telemetry" / "telemetry.parquet").write_bytes(data)
-    manifest = {
-        "kind": "pitbox.compacted_session",
-        "schema_version": 1,
-        "path": rel,
-        "files": [
-            {
-                "path": "telemetry/telemetry.parquet",
-                "table": "telemetry",
-                "rows": 0,
-                "bytes": size,
-                "sha256": hashlib.sha256(data).hexdigest(),
-            }
-        ],
-    }
+    entry = FileEntry(
+        "telemetry/telemetry.parquet",
+        "telemetry",
+        0,
+        size,
+        hashlib.sha256(data).hexdigest(),
+    )
+    manifest = Manifest(
+        Partition("t", 2026, "x", name), (entry,), {}, {}, {}, "2026-01-01T00:00:00Z"
+    ).to_json()
     (root / MANIFEST_NAME).write_text(json.dumps(manifest))
     return rel, data
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from driver_pc.protocol.channels import ChannelKind, ChannelSpec
 from driver_pc.protocol.codec import decode_batch
+from driver_pc.protocol.manifest import sha256_of
 from driver_pc.protocol.messages import ChannelDictionary
 from pitbox_appliance.compaction import (
     AlreadyCompactedError,
@@ -26,7 +27,6 @@ from pitbox_appliance.compaction import (
     compact_session,
 )
 from pitbox_appliance.compaction import command as compact_command
-from pitbox_appliance.compaction.manifest import sha256_of
 from pitbox_appliance.compaction.telemetry import TelemetryWriter, decimal_scale
 from pitbox_appliance.storage.models import (
     ChannelSet,

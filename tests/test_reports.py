@@ -528,7 +528,7 @@ def test_file_target_reports_never_overwrite(tmp_path: Path) -> None:
 def test_load_session_refuses_unknown_schema(team: Team, tmp_path: Path) -> None:
     import shutil
 
-    from cloud_sync.manifest import ManifestError
+    from driver_pc.protocol.manifest import ManifestError
 
     copy = tmp_path / "set"
     shutil.copytree(team.outbox / team.paths[0], copy)

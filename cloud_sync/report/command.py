@@ -1,15 +1,21 @@
-"""``pitbox report SESSION``: compact if needed, build the report, publish it and announce its events."""
+"""``pitbox report SESSION``: build the report of a compacted session, publish it and announce its events.
+
+Which compacted set SESSION names is not this package's business: the ``pitbox``
+command (the composition root) passes a ``SetResolver`` that finds (or first
+compacts) it, so cloud_sync reads only compacted files, never the appliance's storage.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import platformdirs
 
@@ -24,19 +30,27 @@ def default_reports() -> Path:
     return Path(platformdirs.user_data_dir("pitbox", appauthor=False)) / "reports"
 
 
-def add_command(sub: Any) -> None:
-    """Add ``report`` to the ``pitbox`` subparsers."""
+class SetResolver(Protocol):
+    """Turns the command line's session argument into a compacted set's directory."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add the arguments that name the session (at least a positional)."""
+
+    def resolve(self, args: argparse.Namespace, outbox: Path) -> Path:
+        """The set's directory under ``outbox``; ValueError (with why) if there is none."""
+
+
+def add_command(sub: Any, sets: SetResolver) -> None:
+    """Add ``report`` to the ``pitbox`` subparsers; ``sets`` finds the session's set."""
     parser = sub.add_parser(
         "report",
         help="build (and publish) the post-session report of a stored session",
         description=__doc__,
     )
-    parser.add_argument("session", type=int, help="session id (see `pitbox laps`)")
-    parser.add_argument("--db", help="database URL (default: under the user data dir)")
+    sets.add_arguments(parser)
     parser.add_argument(
         "--outbox", type=Path, help=f"outbox (default: {default_outbox()})"
     )
-    parser.add_argument("--team", help="team name for the layout when compacting")
     parser.add_argument(
         "--out", type=Path, help=f"local report folder (default: {default_reports()}/…)"
     )
@@ -55,29 +69,17 @@ def add_command(sub: Any) -> None:
     parser.add_argument("--broker-user", default="appliance", help="broker user")
     parser.add_argument("--no-pdf", action="store_true", help="HTML only")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=functools.partial(run, sets=sets))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, sets: SetResolver) -> int:
     """0: built (and published/announced as asked); 1: a step failed; 2: bad input."""
-    from sqlalchemy.engine.url import make_url
-
     from cloud_sync.compacted import load_session
-    from cloud_sync.manifest import ManifestError, find_sets
+    from cloud_sync.manifest import find_sets
     from cloud_sync.report.publish import build_report, publish_report
     from cloud_sync.targets import TargetError, parse_target
-    from pitbox_appliance.compaction import (
-        CompactionError,
-        compact_session,
-        compacted_path,
-    )
-    from pitbox_appliance.storage.database import default_db_url, make_engine
+    from driver_pc.protocol.manifest import ManifestError
 
-    url = args.db or default_db_url()
-    database = make_url(url).database
-    if database and database != ":memory:" and not Path(database).exists():
-        sys.stderr.write(f"pitbox report: no database at {database}\n")
-        return 2
     broker = None
     if args.broker:
         try:
@@ -93,16 +95,11 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"pitbox report: {exc}\n")
             return 2
     outbox: Path = args.outbox or default_outbox()
-    engine = make_engine(url, readonly=True)
     try:
-        path = compacted_path(engine, args.session, outbox, team=args.team)
-        if not path.exists():
-            compact_session(engine, args.session, outbox, team=args.team)
-    except CompactionError as exc:
+        path = sets.resolve(args, outbox)
+    except ValueError as exc:
         sys.stderr.write(f"pitbox report: {exc}\n")
         return 2
-    finally:
-        engine.dispose()
     try:
         session = load_session(path)
         history = []
@@ -113,12 +110,12 @@ def run(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         sys.stderr.write(f"pitbox report: {exc}\n")
         return 1
-    history.sort(key=lambda s: (str(s.manifest["session"].get("stored_at")), s.path))
+    history.sort(key=lambda s: (str(s.manifest.session.get("stored_at")), s.path))
     history = [
         h
         for h in history
-        if str(h.manifest["session"].get("stored_at"))
-        <= str(session.manifest["session"].get("stored_at"))
+        if str(h.manifest.session.get("stored_at"))
+        <= str(session.manifest.session.get("stored_at"))
     ]
     out_dir = args.out or default_reports() / session.path
     built = build_report(session, out_dir, history=history, pdf=not args.no_pdf)

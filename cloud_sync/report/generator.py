@@ -123,7 +123,7 @@ class SessionReportGenerator:
             self._training(goals, badges),
             '<p class="muted">Methods and what is not built: docs/cloud.md. '
             f"Generated from the compacted set {html.escape(s.path)} "
-            f"(manifest created {html.escape(str(s.manifest.get('created_at')))}).</p>",
+            f"(manifest created {html.escape(s.manifest.created_at)}).</p>",
         ]
         title = f"PitBox session report: {s.track}, {s.car}"
         page = (
@@ -196,8 +196,8 @@ class SessionReportGenerator:
     def _header(self) -> str:
         s = self.session
         m = s.manifest
-        info = m["session"]
-        duration = m.get("analytics", {}).get("duration")
+        info = m.session
+        duration = m.analytics.get("duration")
         rows = [
             ("Track", s.track),
             ("Car", s.car),

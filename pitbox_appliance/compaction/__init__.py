@@ -1,12 +1,12 @@
 """Compaction: a finished session from the appliance database → Parquet files and a manifest in the outbox."""
 
+from driver_pc.protocol.manifest import SCHEMA_VERSION, Manifest
 from pitbox_appliance.compaction.compactor import (
     AlreadyCompactedError,
     CompactionError,
     compact_session,
     compacted_path,
 )
-from pitbox_appliance.compaction.manifest import SCHEMA_VERSION, Manifest
 
 __all__ = [
     "SCHEMA_VERSION",

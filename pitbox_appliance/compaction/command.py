@@ -103,3 +103,40 @@ def run(args: argparse.Namespace) -> int:
         return status
     finally:
         engine.dispose()
+
+
+class StoredSessionSets:
+    """``pitbox report SESSION``'s resolver: a stored session id → its compacted set.
+
+    Compacts the session first when the outbox does not hold it yet.
+    """
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("session", type=int, help="session id (see `pitbox laps`)")
+        parser.add_argument(
+            "--db", help="database URL (default: under the user data dir)"
+        )
+        parser.add_argument("--team", help="team name for the layout when compacting")
+
+    def resolve(self, args: argparse.Namespace, outbox: Path) -> Path:
+        from pitbox_appliance.compaction.compactor import (
+            CompactionError,
+            compact_session,
+            compacted_path,
+        )
+        from pitbox_appliance.storage.database import default_db_url, make_engine
+
+        url = args.db or default_db_url()
+        database = make_url(url).database
+        if database and database != ":memory:" and not Path(database).exists():
+            raise ValueError(f"no database at {database}")
+        engine = make_engine(url, readonly=True)
+        try:
+            path = compacted_path(engine, args.session, outbox, team=args.team)
+            if not path.exists():
+                compact_session(engine, args.session, outbox, team=args.team)
+        except CompactionError as exc:
+            raise ValueError(str(exc)) from None
+        finally:
+            engine.dispose()
+        return path

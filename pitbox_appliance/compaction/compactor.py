@@ -19,15 +19,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from driver_pc.protocol.codec import decode_batch
-from driver_pc.protocol.messages import ChannelDictionary
-from driver_pc.protocol.session_info import SessionInfoError, parse_session_info
-from pitbox_appliance.compaction.manifest import (
+from driver_pc.protocol.manifest import (
     MANIFEST_NAME,
     FileEntry,
     Manifest,
     Partition,
     file_entry,
 )
+from driver_pc.protocol.messages import ChannelDictionary
+from driver_pc.protocol.session_info import SessionInfoError, parse_session_info
 from pitbox_appliance.compaction.summary import (
     SessionRows,
     StintFuel,
