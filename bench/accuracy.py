@@ -10,7 +10,7 @@ For each lap chart in ../shared/data/imsa it measures:
 
 On the real .ibt files in ../shared/data/iracing/ibt it measures fuel per lap (the
 segmenter's, and the strategy's prediction) against the fuel drop iRacing's own lap
-counter shows; on simulated races (pitbox_appliance/detectors/scoring.py) the
+counter shows; on simulated races (training/detector_scoring.py) the
 precision and recall of incident, fatigue, damage and pass detection against the
 simulator's ground truth. It writes the tables to docs/accuracy.md.
 
@@ -34,7 +34,6 @@ from _common import REAL_DATA, REPO, machine
 
 from driver_pc.adapters.ibt_file import IbtError, IbtReader
 from pitbox_appliance.core.segmentation import LapSegmenter
-from pitbox_appliance.detectors.scoring import Counts, RaceScore, simulate_and_score
 from pitbox_appliance.strategy.fuel import LapFuel, RaceLength, plan_fuel
 from pitbox_appliance.strategy.predict import (
     LapPrediction,
@@ -50,6 +49,7 @@ from pitbox_appliance.strategy.stints import (
     transit_time,
 )
 from pitbox_appliance.strategy.timing import TimingLap, laps_by_car, read_timing_csv
+from training.detector_scoring import Counts, RaceScore, simulate_and_score
 
 COMMAND = ".venv/bin/python bench/accuracy.py"
 # Simulated races for the detector scores: a 6-car field; incident and fatigue rates

@@ -17,7 +17,7 @@ from _common import machine, pct
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from pitbox_appliance.detectors import POOL_FRAMES
-from pitbox_appliance.detectors.offline import run_detectors
+from training.offline_detectors import run_detectors
 
 
 def main() -> int:

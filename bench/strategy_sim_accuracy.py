@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pitbox_appliance.strategy.sim_check import run_sim_race, score
+from training.strategy_scoring import run_sim_race, score
 
 
 def main() -> None:

@@ -85,9 +85,9 @@ def _command_plugins() -> list[Callable[[Any], None]]:
         # Reports read compacted sets; the appliance finds (or compacts) the session's.
         add_report_to(sub, StoredSessionSets())
 
-    from pitbox_appliance.models.train_command import add_command as add_train
     from pitbox_appliance.security.command import add_command as add_devices
     from pitbox_appliance.strategy.command import add_command as add_timing
+    from training.train_command import add_command as add_train
 
     return [add_timing, add_compact, add_sync, add_train, add_report, add_devices]
 

@@ -17,8 +17,8 @@ from pitbox_appliance.detectors.fatigue import (
     DriverFatigueAnalyzer,
     FatigueFeatures,
 )
-from pitbox_appliance.detectors.offline import OfflineRun, run_detectors
 from tests.conftest import real_file
+from training.offline_detectors import OfflineRun, run_detectors
 
 MISTAKE_KEYS = {"mistake", "lap", "lap_dist_pct", "section", "severity", "driver"}
 SEVERITY = ("off_track", "spin", "contact")

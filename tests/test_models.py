@@ -15,13 +15,6 @@ from driver_pc.adapters.simulator import RaceSimulatorAdapter, TruthKind
 from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.models.advisor import ModelAdvisor
 from pitbox_appliance.models.baselines import fatigue_baseline
-from pitbox_appliance.models.datasets import (
-    IMSA_HELD_OUT,
-    SimRaceSpec,
-    fatigue_dataset,
-    lap_time_dataset,
-    simulate,
-)
 from pitbox_appliance.models.incidents import (
     COUNT_CHANNEL,
     WINDOW_CHANNELS,
@@ -38,11 +31,18 @@ from pitbox_appliance.models.registry import (
     load_registry,
 )
 from pitbox_appliance.models.runtime import ModelError, TFLiteModel
-from pitbox_appliance.models.train_command import MIN_IMPROVEMENT
 from pitbox_appliance.strategy.predict import predict_race
 from pitbox_appliance.strategy.timing import read_timing_csv
 from tests.appliance_fixtures import RunningAppliance, wait_for
 from tests.conftest import real_file
+from training.datasets import (
+    IMSA_HELD_OUT,
+    SimRaceSpec,
+    fatigue_dataset,
+    lap_time_dataset,
+    simulate,
+)
+from training.train_command import MIN_IMPROVEMENT
 
 REGISTRY = load_registry()
 

@@ -23,8 +23,8 @@ from pitbox_appliance.strategy.opponents import (
 )
 from pitbox_appliance.strategy.race import race_state
 from pitbox_appliance.strategy.settings import StrategySettings
-from pitbox_appliance.strategy.sim_check import SimRace, run_sim_race, true_kind
 from pitbox_appliance.strategy.tyres import TyreLap, tyre_advice
+from training.strategy_scoring import SimRace, run_sim_race, true_kind
 
 # ---- hand-built cases ----------------------------------------------------------------
 

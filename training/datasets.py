@@ -28,7 +28,7 @@ from pitbox_appliance.models.features import (
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 IMSA_TRAIN = ("2021_watkins_glen_6h_race_laps.csv", "2021_mid_ohio_race_laps.csv")
 IMSA_HELD_OUT = ("2024_watkins_glen_6h_race_laps.csv",)
 IBT_FUEL_FILES = (

@@ -25,7 +25,15 @@ from pitbox_appliance.models.baselines import (
     incident_baseline,
     linear_fit,
 )
-from pitbox_appliance.models.datasets import (
+from pitbox_appliance.models.features import (
+    FATIGUE_FEATURES,
+    FUEL_FEATURES,
+    INCIDENT_CLASSES,
+    INCIDENT_FEATURES,
+    LAP_TIME_FEATURES,
+)
+from pitbox_appliance.models.registry import MODEL_NAMES, save_registry
+from training.datasets import (
     IMSA_HELD_OUT,
     IMSA_TRAIN,
     SIM_HELD_OUT,
@@ -41,14 +49,6 @@ from pitbox_appliance.models.datasets import (
     sim_fuel_dataset,
     simulate,
 )
-from pitbox_appliance.models.features import (
-    FATIGUE_FEATURES,
-    FUEL_FEATURES,
-    INCIDENT_CLASSES,
-    INCIDENT_FEATURES,
-    LAP_TIME_FEATURES,
-)
-from pitbox_appliance.models.registry import MODEL_NAMES, save_registry
 
 logger = logging.getLogger(__name__)
 

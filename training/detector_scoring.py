@@ -10,7 +10,7 @@ import numpy as np
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter, TruthEvent, TruthKind
 from pitbox_appliance.detectors.base import Emission
-from pitbox_appliance.detectors.offline import OfflineRun, run_detectors
+from training.offline_detectors import OfflineRun, run_detectors
 
 MATCH_S = 3.0  # a detection within this of a truth sequence's start is that sequence
 DAMAGE_MATCH_S = 2.0
