@@ -11,17 +11,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import platformdirs
-
 from cloud_sync.outbox import OUTBOX_DB_NAME, EntryState, Outbox
 from cloud_sync.targets import add_target_arguments
+from driver_pc.protocol import data_dirs
 
 logger = logging.getLogger(__name__)
 
 
 def default_outbox() -> Path:
     """``outbox/`` under the user's data directory (where ``pitbox compact`` writes)."""
-    return Path(platformdirs.user_data_dir("pitbox", appauthor=False)) / "outbox"
+    return data_dirs.outbox_dir()
 
 
 def add_command(sub: Any) -> None:

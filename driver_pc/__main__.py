@@ -11,14 +11,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from driver_pc.adapters.base import (
     AdapterUnavailableError,
     adapter_names,
     create_adapter,
 )
 from driver_pc.pairing import ca_path, default_credentials_path, load_credentials
+from driver_pc.protocol import data_dirs
 from driver_pc.protocol.mqtt import BrokerAddress
 from driver_pc.service import ShimConfig, ShimService
 from driver_pc.video import VideoSegmentWatcher, VideoTarget
@@ -134,11 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     except AdapterUnavailableError as exc:
         sys.stderr.write(f"pitbox-shim: {exc}" + "\n")
         return 1
-    spool = (
-        args.spool
-        or Path(platformdirs.user_data_dir("pitbox-shim", appauthor=False))
-        / f"{source}.spool"
-    )
+    spool = args.spool or data_dirs.shim_spool_file(source)
     config = ShimConfig(
         source=source,
         broker=broker,

@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import platformdirs
-
+from driver_pc.protocol import data_dirs
 from driver_pc.protocol.mqtt import BrokerAddress
 from driver_pc.protocol.pairing import (
     NONCE_BYTES,
@@ -106,10 +105,7 @@ class DeviceCredentials:
 
 def default_credentials_path() -> Path:
     """Where ``pitbox-shim`` keeps its credentials (per user)."""
-    return (
-        Path(platformdirs.user_config_dir("pitbox-shim", appauthor=False))
-        / "credentials.json"
-    )
+    return data_dirs.shim_credentials_file()
 
 
 def ca_path(credentials_path: Path) -> Path:

@@ -17,17 +17,16 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-import platformdirs
-
 from cloud_sync.command import default_outbox
 from cloud_sync.targets import add_target_arguments
+from driver_pc.protocol import data_dirs
 
 logger = logging.getLogger(__name__)
 
 
 def default_reports() -> Path:
     """``reports/`` under the user's data directory."""
-    return Path(platformdirs.user_data_dir("pitbox", appauthor=False)) / "reports"
+    return data_dirs.reports_dir()
 
 
 class SetResolver(Protocol):

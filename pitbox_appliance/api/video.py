@@ -9,9 +9,9 @@ import os
 import re
 from pathlib import Path
 
-import platformdirs
 from aiohttp import web
 
+from driver_pc.protocol import data_dirs
 from driver_pc.protocol.events import EventKind
 from pitbox_appliance.api.context import SERVICE, error_response, json_response
 from pitbox_appliance.api.schemas import VideoOut
@@ -31,7 +31,7 @@ def video_dir(configured: str | None) -> Path:
     """The configured video directory, or ``video/`` under the user data dir."""
     if configured:
         return Path(configured)
-    return Path(platformdirs.user_data_dir("pitbox", appauthor=False)) / "video"
+    return data_dirs.video_dir()
 
 
 @routes.post("/api/v1/video/upload")

@@ -8,17 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from sqlalchemy import select
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.orm import Session
+
+from driver_pc.protocol import data_dirs
 
 logger = logging.getLogger(__name__)
 
 
 def default_outbox() -> Path:
     """``outbox/`` under the user's data directory (the uploader's default too)."""
-    return Path(platformdirs.user_data_dir("pitbox", appauthor=False)) / "outbox"
+    return data_dirs.outbox_dir()
 
 
 def add_command(sub: Any) -> None:

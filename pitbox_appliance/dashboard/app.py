@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-import platformdirs
 from nicegui import app, ui
 from sqlalchemy.engine.url import make_url
 
+from driver_pc.protocol import data_dirs
 from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.config import CoreConfig, DashboardConfig, MqttConfig, ThemeConfig
 from pitbox_appliance.dashboard.context import PageContext, Services
@@ -149,7 +149,7 @@ def crew_file(db_url: str) -> Path:
     database = make_url(db_url).database
     if database and database != ":memory:":
         return Path(database).parent / FILE_NAME
-    return Path(platformdirs.user_data_dir("pitbox", appauthor=False)) / FILE_NAME
+    return data_dirs.appliance_data_dir() / FILE_NAME
 
 
 def _exit_cleanly(signum: int, _frame: FrameType | None) -> None:

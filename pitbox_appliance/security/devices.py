@@ -24,8 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
+from driver_pc.protocol import data_dirs
 from driver_pc.protocol.codec import Keyring
 from driver_pc.protocol.pairing import CODE_ALPHABET, CODE_LENGTH, pairing_proof
 from pitbox_appliance.broker import delete_user, reload_by_pid_file, set_password
@@ -96,14 +95,14 @@ def security_dir(config: SecurityConfig) -> Path:
     """Where the CA and the registry live."""
     if config.dir:
         return Path(config.dir)
-    return Path(platformdirs.user_data_dir("pitbox", appauthor=False)) / "security"
+    return data_dirs.security_dir()
 
 
 def broker_run_dir(config: SecurityConfig) -> Path:
     """The broker's folder (its password file and pid file)."""
     if config.broker_run_dir:
         return Path(config.broker_run_dir)
-    return Path(platformdirs.user_data_dir("pitbox", appauthor=False)) / "broker"
+    return data_dirs.broker_run_dir()
 
 
 class DeviceRegistry:

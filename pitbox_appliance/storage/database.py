@@ -5,20 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine.url import make_url
+
+from driver_pc.protocol import data_dirs
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def default_db_url() -> str:
     """``sqlite:///`` URL under the user's data directory."""
-    data = Path(platformdirs.user_data_dir("pitbox", appauthor=False))
-    data.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{data / 'pitbox.sqlite3'}"
+    path = data_dirs.database_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
 
 
 def make_engine(url: str, *, readonly: bool = False) -> Engine:
