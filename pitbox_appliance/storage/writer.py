@@ -47,7 +47,6 @@ class SessionWriter:
         self._sessions: dict[int, RaceSession] = {}
         self._sources: dict[str, Source] = {}
         self._driver_ids: dict[tuple[int, str], int] = {}
-        self.pending = 0
         self._chunks: list[dict[str, Any]] = []
 
     def close(self) -> None:
@@ -58,12 +57,10 @@ class SessionWriter:
             self._db.execute(insert(TelemetryChunk), self._chunks)
             self._chunks = []
         self._db.commit()
-        self.pending = 0
 
     def rollback(self) -> None:
         self._chunks = []
         self._db.rollback()
-        self.pending = 0
         self._session_ids.clear()
         self._sessions.clear()
         self._sources.clear()
@@ -149,7 +146,6 @@ class SessionWriter:
         assert row is not None
         for key, value in fields.items():
             setattr(row, key, value)
-        self.pending += 1
 
     def extend_session_time(self, session_id: int, first: float, last: float) -> None:
         row = self._sessions[session_id]
@@ -172,7 +168,6 @@ class SessionWriter:
                     session_id=session_id, dict_id=dict_id, definition=definition
                 )
             )
-            self.pending += 1
 
     def driver_id(self, user_id: int, user_name: str, team_name: str = "") -> int:
         key = (user_id, user_name)
@@ -194,7 +189,6 @@ class SessionWriter:
     def add_chunk(self, **row: Any) -> None:
         """Queue one telemetry chunk row; rows go in with one INSERT at commit."""
         self._chunks.append(row)
-        self.pending += 1
 
     def mark_source(self, source: str, seq: int, car: str = "") -> None:
         row = self._sources.get(source) or self._db.get(Source, source)
@@ -224,7 +218,6 @@ class SessionWriter:
         )
         self._db.add(stint)
         self._db.flush()
-        self.pending += 1
         return stint.id
 
     def add_lap(self, lap: Lap) -> bool:
@@ -238,7 +231,6 @@ class SessionWriter:
         if exists is not None:
             return False
         self._db.add(lap)
-        self.pending += 1
         return True
 
     def add_event(
@@ -252,4 +244,3 @@ class SessionWriter:
                 payload=payload,
             )
         )
-        self.pending += 1
