@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from cloud_sync.command import add_command
+from driver_pc.protocol.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,9 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_command(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(logging.INFO)
     return int(args.handler(args))
 
 

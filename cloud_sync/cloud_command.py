@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud_sync.targets import add_target_arguments
+from driver_pc.protocol.logs import setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(logging.WARNING)
     if not args.bucket:
         sys.stderr.write(
             "pitbox-cloud: --bucket (or $PITBOX_SYNC_TARGET) is required\n"

@@ -18,6 +18,7 @@ from driver_pc.adapters.base import (
 )
 from driver_pc.pairing import ca_path, default_credentials_path, load_credentials
 from driver_pc.protocol import data_dirs
+from driver_pc.protocol.logs import setup_logging
 from driver_pc.protocol.mqtt import BrokerAddress
 from driver_pc.service import ShimConfig, ShimService
 from driver_pc.video import VideoSegmentWatcher, VideoTarget
@@ -74,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         "token in PITBOX_API_TOKEN",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(logging.WARNING)
     key_hex = os.environ.get("PITBOX_TEAM_KEY", "")
     password = os.environ.get("PITBOX_MQTT_PASSWORD", "")
     if args.credentials is not None or not (args.source and key_hex):

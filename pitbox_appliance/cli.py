@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from driver_pc.protocol.logs import setup_logging
+
 logger = logging.getLogger(__name__)
 
 
@@ -53,9 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     for add_command in _command_plugins():
         add_command(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(logging.WARNING)
     handler = getattr(args, "handler", None)
     if handler is not None:
         return int(handler(args))

@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from driver_pc.protocol.logs import setup_logging
 from pitbox_appliance.api.app import start_api
 from pitbox_appliance.api.auth import TokenConfigError, tokens_from_env
 from pitbox_appliance.config import ConfigError, load_config, team_key_from_env
@@ -21,9 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pitbox-core", description=__doc__)
     parser.add_argument("--config", type=Path, help="appliance YAML config")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(logging.INFO)
     try:
         config = load_config(args.config)
         key = team_key_from_env()

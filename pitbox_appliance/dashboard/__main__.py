@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from driver_pc.protocol.logs import setup_logging
 from pitbox_appliance.config import ConfigError, load_config, mqtt_password_from_env
 
 
@@ -17,9 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="bind address (overrides dashboard.host)")
     parser.add_argument("--port", type=int, help="HTTP port (overrides dashboard.port)")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(logging.INFO)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
