@@ -33,7 +33,7 @@ import numpy as np
 from _common import REAL_DATA, REPO, machine
 
 from driver_pc.adapters.ibt_file import IbtError, IbtReader
-from pitbox_appliance.core.segmentation import LapSegmenter
+from pitbox_appliance.analysis.segmentation import LapSegmenter
 from pitbox_appliance.strategy.fuel import LapFuel, RaceLength, plan_fuel
 from pitbox_appliance.strategy.predict import (
     LapPrediction,

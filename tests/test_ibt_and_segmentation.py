@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from driver_pc.adapters.ibt_file import IbtError, IbtReader
-from pitbox_appliance.core.segmentation import LapSegmenter
+from pitbox_appliance.analysis.segmentation import LapSegmenter
 from tests.conftest import IBT_DIR, real_file
 
 TOLERANCE_S = 0.017  # one 60 Hz tick

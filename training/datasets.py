@@ -166,7 +166,7 @@ def lap_time_dataset(files: Iterable[Path]) -> Dataset:
 def ibt_laps(path: Path) -> list[LapRecord]:
     """Completed laps of an .ibt file, segmented as the appliance segments them."""
     from driver_pc.adapters.ibt_file import IbtReader
-    from pitbox_appliance.core.segmentation import LapSegmenter
+    from pitbox_appliance.analysis.segmentation import LapSegmenter
 
     segmenter = LapSegmenter()
     laps: list[LapRecord] = []

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pitbox_appliance.analysis.lap_inputs import LapInputBuffer
-from pitbox_appliance.core.segmentation import LapSegmenter
+from pitbox_appliance.analysis.segmentation import LapSegmenter
 from pitbox_appliance.detectors.base import (
     POOL_FRAMES,
     BatchContext,

@@ -11,7 +11,7 @@ import numpy as np
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from driver_pc.protocol.session_info import parse_session_info
-from pitbox_appliance.core.segmentation import LapSegmenter
+from pitbox_appliance.analysis.segmentation import LapSegmenter
 from pitbox_appliance.strategy.engine import StrategyEngine
 
 

@@ -26,7 +26,7 @@ from driver_pc.protocol.session_info import (
     track_info,
 )
 from pitbox_appliance.analysis.lap_inputs import INPUT_CHANNELS, LapInputBuffer
-from pitbox_appliance.core.segmentation import CompletedLap, LapSegmenter
+from pitbox_appliance.analysis.segmentation import CompletedLap, LapSegmenter
 from pitbox_appliance.detectors import (
     DETECTOR_CHANNELS,
     POOL_FRAMES,
