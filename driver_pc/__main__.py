@@ -9,9 +9,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
 from driver_pc.adapters.base import (
+    ADAPTERS,
     AdapterUnavailableError,
     adapter_names,
     create_adapter,
@@ -32,48 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         from driver_pc.pairing import main as pair_main
 
         return pair_main(argv[1:])
-    parser = argparse.ArgumentParser(
-        prog="pitbox-shim",
-        description=__doc__,
-        epilog="Pair first: pitbox-shim pair --appliance URL --code CODE",
-    )
-    parser.add_argument("--adapter", default="iracing", choices=adapter_names())
-    parser.add_argument("--file", help="recording for the 'ibt' and 'dump' adapters")
-    parser.add_argument(
-        "--speed", type=float, default=1.0, help="replay speed, 0 = fastest"
-    )
-    parser.add_argument("--laps", type=int, default=30, help="simulator race length")
-    parser.add_argument("--seed", type=int, default=1, help="simulator seed")
-    parser.add_argument(
-        "--opponents", type=int, default=0, help="simulator: cars besides ours (0-63)"
-    )
-    parser.add_argument("--session-key", help="override the session key")
-    parser.add_argument(
-        "--source",
-        help="legacy (with PITBOX_TEAM_KEY): this PC's id, e.g. car42-pc1; "
-        "paired PCs take it from their credentials",
-    )
-    parser.add_argument(
-        "--credentials",
-        type=Path,
-        help="credentials from `pitbox-shim pair` (default: user config dir)",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=1883)
-    parser.add_argument("--username", help="broker user (default: the source id)")
-    parser.add_argument(
-        "--spool", type=Path, help="spool file (default: user data dir)"
-    )
-    parser.add_argument(
-        "--video-dir",
-        type=Path,
-        help="upload finished POV video segments from this folder (e.g. OBS output)",
-    )
-    parser.add_argument(
-        "--api-url",
-        help="appliance API for video uploads (default: http://<host>:8081); "
-        "token in PITBOX_API_TOKEN",
-    )
+    parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(logging.WARNING)
     key_hex = os.environ.get("PITBOX_TEAM_KEY", "")
@@ -110,25 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         broker = BrokerAddress(
             args.host, args.port, args.username or args.source, password
         )
-    options: dict[str, Any] = {}
-    if args.adapter in ("ibt", "dump"):
-        if not args.file:
-            sys.stderr.write(
-                f"pitbox-shim: --file is required for the {args.adapter} adapter" + "\n"
-            )
-            return 2
-        options = {"path": args.file, "speed": args.speed}
-    elif args.adapter == "simulator":
-        options = {
-            "laps": args.laps,
-            "speed": args.speed,
-            "seed": args.seed,
-            "opponents": args.opponents,
-        }
-    if args.session_key:
-        options["session_key"] = args.session_key
     try:
-        adapter = create_adapter(args.adapter, **options)
+        adapter = create_adapter(args.adapter, **adapter_options(args))
+    except ValidationError as exc:
+        sys.stderr.write(f"pitbox-shim: {explain(exc, args.adapter)}\n")
+        return 2
     except AdapterUnavailableError as exc:
         sys.stderr.write(f"pitbox-shim: {exc}" + "\n")
         return 1
@@ -147,6 +96,109 @@ def main(argv: list[str] | None = None) -> int:
         _start_video_uploads(args, service, stop, spool.parent)
     service.run(stop)
     return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The shim's command line; each adapter's options come from its declaration."""
+    parser = argparse.ArgumentParser(
+        prog="pitbox-shim",
+        description=__doc__,
+        epilog="Pair first: pitbox-shim pair --appliance URL --code CODE",
+    )
+    parser.add_argument("--adapter", default="iracing", choices=adapter_names())
+    add_adapter_arguments(parser)
+    parser.add_argument(
+        "--source",
+        help="legacy (with PITBOX_TEAM_KEY): this PC's id, e.g. car42-pc1; "
+        "paired PCs take it from their credentials",
+    )
+    parser.add_argument(
+        "--credentials",
+        type=Path,
+        help="credentials from `pitbox-shim pair` (default: user config dir)",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--username", help="broker user (default: the source id)")
+    parser.add_argument(
+        "--spool", type=Path, help="spool file (default: user data dir)"
+    )
+    parser.add_argument(
+        "--video-dir",
+        type=Path,
+        help="upload finished POV video segments from this folder (e.g. OBS output)",
+    )
+    parser.add_argument(
+        "--api-url",
+        help="appliance API for video uploads (default: http://<host>:8081); "
+        "token in PITBOX_API_TOKEN",
+    )
+    return parser
+
+
+def add_adapter_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of the registered adapters' options models.
+
+    A flag several adapters take is added once; absent flags stay absent, so each
+    adapter's own defaults apply.
+    """
+    users: dict[str, list[str]] = {}
+    fields: dict[str, FieldInfo] = {}
+    for name, cls in ADAPTERS.items():
+        for field_name, info in cls.options_model.model_fields.items():
+            flag = info.alias or field_name
+            fields.setdefault(flag, info)
+            users.setdefault(flag, []).append(name)
+    group = parser.add_argument_group("adapter options")
+    for flag, info in fields.items():
+        group.add_argument(
+            "--" + flag.replace("_", "-"),
+            dest=flag,
+            default=argparse.SUPPRESS,
+            help=f"{info.description} ({', '.join(users[flag])})",
+            **_argument_kind(flag, info.annotation),
+        )
+
+
+def adapter_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The adapter flags given that the chosen adapter takes (others: warned, ignored)."""
+    model = ADAPTERS.lookup(args.adapter).options_model
+    takes = {info.alias or name for name, info in model.model_fields.items()}
+    given = {
+        flag
+        for cls in ADAPTERS.values()
+        for name, info in cls.options_model.model_fields.items()
+        if hasattr(args, flag := info.alias or name)
+    }
+    for flag in sorted(given - takes):
+        logger.warning(
+            "--%s is ignored: the %s adapter does not take it",
+            flag.replace("_", "-"),
+            args.adapter,
+        )
+    return {flag: getattr(args, flag) for flag in given & takes}
+
+
+def explain(exc: ValidationError, adapter: str) -> str:
+    """Bad adapter options in the command line's terms (``--file is required ...``)."""
+    problems = []
+    for err in exc.errors():
+        flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else ""
+        if err["type"] == "missing":
+            problems.append(f"{flag} is required for the {adapter} adapter")
+        else:
+            problems.append(f"{flag}: {err['msg']}")
+    return "; ".join(problems)
+
+
+def _argument_kind(flag: str, annotation: Any) -> dict[str, Any]:
+    """Argparse's ``type``/``action`` for an option field (``X | None`` is ``X``)."""
+    kinds = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
+    if len(kinds) == 1 and kinds[0] is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if len(kinds) == 1 and kinds[0] in (str, int, float, Path):
+        return {"type": kinds[0]}
+    raise TypeError(f"adapter option {flag!r}: {annotation} has no command-line form")
 
 
 def _start_video_uploads(

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from pydantic import Field, ValidationError
 
+from driver_pc.__main__ import adapter_options, build_parser, explain
 from driver_pc.adapters.base import (
+    ADAPTERS,
+    AdapterOptions,
     AdapterUnavailableError,
     adapter_names,
     create_adapter,
+    register_adapter,
 )
 from driver_pc.adapters.iracing_replay import LiveDumpAdapter
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
@@ -95,3 +101,50 @@ def test_simulated_ibt_readable_by_pyirsdk_session_info(sim_ibt: Path) -> None:
         assert ir["DriverInfo"]["Drivers"][0]["UserName"] == "Alex Sim"
     finally:
         ir.shutdown()
+
+
+class _LevelOptions(AdapterOptions):
+    level: int = Field(3, description="how hard the throwaway sim is")
+    ghost: bool = Field(False, description="race a ghost car")
+
+
+def test_an_adapter_is_found_from_its_declaration_alone() -> None:
+    with ADAPTERS.scoped():
+
+        @register_adapter("throwaway", options=_LevelOptions)
+        class ThrowawayAdapter(RaceSimulatorAdapter):
+            def __init__(self, level: int = 3, ghost: bool = False) -> None:
+                super().__init__(laps=level)
+                self.ghost = ghost
+
+        parser = build_parser()
+        assert "--level" in parser.format_help()
+        args = parser.parse_args(["--adapter", "throwaway", "--level", "1", "--ghost"])
+        options = adapter_options(args)
+        assert options == {"level": 1, "ghost": True}
+        adapter = create_adapter("throwaway", **options)
+        assert isinstance(adapter, ThrowawayAdapter)
+        assert (adapter.laps, adapter.ghost) == (1, True)
+    assert "throwaway" not in adapter_names()
+
+
+def test_adapter_flags_come_from_the_options_models() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["--adapter", "ibt", "--file", "x.ibt", "--laps", "3"])
+    # --laps is the simulator's: warned about and left out for ibt.
+    assert adapter_options(args) == {"file": "x.ibt"}
+    args = parser.parse_args(["--adapter", "simulator", "--laps", "3", "--speed", "0"])
+    assert adapter_options(args) == {"laps": 3, "speed": 0.0}
+    with pytest.raises(ValidationError) as missing:
+        create_adapter("ibt")
+    assert explain(missing.value, "ibt") == "--file is required for the ibt adapter"
+
+
+@pytest.mark.parametrize("name", ["iracing", "ibt", "dump", "simulator"])
+def test_options_defaults_are_the_adapters_own(name: str) -> None:
+    cls = ADAPTERS[name]
+    params = inspect.signature(cls.__init__).parameters
+    for field_name, info in cls.options_model.model_fields.items():
+        assert field_name in params, f"{name}: {field_name} is not a constructor arg"
+        if not info.is_required():
+            assert info.default == params[field_name].default, (name, field_name)

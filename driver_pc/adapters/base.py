@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from driver_pc.protocol.channels import ChannelSpec
+from driver_pc.protocol.plugins import Registry
 
 Frames = np.ndarray[Any, np.dtype[np.void]]
 
@@ -21,6 +23,8 @@ class SimAdapter(ABC):
     """A source of telemetry ticks: packed record arrays of ``channels``, in time order."""
 
     name: ClassVar[str]
+    #: What the adapter can be told (set by ``register_adapter``).
+    options_model: ClassVar[type[AdapterOptions]]
     tick_rate: int = 60
 
     @property
@@ -54,39 +58,56 @@ class SimAdapter(ABC):
         raise AdapterUnavailableError(f"{self.name}: camera control is not supported")
 
 
-_REGISTRY: dict[str, Callable[..., SimAdapter]] = {}
+class AdapterOptions(BaseModel):
+    """What an adapter can be told: one described field per ``pitbox-shim`` flag.
+
+    A field ``speed`` is the flag ``--speed`` (an alias names the flag instead:
+    ``path`` as ``--file``); its default must be the adapter's own (a test holds it).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def register_adapter(name: str) -> Callable[[type[SimAdapter]], type[SimAdapter]]:
-    """Class decorator: make an adapter available under ``name``."""
+class NoOptions(AdapterOptions):
+    """An adapter that takes no options."""
 
-    def wrap(cls: type[SimAdapter]) -> type[SimAdapter]:
-        if name in _REGISTRY:
-            raise ValueError(f"adapter {name!r} registered twice")
+
+#: Every adapter by name; the modules of ``driver_pc.adapters`` register themselves.
+ADAPTERS: Registry[type[SimAdapter]] = Registry("adapter", package="driver_pc.adapters")
+
+_A = TypeVar("_A", bound=type[SimAdapter])
+
+
+def register_adapter(
+    name: str, options: type[AdapterOptions] = NoOptions
+) -> Callable[[_A], _A]:
+    """Class decorator: make an adapter available as ``name``, taking ``options``."""
+
+    def wrap(cls: _A) -> _A:
         cls.name = name
-        _REGISTRY[name] = cls
+        cls.options_model = options
+        ADAPTERS.add(name, cls)
         return cls
 
     return wrap
 
 
 def create_adapter(name: str, **options: Any) -> SimAdapter:
-    """Build the adapter registered as ``name`` with its options."""
-    _load_builtin()
+    """Build the adapter registered as ``name``; ``options`` must fit its options model.
+
+    Raises ValueError for an unknown name or bad options (pydantic's ValidationError),
+    AdapterUnavailableError when it cannot run here.
+    """
+    cls = ADAPTERS.lookup(name)
+    checked = cls.options_model.model_validate(options)
     try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown adapter {name!r}; known: {sorted(_REGISTRY)}"
+        return cls(**checked.model_dump())
+    except ModuleNotFoundError as exc:
+        raise AdapterUnavailableError(
+            f"{name}: needs {exc.name}, which is not installed here"
         ) from None
-    return factory(**options)
 
 
 def adapter_names() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def _load_builtin() -> None:
-    # Importing registers them; kept here so base.py has no upstream imports.
-    from driver_pc.adapters import iracing_live, iracing_replay, simulator  # noqa: F401
+    """The registered adapters' names, sorted."""
+    return sorted(ADAPTERS)

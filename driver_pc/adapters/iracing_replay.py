@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
 from driver_pc.adapters.base import (
+    AdapterOptions,
     AdapterUnavailableError,
     Frames,
     SimAdapter,
@@ -23,6 +25,14 @@ from driver_pc.protocol.session_info import (
     parse_session_info,
     track_info,
 )
+
+
+class ReplayOptions(AdapterOptions):
+    """Options of the replay adapters (``ibt``, ``dump``)."""
+
+    path: str = Field(alias="file", min_length=1, description="the recording to replay")
+    speed: float = Field(1.0, description="replay speed, 0 = fastest")
+    session_key: str | None = Field(None, description="override the session key")
 
 
 def file_session_key(path: Path, info_text: str) -> str:
@@ -58,7 +68,7 @@ class _Pacer:
             time.sleep(delay)
 
 
-@register_adapter("ibt")
+@register_adapter("ibt", options=ReplayOptions)
 class IbtReplayAdapter(SimAdapter):
     """Replays an ``.ibt`` file at ``speed`` × real time (0 = as fast as possible)."""
 
@@ -126,7 +136,7 @@ def _check_buffer_count(path: str) -> None:
 MAX_DUMP_VARS = 4096
 
 
-@register_adapter("dump")
+@register_adapter("dump", options=ReplayOptions)
 class LiveDumpAdapter(SimAdapter):
     """Replays a live shared-memory dump through pyirsdk's ``IRSDK(test_file=...)``.
 

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import numpy as np
 from numpy.lib import recfunctions
+from pydantic import Field
 
-from driver_pc.adapters.base import Frames, SimAdapter, register_adapter
+from driver_pc.adapters.base import (
+    AdapterOptions,
+    Frames,
+    SimAdapter,
+    register_adapter,
+)
 from driver_pc.adapters.race_sim.channels import (
     CAR_IDX_CHANNELS,
     CAR_SLOTS,
@@ -71,7 +77,17 @@ DEFAULT_DRIVERS = ("Alex Sim", "Bea Sim", "Chris Sim")
 MAX_BATCH = 600
 
 
-@register_adapter("simulator")
+class SimulatorOptions(AdapterOptions):
+    """What ``pitbox-shim`` can tell the simulator (the class takes more)."""
+
+    laps: int = Field(30, description="race length in laps")
+    speed: float = Field(1.0, description="replay speed, 0 = fastest")
+    seed: int = Field(1, description="random seed of the race")
+    opponents: int = Field(0, description="cars besides ours (0-63)")
+    session_key: str | None = Field(None, description="override the session key")
+
+
+@register_adapter("simulator", options=SimulatorOptions)
 class RaceSimulatorAdapter(SimAdapter):
     """Simulated race of one team car (and ``opponents``); ``speed`` × real time (0 = flat out).
 
