@@ -9,10 +9,10 @@ import logging
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from cloud_sync.outbox import OUTBOX_DB_NAME, EntryState, Outbox
-from cloud_sync.targets import add_target_arguments
+from cloud_sync.targets import add_target_arguments, target_url
 from driver_pc.protocol import data_dirs
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.status:
         with Outbox(db_path) as outbox:
-            entries = outbox.entries(_target_url(args.target))
+            entries = outbox.entries(target_url(args.target) if args.target else None)
         _print_status(entries, args.json)
         return 0
     if args.watch:
@@ -187,19 +187,6 @@ def _db_path(url: str | None, outbox_dir: Path) -> Path:
         raise ValueError(f"--db {url!r}: expected sqlite:///FILE")
     # As SQLAlchemy reads them: sqlite:///relative/file, sqlite:////absolute/file
     return Path(parsed.path[1:])
-
-
-def _target_url(target: str | None) -> str | None:
-    if not target:
-        return None
-    from cloud_sync.targets import FileTarget
-
-    parsed = urlparse(target)
-    if parsed.scheme == "s3":
-        return f"s3://{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
-    if parsed.scheme == "file":
-        return FileTarget(Path(unquote(parsed.path))).url
-    return target
 
 
 def _print_status(entries: list[Any], as_json: bool) -> None:

@@ -22,6 +22,7 @@ import math
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import ParseResult
 
 from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -35,6 +36,7 @@ from cloud_sync.targets import (
     ResumeStore,
     UnreachableError,
     VerifyError,
+    register_target,
 )
 
 MIB = 1 << 20
@@ -73,6 +75,7 @@ class _NotFoundError(Exception):
     """No object under the key."""
 
 
+@register_target("s3", example="s3://bucket/prefix")
 class S3Target:
     """A bucket and prefix on AWS S3 or any S3-compatible store (``endpoint_url``).
 
@@ -115,6 +118,17 @@ class S3Target:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         )
+
+    @classmethod
+    def from_url(cls, url: str, parts: ParseResult, **options: Any) -> S3Target:
+        """``s3://bucket/prefix``; ``options`` are the constructor's keyword arguments."""
+        if not parts.netloc:
+            raise ValueError(f"{url!r}: s3 URL needs a bucket (s3://bucket/prefix)")
+        return cls(parts.netloc, parts.path.strip("/"), **options)
+
+    @staticmethod
+    def canonical_url(parts: ParseResult) -> str:
+        return f"s3://{parts.netloc}/{parts.path.strip('/')}".rstrip("/")
 
     # ---- Target --------------------------------------------------------------------
     def key(self, rel: str) -> str:

@@ -1,4 +1,4 @@
-"""Upload targets: the interface, its errors, ``file:///dir`` and the URL parser (``s3://`` lives in s3.py)."""
+"""Upload targets: the interface, its errors, the registry of URL schemes, and ``file:///dir`` (``s3://`` is in s3.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import unquote, urlparse
+from typing import Any, Protocol, TypeVar
+from urllib.parse import ParseResult, unquote, urlparse
 
 from cloud_sync.manifest import SetFile
+from driver_pc.protocol.plugins import Registry
 
 PartCallback = Callable[[str, int], None]
 
@@ -110,22 +112,68 @@ def add_target_arguments(parser: Any, flag: str, help: str) -> None:
     )
 
 
-def parse_target(url: str, **s3_options: Any) -> Target:
-    """``s3://bucket/prefix`` or ``file:///dir``; ``s3_options`` go to S3Target."""
-    parsed = urlparse(url)
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise ValueError(f"{url!r}: s3 URL needs a bucket (s3://bucket/prefix)")
-        from cloud_sync.s3 import S3Target
+def parse_target(url: str, **options: Any) -> Target:
+    """The target a URL names: its scheme picks the target class (``s3://``, ``file://``).
 
-        return S3Target(parsed.netloc, parsed.path.strip("/"), **s3_options)
-    if parsed.scheme == "file":
-        if parsed.netloc not in ("", "localhost"):
-            raise ValueError(f"{url!r}: file URL must be file:///absolute/dir")
-        return FileTarget(Path(unquote(parsed.path)))
-    raise ValueError(f"{url!r}: target must be s3://bucket/prefix or file:///dir")
+    ``options`` go to the class's ``from_url`` (S3: ``endpoint_url``); a class that
+    takes none ignores them.
+    """
+    parts = urlparse(url)
+    kind = TARGETS.get(parts.scheme)
+    if kind is None:
+        examples = " or ".join(k.example for k in TARGETS.values())
+        off = "".join(f"; {m} is off ({why})" for m, why in TARGETS.disabled.items())
+        raise ValueError(f"{url!r}: target must be {examples}{off}")
+    return kind.cls.from_url(url, parts, **options)
 
 
+def target_url(url: str) -> str:
+    """A target URL as the target itself writes it (the outbox's key), without opening it."""
+    parts = urlparse(url)
+    kind = TARGETS.get(parts.scheme)
+    return kind.cls.canonical_url(parts) if kind is not None else url
+
+
+class TargetClass(Protocol):
+    """What a target class declares beside the Target methods: how a URL builds it."""
+
+    def from_url(self, url: str, parts: ParseResult, **options: Any) -> Target:
+        """The target ``url`` names (``parts`` is it parsed); ValueError if malformed."""
+        ...
+
+    def canonical_url(self, parts: ParseResult) -> str:
+        """The URL as the target's ``url`` attribute will read."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TargetKind:
+    """One URL scheme and the target class behind it."""
+
+    scheme: str
+    example: str  # for messages: ``s3://bucket/prefix``
+    cls: TargetClass
+
+
+#: Every target kind by URL scheme. Target classes live among cloud_sync's other
+#: modules (reports, boards) that the uploader must not import, so the registry names
+#: the modules that hold one; those in this file register as it is read.
+TARGETS: Registry[TargetKind] = Registry("target", modules=("cloud_sync.s3",))
+
+_C = TypeVar("_C", bound=TargetClass)
+
+
+def register_target(scheme: str, *, example: str) -> Callable[[_C], _C]:
+    """Class decorator: ``scheme://`` URLs name targets of this class."""
+
+    def wrap(cls: _C) -> _C:
+        TARGETS.add(scheme, TargetKind(scheme, example, cls))
+        return cls
+
+    return wrap
+
+
+@register_target("file", example="file:///dir")
 class FileTarget:
     """A directory (local disk, USB drive, NAS mount) laid out like the bucket.
 
@@ -138,6 +186,17 @@ class FileTarget:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = f"file://{root}"
+
+    @classmethod
+    def from_url(cls, url: str, parts: ParseResult, **options: Any) -> FileTarget:
+        """``file:///dir`` (or ``file://localhost/dir``); takes no options."""
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError(f"{url!r}: file URL must be file:///absolute/dir")
+        return cls(Path(unquote(parts.path)))
+
+    @staticmethod
+    def canonical_url(parts: ParseResult) -> str:
+        return f"file://{Path(unquote(parts.path))}"
 
     def key(self, rel: str) -> str:
         return rel
