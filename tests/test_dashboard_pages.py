@@ -218,6 +218,41 @@ async def test_navigation_keeps_the_header(
             assert one(h.user, "driver") is header_driver
 
 
+def test_every_module_of_the_pages_package_is_a_page() -> None:
+    import pkgutil
+
+    from pitbox_appliance.dashboard import pages as package
+    from pitbox_appliance.dashboard.pages import pages
+
+    modules = {m.name for m in pkgutil.iter_modules(package.__path__)}
+    found = {p.create.__module__.rsplit(".", 1)[1] for p in pages()}
+    assert found == modules
+    labels = "Live Map Laps Stints Strategy Heatmap Split Camera".split()
+    assert [p.label for p in pages()] == labels
+
+
+async def test_a_page_is_found_from_its_declaration_alone(
+    imported: ImportedDb, tmp_path: Path
+) -> None:
+    from nicegui import ui
+
+    from pitbox_appliance.dashboard.context import PageContext
+    from pitbox_appliance.dashboard.pages import PAGES, page
+
+    with PAGES.scoped():
+
+        @page("/pits", icon="build", label="Pits", order=35, css=".pb-pits{}")
+        def create(ctx: PageContext) -> None:
+            ui.label(f"pit crew of {ctx.services.branding.team_name}").mark("page-pits")
+
+        async with dashboard(imported, tmp_path, services=False) as h:
+            await h.user.open("/")
+            await h.user.should_see(marker="page-live")
+            h.user.find(marker="nav-pits").click()
+            await h.user.should_see("pit crew of Team Apex", retries=20)
+            assert "pb-active" in one(h.user, "nav-pits").classes
+
+
 async def test_car_selection_is_shared_by_the_pages_of_a_tab(
     imported: ImportedDb, tmp_path: Path
 ) -> None:

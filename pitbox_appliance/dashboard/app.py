@@ -21,27 +21,12 @@ from pitbox_appliance.dashboard.core_api import CoreApi, api_base_url, command_t
 from pitbox_appliance.dashboard.crew_store import FILE_NAME, CrewStore
 from pitbox_appliance.dashboard.layout import Branding, CarSelection, frame
 from pitbox_appliance.dashboard.live_state import LiveState
-from pitbox_appliance.dashboard.pages import (
-    camera,
-    heatmap,
-    laps,
-    pitwall,
-    split,
-    stints,
-    strategy,
-    track_map,
-)
+from pitbox_appliance.dashboard.pages import PageSpec, pages
 from pitbox_appliance.dashboard.session_data import SessionData
 from pitbox_appliance.dashboard.theme import branding as theme_branding
 from pitbox_appliance.storage.database import default_db_url
 
 logger = logging.getLogger(__name__)
-
-#: Every page's own CSS, added once per tab (sub pages come and go, styles stay).
-PAGES_CSS = "".join(
-    m.PAGE_CSS
-    for m in (pitwall, track_map, laps, stints, strategy, heatmap, split, camera)
-)
 
 
 def build_root(
@@ -58,23 +43,15 @@ def build_root(
     below them when a navigation link is followed, without reloading the tab.
     """
     services = Services(state, branding, data, api, crew)
+    every_page = pages()
+    # Every page's own CSS, added once per tab (sub pages come and go, styles stay).
+    css = "".join(p.css for p in every_page)
 
     def root() -> None:
         selection = CarSelection(state)
         ctx = PageContext(services, selection)
-        with frame(branding, state, selection, css=PAGES_CSS):
-            ui.sub_pages(
-                {
-                    "/": lambda: pitwall.create(ctx),
-                    "/map": lambda: track_map.create(ctx),
-                    "/laps": lambda: laps.create(ctx),
-                    "/stints": lambda: stints.create(ctx),
-                    "/strategy": lambda: strategy.create(ctx),
-                    "/heatmap": lambda: heatmap.create(ctx),
-                    "/split": lambda: split.create(ctx),
-                    "/camera": lambda: camera.create(ctx),
-                }
-            )
+        with frame(branding, state, selection, css=css):
+            ui.sub_pages({p.path: _builder(p, ctx) for p in every_page})
 
     return root
 
@@ -142,6 +119,10 @@ def run(
         # Pages refresh with their own timers; nothing uses property bindings.
         binding_refresh_interval=None,
     )
+
+
+def _builder(spec: PageSpec, ctx: PageContext) -> Callable[[], None]:
+    return lambda: spec.create(ctx)
 
 
 def crew_file(db_url: str) -> Path:

@@ -15,6 +15,7 @@ from nicegui.events import ValueChangeEventArguments
 
 from pitbox_appliance.dashboard import formatting
 from pitbox_appliance.dashboard.live_state import STALE_AFTER_S, LiveState
+from pitbox_appliance.dashboard.pages import pages
 from pitbox_appliance.dashboard.widgets import tid
 
 #: How often the header re-checks the broker link, data age, cars and driver.
@@ -111,27 +112,6 @@ class Branding:
             object.__setattr__(self, "accent_color", "#e10600")
         if not _COLOR.fullmatch(self.header_color):
             object.__setattr__(self, "header_color", "#06080a")
-
-
-@dataclass(frozen=True, slots=True)
-class NavItem:
-    """One page in the navigation rail."""
-
-    path: str
-    icon: str
-    label: str
-
-
-NAV: tuple[NavItem, ...] = (
-    NavItem("/", "speed", "Live"),
-    NavItem("/map", "map", "Map"),
-    NavItem("/laps", "timeline", "Laps"),
-    NavItem("/stints", "groups", "Stints"),
-    NavItem("/strategy", "insights", "Strategy"),
-    NavItem("/heatmap", "local_fire_department", "Heatmap"),
-    NavItem("/split", "vertical_split", "Split"),
-    NavItem("/camera", "videocam", "Camera"),
-)
 
 
 class CarSelection:
@@ -261,7 +241,7 @@ def _navigation() -> None:
     router = ui.context.client.sub_pages_router
     links: dict[str, ui.link] = {}
     with ui.element("nav").classes("pb-nav").props('aria-label="pages"'):
-        for item in NAV:
+        for item in pages():
             name = item.path.strip("/") or "live"
             with (
                 ui.link(target=item.path)
@@ -287,7 +267,7 @@ def _navigation() -> None:
 def active_page(path: str) -> str:
     """The navigation entry a URL path belongs to (``/laps?x=1`` → ``/laps``)."""
     clean = "/" + path.split("?", 1)[0].split("#", 1)[0].strip("/")
-    return next((i.path for i in NAV if i.path == clean), "/")
+    return next((p.path for p in pages() if p.path == clean), "/")
 
 
 def link_status(state: LiveState) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from nicegui import ui
 from pitbox_appliance.dashboard.context import PageContext
 from pitbox_appliance.dashboard.core_api import CommandOutcome, Outcome
 from pitbox_appliance.dashboard.crew_store import LogEntry
+from pitbox_appliance.dashboard.pages import page
 from pitbox_appliance.dashboard.session_data import SessionExtras
 from pitbox_appliance.dashboard.widgets import note, tid
 
@@ -42,6 +43,7 @@ PAGE_CSS = """
 """
 
 
+@page("/camera", icon="videocam", label="Camera", order=80, css=PAGE_CSS)
 def create(ctx: PageContext) -> None:
     """Build the camera/message page for one tab."""
     view = CameraView(ctx)

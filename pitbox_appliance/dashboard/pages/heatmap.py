@@ -11,6 +11,7 @@ from nicegui.events import ValueChangeEventArguments
 from pitbox_appliance.dashboard import mistakes as mk
 from pitbox_appliance.dashboard.context import PageContext
 from pitbox_appliance.dashboard.lap_analysis import TrackOutline, oval_outline
+from pitbox_appliance.dashboard.pages import page
 from pitbox_appliance.dashboard.pages.track_map import _path
 from pitbox_appliance.dashboard.session_data import SessionHistory
 from pitbox_appliance.dashboard.widgets import SvgText, note, tid
@@ -35,6 +36,7 @@ PAGE_CSS = """
 """
 
 
+@page("/heatmap", icon="local_fire_department", label="Heatmap", order=60, css=PAGE_CSS)
 def create(ctx: PageContext) -> None:
     """Build the heatmap for one tab; a timer reloads the mistakes from the database."""
     view = HeatmapView(ctx)

@@ -10,6 +10,7 @@ from nicegui.events import GenericEventArguments, ValueChangeEventArguments
 from pitbox_appliance.dashboard import formatting as fmt
 from pitbox_appliance.dashboard.context import PageContext
 from pitbox_appliance.dashboard.lap_analysis import LapComparison, compare_laps
+from pitbox_appliance.dashboard.pages import page
 from pitbox_appliance.dashboard.session_data import (
     LapInfo,
     SessionExtras,
@@ -75,6 +76,7 @@ _ROW_SLOT = r"""
 """
 
 
+@page("/laps", icon="timeline", label="Laps", order=30, css=PAGE_CSS)
 def create(ctx: PageContext) -> None:
     """Build the laps page for one tab; timers reload the lap list as laps complete."""
     view = LapsView(ctx)

@@ -18,6 +18,7 @@ from pitbox_appliance.dashboard.live_state import (
     LiveEvent,
     ShimInfo,
 )
+from pitbox_appliance.dashboard.pages import page
 from pitbox_appliance.dashboard.session_data import StintInfo
 from pitbox_appliance.dashboard.widgets import tid as _tid
 from pitbox_appliance.dashboard.widgets import tile as _tile
@@ -80,6 +81,7 @@ PAGE_CSS = """
 """
 
 
+@page("/", icon="speed", label="Live", order=10, css=PAGE_CSS)
 def create(ctx: PageContext) -> None:
     """Build the page for one browser tab; a timer refreshes it from the live state."""
     view = PitwallView(ctx)

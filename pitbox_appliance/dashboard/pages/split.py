@@ -11,6 +11,7 @@ from pitbox_appliance.dashboard import formatting as fmt
 from pitbox_appliance.dashboard import race
 from pitbox_appliance.dashboard.context import PageContext
 from pitbox_appliance.dashboard.live_state import CarState
+from pitbox_appliance.dashboard.pages import page
 from pitbox_appliance.dashboard.widgets import note, tid, value_axis
 
 #: Inputs move at the core's publish rate, like the pit wall.
@@ -50,6 +51,7 @@ PAGE_CSS = """
 """
 
 
+@page("/split", icon="vertical_split", label="Split", order=70, css=PAGE_CSS)
 def create(ctx: PageContext) -> None:
     """Build the split view for one tab; a timer refreshes both panes."""
     view = SplitView(ctx)

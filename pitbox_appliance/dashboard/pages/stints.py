@@ -12,6 +12,7 @@ from pitbox_appliance.dashboard.context import PageContext
 from pitbox_appliance.dashboard.core_api import ShimHealth
 from pitbox_appliance.dashboard.crew_store import HANDOFF_ITEMS, Checklist, handoff_key
 from pitbox_appliance.dashboard.live_state import CarState
+from pitbox_appliance.dashboard.pages import page
 from pitbox_appliance.dashboard.session_data import SessionHistory, StintInfo
 from pitbox_appliance.dashboard.widgets import note, tid
 
@@ -83,6 +84,7 @@ _ROW_SLOT = r"""
 """
 
 
+@page("/stints", icon="groups", label="Stints", order=40, css=PAGE_CSS)
 def create(ctx: PageContext) -> None:
     """Build the stints page for one tab."""
     view = StintsView(ctx)

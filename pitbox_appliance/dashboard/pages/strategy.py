@@ -12,6 +12,7 @@ from pitbox_appliance.dashboard import figures
 from pitbox_appliance.dashboard import formatting as fmt
 from pitbox_appliance.dashboard.context import PageContext
 from pitbox_appliance.dashboard.live_state import CarState, OtherCar
+from pitbox_appliance.dashboard.pages import page
 from pitbox_appliance.dashboard.widgets import note, tid, tile
 
 #: Strategy changes once a lap; twice a second is plenty.
@@ -63,6 +64,7 @@ PAGE_CSS = """
 """
 
 
+@page("/strategy", icon="insights", label="Strategy", order=50, css=PAGE_CSS)
 def create(ctx: PageContext) -> None:
     """Build the strategy page for one tab; a timer re-renders what changed."""
     view = StrategyView(ctx)

@@ -11,6 +11,7 @@ from pitbox_appliance.dashboard import race
 from pitbox_appliance.dashboard.context import PageContext
 from pitbox_appliance.dashboard.lap_analysis import TrackOutline, oval_outline
 from pitbox_appliance.dashboard.live_state import STALE_AFTER_S, CarState, OtherCar
+from pitbox_appliance.dashboard.pages import page
 from pitbox_appliance.dashboard.widgets import SvgText, note, tid
 
 #: Dots move at the core's publish rate, like the pit wall's numbers.
@@ -51,6 +52,7 @@ PAGE_CSS = """
 """
 
 
+@page("/map", icon="map", label="Map", order=20, css=PAGE_CSS)
 def create(ctx: PageContext) -> None:
     """Build the map for one tab: outline once, car dots refreshed by a timer."""
     view = MapView(ctx)
