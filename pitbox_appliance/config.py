@@ -140,6 +140,34 @@ class StrategyConfig(_Section):
     drivers: tuple[str, ...] = Field((), description="the team's drivers in order")
 
 
+class DetectorsConfig(_Section):
+    """Which live detectors the core runs (pitbox_appliance/detectors); all by default.
+
+    One switch per detector, named as it registers (``@register_detector("incident")``);
+    tests/test_detectors.py keeps the two lists equal.
+    """
+
+    incident: bool = Field(
+        True, description="incidents: off-track, spin, contact, lockup (live alerts)"
+    )
+    fatigue: bool = Field(
+        True, description="driver fatigue from inputs and stint time (swap advice)"
+    )
+    drafting: bool = Field(
+        True, description="drafting and passing chances against nearby cars"
+    )
+    damage: bool = Field(
+        True, description="damage from repair time and the lap-time loss it costs"
+    )
+    mistake: bool = Field(
+        True, description="mistakes per track section (stored for the heatmap)"
+    )
+
+    def enabled(self) -> tuple[str, ...]:
+        """The names of the detectors switched on."""
+        return tuple(name for name, on in self if on)
+
+
 class ApplianceConfig(_Section):
     """The whole appliance configuration file."""
 
@@ -150,6 +178,7 @@ class ApplianceConfig(_Section):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     theme: ThemeConfig = Field(default_factory=ThemeConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    detectors: DetectorsConfig = Field(default_factory=DetectorsConfig)
 
 
 class ConfigError(ValueError):

@@ -10,8 +10,16 @@ import pytest
 
 from driver_pc.adapters.ibt_file import IbtReader
 from driver_pc.adapters.simulator import RaceSimulatorAdapter, TruthKind
-from driver_pc.protocol.events import encode_event
-from pitbox_appliance.detectors import DETECTORS, DetectorSet, Emission
+from driver_pc.protocol.events import EventKind, encode_event
+from pitbox_appliance.config import ConfigError, DetectorsConfig, load_config
+from pitbox_appliance.detectors import (
+    DETECTOR_CHANNELS,
+    DETECTORS,
+    DetectorSet,
+    Emission,
+    detector_channels,
+    register_detector,
+)
 from pitbox_appliance.detectors.drafting import GLOBAL_REPEAT_S
 from pitbox_appliance.detectors.fatigue import (
     DriverFatigueAnalyzer,
@@ -240,3 +248,75 @@ def test_real_recordings_clean_laps_have_no_incidents(name: str) -> None:
     if name.startswith("teamjorge"):
         # The counter stays at 12 through the file: nothing was counted, nothing found.
         assert run.of("incident_detected") == []
+
+
+# ---- the registry: declarations, discovery, config switches ---------------------------
+def test_every_detector_declares_what_it_emits(race: SimRace) -> None:
+    declared = {
+        kind for spec in DETECTORS.values() for kind in (*spec.emits, *spec.stores)
+    }
+    emitted = {e.kind for e in race.run.emissions}
+    assert emitted, "the race segment should make the detectors emit"
+    assert emitted <= declared
+    for e in race.run.emissions:
+        assert e.publish == (e.kind in {k for s in DETECTORS.values() for k in s.emits})
+    for spec in DETECTORS.values():
+        assert spec.factory().name == spec.name
+        assert all(isinstance(kind, EventKind) for kind in spec.emits)
+
+
+def test_every_module_of_the_package_is_a_detector() -> None:
+    import pkgutil
+
+    from pitbox_appliance import detectors as package
+
+    modules = {m.name for m in pkgutil.iter_modules(package.__path__)} - {"base"}
+    found = {spec.factory.__module__.rsplit(".", 1)[1] for spec in DETECTORS.values()}
+    assert found == modules
+    assert DETECTORS.disabled == {}
+
+
+def test_a_detector_is_found_from_its_declaration_alone() -> None:
+    with DETECTORS.scoped():
+
+        @register_detector(
+            "pit_limiter",
+            channels=("PitSvFlags", "SessionTime"),
+            emits=(EventKind.DAMAGE_ALERT,),
+            order=50,
+        )
+        class PitLimiterDetector:
+            name = "pit_limiter"
+
+            def on_frames(self, frames: Any, ctx: Any, shared: Any) -> list[Emission]:
+                return [Emission(EventKind.DAMAGE_ALERT, 1.0, {"frames": len(frames)})]
+
+            def on_lap(self, lap: Any, shared: Any) -> list[Emission]:
+                return []
+
+        assert "PitSvFlags" in detector_channels()
+        detectors = DetectorSet()
+        assert [d.name for d in detectors.detectors].index("pit_limiter") == 1
+        frames = np.zeros(3, dtype=[("SessionTime", "f8")])
+        out = detectors.on_frames(frames, race_context())
+        assert Emission(EventKind.DAMAGE_ALERT, 1.0, {"frames": 3}) in out
+    assert "pit_limiter" not in DETECTORS
+    assert "PitSvFlags" not in DETECTOR_CHANNELS
+
+
+def test_each_detector_has_a_described_config_switch_on_by_default() -> None:
+    fields = DetectorsConfig.model_fields
+    assert set(fields) == set(DETECTORS), "add the detector's switch to DetectorsConfig"
+    assert all(f.description for f in fields.values())
+    assert set(DetectorsConfig().enabled()) == set(DETECTORS)
+
+
+def test_a_detector_is_switched_off_in_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "pitbox.yaml"
+    path.write_text("detectors:\n  drafting: false\n  mistake: no\n")
+    enabled = load_config(path).detectors.enabled()
+    assert enabled == ("incident", "fatigue", "damage")
+    assert {d.name for d in DetectorSet(enabled).detectors} == set(enabled)
+    path.write_text("strategy: {}\ndetectors:\n  drafts: false\n")
+    with pytest.raises(ConfigError, match=r"detectors\.drafts \(line 3\)"):
+        load_config(path)

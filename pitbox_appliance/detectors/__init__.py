@@ -1,18 +1,25 @@
-"""Live detectors (incidents, fatigue, drafting, damage, mistakes): one plugin each behind a registry."""
+"""Live detectors (incidents, fatigue, drafting, damage, mistakes): one plugin each behind a registry.
 
-# Importing the plugin modules registers them.
-from pitbox_appliance.detectors import damage, drafting, fatigue, incidents, mistakes
+Each module of this package that declares a detector (``@register_detector``) is
+found by the registry itself: a new detector is one new file here.
+"""
+
 from pitbox_appliance.detectors.base import (
-    DETECTOR_CHANNELS,
     DETECTORS,
     POOL_FRAMES,
     BatchContext,
     Detector,
     DetectorSet,
+    DetectorSpec,
     Emission,
     LapContext,
+    detector_channels,
+    detectors_in_order,
     register_detector,
 )
+
+#: Channels the detectors read (the core decodes them with its own).
+DETECTOR_CHANNELS = detector_channels()
 
 __all__ = [
     "DETECTORS",
@@ -21,12 +28,10 @@ __all__ = [
     "BatchContext",
     "Detector",
     "DetectorSet",
+    "DetectorSpec",
     "Emission",
     "LapContext",
-    "damage",
-    "drafting",
-    "fatigue",
-    "incidents",
-    "mistakes",
+    "detector_channels",
+    "detectors_in_order",
     "register_detector",
 ]

@@ -9,28 +9,11 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from driver_pc.protocol.events import EventKind
+from driver_pc.protocol.plugins import Registry
 from pitbox_appliance.analysis.driver_inputs import InputMetrics
 
 logger = logging.getLogger(__name__)
-
-# Channels the detectors read beyond what the core decodes anyway.
-DETECTOR_CHANNELS = (
-    "PlayerTrackSurface",
-    "PlayerCarTeamIncidentCount",
-    "PlayerCarMyIncidentCount",
-    "Yaw",
-    "YawRate",
-    "LatAccel",
-    "LongAccel",
-    "SessionFlags",
-    "PitRepairLeft",
-    "PitOptRepairLeft",
-    "CarIdxLapDistPct",
-    "CarIdxLap",
-    "CarIdxEstTime",
-    "CarIdxOnPitRoad",
-    "PlayerCarIdx",
-)
 
 Frames = np.ndarray[Any, np.dtype[np.void]]
 
@@ -118,24 +101,67 @@ class Detector(Protocol):
 POOL_FRAMES = 30
 
 DetectorFactory = Callable[[], Detector]
-DETECTORS: dict[str, DetectorFactory] = {}
 _F = TypeVar("_F", bound=DetectorFactory)
 
 
-def register_detector(name: str) -> Callable[[_F], _F]:
-    """Class decorator: make a detector available under ``name``."""
+@dataclass(frozen=True, slots=True)
+class DetectorSpec:
+    """A detector plugin as it declares itself with :func:`register_detector`."""
+
+    name: str
+    factory: DetectorFactory
+    #: Telemetry channels it reads: the core decodes them for it.
+    channels: tuple[str, ...]
+    #: Event kinds it publishes (payload schemas in driver_pc/protocol/events.py).
+    emits: tuple[EventKind, ...]
+    #: Kinds it stores as event rows without publishing them.
+    stores: tuple[str, ...]
+    #: Place in a batch's run, smallest first (others read what earlier ones found).
+    order: int
+
+
+#: Every detector by name; the modules of ``pitbox_appliance.detectors`` register
+#: themselves when the package is imported.
+DETECTORS: Registry[DetectorSpec] = Registry(
+    "detector", package="pitbox_appliance.detectors", skip=("base",)
+)
+
+
+def register_detector(
+    name: str,
+    *,
+    channels: Iterable[str],
+    emits: Iterable[EventKind] = (),
+    stores: Iterable[str] = (),
+    order: int = 100,
+) -> Callable[[_F], _F]:
+    """Class decorator: the detector ``name``, reading ``channels``, emitting ``emits``.
+
+    It runs unless the appliance config switches it off (``detectors.<name>``).
+    """
 
     def wrap(factory: _F) -> _F:
-        if name in DETECTORS:
-            raise ValueError(f"detector {name!r} is registered twice")
-        DETECTORS[name] = factory
+        spec = DetectorSpec(
+            name, factory, tuple(channels), tuple(emits), tuple(stores), order
+        )
+        DETECTORS.add(name, spec)
         return factory
 
     return wrap
 
 
+def detectors_in_order() -> list[DetectorSpec]:
+    """Every registered detector in run order."""
+    return sorted(DETECTORS.values(), key=lambda d: (d.order, d.name))
+
+
+def detector_channels() -> tuple[str, ...]:
+    """Every channel some registered detector reads, each once."""
+    return tuple(dict.fromkeys(c for d in detectors_in_order() for c in d.channels))
+
+
 class DetectorSet:
-    """One car's detectors, run in registry order; collects what they emit.
+    """One car's detectors (all, in run order, unless named); collects what they emit.
 
     A detector that raises is logged and switched off for this car: one faulty
     plugin never stops ingest.
@@ -143,8 +169,7 @@ class DetectorSet:
 
     def __init__(self, names: Iterable[str] | None = None, min_frames: int = 1) -> None:
         if names is None:
-            # Incidents first: the others read what it found in the same batch.
-            chosen = sorted(DETECTORS, key=lambda n: (n != "incident", n))
+            chosen = [d.name for d in detectors_in_order()]
         else:
             chosen = list(names)
         unknown = [n for n in chosen if n not in DETECTORS]
@@ -152,7 +177,7 @@ class DetectorSet:
             raise ValueError(
                 f"unknown detector(s) {unknown}; known: {sorted(DETECTORS)}"
             )
-        self.detectors: list[Detector] = [DETECTORS[n]() for n in chosen]
+        self.detectors: list[Detector] = [DETECTORS[n].factory() for n in chosen]
         self.shared = SharedState()
         # Batches are pooled until this many frames are in, then looked at as one:
         # the detectors' cost is mostly per call, not per frame (bench/detector_cost.py).

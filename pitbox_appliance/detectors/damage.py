@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from driver_pc.protocol.events import EventKind
 from pitbox_appliance.detectors.base import (
     BatchContext,
     Emission,
@@ -41,7 +42,11 @@ class _Episode:
     after: list[float] = field(default_factory=list)
 
 
-@register_detector("damage")
+@register_detector(
+    "damage",
+    channels=("SessionTime", "Lap", "PitRepairLeft", "PitOptRepairLeft"),
+    emits=(EventKind.DAMAGE_ALERT,),
+)
 class DamageModelingDetector:
     """Damage alerts: at once when repair time appears, again when the lap-time loss is known.
 
@@ -198,7 +203,7 @@ class DamageModelingDetector:
             "repair_time_left_s": left,
             "detail": "; ".join(parts),
         }
-        return Emission("damage_alert", when, payload)
+        return Emission(EventKind.DAMAGE_ALERT, when, payload)
 
 
 def _severity(episode: _Episode, loss: float | None) -> str:

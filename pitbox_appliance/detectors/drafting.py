@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from driver_pc.protocol.events import EventKind
 from pitbox_appliance.detectors.base import (
     BatchContext,
     Emission,
@@ -30,7 +31,14 @@ GLOBAL_REPEAT_S = 5.0  # and no two announcements come closer than this
 YELLOW_FLAGS = 0x8 | 0x4000 | 0x8000  # yellow, caution, caution waving: no racing
 
 
-@register_detector("drafting")
+@register_detector(
+    "drafting",
+    channels=(
+        *("SessionTime", "SessionFlags", "OnPitRoad", "PlayerCarIdx"),
+        *("CarIdxLapDistPct", "CarIdxEstTime", "CarIdxOnPitRoad"),
+    ),
+    emits=(EventKind.DRAFTING_OPPORTUNITY,),
+)
 class DraftingDetector:
     """Gaps in seconds to the nearest car ahead and behind on track, from ``CarIdxLapDistPct``.
 
@@ -173,7 +181,7 @@ class DraftingDetector:
                 "in_draft": in_draft,
                 "direction": direction,
             }
-            out.append(Emission("drafting_opportunity", now, payload))
+            out.append(Emission(EventKind.DRAFTING_OPPORTUNITY, now, payload))
             break  # one announcement per batch at most
         return out
 

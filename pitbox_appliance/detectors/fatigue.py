@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from driver_pc.protocol.events import EventKind
 from pitbox_appliance.detectors.base import (
     BatchContext,
     Emission,
@@ -64,7 +65,7 @@ class _DriverHistory:
     last_emitted_lap: int = -(10**9)
 
 
-@register_detector("fatigue")
+@register_detector("fatigue", channels=(), emits=(EventKind.DRIVER_FATIGUE_UPDATE,))
 class DriverFatigueAnalyzer:
     """Fatigue per driver, updated on every clean lap, published on change.
 
@@ -130,7 +131,7 @@ class DriverFatigueAnalyzer:
             "advice": advice,
             "basis": basis,
         }
-        return [Emission("driver_fatigue_update", lap.end_time, payload)]
+        return [Emission(EventKind.DRIVER_FATIGUE_UPDATE, lap.end_time, payload)]
 
     def level_of(self, driver: str) -> float | None:
         """The last published level of ``driver``."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from driver_pc.protocol.events import EventKind
 from pitbox_appliance.detectors.base import (
     BatchContext,
     Emission,
@@ -62,7 +63,17 @@ class _Sequence:
     pitted: bool = False  # the car reached pit road while it was open
 
 
-@register_detector("incident")
+@register_detector(
+    "incident",
+    channels=(
+        *("SessionTime", "Lap", "LapDistPct", "Speed", "Brake", "OnPitRoad"),
+        *("SessionFlags", "PlayerTrackSurface", "Yaw", "YawRate"),
+        *("LatAccel", "LongAccel"),
+        *("PlayerCarTeamIncidentCount", "PlayerCarMyIncidentCount"),
+    ),
+    emits=(EventKind.INCIDENT_DETECTED,),
+    order=0,  # first: the others read what it found in the same batch
+)
 class IncidentDetector:
     """Finds incident sequences from the car's motion and iRacing's incident counter.
 
@@ -314,7 +325,7 @@ class IncidentDetector:
             "confidence": confidence,
         }
         shared.incidents.append({**payload, "end_time": seq.last})
-        return [Emission("incident_detected", seq.start, payload)]
+        return [Emission(EventKind.INCIDENT_DETECTED, seq.start, payload)]
 
 
 def _type_of_points(points: int) -> str:

@@ -44,7 +44,7 @@ class _LapProfile:
     yellow: bool
 
 
-@register_detector("mistake")
+@register_detector("mistake", channels=(*_COLUMNS, "SessionFlags"), stores=("mistake",))
 class MistakeDetector:
     """Per-section losses of a lap against the driver's recent clean laps, with their cause.
 
