@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["pair"]:
         from driver_pc.pairing import main as pair_main
 
+        setup_logging(logging.WARNING)
         return pair_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
