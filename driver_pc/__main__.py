@@ -9,7 +9,8 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, get_args
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
@@ -194,11 +195,14 @@ def explain(exc: ValidationError, adapter: str) -> str:
 
 def _argument_kind(flag: str, annotation: Any) -> dict[str, Any]:
     """Argparse's ``type``/``action`` for an option field (``X | None`` is ``X``)."""
-    kinds = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
-    if len(kinds) == 1 and kinds[0] is bool:
+    kind = annotation
+    if get_origin(annotation) in (Union, UnionType):
+        kinds = [a for a in get_args(annotation) if a is not type(None)]
+        kind = kinds[0] if len(kinds) == 1 else None
+    if kind is bool:
         return {"action": argparse.BooleanOptionalAction}
-    if len(kinds) == 1 and kinds[0] in (str, int, float, Path):
-        return {"type": kinds[0]}
+    if kind in (str, int, float, Path):
+        return {"type": kind}
     raise TypeError(f"adapter option {flag!r}: {annotation} has no command-line form")
 
 
