@@ -10,9 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from driver_pc.protocol.logs import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -133,28 +130,23 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 def _cmd_laps(args: argparse.Namespace) -> int:
     from pitbox_appliance.storage.database import open_database
-    from pitbox_appliance.storage.models import Driver, Lap
+    from pitbox_appliance.storage.reader import SessionReader
 
     engine = open_database(args.db)
-    with Session(engine) as db:
-        query = select(Lap, Driver).outerjoin(Driver, Lap.driver_id == Driver.id)
-        if args.session is not None:
-            query = query.where(Lap.session_id == args.session)
-        rows = db.execute(query.order_by(Lap.session_id, Lap.end_time)).all()
-        laps = [
-            {
-                "session": lap.session_id,
-                "lap": lap.lap_number,
-                "time_s": lap.lap_time,
-                "driver": driver.user_name if driver else None,
-                "fuel_used_l": lap.fuel_used,
-                "pit": lap.pit_lap,
-                "smoothness": lap.input_smoothness,
-                "aggression": lap.input_aggression,
-                "precision": lap.input_precision,
-            }
-            for lap, driver in rows
-        ]
+    laps = [
+        {
+            "session": lap.session_id,
+            "lap": lap.lap_number,
+            "time_s": lap.lap_time,
+            "driver": lap.driver_name,
+            "fuel_used_l": lap.fuel_used,
+            "pit": lap.pit_lap,
+            "smoothness": lap.input_smoothness,
+            "aggression": lap.input_aggression,
+            "precision": lap.input_precision,
+        }
+        for lap in SessionReader(engine).laps(args.session)
+    ]
     engine.dispose()
     if args.json:
         print(json.dumps(laps, indent=1))  # noqa: T201

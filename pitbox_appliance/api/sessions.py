@@ -8,8 +8,7 @@ from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from pitbox_appliance.api.context import (
     READ_ENGINE,
@@ -26,7 +25,7 @@ from pitbox_appliance.api.schemas import (
     StintList,
     StintOut,
 )
-from pitbox_appliance.storage.models import Driver, Lap, RaceSession, Stint
+from pitbox_appliance.storage.reader import SessionReader
 
 routes = web.RouteTableDef()
 
@@ -78,91 +77,67 @@ async def _read(request: web.Request, query: Callable[[Engine], T]) -> T:
 
 
 def _sessions(engine: Engine) -> SessionList:
-    with Session(engine) as db:
-        rows = db.scalars(select(RaceSession).order_by(RaceSession.id.desc()))
-        return SessionList(
-            sessions=[SessionOut.model_validate(r, from_attributes=True) for r in rows]
-        )
+    rows = SessionReader(engine).sessions()
+    return SessionList(
+        sessions=[SessionOut.model_validate(r, from_attributes=True) for r in rows]
+    )
 
 
 def _session_detail(engine: Engine, session_id: int) -> SessionDetail | None:
-    with Session(engine) as db:
-        row = db.get(RaceSession, session_id)
+    with SessionReader(engine).snapshot() as reader:
+        row = reader.session(session_id)
         if row is None:
             return None
-        lap_count, best = db.execute(
-            select(func.count(Lap.id), func.min(Lap.lap_time)).where(
-                Lap.session_id == session_id
-            )
-        ).one()
-        drivers = db.scalars(
-            select(Driver.user_name)
-            .join(Lap, Lap.driver_id == Driver.id)
-            .where(Lap.session_id == session_id)
-            .group_by(Driver.id, Driver.user_name)
-            .order_by(func.min(Lap.end_time))
-        ).all()
-        summary = SessionOut.model_validate(row, from_attributes=True)
-        return SessionDetail(
-            **summary.model_dump(),
-            lap_count=lap_count,
-            best_lap_time=best,
-            drivers=list(drivers),
-            session_info=row.session_info,
-        )
+        totals = reader.lap_totals(session_id)
+    summary = SessionOut.model_validate(row, from_attributes=True)
+    return SessionDetail(
+        **summary.model_dump(),
+        lap_count=totals.count,
+        best_lap_time=totals.best_lap_time,
+        drivers=list(totals.drivers),
+        session_info=row.session_info,
+    )
 
 
 def _laps(engine: Engine, session_id: int) -> LapList | None:
-    with Session(engine) as db:
-        if db.get(RaceSession, session_id) is None:
+    with SessionReader(engine).snapshot() as reader:
+        if reader.session(session_id) is None:
             return None
-        rows = db.execute(
-            select(Lap, Driver.user_name)
-            .outerjoin(Driver, Lap.driver_id == Driver.id)
-            .where(Lap.session_id == session_id)
-            .order_by(Lap.end_time)
-        ).all()
-        laps = [
-            LapOut(
-                id=lap.id,
-                lap_number=lap.lap_number,
-                stint_id=lap.stint_id,
-                driver_id=lap.driver_id,
-                driver_name=name,
-                start_time=lap.start_time,
-                end_time=lap.end_time,
-                lap_time=lap.lap_time,
-                fuel_used=lap.fuel_used,
-                pit_lap=lap.pit_lap,
-                max_speed=lap.max_speed,
-            )
-            for lap, name in rows
-        ]
-        return LapList(session_id=session_id, laps=laps)
+        rows = reader.laps(session_id)
+    laps = [
+        LapOut(
+            id=lap.id,
+            lap_number=lap.lap_number,
+            stint_id=lap.stint_id,
+            driver_id=lap.driver_id,
+            driver_name=lap.driver_name,
+            start_time=lap.start_time,
+            end_time=lap.end_time,
+            lap_time=lap.lap_time,
+            fuel_used=lap.fuel_used,
+            pit_lap=lap.pit_lap,
+            max_speed=lap.max_speed,
+        )
+        for lap in rows
+    ]
+    return LapList(session_id=session_id, laps=laps)
 
 
 def _stints(engine: Engine, session_id: int) -> StintList | None:
-    with Session(engine) as db:
-        if db.get(RaceSession, session_id) is None:
+    with SessionReader(engine).snapshot() as reader:
+        if reader.session(session_id) is None:
             return None
-        rows = db.execute(
-            select(Stint, Driver.user_name, func.count(Lap.id))
-            .outerjoin(Driver, Stint.driver_id == Driver.id)
-            .outerjoin(Lap, Lap.stint_id == Stint.id)
-            .where(Stint.session_id == session_id)
-            .group_by(Stint.id, Driver.user_name)
-            .order_by(Stint.number)
-        ).all()
-        stints = [
-            StintOut(
-                id=stint.id,
-                number=stint.number,
-                driver_id=stint.driver_id,
-                driver_name=name,
-                start_time=stint.start_time,
-                end_time=stint.end_time,
-                lap_count=count,
-            )
-            for stint, name, count in rows
-        ]
-        return StintList(session_id=session_id, stints=stints)
+        rows = reader.stints(session_id)
+    stints = [
+        StintOut(
+            id=stint.id,
+            number=stint.number,
+            driver_id=stint.driver_id,
+            driver_name=stint.driver_name,
+            start_time=stint.start_time,
+            end_time=stint.end_time,
+            lap_count=stint.lap_count,
+        )
+        for stint in rows
+    ]
+    return StintList(session_id=session_id, stints=stints)

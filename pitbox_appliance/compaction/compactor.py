@@ -9,16 +9,15 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import zstandard
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
-from driver_pc.protocol.codec import decode_batch
 from driver_pc.protocol.manifest import (
     MANIFEST_NAME,
     FileEntry,
@@ -41,21 +40,19 @@ from pitbox_appliance.compaction.summary import (
     team_of,
 )
 from pitbox_appliance.compaction.telemetry import TelemetryWriter
-from pitbox_appliance.storage.models import (
-    ChannelSet,
-    Driver,
-    Event,
-    Lap,
-    RaceSession,
-    Stint,
-    TelemetryChunk,
+from pitbox_appliance.storage.reader import (
+    ChunkDecoder,
+    MissingChannelSetError,
+    SessionReader,
+    SessionRow,
 )
 
 logger = logging.getLogger(__name__)
 
+Frames = np.ndarray[Any, np.dtype[np.void]]
+
 STAGING = ".staging"
 UNKNOWN = "unknown"
-CHUNKS_PER_FETCH = 512
 TABLE_FILES = {
     "telemetry": "telemetry/telemetry.parquet",
     "telemetry_exceptions": "telemetry_exceptions/telemetry_exceptions.parquet",
@@ -147,60 +144,28 @@ def slug(value: str) -> str:
 def _load(
     engine: Engine, session_id: int, relational_only: bool = False
 ) -> tuple[SessionRows, list[ChannelDictionary]]:
-    with Session(engine) as db:
-        race = db.get(RaceSession, session_id)
+    with SessionReader(engine).snapshot() as reader:
+        race = reader.session(session_id)
         if race is None:
             raise CompactionError(f"no session {session_id} in the database")
-        stints = list(
-            db.scalars(
-                select(Stint)
-                .where(Stint.session_id == session_id)
-                .order_by(Stint.number)
-            )
+        rows = SessionRows(
+            race,
+            reader.drivers(session_id),
+            reader.stints(session_id),
+            reader.laps(session_id),
+            reader.events(session_id),
         )
-        laps = list(
-            db.scalars(
-                select(Lap).where(Lap.session_id == session_id).order_by(Lap.end_time)
-            )
-        )
-        events = list(
-            db.scalars(
-                select(Event)
-                .where(Event.session_id == session_id)
-                .order_by(Event.session_time, Event.id)
-            )
-        )
-        ids = {s.driver_id for s in stints} | {lap.driver_id for lap in laps}
-        drivers = {
-            d.id: d
-            for d in db.scalars(
-                select(Driver).where(Driver.id.in_([i for i in ids if i is not None]))
-            )
-        }
         dictionaries: list[ChannelDictionary] = []
         if not relational_only:
-            used = db.scalars(
-                select(TelemetryChunk.dict_id)
-                .where(TelemetryChunk.session_id == session_id)
-                .distinct()
-            ).all()
-            for dict_id in sorted(used):
-                definition = db.scalar(
-                    select(ChannelSet.definition)
-                    .where(ChannelSet.dict_id == dict_id)
-                    .order_by((ChannelSet.session_id != session_id), ChannelSet.id)
-                    .limit(1)
-                )
-                if definition is None:
-                    raise CompactionError(
-                        f"session {session_id}: no channel dictionary {dict_id:#010x}"
-                    )
-                dictionaries.append(ChannelDictionary.from_json(dict(definition)))
-        db.expunge_all()
-    return SessionRows(race, drivers, stints, laps, events), dictionaries
+            try:
+                used = reader.chunk_channel_sets(session_id)
+            except MissingChannelSetError as exc:
+                raise CompactionError(str(exc)) from None
+            dictionaries = [used[dict_id] for dict_id in sorted(used)]
+    return rows, dictionaries
 
 
-def _session_info(race: RaceSession) -> dict[str, Any]:
+def _session_info(race: SessionRow) -> dict[str, Any]:
     if not race.session_info:
         return {}
     try:
@@ -211,7 +176,7 @@ def _session_info(race: RaceSession) -> dict[str, Any]:
 
 
 def _partition(
-    race: RaceSession, team: str | None, info: dict[str, Any]
+    race: SessionRow, team: str | None, info: dict[str, Any]
 ) -> tuple[Partition, str]:
     date = session_date(info)
     if date is not None:
@@ -232,20 +197,11 @@ def _partition(
 
 def _chunks(
     engine: Engine, session_id: int, dictionaries: list[ChannelDictionary]
-) -> Any:
+) -> Iterator[tuple[str, Frames]]:
     """Decoded batches in chunk order: (source, frames)."""
-    by_id = {d.dict_id: d for d in dictionaries}
-    decompressor = zstandard.ZstdDecompressor()
-    query = (
-        select(TelemetryChunk.source, TelemetryChunk.data)
-        .where(TelemetryChunk.session_id == session_id)
-        .order_by(TelemetryChunk.start_time, TelemetryChunk.source, TelemetryChunk.seq)
-        .execution_options(yield_per=CHUNKS_PER_FETCH)
-    )
-    with Session(engine) as db:
-        for source, data in db.execute(query):
-            batch = decode_batch(decompressor.decompress(data), by_id)
-            yield source, batch.frames
+    decode = ChunkDecoder({d.dict_id: d for d in dictionaries})
+    for chunk, batch in decode.batches(SessionReader(engine).chunks(session_id)):
+        yield chunk.source, batch.frames
 
 
 # ---- writing ---------------------------------------------------------------------

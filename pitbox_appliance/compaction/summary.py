@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pitbox_appliance.storage.models import Driver, Event, Lap, RaceSession, Stint
+from pitbox_appliance.storage.reader import (
+    DriverRow,
+    EventRow,
+    LapRow,
+    SessionRow,
+    StintRow,
+)
 
 AVG_LAP_RULE = "mean and best of timed laps that are not pit laps"
 FUEL_RULE = (
@@ -24,13 +30,13 @@ FUEL_RULE = (
 class SessionRows:
     """The relational rows of one session, as read from the appliance database."""
 
-    race: RaceSession
-    drivers: dict[int, Driver]
-    stints: list[Stint]
-    laps: list[Lap]
-    events: list[Event]
+    race: SessionRow
+    drivers: dict[int, DriverRow]
+    stints: list[StintRow]
+    laps: list[LapRow]
+    events: list[EventRow]
 
-    def driver(self, driver_id: int | None) -> Driver | None:
+    def driver(self, driver_id: int | None) -> DriverRow | None:
         return self.drivers.get(driver_id) if driver_id is not None else None
 
     def stint_number(self, stint_id: int | None) -> int | None:

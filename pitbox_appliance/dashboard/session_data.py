@@ -23,14 +23,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import zstandard
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from driver_pc.protocol.codec import DecodeError, decode_batch
-from driver_pc.protocol.messages import ChannelDictionary
+from driver_pc.protocol.codec import DecodeError
 from driver_pc.protocol.session_info import SessionInfoError, parse_session_info
 from pitbox_appliance.dashboard.lap_analysis import (
     FloatArray,
@@ -44,14 +41,11 @@ from pitbox_appliance.dashboard.lap_analysis import (
 )
 from pitbox_appliance.dashboard.mistakes import MistakeLog, parse_mistake
 from pitbox_appliance.storage.database import make_engine
-from pitbox_appliance.storage.models import (
-    ChannelSet,
-    Driver,
-    Event,
-    Lap,
-    RaceSession,
-    Stint,
-    TelemetryChunk,
+from pitbox_appliance.storage.reader import (
+    ChunkDecoder,
+    LapRow,
+    SessionReader,
+    SessionRow,
 )
 
 logger = logging.getLogger(__name__)
@@ -244,19 +238,21 @@ class SessionData:
         """The stored session with that key, its laps and stints; None if not stored."""
         return await self._get(
             ("history", session_key),
-            lambda engine: _history(engine, session_key),
+            lambda reader: _history(reader, session_key),
             self.history_ttl_s,
         )
 
     async def latest_session_key(self) -> str | None:
         """The newest stored session (for pages opened while no car is live)."""
-        return await self._get(("latest",), _latest_session_key, self.history_ttl_s)
+        return await self._get(
+            ("latest",), SessionReader.latest_session_key, self.history_ttl_s
+        )
 
     async def extras(self, session_key: str) -> SessionExtras:
         """Camera groups, car numbers and sectors from the stored session info."""
         found = await self._get(
             ("extras", session_key),
-            lambda engine: _extras(engine, session_key),
+            lambda reader: _extras(reader, session_key),
             MISS_TTL_S,
         )
         return found if found is not None else SessionExtras()
@@ -265,7 +261,7 @@ class SessionData:
         """The session's ``mistake`` events in time order; None if not stored."""
         return await self._get(
             ("mistakes", session_key),
-            lambda engine: _mistakes(engine, session_key),
+            lambda reader: _mistakes(reader, session_key),
             self.history_ttl_s,
         )
 
@@ -273,7 +269,7 @@ class SessionData:
         """A lap's telemetry, decoded from the stored chunks; None without telemetry."""
         return await self._get(
             ("trace", session_id, lap.id, lap.end_time),
-            lambda engine: _lap_trace(engine, session_id, lap),
+            lambda reader: _lap_trace(reader, session_id, lap),
             LONG_TTL_S,
         )
 
@@ -281,14 +277,14 @@ class SessionData:
         """The track outline for a session: GPS of its best lap, else an oval."""
         found = await self._get(
             ("outline", session_key),
-            lambda engine: _outline(engine, session_key),
+            lambda reader: _outline(reader, session_key),
             LONG_TTL_S,
         )
         return found if found is not None else oval_outline("no recorded lap yet")
 
     # ---- helpers --------------------------------------------------------------------
     async def _get(
-        self, key: Hashable, query: Callable[[Engine], T | None], ttl_s: float
+        self, key: Hashable, query: Callable[[SessionReader], T | None], ttl_s: float
     ) -> T | None:
         now = time.monotonic()
         hit = self._cache.get(key)
@@ -310,14 +306,14 @@ class SessionData:
                 self._cache.popitem(last=False)
         return value
 
-    def _run(self, query: Callable[[Engine], T | None]) -> T | None:
+    def _run(self, query: Callable[[SessionReader], T | None]) -> T | None:
         """Worker thread: run one query, turning a missing or odd database into None."""
         engine = self._open()
         if engine is None:
             return None
         self.queries += 1
         try:
-            value = query(engine)
+            value = query(SessionReader(engine))
         except SQLAlchemyError as exc:
             self.problem = _describe(exc)
             logger.warning("dashboard query failed: %s", self.problem)
@@ -338,80 +334,59 @@ class SessionData:
 
 
 # ---- queries (worker threads) -----------------------------------------------------------
-def _latest_session_key(engine: Engine) -> str | None:
-    with Session(engine) as db:
-        return db.scalar(
-            select(RaceSession.session_key).order_by(RaceSession.id.desc()).limit(1)
-        )
-
-
-def _session(db: Session, session_key: str) -> RaceSession | None:
-    return db.scalar(select(RaceSession).where(RaceSession.session_key == session_key))
-
-
-def _history(engine: Engine, session_key: str) -> SessionHistory | None:
-    with Session(engine) as db:
-        race = _session(db, session_key)
+def _history(reader: SessionReader, session_key: str) -> SessionHistory | None:
+    with reader.snapshot() as db:
+        race = db.session_by_key(session_key)
         if race is None:
             return None
-        stint_rows = db.execute(
-            select(Stint, Driver.user_name)
-            .outerjoin(Driver, Stint.driver_id == Driver.id)
-            .where(Stint.session_id == race.id)
-            .order_by(Stint.number)
-        ).all()
-        lap_rows = db.execute(
-            select(Lap, Driver.user_name)
-            .outerjoin(Driver, Lap.driver_id == Driver.id)
-            .where(Lap.session_id == race.id)
-            .order_by(Lap.end_time)
-        ).all()
-        numbers = {stint.id: stint.number for stint, _name in stint_rows}
-        laps = tuple(
-            LapInfo(
-                id=lap.id,
-                number=lap.lap_number,
-                stint=numbers.get(lap.stint_id) if lap.stint_id is not None else None,
-                driver=name or "",
-                start_time=lap.start_time,
-                end_time=lap.end_time,
-                lap_time=lap.lap_time,
-                fuel_used=lap.fuel_used,
-                pit_lap=lap.pit_lap,
-                smoothness=lap.input_smoothness,
-                aggression=lap.input_aggression,
-                precision=lap.input_precision,
-            )
-            for lap, name in lap_rows
+        stint_rows = db.stints(race.id)
+        lap_rows = db.laps(race.id)
+    numbers = {stint.id: stint.number for stint in stint_rows}
+    laps = tuple(
+        LapInfo(
+            id=lap.id,
+            number=lap.lap_number,
+            stint=numbers.get(lap.stint_id) if lap.stint_id is not None else None,
+            driver=lap.driver_name or "",
+            start_time=lap.start_time,
+            end_time=lap.end_time,
+            lap_time=lap.lap_time,
+            fuel_used=lap.fuel_used,
+            pit_lap=lap.pit_lap,
+            smoothness=lap.input_smoothness,
+            aggression=lap.input_aggression,
+            precision=lap.input_precision,
         )
-        stints = tuple(
-            _stint_info(
-                stint.number, name or "", stint.start_time, stint.end_time, laps
-            )
-            for stint, name in stint_rows
+        for lap in lap_rows
+    )
+    stints = tuple(
+        _stint_info(
+            stint.number,
+            stint.driver_name or "",
+            stint.start_time,
+            stint.end_time,
+            laps,
         )
-        summary = SessionSummary(
-            id=race.id,
-            session_key=race.session_key,
-            car=race.car,
-            track=race.track,
-            track_length_m=race.track_length_km * 1000.0,
-            last_time=race.last_time,
-        )
-        return SessionHistory(summary, laps, stints)
+        for stint in stint_rows
+    )
+    summary = SessionSummary(
+        id=race.id,
+        session_key=race.session_key,
+        car=race.car,
+        track=race.track,
+        track_length_m=race.track_length_km * 1000.0,
+        last_time=race.last_time,
+    )
+    return SessionHistory(summary, laps, stints)
 
 
-def _mistakes(engine: Engine, session_key: str) -> MistakeLog | None:
-    with Session(engine) as db:
-        race = _session(db, session_key)
+def _mistakes(reader: SessionReader, session_key: str) -> MistakeLog | None:
+    with reader.snapshot() as db:
+        race = db.session_by_key(session_key)
         if race is None:
             return None
-        rows = db.execute(
-            select(Event.session_time, Event.payload)
-            .where(Event.session_id == race.id, Event.kind == "mistake")
-            .order_by(Event.session_time, Event.id)
-        ).all()
-    parsed = [parse_mistake(payload, float(t)) for t, payload in rows]
+        events = db.events(race.id, kind="mistake")
+    parsed = [parse_mistake(e.payload, float(e.session_time)) for e in events]
     found = tuple(m for m in parsed if m is not None)
     return MistakeLog(found, skipped=len(parsed) - len(found))
 
@@ -441,13 +416,9 @@ def _stint_info(
     )
 
 
-def _extras(engine: Engine, session_key: str) -> SessionExtras | None:
-    with Session(engine) as db:
-        text = db.scalar(
-            select(RaceSession.session_info).where(
-                RaceSession.session_key == session_key
-            )
-        )
+def _extras(reader: SessionReader, session_key: str) -> SessionExtras | None:
+    race = reader.session_by_key(session_key)
+    text = race.session_info if race is not None else None
     if not text:
         return None
     try:
@@ -501,58 +472,35 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def _lap_trace(engine: Engine, session_id: int, lap: LapInfo) -> LapTrace | None:
+def _lap_trace(reader: SessionReader, session_id: int, lap: LapInfo) -> LapTrace | None:
     if lap.start_time is None:
         return None
-    with Session(engine) as db:
-        frames = _frames(db, session_id, lap.start_time, lap.end_time)
+    frames = _frames(reader, session_id, lap.start_time, lap.end_time)
     return lap_trace_from_frames(lap, frames)
 
 
 def _frames(
-    db: Session, session_id: int, start: float, end: float
+    reader: SessionReader, session_id: int, start: float, end: float
 ) -> dict[str, FloatArray]:
     """The trace channels between two session times, from the best-covered source."""
-    dictionaries: dict[int, ChannelDictionary] = {}
-    for dict_id, definition in db.execute(
-        select(ChannelSet.dict_id, ChannelSet.definition).where(
-            ChannelSet.session_id == session_id
-        )
-    ):
-        try:
-            dictionaries[dict_id] = ChannelDictionary.from_json(dict(definition))
-        except (TypeError, ValueError):
-            logger.warning("session %s: unreadable channel set %s", session_id, dict_id)
-    rows = db.execute(
-        select(
-            TelemetryChunk.source,
-            TelemetryChunk.frames,
-            TelemetryChunk.data,
-        )
-        .where(
-            TelemetryChunk.session_id == session_id,
-            TelemetryChunk.end_time >= start,
-            TelemetryChunk.start_time <= end,
-        )
-        .order_by(TelemetryChunk.start_time, TelemetryChunk.seq)
-    ).all()
+    with reader.snapshot() as db:
+        dictionaries = db.channel_sets(session_id)
+        chunks = list(db.chunks(session_id, start=start, end=end))
     # Two driver PCs of one car can both stream a stretch: take the one that saw most.
     counts: dict[str, int] = {}
-    for source, frames, _data in rows:
-        counts[source] = counts.get(source, 0) + frames
+    for chunk in chunks:
+        counts[chunk.source] = counts.get(chunk.source, 0) + chunk.frames
     if not counts:
         return {}
     chosen = max(counts, key=lambda s: counts[s])
-    decompressor = zstandard.ZstdDecompressor()
+    decode = ChunkDecoder(dictionaries, TRACE_CHANNELS)
     columns: dict[str, list[FloatArray]] = {}
-    for source, _frames_count, data in rows:
-        if source != chosen:
+    for chunk in chunks:
+        if chunk.source != chosen:
             continue
         try:
-            batch = decode_batch(
-                decompressor.decompress(data), dictionaries, TRACE_CHANNELS
-            )
-        except (DecodeError, zstandard.ZstdError) as exc:
+            batch = decode(chunk)
+        except DecodeError as exc:
             logger.warning("session %s: skipping a chunk: %s", session_id, exc)
             continue
         for name in batch.frames.dtype.names or ():
@@ -568,57 +516,32 @@ def _frames(
     return {name: values[keep][order] for name, values in out.items()}
 
 
-def _outline(engine: Engine, session_key: str) -> TrackOutline | None:
-    with Session(engine) as db:
-        race = _session(db, session_key)
+def _outline(reader: SessionReader, session_key: str) -> TrackOutline | None:
+    with reader.snapshot() as db:
+        race = db.session_by_key(session_key)
         if race is None:
             return None
-        candidates = list(
-            db.execute(
-                select(Lap, RaceSession.id)
-                .join(RaceSession, Lap.session_id == RaceSession.id)
-                .where(
-                    Lap.session_id == race.id,
-                    Lap.lap_time.is_not(None),
-                    Lap.start_time.is_not(None),
-                    Lap.pit_lap.is_(False),
-                )
-                .order_by(Lap.lap_time)
-                .limit(2)
-            ).all()
-        )
+        candidates = db.fastest_laps(race.id, limit=2)
         if race.track:
             # A lap at the same track from an earlier session draws the map until
             # this session has a clean lap of its own.
-            candidates += db.execute(
-                select(Lap, RaceSession.id)
-                .join(RaceSession, Lap.session_id == RaceSession.id)
-                .where(
-                    RaceSession.track == race.track,
-                    RaceSession.id != race.id,
-                    Lap.lap_time.is_not(None),
-                    Lap.start_time.is_not(None),
-                    Lap.pit_lap.is_(False),
-                )
-                .order_by(Lap.lap_time)
-                .limit(2)
-            ).all()
+            candidates += db.fastest_laps(track=race.track, other_than=race.id, limit=2)
         tried_telemetry = False
-        for lap_row, session_id in candidates:
+        for lap_row in candidates:
             lap = _lap_info(lap_row)
             assert lap.start_time is not None
-            frames = _frames(db, session_id, lap.start_time, lap.end_time)
+            frames = _frames(db, lap_row.session_id, lap.start_time, lap.end_time)
             trace = lap_trace_from_frames(lap, frames)
             if trace is None:
                 continue
             tried_telemetry = True
             if not trace.has_gps:
                 break
-            own = session_id == race.id
+            own = lap_row.session_id == race.id
             where = "" if own else " of an earlier session"
             note = f"GPS of lap {lap.number}{where} ({_secs(lap.lap_time)})"
             outline = gps_outline(trace, note)
-            return _with_pit_lane(db, race.id, outline)
+            return _with_pit_lane(db, race, outline)
         reason = (
             "no GPS in the recorded telemetry"
             if tried_telemetry
@@ -627,18 +550,15 @@ def _outline(engine: Engine, session_key: str) -> TrackOutline | None:
         return oval_outline(reason)
 
 
-def _with_pit_lane(db: Session, session_id: int, outline: TrackOutline) -> TrackOutline:
+def _with_pit_lane(
+    reader: SessionReader, race: SessionRow, outline: TrackOutline
+) -> TrackOutline:
     """Add the pit lane, traced from the first pit visit's GPS, to a GPS outline."""
-    pit_laps = db.scalars(
-        select(Lap)
-        .where(Lap.session_id == session_id, Lap.pit_lap.is_(True))
-        .order_by(Lap.end_time)
-        .limit(2)
-    ).all()
+    pit_laps = reader.laps(race.id, pit=True, limit=2)
     if not pit_laps or outline.origin is None:
         return outline
     start = pit_laps[0].start_time or pit_laps[0].end_time - 600.0
-    frames = _frames(db, session_id, start, pit_laps[-1].end_time)
+    frames = _frames(reader, race.id, start, pit_laps[-1].end_time)
     lat, lon, pit = frames.get("Lat"), frames.get("Lon"), frames.get("OnPitRoad")
     if lat is None or lon is None or pit is None or not usable_gps(lat, lon):
         return outline
@@ -662,7 +582,7 @@ def _with_pit_lane(db: Session, session_id: int, outline: TrackOutline) -> Track
     )
 
 
-def _lap_info(lap: Lap) -> LapInfo:
+def _lap_info(lap: LapRow) -> LapInfo:
     return LapInfo(
         id=lap.id,
         number=lap.lap_number,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
@@ -19,22 +18,9 @@ from pitbox_appliance.storage.models import (
     Stint,
     TelemetryChunk,
 )
+from pitbox_appliance.storage.reader import ResumeState, SessionReader
 
-
-@dataclass(frozen=True, slots=True)
-class ResumeState:
-    """What the writer has stored of a session, for a core that restarted."""
-
-    chunks: list[tuple[int, bytes]]
-    laps: list[Lap]
-    stint_id: int | None
-    stint_number: int
-    driver_id: int | None
-    driver_name: str
-
-
-RESUME_WINDOW_S = 30 * 60  # never replay more than this much telemetry on resume
-RESUME_LAPS = 50
+__all__ = ["ResumeState", "SessionWriter"]
 
 
 class SessionWriter:
@@ -72,54 +58,11 @@ class SessionWriter:
         return {s.id: s.last_seq for s in self._db.scalars(select(Source))}
 
     def resume_state(self, session_id: int) -> ResumeState | None:
-        """Stored chunks since the last lap's start, the laps and the open stint."""
-        db = self._db
-        laps = list(
-            db.scalars(
-                select(Lap).where(Lap.session_id == session_id).order_by(Lap.end_time)
-            )
-        )
-        last_chunk = db.scalar(
-            select(TelemetryChunk.end_time)
-            .where(TelemetryChunk.session_id == session_id)
-            .order_by(TelemetryChunk.end_time.desc())
-            .limit(1)
-        )
-        if last_chunk is None:
-            return None
-        since = last_chunk - RESUME_WINDOW_S
-        if laps:
-            start = (
-                laps[-1].start_time
-                if laps[-1].start_time is not None
-                else laps[-1].end_time
-            )
-            since = max(since, start - 1.0)
-        chunks = [
-            (int(dict_id), bytes(data))
-            for dict_id, data in db.execute(
-                select(TelemetryChunk.dict_id, TelemetryChunk.data)
-                .where(
-                    TelemetryChunk.session_id == session_id,
-                    TelemetryChunk.end_time >= since,
-                )
-                .order_by(TelemetryChunk.start_time)
-            )
-        ]
-        stint = db.scalar(
-            select(Stint)
-            .where(Stint.session_id == session_id)
-            .order_by(Stint.number.desc())
-        )
-        driver = db.get(Driver, stint.driver_id) if stint and stint.driver_id else None
-        return ResumeState(
-            chunks=chunks,
-            laps=laps[-RESUME_LAPS:],
-            stint_id=stint.id if stint else None,
-            stint_number=stint.number if stint else 0,
-            driver_id=stint.driver_id if stint else None,
-            driver_name=driver.user_name if driver else "",
-        )
+        """Stored chunks since the last lap's start, the laps and the open stint.
+
+        Read inside the write transaction (see :meth:`SessionReader.resume_state`).
+        """
+        return SessionReader(self._db).resume_state(session_id)
 
     def channel_sets(self) -> list[dict[str, Any]]:
         return [dict(c.definition) for c in self._db.scalars(select(ChannelSet))]
