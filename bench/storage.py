@@ -60,8 +60,8 @@ class Result:
 
 
 def measure(label: str, ibt: Path, work: Path) -> Result:
+    from pitbox_appliance.cli.importer import import_file, local_codec
     from pitbox_appliance.core.ingest import Ingestor
-    from pitbox_appliance.importer import import_file, local_codec
     from pitbox_appliance.storage.database import make_engine, open_database
     from pitbox_appliance.storage.writer import SessionWriter
 

@@ -1,4 +1,9 @@
-"""The ``pitbox`` command: import recordings, list laps, run the demo and the appliance programs."""
+"""The ``pitbox`` command, the composition root: wires every package's subcommands.
+
+This package alone may import any package (the shim's adapters and pipeline for
+``import`` and ``demo``, cloud_sync's commands, training); tests/test_import_direction.py
+holds everything else to the allow-list.
+"""
 
 from __future__ import annotations
 
@@ -61,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "laps":
         return _cmd_laps(args)
     if args.command == "demo":
-        from pitbox_appliance.demo import run_demo
+        from pitbox_appliance.cli.demo import run_demo
 
         return run_demo(args)
     return 2
@@ -92,8 +97,8 @@ def _command_plugins() -> list[Callable[[Any], None]]:
 def _cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from pitbox_appliance.cli.importer import ImportError_, import_file, local_codec
     from pitbox_appliance.core.ingest import Ingestor
-    from pitbox_appliance.importer import ImportError_, import_file, local_codec
     from pitbox_appliance.storage.database import open_database
     from pitbox_appliance.storage.writer import SessionWriter
 
@@ -155,7 +160,3 @@ def _cmd_laps(args: argparse.Namespace) -> int:
             t = f"{lap['time_s']:.3f}" if lap["time_s"] is not None else "  -   "
             print(f"{lap['session']:4} {lap['lap']:5} {t:>9}  {lap['driver'] or ''}")  # noqa: T201
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
