@@ -7,6 +7,7 @@ import pytest
 from driver_pc.adapters.ibt_file import IbtReader
 from driver_pc.adapters.simulator import write_simulated_ibt
 from pitbox_appliance.analysis import InputMetrics, input_metrics
+from pitbox_appliance.analysis.lap_inputs import INPUT_CHANNELS, LapInputBuffer
 from tests.conftest import real_file
 
 RATE = 60
@@ -185,3 +186,32 @@ def test_simulator_written_laps_give_finite_metrics(tmp_path: Path) -> None:
     assert len(timed) >= 3
     for m in timed:
         assert_unit(m)
+
+
+def _frames(times: np.ndarray) -> np.ndarray:
+    dtype = np.dtype([(name, "f8") for name in INPUT_CHANNELS])
+    frames = np.zeros(len(times), dtype=dtype)
+    frames["SessionTime"] = times
+    frames["Throttle"] = np.linspace(0.0, 1.0, len(times))
+    return frames
+
+
+def test_a_lap_ending_on_the_last_buffered_frame_leaves_the_buffer_usable() -> None:
+    """Issue 11: a lap end at or after the newest frame left an empty chunk behind,
+    and the next append raised IndexError (found on a real Langley recording)."""
+    buffer = LapInputBuffer()
+    buffer.append(_frames(np.arange(0.0, 20.0, 1 / 60)))
+    assert buffer.lap(0.0, 25.0) is not None  # ends after the newest sample
+    buffer.append(_frames(np.empty(0)))  # an empty batch is ignored
+    buffer.append(_frames(np.arange(25.0, 26.0, 1 / 60)))
+    buffer.append(_frames(np.arange(26.0, 40.0, 1 / 60)))
+    assert buffer.lap(25.0, 40.0) is not None
+
+
+def test_real_langley_recording_with_a_reset_imports(tmp_path: Path) -> None:
+    """The recording that ended `pitbox import` (and the core's ingest thread)."""
+    from pitbox_appliance.cli import main as pitbox
+
+    path = real_file("iracing", "ibt", "skmodified_langley_2015-05-28_14-47-39.ibt")
+    db = f"sqlite:///{tmp_path / 'langley.db'}"
+    assert pitbox(["import", str(path), "--db", db, "--quiet"]) == 0

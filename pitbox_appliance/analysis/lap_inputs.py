@@ -21,7 +21,7 @@ class LapInputBuffer:
 
     def append(self, frames: np.ndarray[Any, np.dtype[np.void]]) -> None:
         names = frames.dtype.names or ()
-        if not all(name in names for name in INPUT_CHANNELS):
+        if not len(frames) or not all(name in names for name in INPUT_CHANNELS):
             return
         block = np.empty((len(frames), 4), dtype=np.float64)
         for i, name in enumerate(INPUT_CHANNELS):
@@ -36,7 +36,9 @@ class LapInputBuffer:
         if not self._chunks:
             return None
         data = np.concatenate(self._chunks)
-        self._chunks = [data[data[:, 0] >= end]]
+        rest = data[data[:, 0] >= end]
+        # A lap that ends at or after the newest sample leaves nothing buffered.
+        self._chunks = [rest] if len(rest) else []
         if start is None:
             return None
         window = data[(data[:, 0] >= start) & (data[:, 0] < end)]
