@@ -533,3 +533,62 @@ def test_field_batches_survive_the_wire_codec() -> None:
             )
             batches += 1
     assert batches > 10
+
+
+def _team_run(pc: int, pcs: int = 3) -> tuple[np.ndarray, list[str]]:
+    sim = RaceSimulatorAdapter(
+        laps=30, speed=0, seed=4, opponents=5, start_fuel=4.0, team_pcs=pcs, pc=pc
+    )
+    rows = np.concatenate(list(sim.ticks()))
+    return rows, [sim.session_info_text()]
+
+
+def test_team_pcs_one_drives_the_others_spectate() -> None:
+    """--team-pcs: one stream per PC; exactly one PC is in the car at every tick."""
+    runs = [_team_run(pc)[0] for pc in (1, 2, 3)]
+    single = np.concatenate(
+        list(
+            RaceSimulatorAdapter(
+                laps=30, speed=0, seed=4, opponents=5, start_fuel=4.0
+            ).ticks()
+        )
+    )
+    assert all(len(r) == len(single) for r in runs)
+    in_car = np.stack([r["IsOnTrackCar"] for r in runs])
+    assert (in_car.sum(axis=0) == 1).all()
+    # The car changes hands at the driver changes: more than one PC drives.
+    assert len({int(np.argmax(in_car[:, i])) for i in range(in_car.shape[1])}) >= 2
+    for r in runs:
+        # Every PC sees the field and the session exactly as the driving PC does.
+        np.testing.assert_array_equal(r["CarIdxLapDistPct"], single["CarIdxLapDistPct"])
+        np.testing.assert_array_equal(r["SessionTime"], single["SessionTime"])
+        driving = r["IsOnTrackCar"].astype(bool)
+        # Where it drives, its player channels are the car's; elsewhere they are not.
+        np.testing.assert_array_equal(r["Speed"][driving], single["Speed"][driving])
+        np.testing.assert_array_equal(
+            r["FuelLevel"][driving], single["FuelLevel"][driving]
+        )
+        assert (r["FuelLevel"][~driving] == 0).all()
+        assert (r["LapDistPct"][~driving] == -1).all()
+
+
+def test_team_pcs_session_info_names_each_pcs_own_user() -> None:
+    infos = [
+        parse_session_info(
+            RaceSimulatorAdapter(
+                laps=2, speed=0, seed=4, opponents=5, team_pcs=3, pc=pc
+            ).session_info_text()
+        )
+        for pc in (1, 2, 3)
+    ]
+    users = {info["DriverInfo"]["DriverUserID"] for info in infos}
+    assert len(users) == 3
+    # The team car's current driver is the same on every PC.
+    assert len({current_driver(info) for info in infos}) == 1
+
+
+def test_team_pcs_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="pc must be"):
+        RaceSimulatorAdapter(team_pcs=2, pc=3)
+    with pytest.raises(ValueError, match="race_start"):
+        RaceSimulatorAdapter(speed=0, race_start=1.0)

@@ -38,6 +38,7 @@ from driver_pc.adapters.race_sim.field import (
     RaceField,
 )
 from driver_pc.adapters.race_sim.publish import FramePublisher
+from driver_pc.adapters.race_sim.team_view import TEAM_CHANNELS, pc_of_driver, spectate
 from driver_pc.adapters.race_sim.track import (
     ORIGIN_LAT,
     ORIGIN_LON,
@@ -85,6 +86,17 @@ class SimulatorOptions(AdapterOptions):
     seed: int = Field(1, description="random seed of the race")
     opponents: int = Field(0, description="cars besides ours (0-63)")
     session_key: str | None = Field(None, description="override the session key")
+    team_pcs: int = Field(
+        1,
+        description="team PCs streaming for the car (driver i sits at PC i mod N); "
+        "the others see a spectator's view",
+    )
+    pc: int = Field(1, description="which of the team PCs this one is (1..team_pcs)")
+    race_start: float | None = Field(
+        None,
+        description="wall-clock start of the race (Unix time): a PC started later "
+        "joins the race where it is, as a sim that kept running",
+    )
 
 
 @register_adapter("simulator", options=SimulatorOptions)
@@ -123,6 +135,9 @@ class RaceSimulatorAdapter(SimAdapter):
         stints_per_driver: int = 1,
         player_car_idx: int = 0,
         grid_position: int | None = None,
+        team_pcs: int = 1,
+        pc: int = 1,
+        race_start: float | None = None,
     ) -> None:
         _check(0 <= opponents < CAR_SLOTS, "opponents must be 0..63")
         _check(1 <= classes <= len(CAR_CLASSES), "classes must be 1..3")
@@ -130,6 +145,9 @@ class RaceSimulatorAdapter(SimAdapter):
         _check(laps >= 1, "laps must be at least 1")
         _check(len(drivers) >= 1, "drivers must name at least one driver")
         _check(stints_per_driver >= 1, "stints_per_driver must be at least 1")
+        _check(team_pcs >= 1, "team_pcs must be at least 1")
+        _check(1 <= pc <= team_pcs, "pc must be 1..team_pcs")
+        _check(race_start is None or speed > 0, "race_start needs a real-time speed")
         _check(0.0 < start_fuel <= TANK_L, f"start_fuel must be in (0, {TANK_L}]")
         for name, value in (
             ("tyre_wear", tyre_wear),
@@ -143,6 +161,9 @@ class RaceSimulatorAdapter(SimAdapter):
         self.speed = speed
         self.seed = seed
         self.endurance = opponents > 0 if endurance is None else bool(endurance)
+        self.team_pcs = team_pcs
+        self.pc = pc
+        self.race_start = race_start
         self._rng = np.random.default_rng(seed)
         self._key = session_key or f"sim-{seed}-{laps}"
         self._drivers = tuple(drivers)
@@ -174,6 +195,8 @@ class RaceSimulatorAdapter(SimAdapter):
             if self.endurance
             else SIM_CHANNELS
         )
+        if team_pcs > 1:
+            self._channels += TEAM_CHANNELS
         self._yaml_cache = (-1, "")
         self.field: RaceField | None = None
         self.truth: list[TruthEvent] = []
@@ -194,6 +217,7 @@ class RaceSimulatorAdapter(SimAdapter):
     def session_info_text(self) -> str:
         update = self.session_info_update
         if self._yaml_cache[0] != update:
+            team = self.entries[self._options.player_idx]
             text = session_yaml(
                 self.entries,
                 self._options.player_idx,
@@ -201,6 +225,10 @@ class RaceSimulatorAdapter(SimAdapter):
                 self.endurance,
                 TANK_L,
                 self._tables.lap_time,
+                # The PC's own user: the driver who sits at it.
+                local_user_id=team.user_ids[(self.pc - 1) % len(team.user_ids)]
+                if self.team_pcs > 1
+                else None,
             )
             self._yaml_cache = (update, text)
         return self._yaml_cache[1]
@@ -223,14 +251,24 @@ class RaceSimulatorAdapter(SimAdapter):
             field, self._channels, batch, np.random.default_rng([self.seed, 2])
         )
         rows = publisher.rows
-        wall0 = time.monotonic()
+        team = self.entries[self._options.player_idx]
+        driving = np.ones(batch, dtype=bool)
+        if self.race_start is not None:
+            # The race began before this PC's sim: run to where it is now, silently.
+            now = (time.time() - self.race_start) * self.speed
+            while not field.done and field.t < now:
+                field.step()
+        wall0 = time.monotonic() - field.t / self.speed if self.speed > 0 else 0.0
         k = 0
         while not field.done:
             field.step()
             publisher.write(k)
+            driving[k] = pc_of_driver(team.driver_idx, self.team_pcs) == self.pc - 1
             k += 1
             if k == batch:
                 publisher.flush(k)
+                if self.team_pcs > 1:
+                    spectate(rows, driving)
                 if self.speed > 0:
                     delay = wall0 + field.t / self.speed - time.monotonic()
                     if delay > 0:
@@ -239,6 +277,8 @@ class RaceSimulatorAdapter(SimAdapter):
                 k = 0
         if k:
             publisher.flush(k)
+            if self.team_pcs > 1:
+                spectate(rows[:k], driving[:k])
             yield rows[:k].copy()
 
     def truth_of(

@@ -121,8 +121,13 @@ def session_yaml(
     race: bool,
     tank_l: float,
     lap_time: float,
+    local_user_id: int | None = None,
 ) -> str:
-    """Session info in iRacing's layout; ``race`` adds the multi-car and class keys."""
+    """Session info in iRacing's layout; ``race`` adds the multi-car and class keys.
+
+    ``local_user_id`` is the user at this PC (``DriverUserID``): a teammate who is not
+    driving sees the team car's current driver in ``Drivers`` but their own id here.
+    """
     head = (
         "---\nWeekendInfo:\n TrackName: martinsville\n TrackDisplayName: "
         "Martinsville Speedway (simulated)\n TrackLength: "
@@ -136,7 +141,8 @@ def session_yaml(
         head += f" NumCarClasses: {n_classes}\n WeekendOptions:\n  NumStarters: {len(entries)}\n"
         player = entries[player_idx]
         driver_info += (
-            f" DriverUserID: {player.user_id}\n DriverCarIdleRPM: 900.000\n"
+            f" DriverUserID: {player.user_id if local_user_id is None else local_user_id}\n"
+            " DriverCarIdleRPM: 900.000\n"
             f" DriverCarRedLine: 7500.000\n DriverCarFuelMaxLtr: {tank_l:.3f}\n"
             f" DriverCarMaxFuelPct: 1.000\n DriverCarEstLapTime: {lap_time:.4f}\n"
         )
