@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from driver_pc.protocol.events import LapCompleted, encode_event
+from driver_pc.protocol.live import StrategySnapshot
 from pitbox_appliance.config import (
     ConfigError,
     DashboardConfig,
@@ -20,7 +22,12 @@ from pitbox_appliance.config import (
 from pitbox_appliance.dashboard import alerts, figures, race
 from pitbox_appliance.dashboard import mistakes as mk
 from pitbox_appliance.dashboard.layout import Branding
-from pitbox_appliance.dashboard.live_state import CarState, LiveEvent, LiveState
+from pitbox_appliance.dashboard.live_state import (
+    CarState,
+    LiveEvent,
+    LiveState,
+    LiveStateError,
+)
 from pitbox_appliance.dashboard.pages import split, strategy, track_map
 from pitbox_appliance.dashboard.session_data import SessionData, session_extras
 from pitbox_appliance.dashboard.theme import ThemeError, branding, check_logo
@@ -96,21 +103,31 @@ def test_others_strategy_and_position_are_decoded() -> None:
     assert second.class_color == "#33ceff"  # iRacing's 0x form
     assert third.class_color is None
     assert third.on_pit_road
-    assert dict(first.last_stop)["kind"] == "fuel"
-    assert car.strategy_part("pit_loss_s") == 31.2
-    assert car.strategy_part("nope") is None
-    with pytest.raises(Exception, match="strategy is not an object"):
+    assert first.last_stop is not None
+    assert first.last_stop.kind == "fuel"
+    assert car.strategy is not None
+    assert car.strategy.pit_loss_s == 31.2
+    assert state_with(strategy={}).strategy is None  # what an older core sent
+    with pytest.raises(LiveStateError, match=r"(?s)bad_field: .*strategy"):
         state_with(strategy=[1, 2])
 
 
 def test_events_are_kept_newest_first_and_bad_ones_counted() -> None:
     state = LiveState()
     for lap in range(40):
-        message = {"kind": "lap.completed", "car": "car1", "lap": lap}
+        message = encode_event(
+            "car1",
+            "lap_completed",
+            {"lap": lap, "time": 20.0, "fuel": None, "pit": False, "driver": "A"},
+        )
         state.handle_event("pitbox/v1/live/car1/events", json.dumps(message).encode())
     events = state.events("car1")
     assert len(events) == 30
-    assert events[0].get("lap") == 39
+    assert isinstance(events[0].payload, LapCompleted)
+    assert events[0].payload.lap == 39
+    bad = {"kind": "lap_completed", "car": "car1", "lap": "x"}
+    state.handle_event("pitbox/v1/live/car1/events", json.dumps(bad).encode())
+    assert state.rejected["event_bad_payload"] == 1
     state.handle_event("pitbox/v1/live/car1/events", b"not json")
     state.handle_event(
         "pitbox/v1/live/car2/events", json.dumps({"kind": "x", "car": "car1"}).encode()
@@ -232,24 +249,27 @@ def test_mistakes_are_parsed_strictly_and_binned() -> None:
 
 # ---- pure page helpers ---------------------------------------------------------------------
 def test_strategy_tiles_show_present_parts_and_say_what_is_missing() -> None:
-    html = strategy.window_html(STRATEGY)
+    full = StrategySnapshot.model_validate(STRATEGY)
+    html = strategy.window_html(full)
     assert "WINDOW OPEN" in html
     assert "Save 0.35 L/lap" in html
     assert "pit window open lap" in html
     assert "66.5 L" in html
-    assert "31.2 s" in strategy.rejoin_html(STRATEGY)
-    assert "class position" in strategy.rejoin_html(STRATEGY)
-    assert "Tyres: CHANGE" in strategy.tyres_html(STRATEGY)
-    assert "Driver swap: SWAP" in strategy.tyres_html(STRATEGY)
-    table = strategy.plan_html(STRATEGY["stint_plan"])
+    assert "31.2 s" in strategy.rejoin_html(full)
+    assert "class position" in strategy.rejoin_html(full)
+    assert "Tyres: CHANGE" in strategy.tyres_html(full)
+    assert "Driver swap: SWAP" in strategy.tyres_html(full)
+    table = strategy.plan_html(full.stint_plan)
     assert table.count("<tr") == 3
     assert "start lap" in table
-    fuel_only = {k: STRATEGY[k] for k in strategy.FUEL_KEYS}
+    fuel_only = StrategySnapshot.model_validate(
+        {k: STRATEGY[k] for k in strategy.FUEL_KEYS}
+    )
     assert "Pit loss: not available yet" in strategy.rejoin_html(fuel_only)
     assert "Rejoin projection: not available yet" in strategy.rejoin_html(fuel_only)
     assert "Tyres: not available yet" in strategy.tyres_html(fuel_only)
-    assert "Stint plan: not available yet" in strategy.plan_html(None)
-    assert "Fuel plan" in strategy.window_html({})
+    assert "Stint plan: not available yet" in strategy.plan_html(())
+    assert "Fuel plan" in strategy.window_html(None)
     car = state_with(others=OTHERS)
     opponents = strategy.opponents_html(car.others)
     assert opponents.count("<tr") == 4
@@ -262,21 +282,36 @@ def test_strategy_tiles_show_present_parts_and_say_what_is_missing() -> None:
 
 def test_alert_lines_and_the_recommendation() -> None:
     def event(kind: str, **payload: Any) -> LiveEvent:
-        return LiveEvent(kind, "car1", time.time(), tuple(payload.items()))
+        message = json.dumps({"kind": kind, "car": "car1", **payload}).encode()
+        return LiveEvent.from_json(message, time.time())
 
-    assert alerts.alert_text(
-        event("incident_detected", incident="off_track", lap_dist_pct=0.42, lap=7)
-    ) == ("Incident: off track at 42 % of lap 7")
-    assert "braking in section 4" in alerts.alert_text(
-        event("mistake", mistake="braking", section=4, lap=3, driver="A")
+    incident = event(
+        "incident_detected",
+        incident="off_track",
+        session_time=100.0,
+        lap_dist_pct=0.42,
+        lap=7,
     )
-    assert alerts.alert_text(event("damage_alert", severity="minor")) == "Damage minor"
+    assert alerts.alert_text(incident) == "Incident: off track at 42 % of lap 7"
+    assert "braking in section 4" in alerts.alert_text(
+        event("mistake", **mistake("braking", 0.5, 4, 0.8, "A"))
+    )
+    damage = event(
+        "damage_alert",
+        session_time=1.0,
+        lap=2,
+        severity="minor",
+        lap_time_loss_s=None,
+        repair_time_left_s=None,
+    )
+    assert alerts.alert_text(damage) == "Damage minor"
     assert alerts.alert_text(event("weird.kind", a=1)) == "weird kind: a 1"
-    line = alerts.recommendation(STRATEGY)
+    line = alerts.recommendation(StrategySnapshot.model_validate(STRATEGY))
     assert line.startswith("WINDOW OPEN · window open · 1 stop(s) · window L31–35")
     assert "change tyres" in line
     assert "swap to Bea Sim" in line
-    assert alerts.recommendation({}) == "not available yet"
+    assert alerts.recommendation(None) == "not available yet"
+    assert alerts.recommendation(StrategySnapshot()) == "not available yet"
 
 
 def test_split_and_map_helpers() -> None:

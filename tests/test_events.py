@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from driver_pc.protocol.events import PAYLOADS, EventError, EventKind, encode_event
+from driver_pc.protocol.events import (
+    PAYLOADS,
+    Event,
+    EventError,
+    EventKind,
+    LapCompleted,
+    encode_event,
+)
 
 
 def test_every_kind_has_a_schema() -> None:
@@ -14,11 +21,11 @@ def test_every_kind_has_a_schema() -> None:
 def test_encode_keeps_payload_and_names_car() -> None:
     message = encode_event(
         "car42",
-        "lap.completed",
+        "lap_completed",
         {"lap": 3, "time": 92.5, "fuel": 2.1, "pit": False, "driver": "A"},
     )
     assert message == {
-        "kind": "lap.completed",
+        "kind": "lap_completed",
         "car": "car42",
         "lap": 3,
         "time": 92.5,
@@ -32,7 +39,7 @@ def test_encode_keeps_payload_and_names_car() -> None:
     ("kind", "payload", "needle"),
     [
         ("no_such_event", {}, "unknown event kind"),
-        ("lap.completed", {"lap": "x"}, "lap.completed"),
+        ("lap_completed", {"lap": "x"}, "lap_completed"),
         (
             "driver_fatigue_update",
             {"driver": "A", "lap": 1, "fatigue": 1.5, "stint_minutes": 3},
@@ -50,3 +57,21 @@ def test_bad_payload_is_refused_by_name(
 ) -> None:
     with pytest.raises(EventError, match=needle):
         encode_event("car1", kind, payload)
+
+
+def test_kinds_are_snake_case_with_stable_member_names() -> None:
+    # The seed spec's names are the public API (docs/decisions.md).
+    assert all(kind.value == kind.name.lower() for kind in EventKind)
+    assert EventKind.LAP_COMPLETED == "lap_completed"
+
+
+def test_event_holds_its_kinds_typed_payload() -> None:
+    payload = LapCompleted(lap=3, time=92.5, fuel=None, pit=False, driver="A")
+    event = Event("car42", EventKind.LAP_COMPLETED, payload)
+    assert event.message() == encode_event(
+        "car42", "lap_completed", payload.model_dump()
+    )
+    with pytest.raises(EventError, match="not a DriverChanged"):
+        Event("car42", EventKind.DRIVER_CHANGE, payload)
+    parsed = Event.of("car42", "lap_completed", payload.model_dump())
+    assert parsed.payload == payload

@@ -46,11 +46,11 @@ def test_events_reach_the_websocket_as_on_mqtt(appliance: RunningAppliance) -> N
             assert "car" in (await bad.json())["error"]
             appliance.start_shim(RaceSimulatorAdapter(laps=3, speed=30.0, seed=4))
             received: list[dict[str, Any]] = []
-            while not any(e["kind"] == "lap.completed" for e in received):
+            while not any(e["kind"] == "lap_completed" for e in received):
                 frame = await asyncio.wait_for(mine.receive_json(), timeout=60)
                 received.append(frame)
             command = core.send_command("car1", "message", {"text": "Box now"})
-            while not any(e["kind"] == "command.result" for e in received):
+            while not any(e["kind"] == "command_result" for e in received):
                 received.append(await asyncio.wait_for(mine.receive_json(), 30))
             assert received[-1]["command_id"] == command.command_id
             strays: list[str] = []

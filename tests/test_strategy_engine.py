@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
-from driver_pc.protocol.events import encode_event
+from driver_pc.protocol.events import (
+    DriverFatigueUpdate,
+    Event,
+    EventKind,
+    encode_event,
+)
 from pitbox_appliance.strategy.drivers import swap_advice
 from pitbox_appliance.strategy.engine import StrategyEngine
 from pitbox_appliance.strategy.fuel import RaceLength
@@ -130,13 +135,15 @@ def test_rejoin_projection_by_class() -> None:
     numbers = {1: "1", 2: "2", 3: "3", 4: "4"}
     # 10 s loss on 20 s laps: we come out at 10.0, behind 1, 2 (class) and 4 (other).
     rejoin = project_rejoin(prog, classes, 0, 10.0, 20.0, numbers)
-    assert rejoin == {
+    assert rejoin is not None
+    assert rejoin.model_dump() == {
         "position": 4,
         "class_position": 3,
         "gap_ahead_s": pytest.approx(4.0),
         "gap_behind_s": pytest.approx(1.0),
         "car_ahead": "2",
         "car_behind": "3",
+        "loss_s": 10.0,
     }
 
 
@@ -211,50 +218,55 @@ def test_rejoin_projection_matches_what_happened(sim_race: SimRace) -> None:
     assert sim_race.rejoins, "the team car must stop and complete its out-lap"
     for projected, actual in sim_race.rejoins:
         assert projected is not None
-        assert abs(projected["class_position"] - actual) <= 1
+        assert abs(projected.class_position - actual) <= 1
 
 
 def test_stint_plan_replans_after_the_stop(sim_race: SimRace) -> None:
     stop = sim_race.engine.stops[0]
-    before = sim_race.strategies[stop.lap - 2]["stint_plan"]
-    after = sim_race.strategies[stop.lap + 2]["stint_plan"]
-    assert [s["done"] for s in before][:1] == [False]
+    before = sim_race.strategies[stop.lap - 2].stint_plan
+    after = sim_race.strategies[stop.lap + 2].stint_plan
+    assert [s.done for s in before][:1] == [False]
     assert len(before) >= 2  # the current stint and the one after the stop
-    assert after[0]["done"] is True
-    assert after[0]["end_lap"] == stop.lap
-    assert after[1]["start_lap"] == stop.lap + 1
-    assert after[0]["fuel_to_add"] == pytest.approx(stop.fuel_added_l, abs=0.01)
+    assert after[0].done is True
+    assert after[0].end_lap == stop.lap
+    assert after[1].start_lap == stop.lap + 1
+    assert after[0].fuel_to_add == pytest.approx(stop.fuel_added_l, abs=0.01)
     # The plan stopped on fuel; the car stopped earlier (under a yellow here), so
     # the stints after it were re-planned from the real stop, end to end.
-    assert before[0]["end_lap"] >= stop.lap
-    assert before[1]["start_lap"] == before[0]["end_lap"] + 1
-    assert after[1]["start_lap"] != before[1]["start_lap"]
+    assert before[0].end_lap is not None
+    assert before[0].end_lap >= stop.lap
+    assert before[1].start_lap == before[0].end_lap + 1
+    assert after[1].start_lap != before[1].start_lap
     for a, b in itertools.pairwise(after):
-        assert b["start_lap"] == a["end_lap"] + 1
+        assert a.end_lap is not None
+        assert b.start_lap == a.end_lap + 1
     # After it, the plan runs to the flag.
-    final = sim_race.strategies[max(sim_race.strategies)]
-    assert after[-1]["end_lap"] >= max(sim_race.strategies) - 1
-    assert final["race"]["laps_left"] <= 1
+    final = sim_race.strategies[max(sim_race.strategies)].race
+    assert after[-1].end_lap is not None
+    assert after[-1].end_lap >= max(sim_race.strategies) - 1
+    assert final is not None
+    assert final.laps_left is not None
+    assert final.laps_left <= 1
 
 
 def test_advice_events_only_when_the_action_changes(sim_race: SimRace) -> None:
-    actions = [a["recommendation"]["action"] for a in sim_race.advice]
+    actions = [a.recommendation.action for a in sim_race.advice if a.recommendation]
     assert actions, "a stop was needed, so some advice was given"
     assert all(a != b for a, b in itertools.pairwise(actions))
     assert len(actions) < len(sim_race.strategies) / 3
     assert "window_open" in actions or "pit_now" in actions
     for payload in sim_race.advice:  # typed, and plain JSON on the bus
-        message = encode_event("car42", "strategy_recommendation", payload)
-        assert (
-            json.loads(json.dumps(message))["recommendation"]
-            == payload["recommendation"]
-        )
+        message = Event("car42", EventKind.STRATEGY_RECOMMENDATION, payload).message()
+        assert payload.recommendation is not None
+        recommendation = json.loads(json.dumps(message))["recommendation"]
+        assert recommendation == payload.recommendation.model_dump()
+        assert encode_event("car42", message["kind"], payload.model_dump()) == message
 
 
 def test_ingest_puts_the_engine_in_the_live_state(tmp_path: Path) -> None:
     from driver_pc.pipeline import ShimPipeline
+    from pitbox_appliance.cli.importer import local_codec
     from pitbox_appliance.core.ingest import Ingestor
-    from pitbox_appliance.importer import local_codec
     from pitbox_appliance.storage.database import open_database
     from pitbox_appliance.storage.writer import SessionWriter
 
@@ -266,21 +278,35 @@ def test_ingest_puts_the_engine_in_the_live_state(tmp_path: Path) -> None:
     for seq, message in enumerate(ShimPipeline(sim).messages(), 1):
         ingestor.handle(codec.encode("car42-pc1", seq, message))
     (live,) = ingestor.live.values()
-    for key in ("race", "pit_loss_s", "tyres", "driver_swap", "stint_plan", "rejoin"):
-        assert key in live.strategy, key
-    assert live.strategy["race"]["laps_total"] == 4
-    assert len(live.others) == 8
-    colours = {o["class_id"]: o["class_color"] for o in live.others}
+    strategy = live.strategy
+    assert strategy is not None
+    assert strategy.race is not None
+    assert strategy.race.laps_total == 4
+    for part in (strategy.pit_loss_s, strategy.tyres, strategy.driver_swap):
+        assert part is not None
+    assert strategy.stint_plan
+    assert strategy.rejoin is not None
+    others = live.others.cars
+    assert len(others) == 8
+    colours = {o.class_id: o.class_color for o in others}
     assert len(colours) == 2
-    assert all(c.startswith("#") for c in colours.values())
-    for other in live.others:
-        assert {"lap", "laps_down", "stops", "last_stop"} <= other.keys()
-        assert other["lap"] >= 3
+    assert all(c is not None and c.startswith("#") for c in colours.values())
+    for other in others:
+        assert other.lap is not None
+        assert other.lap >= 3
+        assert other.laps_down is not None
+        assert other.stops is not None
     # The detectors' fatigue reaches the swap advice.
-    fatigue = [p for c, k, p in ingestor.events if k == "driver_fatigue_update"]
+    events = ingestor.take_live(set(), 0.0).events
+    fatigue = [
+        e.payload.fatigue
+        for e in events
+        if isinstance(e.payload, DriverFatigueUpdate) and e.car == "car42"
+    ]
     assert fatigue, "the fatigue detector reports at least once in 4 laps"
-    (tracker,) = ingestor._trackers.values()
-    assert tracker.strategy.fatigue == fatigue[-1]["fatigue"]
+    assert strategy.driver_swap is not None
+    assert strategy.driver_swap.fatigue_source == "detector"
+    assert strategy.driver_swap.fatigue in fatigue
 
 
 def test_strategy_rules_come_from_config(tmp_path: Path) -> None:
@@ -325,10 +351,13 @@ def test_laps_left_matches_the_laps_actually_run(sim_race: SimRace) -> None:
     # The sim ends our race at our first crossing after the leader's 75th lap.
     final = max(sim_race.strategies)
     errors = [
-        strategy["race"]["laps_left"] - (final - lap)
+        strategy.race.laps_left - (final - lap)
         for lap, strategy in sim_race.strategies.items()
         if lap >= 5
+        and strategy.race is not None
+        and strategy.race.laps_left is not None
     ]
+    assert len(errors) == sum(lap >= 5 for lap in sim_race.strategies)
     assert max(abs(e) for e in errors) <= 1
     assert sum(e == 0 for e in errors) >= 0.95 * len(errors)
 

@@ -108,8 +108,9 @@ def test_session_info_parsing() -> None:
 
 def test_ingest_publishes_fuel_strategy(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from driver_pc.adapters.simulator import write_simulated_ibt
+    from driver_pc.protocol.live import StrategySnapshot
+    from pitbox_appliance.cli.importer import import_file, local_codec
     from pitbox_appliance.core.ingest import Ingestor
-    from pitbox_appliance.importer import import_file, local_codec
     from pitbox_appliance.storage.database import open_database
     from pitbox_appliance.storage.writer import SessionWriter
 
@@ -121,13 +122,17 @@ def test_ingest_publishes_fuel_strategy(tmp_path) -> None:  # type: ignore[no-un
     import_file(path, ingestor, codec, car="car5")
     (live,) = ingestor.live.values()
     plan = live.strategy
-    assert plan["fuel_per_lap"] == pytest.approx(0.4, abs=0.05)  # the simulator's burn
-    assert plan["laps_remaining"] == 0
-    advice = [e for e in ingestor.events if e[1] == "strategy_recommendation"]
+    assert plan is not None
+    assert plan.fuel_per_lap == pytest.approx(0.4, abs=0.05)  # the simulator's burn
+    assert plan.laps_remaining == 0
+    events = ingestor.take_live(set(), 0.0).events
+    advice = [e.payload for e in events if e.kind == "strategy_recommendation"]
     assert advice
     # 4 l cannot do 12 laps at 0.4 l/lap: a stop is advised, then none after it.
-    assert advice[0][2]["stops_needed"] == 1
-    assert advice[-1][2]["stops_needed"] == 0
+    assert isinstance(advice[0], StrategySnapshot)
+    assert isinstance(advice[-1], StrategySnapshot)
+    assert advice[0].stops_needed == 1
+    assert advice[-1].stops_needed == 0
 
 
 def test_driver_swap_at_a_stop_makes_one_new_stint(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -135,8 +140,8 @@ def test_driver_swap_at_a_stop_makes_one_new_stint(tmp_path) -> None:  # type: i
 
     from driver_pc.adapters.simulator import RaceSimulatorAdapter
     from driver_pc.pipeline import ShimPipeline
+    from pitbox_appliance.cli.importer import local_codec
     from pitbox_appliance.core.ingest import Ingestor
-    from pitbox_appliance.importer import local_codec
     from pitbox_appliance.storage.database import open_database
     from pitbox_appliance.storage.writer import SessionWriter
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
+from driver_pc.protocol.live import Rejoin, StrategySnapshot
 from driver_pc.protocol.session_info import parse_session_info
 from pitbox_appliance.analysis.segmentation import LapSegmenter
 from pitbox_appliance.strategy.engine import StrategyEngine
@@ -21,10 +22,10 @@ class SimRace:
 
     sim: RaceSimulatorAdapter
     engine: StrategyEngine
-    strategies: dict[int, dict[str, Any]] = field(default_factory=dict)
-    advice: list[dict[str, Any]] = field(default_factory=list)
+    strategies: dict[int, StrategySnapshot] = field(default_factory=dict)
+    advice: list[StrategySnapshot] = field(default_factory=list)
     # (projection just before our pit entry, our class position after the out-lap)
-    rejoins: list[tuple[dict[str, Any] | None, int]] = field(default_factory=list)
+    rejoins: list[tuple[Rejoin | None, int]] = field(default_factory=list)
 
 
 def run_sim_race(**options: Any) -> SimRace:
@@ -39,7 +40,7 @@ def run_sim_race(**options: Any) -> SimRace:
     race = SimRace(sim, engine)
     seg = LapSegmenter()
     on_pit = False
-    pending: dict[str, Any] | None = None
+    pending: Rejoin | None = None
     exit_lap: int | None = None
     for rows in sim.ticks():
         before = engine.rejoin
@@ -107,13 +108,11 @@ def score(race: SimRace) -> dict[str, Any]:
             right += got == true_kind(event.data)
     final = max(race.strategies) if race.strategies else 0
     errors = [
-        s["race"]["laps_left"] - (final - lap)
+        s.race.laps_left - (final - lap)
         for lap, s in race.strategies.items()
-        if lap >= 5 and s["race"]["laps_left"] is not None
+        if lap >= 5 and s.race is not None and s.race.laps_left is not None
     ]
-    rejoin = [
-        (p["class_position"] if p else None, actual) for p, actual in race.rejoins
-    ]
+    rejoin = [(p.class_position if p else None, actual) for p, actual in race.rejoins]
     loss = race.engine.pit_loss
     return {
         "stops_true": len(truth),

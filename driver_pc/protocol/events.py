@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from driver_pc.protocol.live import StrategySnapshot
+
 
 class EventKind(StrEnum):
     """Every event kind on ``pitbox/live/<car>/events`` and the API's event stream.
 
-    The snake_case kinds are the seed plan's ``ExtendedEventType``; the dotted ones
-    are the foundation's own.
+    The names are the seed plan's ``ExtendedEventType`` (snake_case), the product's
+    public API; the foundation's own kinds follow the same scheme (docs/decisions.md).
     """
 
-    LAP_COMPLETED = "lap.completed"
-    DRIVER_CHANGE = "driver.change"
-    COMMAND_RESULT = "command.result"
+    LAP_COMPLETED = "lap_completed"
+    DRIVER_CHANGE = "driver_change"
+    COMMAND_RESULT = "command_result"
     DRIVER_FATIGUE_UPDATE = "driver_fatigue_update"
     INCIDENT_DETECTED = "incident_detected"
     TRAINING_GOAL_PROGRESS = "training_goal_progress"
@@ -38,12 +42,6 @@ class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _OpenPayload(BaseModel):
-    """Payloads whose body is another component's figure set (kept as it is)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-
 class LapCompleted(_Payload):
     lap: int
     time: float | None
@@ -62,10 +60,6 @@ class CommandResultEvent(_Payload):
     command_id: str
     ok: bool
     detail: str
-
-
-class StrategyRecommendation(_OpenPayload):
-    """The live strategy (fuel plan and, as they land, tyre/driver/stint advice)."""
 
 
 class DriverFatigueUpdate(_Payload):
@@ -152,7 +146,8 @@ PAYLOADS: dict[EventKind, type[BaseModel]] = {
     EventKind.LAP_COMPLETED: LapCompleted,
     EventKind.DRIVER_CHANGE: DriverChanged,
     EventKind.COMMAND_RESULT: CommandResultEvent,
-    EventKind.STRATEGY_RECOMMENDATION: StrategyRecommendation,
+    # The whole strategy, as the live state carries it (driver_pc/protocol/live.py).
+    EventKind.STRATEGY_RECOMMENDATION: StrategySnapshot,
     EventKind.DRIVER_FATIGUE_UPDATE: DriverFatigueUpdate,
     EventKind.INCIDENT_DETECTED: IncidentDetected,
     EventKind.TRAINING_GOAL_PROGRESS: TrainingGoalProgress,
@@ -165,21 +160,57 @@ PAYLOADS: dict[EventKind, type[BaseModel]] = {
 }
 
 
-def event_payload(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Check ``payload`` against its kind's schema; the JSON-ready payload, or EventError."""
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event about a car, as the core raises it: the kind and its typed payload."""
+
+    car: str
+    kind: EventKind
+    payload: BaseModel
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.payload, PAYLOADS[self.kind]):
+            raise EventError(
+                f"{self.kind}: payload is a {type(self.payload).__name__}, "
+                f"not a {PAYLOADS[self.kind].__name__}"
+            )
+
+    @classmethod
+    def of(cls, car: str, kind: str, payload: Mapping[str, Any]) -> Event:
+        """Validate ``payload`` against its kind's schema; raises EventError."""
+        event_kind = _kind(kind)
+        return cls(car, event_kind, payload_model(event_kind, payload))
+
+    def message(self) -> dict[str, Any]:
+        """What is published: ``{"kind", "car", **payload}`` (JSON-ready)."""
+        body = self.payload.model_dump(mode="json")
+        if "kind" in body or "car" in body:
+            raise EventError(
+                f"{self.kind}: payload may not use the keys 'kind' or 'car'"
+            )
+        return {"kind": self.kind.value, "car": self.car, **body}
+
+
+def payload_model(kind: EventKind, payload: Mapping[str, Any]) -> BaseModel:
+    """``payload`` validated by its kind's schema; raises EventError."""
     try:
-        model = PAYLOADS[EventKind(kind)]
-    except ValueError:
-        raise EventError(f"unknown event kind {kind!r}") from None
-    try:
-        return model.model_validate(payload).model_dump(mode="json")
+        return PAYLOADS[kind].model_validate(payload)
     except ValidationError as exc:
         raise EventError(f"{kind}: {exc}") from None
 
 
-def encode_event(car: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+def event_payload(kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``payload`` against its kind's schema; the JSON-ready payload, or EventError."""
+    return payload_model(_kind(kind), payload).model_dump(mode="json")
+
+
+def encode_event(car: str, kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     """The message published for one event: ``{"kind", "car", **payload}``."""
-    body = event_payload(kind, payload)
-    if "kind" in body or "car" in body:
-        raise EventError(f"{kind}: payload may not use the keys 'kind' or 'car'")
-    return {"kind": kind, "car": car, **body}
+    return Event.of(car, kind, payload).message()
+
+
+def _kind(kind: str) -> EventKind:
+    try:
+        return EventKind(kind)
+    except ValueError:
+        raise EventError(f"unknown event kind {kind!r}") from None

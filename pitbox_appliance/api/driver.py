@@ -72,7 +72,4 @@ async def update_status(request: web.Request) -> web.Response:
 
 def _merge_status(service: CoreService, update: StatusUpdate) -> dict[str, Any]:
     fields = update.model_dump(exclude={"source"}, exclude_unset=True)
-    with service._lock:
-        status = service.ingestor.status.setdefault(update.source, {})
-        status.update(fields)
-        return dict(status)
+    return service.merge_shim_status(update.source, fields)

@@ -69,14 +69,15 @@ async def upload_video(request: web.Request) -> web.Response:
     if declared is not None and declared > core.video_max_bytes:
         return error_response(413, f"body: {declared} bytes > {core.video_max_bytes}")
     car = car_of_source(source)
-    live = service.ingestor.live.get(car)
-    if live is None:
+    loop = asyncio.get_running_loop()
+    # The core's lock is held while it ingests: never wait for it on the loop.
+    session_id = await loop.run_in_executor(None, service.session_of, car)
+    if session_id is None:
         return error_response(409, f"source: car {car!r} has no session here yet")
-    folder = video_dir(core.video_dir) / str(live.session_id) / source
+    folder = video_dir(core.video_dir) / str(session_id) / source
     target = folder / name
     if target.exists():
         return error_response(409, f"name: {name!r} was already uploaded")
-    loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, lambda: folder.mkdir(parents=True, exist_ok=True))
     partial = folder / f".{name}.part"
     digest = hashlib.sha256()

@@ -11,14 +11,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from driver_pc.protocol import topics
 from driver_pc.protocol.codec import Codec, Keyring
-from driver_pc.protocol.events import EventError, encode_event
+from driver_pc.protocol.events import Event, EventError, EventKind
+from driver_pc.protocol.live import Predictions
 from driver_pc.protocol.messages import Command
 from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.config import ApplianceConfig, mqtt_password_from_env
+from pitbox_appliance.core.commands import SentCommand
 from pitbox_appliance.core.ingest import Ingestor
 from pitbox_appliance.models.advisor import ModelAdvisor
 from pitbox_appliance.security.devices import DeviceRegistry
@@ -50,8 +53,10 @@ class CoreService:
         self.devices = DeviceRegistry.from_config(config.security, config.mqtt.username)
         self._keys_stamp: tuple[int, int] | None = None
         self.refresh_keys()
-        self.ingestor = Ingestor(Codec(self.keyring), self.writer)
-        self.ingestor.strategy_settings = StrategySettings(**dict(config.strategy))
+        self.codec = Codec(self.keyring)
+        self.ingestor = Ingestor(
+            self.codec, self.writer, StrategySettings(**dict(config.strategy))
+        )
         mq = config.mqtt
         self.connection = MqttConnection(
             "pitbox-core",
@@ -104,8 +109,7 @@ class CoreService:
         Raises LookupError when no shim of that car has been seen.
         """
         with self._lock:
-            live = self.ingestor.live.get(car)
-            source = live.source if live is not None else None
+            source = self.ingestor.source_of(car)
         if source is None:
             raise LookupError(f"no shim of car {car!r} has streamed yet")
         command = Command(uuid.uuid4().hex, kind, args)
@@ -113,19 +117,14 @@ class CoreService:
             self._command_seq = max(self._command_seq + 1, time.time_ns() // 1000)
             # Sealed with the addressed device's own key.
             try:
-                payload = self.ingestor.codec.encode(
+                payload = self.codec.encode(
                     APPLIANCE_SOURCE, self._command_seq, command, key_of=source
                 )
             except ValueError as exc:  # the device was revoked
                 raise LookupError(f"car {car!r}: {exc}") from None
-            self.ingestor.commands[command.command_id] = {
-                "car": car,
-                "source": source,
-                "kind": kind,
-                "args": args,
-                "sent_at": time.time(),
-                "result": None,
-            }
+            self.ingestor.commands.sent(
+                SentCommand(command.command_id, car, source, kind, args, time.time())
+            )
         self.connection.publish(topics.shim_commands(source), payload)
         return command
 
@@ -137,21 +136,18 @@ class CoreService:
         Raises LookupError when the car has no session on this appliance, and
         EventError when the payload does not match the kind's schema.
         """
-        encode_event(car, kind, payload)
+        event = Event.of(car, kind, payload)
         with self._lock:
-            live = self.ingestor.live.get(car)
-            if live is None:
-                raise LookupError(f"car {car!r} has no session on this appliance")
-            self.writer.add_event(live.session_id, kind, session_time, payload)
+            session_id = self.ingestor.record_event(
+                car, event.kind, session_time, event.payload
+            )
             self.ingestor.flush()
-            self.ingestor.events.append((car, kind, payload))
-            return live.session_id
+            return session_id
 
     def command_status(self, command_id: str) -> dict[str, Any] | None:
         """What became of a command: None if unknown, ``result`` None while pending."""
         with self._lock:
-            entry = self.ingestor.commands.get(command_id)
-            return dict(entry) if entry is not None else None
+            return self.ingestor.commands.status(command_id)
 
     def health(self) -> dict[str, Any]:
         """Counters for the health endpoint and the dashboard."""
@@ -162,16 +158,28 @@ class CoreService:
                 "queue": self._inbox.qsize(),
                 "ingest": self.ingestor.stats.as_dict(),
                 "live_published": self.live_published,
-                "shims": dict(self.ingestor.status),
+                "shims": self.ingestor.publisher.shim_statuses(),
             }
+
+    def session_of(self, car: str) -> int | None:
+        """The id of ``car``'s current session on this appliance, if it has one."""
+        with self._lock:
+            return self.ingestor.session_of(car)
+
+    def merge_shim_status(self, source: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Update what the core reports of a shim (its status API); the merged status."""
+        with self._lock:
+            return self.ingestor.publisher.merge_shim_status(source, fields)
 
     def _on_predictions(self, car: str, predictions: dict[str, Any]) -> None:
         """Called on the advisor's thread: the car's live state shows them next."""
+        try:
+            typed = Predictions.model_validate(predictions)
+        except ValidationError:
+            logger.exception("models: predictions of %s do not fit the live state", car)
+            return
         with self._lock:
-            live = self.ingestor.live.get(car)
-            if live is not None:
-                live.predictions = predictions
-                self.ingestor.dirty.add(car)
+            self.ingestor.set_predictions(car, typed)
 
     def _on_message(self, topic: str, payload: bytes, mid: int) -> None:
         self._inbox.put((topic, payload, mid))
@@ -209,9 +217,9 @@ class CoreService:
             # A car's live state goes out as soon as new telemetry of it is in
             # (at most every live_interval_s), and every car's once a second.
             with self._lock:
-                dirty = set(self.ingestor.dirty)
+                dirty = self.ingestor.publisher.dirty()
                 cars = set(self.ingestor.live)
-                has_events = bool(self.ingestor.events)
+                has_events = self.ingestor.publisher.has_events()
             due = {
                 car
                 for car in dirty
@@ -279,29 +287,28 @@ class CoreService:
 
     def _publish_live(self, due: set[str]) -> None:
         with self._lock:
-            live = self.ingestor.live
-            cars = {car: live[car].as_dict() for car in due if car in live}
-            self.ingestor.dirty -= due
-            events = self.ingestor.events[:]
-            self.ingestor.events.clear()
-            status = dict(self.ingestor.status)
-        now = time.time()
-        for car, state in cars.items():
-            state["published_at"] = now
-            state["shim"] = status.get(state["source"])
-            self.connection.publish(topics.live_state(car), json.dumps(state))
+            out = self.ingestor.take_live(due, time.time())
+        for state in out.states:
+            self.connection.publish(
+                topics.live_state(state.car), state.model_dump_json()
+            )
             self.live_published += 1
-        for car, kind, payload in events:
-            if kind == "lap.completed":
-                self.advisor.submit(car, payload)
+        for event in out.events:
+            self._publish_event(event)
+
+    def _publish_event(self, event: Event) -> None:
+        if event.kind is EventKind.LAP_COMPLETED:
+            self.advisor.submit(event.car, event.payload.model_dump())
+        try:
+            message = event.message()
+        except EventError:
+            logger.exception(
+                "dropping a malformed %s event of %s", event.kind, event.car
+            )
+            return
+        self.connection.publish(topics.events(event.car), json.dumps(message))
+        for listener in list(self.event_listeners):
             try:
-                message = encode_event(car, kind, payload)
-            except EventError:
-                logger.exception("dropping a malformed %s event of %s", kind, car)
-                continue
-            self.connection.publish(topics.events(car), json.dumps(message))
-            for listener in list(self.event_listeners):
-                try:
-                    listener(message)
-                except Exception:
-                    logger.exception("event listener failed")
+                listener(message)
+            except Exception:
+                logger.exception("event listener failed")

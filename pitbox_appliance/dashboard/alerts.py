@@ -2,87 +2,98 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
+from driver_pc.protocol.events import (
+    CommandResultEvent,
+    DamageAlert,
+    DraftingOpportunity,
+    DriverChanged,
+    DriverFatigueUpdate,
+    EventKind,
+    IncidentDetected,
+)
+from driver_pc.protocol.live import StrategySnapshot
 from pitbox_appliance.dashboard import formatting as fmt
+from pitbox_appliance.dashboard import mistakes as mk
 from pitbox_appliance.dashboard.live_state import CarState, LiveEvent
 
 #: Events that are not alerts: every lap shows in the lap table already.
-NOT_ALERTS = frozenset({"lap.completed"})
+NOT_ALERTS = frozenset({EventKind.LAP_COMPLETED.value})
 #: Alerts needing the engineer's attention now (shown in the warning colour).
-URGENT = frozenset({"damage_alert", "incident_detected", "mistake"})
+URGENT = frozenset(
+    {EventKind.DAMAGE_ALERT.value, EventKind.INCIDENT_DETECTED.value, "mistake"}
+)
 NOT_AVAILABLE = "not available yet"
 
 
 def alert_text(event: LiveEvent) -> str:
-    """A short sentence about one event; unknown kinds list their first fields."""
-    get = event.get
-    kind = event.kind
-    if kind == "strategy_recommendation":
-        return "Strategy: " + recommendation(dict(event.payload))
-    if kind == "incident_detected":
+    """A short sentence about one event; other kinds list their first fields."""
+    p = event.payload
+    if isinstance(p, StrategySnapshot):
+        return "Strategy: " + recommendation(p)
+    if isinstance(p, IncidentDetected):
         return (
-            f"Incident: {str(get('incident')).replace('_', ' ')} at "
-            f"{_pct(get('lap_dist_pct'))} of lap {get('lap')}"
+            f"Incident: {p.incident.replace('_', ' ')} at "
+            f"{_pct(p.lap_dist_pct)} of lap {p.lap}"
         )
-    if kind == "mistake":
-        return (
-            f"Mistake: {get('mistake')} in section {get('section')}, lap {get('lap')}"
-            f" ({get('driver') or 'driver ?'})"
-        )
-    if kind == "damage_alert":
-        loss = get("lap_time_loss_s")
-        extra = f", +{loss:.1f} s/lap" if isinstance(loss, int | float) else ""
-        return f"Damage {get('severity')}{extra}"
-    if kind == "driver.change":
-        return f"Driver change: {get('user_name')}"
-    if kind == "command.result":
-        return f"Shim {'confirmed' if get('ok') else 'failed'}: {get('detail')}"
-    if kind == "driver_fatigue_update":
-        advice = get("advice")
-        return f"Fatigue {get('driver')}: {_pct(get('fatigue'))}" + (
-            f", {advice}" if advice else ""
-        )
-    if kind == "drafting_opportunity":
-        return f"Draft: #{get('other_car')} {get('direction')} {get('gap_s')} s"
-    fields = ", ".join(f"{k} {v}" for k, v in event.payload[:3])
-    return f"{kind.replace('_', ' ').replace('.', ' ')}: {fields}"
+    if isinstance(p, DamageAlert):
+        loss = p.lap_time_loss_s
+        extra = f", +{loss:.1f} s/lap" if loss is not None else ""
+        return f"Damage {p.severity}{extra}"
+    if isinstance(p, DriverChanged):
+        return f"Driver change: {p.user_name}"
+    if isinstance(p, CommandResultEvent):
+        return f"Shim {'confirmed' if p.ok else 'failed'}: {p.detail}"
+    if isinstance(p, DriverFatigueUpdate):
+        advice = f", {p.advice}" if p.advice else ""
+        return f"Fatigue {p.driver}: {_pct(p.fatigue)}{advice}"
+    if isinstance(p, DraftingOpportunity):
+        return f"Draft: #{p.other_car} {p.direction} {p.gap_s} s"
+    fields = p.model_dump()
+    if event.kind == "mistake":  # stored-only today; parsed as the mistakes page does
+        found = mk.parse_mistake(fields, event.received_at)
+        if found is not None:
+            return (
+                f"Mistake: {found.kind} in section {found.section}, lap {found.lap}"
+                f" ({found.driver or 'driver ?'})"
+            )
+    first = ", ".join(f"{k} {v}" for k, v in list(fields.items())[:3])
+    return f"{event.kind.replace('_', ' ').replace('.', ' ')}: {first}"
 
 
-def recommendation(strategy: Mapping[str, Any]) -> str:
+def recommendation(strategy: StrategySnapshot | None) -> str:
     """The strategy in one line: the advice, stops, pit window, fuel to add."""
+    if strategy is None:
+        return NOT_AVAILABLE
     parts = []
-    advice = strategy.get("recommendation")
-    if isinstance(advice, Mapping) and isinstance(advice.get("action"), str):
-        parts.append(str(advice["action"]).replace("_", " ").upper())
-        if advice.get("reason"):
-            parts.append(str(advice["reason"]))
-    stops = strategy.get("stops_needed")
-    if isinstance(stops, int):
+    advice = strategy.recommendation
+    if advice is not None:
+        parts.append(advice.action.replace("_", " ").upper())
+        if advice.reason:
+            parts.append(advice.reason)
+    stops = strategy.stops_needed
+    if stops is not None:
         parts.append("no stop needed" if stops == 0 else f"{stops} stop(s)")
-    opens, closes = (
-        strategy.get("pit_window_open_lap"),
-        strategy.get("pit_window_close_lap"),
-    )
-    if isinstance(opens, int) or isinstance(closes, int):
+    opens, closes = strategy.pit_window_open_lap, strategy.pit_window_close_lap
+    if opens is not None or closes is not None:
         parts.append(f"window L{opens or '?'}–{closes or '?'}")
-    add = strategy.get("fuel_to_add")
-    if isinstance(add, int | float) and add > 0:
+    add = strategy.fuel_to_add
+    if add is not None and add > 0:
         parts.append(f"+{add:.1f} L")
-    save = strategy.get("save_per_lap_to_skip_stop")
-    if isinstance(save, int | float) and save > 0:
+    save = strategy.save_per_lap_to_skip_stop
+    if save is not None and save > 0:
         parts.append(f"save {save:.2f} L/lap to skip a stop")
-    tyres, swap = strategy.get("tyres"), strategy.get("driver_swap")
-    if isinstance(tyres, Mapping) and tyres.get("advice") == "change":
+    tyres, swap = strategy.tyres, strategy.driver_swap
+    if tyres is not None and tyres.advice == "change":
         parts.append("change tyres")
-    if isinstance(swap, Mapping) and swap.get("advice") == "swap":
-        parts.append(f"swap to {swap.get('next_driver') or 'next driver'}")
+    if swap is not None and swap.advice == "swap":
+        parts.append(f"swap to {swap.next_driver or 'next driver'}")
     return " · ".join(parts) if parts else NOT_AVAILABLE
 
 
 def car_recommendation(car: CarState | None) -> str:
-    return recommendation(dict(car.strategy)) if car is not None else fmt.UNKNOWN
+    return recommendation(car.strategy) if car is not None else fmt.UNKNOWN
 
 
 def _pct(value: Any) -> str:

@@ -5,17 +5,32 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+
+from driver_pc.protocol.events import Event, EventError, EventKind
+from driver_pc.protocol.live import LapRow, LiveCarState, OtherCar, ShimInfo
 from driver_pc.protocol.topics import ALL_EVENTS, ALL_LIVE_STATE
 
 if TYPE_CHECKING:
     from driver_pc.protocol.mqtt import MqttConnection
+
+__all__ = [
+    "CarState",
+    "InputTrace",
+    "LapRow",
+    "LiveEvent",
+    "LiveState",
+    "LiveStateError",
+    "OtherCar",
+    "ShimInfo",
+    "Trace",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,77 +53,98 @@ class LiveStateError(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class LapRow:
-    """One completed lap as the lap table shows it."""
+class CarState(LiveCarState):
+    """One car's live state as published by the core, decoded once, with what pages derive.
 
-    lap: int
-    time: float | None
-    fuel: float | None
-    pit: bool
-    driver: str
+    The fields are the contract's (``driver_pc.protocol.live.LiveCarState``): parsing
+    is that model's, nothing here reads the JSON by hand.
+    """
 
-
-@dataclass(frozen=True, slots=True)
-class ShimInfo:
-    """The last health report of the shim feeding a car."""
-
-    state: str
-    adapter: str
-    ticks: int
-    spool_depth: int
-
-
-@dataclass(frozen=True, slots=True)
-class CarState:
-    """One car's live state as published by the core, decoded once."""
-
-    car: str
-    session_key: str
-    track: str
-    driver: str
-    source: str
-    session_time: float
-    lap: int
-    lap_dist_pct: float
-    speed_ms: float
-    throttle: float
-    brake: float
-    gear: int
-    rpm: float
-    fuel_l: float | None
-    on_pit_road: bool
-    lap_current_time: float | None
-    last_lap_time: float | None
-    best_lap_time: float | None
-    laps_completed: int
-    fuel_per_lap: float | None
-    stint: int
-    recent_laps: tuple[LapRow, ...]
-    published_at: float
-    shim: ShimInfo | None
     #: How many states of this car the dashboard has accepted (changes on every update).
-    seq: int = 0
-    #: GPS position in degrees; None when the sim sends none (or 0/0, "no fix").
-    lat: float | None = None
-    lon: float | None = None
-    #: The other cars on track (live iRacing data only; empty from .ibt replays).
-    others: tuple[OtherCar, ...] = ()
-    #: Our race position (iRacing's ``PlayerCarPosition``); None when not known.
-    position: int | None = None
-    #: Steering wheel angle in radians (None when the sim sends none).
-    steering: float | None = None
-    #: The core's strategy figures as published (fuel plan, and as they land: race,
-    #: pit loss, tyres, driver swap, stint plan, rejoin); read it with ``strategy_part``.
-    strategy: tuple[tuple[str, Any], ...] = ()
+    _seq: int = PrivateAttr(0)
 
-    def strategy_part(self, key: str) -> Any:
-        """One strategy figure (``"pit_loss_s"``, ``"tyres"`` …); None when absent."""
-        return next((v for k, v in self.strategy if k == key), None)
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    @classmethod
+    def from_json(cls, payload: bytes) -> CarState:
+        """Decode a ``pitbox/v1/live/<car>/state`` payload; raises LiveStateError."""
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise LiveStateError("too_big", f"{len(payload)} bytes")
+        try:
+            return cls.model_validate_json(payload)
+        except ValidationError as exc:
+            raise LiveStateError(_reason(exc), str(exc)) from None
+
+    # ---- the car's own figures, as the pages show them -----------------------------------
+    @property
+    def session_time(self) -> float:
+        return self.values.session_time or 0.0
+
+    @property
+    def lap(self) -> int:
+        return int(self.values.lap or 0)
+
+    @property
+    def lap_dist_pct(self) -> float:
+        return _unit(self.values.lap_dist_pct)
+
+    @property
+    def speed_ms(self) -> float:
+        return max(0.0, self.values.speed or 0.0)
 
     @property
     def speed_kmh(self) -> float:
         return self.speed_ms * 3.6
+
+    @property
+    def throttle(self) -> float:
+        return _unit(self.values.throttle)
+
+    @property
+    def brake(self) -> float:
+        return _unit(self.values.brake)
+
+    @property
+    def gear(self) -> int:
+        return int(self.values.gear or 0)
+
+    @property
+    def rpm(self) -> float:
+        return self.values.rpm or 0.0
+
+    @property
+    def fuel_l(self) -> float | None:
+        return self.values.fuel_level
+
+    @property
+    def on_pit_road(self) -> bool:
+        return bool(self.values.on_pit_road)
+
+    @property
+    def lap_current_time(self) -> float | None:
+        return self.values.lap_current_lap_time
+
+    @property
+    def steering(self) -> float | None:
+        """Steering wheel angle in radians (None when the sim sends none)."""
+        return self.values.steering_wheel_angle
+
+    @property
+    def position(self) -> int | None:
+        """Our race position (iRacing's ``PlayerCarPosition``); None when not known."""
+        number = self.values.player_car_position
+        return int(number) if number is not None and number >= 1 else None
+
+    @property
+    def lat(self) -> float | None:
+        """GPS latitude in degrees; None when the sim sends none (or 0/0, "no fix")."""
+        return self._fix()[0]
+
+    @property
+    def lon(self) -> float | None:
+        return self._fix()[1]
 
     @property
     def laps_of_fuel(self) -> float | None:
@@ -121,160 +157,45 @@ class CarState:
         """Seconds since the core published this state (wall clock)."""
         return max(0.0, (time.time() if now is None else now) - self.published_at)
 
-    @classmethod
-    def from_json(cls, payload: bytes) -> CarState:
-        """Decode a ``pitbox/v1/live/<car>/state`` payload; raises LiveStateError."""
-        if len(payload) > MAX_PAYLOAD_BYTES:
-            raise LiveStateError("too_big", f"{len(payload)} bytes")
-        try:
-            data = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise LiveStateError("not_json", str(exc)) from None
-        if not isinstance(data, dict):
-            raise LiveStateError("not_object", type(data).__name__)
-        try:
-            return cls._from_dict(data)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise LiveStateError("bad_field", repr(exc)) from None
-
-    @classmethod
-    def _from_dict(cls, data: dict[str, Any]) -> CarState:
-        values = data.get("values") or {}
-        if not isinstance(values, dict):
-            raise TypeError("values is not an object")
-        car = data["car"]
-        if not isinstance(car, str) or not car:
-            raise ValueError("car missing")
-        lat, lon = _position(values)
-        return cls(
-            car=car,
-            session_key=str(data.get("session_key", "")),
-            track=str(data.get("track") or ""),
-            driver=str(data.get("driver") or ""),
-            source=str(data.get("source") or ""),
-            session_time=_num(values.get("SessionTime")) or 0.0,
-            lap=int(_num(values.get("Lap")) or 0),
-            lap_dist_pct=min(1.0, max(0.0, _num(values.get("LapDistPct")) or 0.0)),
-            speed_ms=max(0.0, _num(values.get("Speed")) or 0.0),
-            throttle=min(1.0, max(0.0, _num(values.get("Throttle")) or 0.0)),
-            brake=min(1.0, max(0.0, _num(values.get("Brake")) or 0.0)),
-            gear=int(_num(values.get("Gear")) or 0),
-            rpm=_num(values.get("RPM")) or 0.0,
-            fuel_l=_num(values.get("FuelLevel")),
-            on_pit_road=bool(_num(values.get("OnPitRoad"))),
-            lap_current_time=_num(values.get("LapCurrentLapTime")),
-            last_lap_time=_num(data.get("last_lap_time")),
-            best_lap_time=_num(data.get("best_lap_time")),
-            laps_completed=int(_num(data.get("laps_completed")) or 0),
-            fuel_per_lap=_num(data.get("fuel_per_lap")),
-            stint=int(_num(data.get("stint")) or 0),
-            recent_laps=tuple(_lap_row(e) for e in data.get("recent_laps") or ()),
-            published_at=_num(data.get("published_at")) or time.time(),
-            shim=_shim_info(data.get("shim")),
-            lat=lat,
-            lon=lon,
-            others=tuple(_other_car(o) for o in data.get("others") or ()),
-            position=_position_of(values.get("PlayerCarPosition")),
-            steering=_num(values.get("SteeringWheelAngle")),
-            strategy=_strategy(data.get("strategy")),
-        )
+    def _fix(self) -> tuple[float | None, float | None]:
+        lat, lon = self.values.lat, self.values.lon
+        if lat is None or lon is None or (lat == 0 and lon == 0) or abs(lat) > 90:
+            return None, None
+        return lat, lon
 
 
-@dataclass(frozen=True, slots=True)
-class OtherCar:
-    """Another car on track, from iRacing's ``CarIdx*`` arrays."""
-
-    idx: int
-    number: str
-    lap_dist_pct: float
-    position: int
-    on_pit_road: bool
-    #: Class of the car (iRacing's ``CarClassID``) and its colour as ``#rrggbb``.
-    class_id: int | None = None
-    class_color: str | None = None
-    #: Laps started (None when the core does not send it) and laps down on us.
-    lap: int | None = None
-    laps_down: int | None = None
-    #: Pit stops seen so far, and the last one (kind, duration, lap) as the core sent it.
-    stops: int | None = None
-    last_stop: tuple[tuple[str, Any], ...] = ()
-    laps_since_stop: int | None = None
-    class_position: int | None = None
-
-    @property
-    def distance(self) -> float | None:
-        """Laps run including the current fraction, when the lap is known."""
-        return None if self.lap is None else self.lap + self.lap_dist_pct
+def _reason(exc: ValidationError) -> str:
+    """The counter key of a rejected payload: not JSON, not an object, or a bad field."""
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return "not_json"
+    if first["type"] == "model_type" and not first["loc"]:
+        return "not_object"
+    return "bad_field"
 
 
-_HEX = re.compile(r"#?([0-9a-fA-F]{6})")
+def _unit(value: float | None) -> float:
+    return min(1.0, max(0.0, value or 0.0))
 
 
-def _other_car(entry: Any) -> OtherCar:
-    if not isinstance(entry, dict):
-        raise TypeError("others entry is not an object")
-    last_stop = entry.get("last_stop")
-    return OtherCar(
-        idx=int(entry["idx"]),
-        number=str(entry.get("number") or entry["idx"]),
-        lap_dist_pct=min(1.0, max(0.0, float(entry["pct"]))),
-        position=int(entry.get("pos") or 0),
-        on_pit_road=bool(entry.get("pit")),
-        class_id=_int_or_none(entry.get("class_id")),
-        class_color=_color(entry.get("class_color")),
-        lap=_int_or_none(entry.get("lap")),
-        laps_down=_int_or_none(entry.get("laps_down")),
-        stops=_int_or_none(entry.get("stops")),
-        last_stop=tuple(last_stop.items()) if isinstance(last_stop, dict) else (),
-        laps_since_stop=_int_or_none(entry.get("laps_since_stop")),
-        class_position=_int_or_none(entry.get("class_pos")),
-    )
+class UnknownPayload(BaseModel):
+    """The fields of an event kind this dashboard does not know (a newer core's)."""
 
-
-def _int_or_none(value: Any) -> int | None:
-    number = _num(value)
-    return None if number is None else int(number)
-
-
-def _color(value: Any) -> str | None:
-    """``#rrggbb`` from ``"#ff0000"``, ``"ff0000"`` or iRacing's ``0xff0000``/int."""
-    if (
-        isinstance(value, int)
-        and not isinstance(value, bool)
-        and 0 <= value <= 0xFFFFFF
-    ):
-        return f"#{value:06x}"
-    if isinstance(value, str):
-        match = _HEX.fullmatch(value.strip().removeprefix("0x").removeprefix("0X"))
-        if match:
-            return f"#{match.group(1).lower()}"
-    return None
-
-
-def _position_of(value: Any) -> int | None:
-    number = _num(value)
-    return int(number) if number is not None and number >= 1 else None
-
-
-def _strategy(value: Any) -> tuple[tuple[str, Any], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, dict):
-        raise TypeError("strategy is not an object")
-    return tuple((str(k), v) for k, v in value.items())
+    model_config = ConfigDict(extra="allow", frozen=True)
 
 
 @dataclass(frozen=True, slots=True)
 class LiveEvent:
-    """One event from ``pitbox/v1/live/<car>/events``, as the alerts list shows it."""
+    """One event from ``pitbox/v1/live/<car>/events``, as the alerts list shows it.
+
+    ``payload`` is the kind's model from ``driver_pc.protocol.events`` (``PAYLOADS``),
+    or an ``UnknownPayload`` holding the fields of a kind not in ``EventKind``.
+    """
 
     kind: str
     car: str
     received_at: float
-    payload: tuple[tuple[str, Any], ...]
-
-    def get(self, key: str) -> Any:
-        return next((v for k, v in self.payload if k == key), None)
+    payload: BaseModel
 
     @classmethod
     def from_json(cls, payload: bytes, received_at: float) -> LiveEvent:
@@ -290,7 +211,16 @@ class LiveEvent:
         kind, car = data.pop("kind", None), data.pop("car", None)
         if not isinstance(kind, str) or not kind or not isinstance(car, str) or not car:
             raise LiveStateError("bad_event", "kind or car missing")
-        return cls(kind, car, received_at, tuple(data.items()))
+        if kind not in _KINDS:
+            return cls(kind, car, received_at, UnknownPayload.model_validate(data))
+        try:
+            event = Event.of(car, kind, data)
+        except EventError as exc:
+            raise LiveStateError("bad_payload", str(exc)) from None
+        return cls(kind, car, received_at, event.payload)
+
+
+_KINDS = frozenset(kind.value for kind in EventKind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,8 +382,8 @@ class LiveState:
             or state.session_time < previous.session_time
         ):
             history.clear()  # a new session or a replay restart: the old trace is void
-        seq = previous.seq + 1 if previous is not None else 1
-        self._cars[state.car] = replace(state, seq=seq)
+        state._seq = previous.seq + 1 if previous is not None else 1
+        self._cars[state.car] = state
         # A retained state arrives again on every (re)subscribe: add each instant once.
         if not history or state.session_time > history[-1][0]:
             steer = state.steering if state.steering is not None else 0.0
@@ -477,46 +407,3 @@ def _car_of_topic(topic: str, leaf: str = "state") -> str | None:
     if len(parts) == 5 and parts[:3] == ["pitbox", "v1", "live"] and parts[4] == leaf:
         return parts[3]
     return None
-
-
-def _num(value: Any) -> float | None:
-    """A finite float, or None for missing, null, non-numeric or NaN values."""
-    if value is None or isinstance(value, str):
-        return None
-    if isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, int | float):
-        raise TypeError(f"expected a number, got {type(value).__name__}")
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _position(values: dict[str, Any]) -> tuple[float | None, float | None]:
-    """Latitude and longitude, or (None, None) without a usable fix."""
-    lat, lon = _num(values.get("Lat")), _num(values.get("Lon"))
-    if lat is None or lon is None or (lat == 0 and lon == 0) or abs(lat) > 90:
-        return None, None
-    return lat, lon
-
-
-def _lap_row(entry: Any) -> LapRow:
-    if not isinstance(entry, dict):
-        raise TypeError("recent_laps entry is not an object")
-    return LapRow(
-        lap=int(_num(entry.get("lap")) or 0),
-        time=_num(entry.get("time")),
-        fuel=_num(entry.get("fuel")),
-        pit=bool(entry.get("pit")),
-        driver=str(entry.get("driver") or ""),
-    )
-
-
-def _shim_info(status: Any) -> ShimInfo | None:
-    if not isinstance(status, dict):
-        return None
-    return ShimInfo(
-        state=str(status.get("state") or "unknown"),
-        adapter=str(status.get("adapter") or ""),
-        ticks=int(_num(status.get("ticks")) or 0),
-        spool_depth=int(_num(status.get("spool_depth")) or 0),
-    )

@@ -132,23 +132,15 @@ class ClosingWatch:
         return tuple(closing)
 
 
-def own_class(car: CarState, from_session: int | None = None) -> int | None:
-    """Our car's class id: the core's strategy race figures, else the session info's."""
-    race = car.strategy_part("race")
-    if isinstance(race, dict):
-        value = race.get("class_id")
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return from_session
-
-
 def faster_class(
     car: CarState, closing: tuple[int, ...], own: int | None = None
 ) -> tuple[int, ...]:
-    """The closing cars of another class than ours (all of them if ours is unknown)."""
-    ours = own_class(car, own)
+    """The closing cars of another class than ours (all of them if ours is unknown).
+
+    ``own`` is our class id from the session info (the live state carries none).
+    """
     return tuple(
         o.idx
         for o in car.others
-        if o.idx in closing and (ours is None or o.class_id != ours)
+        if o.idx in closing and (own is None or o.class_id != own)
     )

@@ -1,6 +1,6 @@
 """ModelAdvisor: runs the models after each completed lap in its own worker thread.
 
-The core hands it every ``lap.completed`` event; it keeps each car's lap history,
+The core hands it every ``lap_completed`` event; it keeps each car's lap history,
 predicts the next lap time, the next lap's fuel and the driver's fatigue level (each
 beside its baseline, the registry choosing which is used) and hands the result back
 through a callback. Never on the ingest thread nor on an asyncio loop.
@@ -57,7 +57,7 @@ class ModelAdvisor:
             self._thread.join(timeout=10)
 
     def submit(self, car: str, lap: dict[str, Any]) -> None:
-        """Queue a ``lap.completed`` payload of ``car``; never blocks the caller."""
+        """Queue a ``lap_completed`` payload of ``car``; never blocks the caller."""
         try:
             self._queue.put_nowait((car, lap))
         except queue.Full:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+from pydantic import TypeAdapter
 
+from driver_pc.protocol.live import OtherCar, Rejoin, StrategySnapshot
 from pitbox_appliance.strategy.drivers import swap_advice
 from pitbox_appliance.strategy.fuel import (
     LapFuel,
@@ -64,49 +66,81 @@ STRATEGY_CHANNELS = (
 )
 
 
-@dataclass
-class StrategyEngine:
-    """Everything the strategy knows of one car's race; see docs/strategy.md."""
+class OthersView:
+    """The other cars as of one refresh of the field (at most 4 Hz), typed on first use.
 
-    settings: StrategySettings = field(default_factory=StrategySettings)
-    race: RaceLength = field(default_factory=RaceLength)
-    tank: float | None = None
-    numbers: dict[int, str] = field(default_factory=dict)
-    class_of: dict[int, int] = field(default_factory=dict)
-    color_of: dict[int, str] = field(default_factory=dict)
-    laps: list[LapFuel] = field(default_factory=list)
-    stops: list[OurStop] = field(default_factory=list)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    field_tracker: FieldTracker = field(default_factory=FieldTracker)
-    fatigue: float | None = None
-    drive_time_s: dict[str, float] = field(default_factory=dict)
-    stint_s: float = 0.0
-    stint_start_lap: int = 1
-    tyre_laps: list[TyreLap] = field(default_factory=list)
-    tyre_age: int = 0
-    max_fuel_seen: float = 0.0
-    pit_loss: PitLoss | None = None
-    rejoin: dict[str, Any] | None = None
-    last_action: str | None = None
-    tyre_state: str | None = None
-    _model: StopModel | None = None  # refreshed once per lap
-    _classes_stale: bool = True  # the session info changed the classes
-    _info: dict[str, Any] = field(default_factory=dict)
-    _stop_cost: float = StrategySettings().default_pit_loss_s  # a stop now, priced
-    _session_num: int = 0
-    _driver: str | None = None
-    _yellows: list[tuple[float, float]] = field(default_factory=list)  # FCY spans
-    _on_pit: bool | None = None
-    _prev_fuel: float | None = None
-    _prev_wear: float | None = None
-    _field_at: float = float("-inf")
-    _prev_t: float | None = None
-    _progress: np.ndarray[Any, np.dtype[np.float64]] | None = None
-    _player: int = -1
-    _lap_now: int = 0
-    _classes: np.ndarray[Any, np.dtype[np.int64]] | None = None
-    _last_row: np.void | None = None
-    _names: tuple[str, ...] = ()
+    The rows are plain dicts in the wire shape of ``OtherCar``; the 63 models (~0.15 ms)
+    are built only when the view is read, i.e. when the core publishes it. A replay or an
+    import refreshes the field far more often than anything is published.
+    """
+
+    __slots__ = ("_cars", "_rows")
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self._rows = rows
+        self._cars: tuple[OtherCar, ...] | None = None
+
+    @property
+    def cars(self) -> tuple[OtherCar, ...]:
+        if self._cars is None:
+            self._cars = _OTHER_CARS.validate_python(self._rows)
+        return self._cars
+
+
+_OTHER_CARS = TypeAdapter(tuple[OtherCar, ...])
+NO_OTHERS = OthersView([])
+
+
+class StrategyEngine:
+    """Everything the strategy knows of one car's race; see docs/strategy.md.
+
+    Built with the team's rules (config ``strategy``) and, when the core restarts
+    mid-session, the laps it had already stored; race length, tank, car numbers and
+    classes come with the session info.
+    """
+
+    def __init__(
+        self, settings: StrategySettings | None = None, laps: Iterable[LapFuel] = ()
+    ) -> None:
+        self.settings = settings if settings is not None else StrategySettings()
+        self.race = RaceLength()
+        self.tank: float | None = None
+        self.numbers: dict[int, str] = {}
+        self.class_of: dict[int, int] = {}
+        self.color_of: dict[int, str] = {}
+        self.laps: list[LapFuel] = list(laps)
+        self.stops: list[OurStop] = []
+        self.history: list[dict[str, Any]] = []
+        self.field_tracker = FieldTracker()
+        self.fatigue: float | None = None
+        self.drive_time_s: dict[str, float] = {}
+        self.stint_s = 0.0
+        self.stint_start_lap = 1
+        self.tyre_laps: list[TyreLap] = []
+        self.tyre_age = 0
+        self.max_fuel_seen = 0.0
+        self.pit_loss: PitLoss | None = None
+        self.rejoin: Rejoin | None = None
+        self.last_action: str | None = None
+        self.tyre_state: str | None = None
+        self._model: StopModel | None = None  # refreshed once per lap
+        self._classes_stale = True  # the session info changed the classes
+        self._info: dict[str, Any] = {}
+        self._stop_cost = self.settings.default_pit_loss_s  # a stop now, priced
+        self._session_num = 0
+        self._driver: str | None = None
+        self._yellows: list[tuple[float, float]] = []  # FCY spans
+        self._on_pit: bool | None = None
+        self._prev_fuel: float | None = None
+        self._prev_wear: float | None = None
+        self._field_at = float("-inf")
+        self._prev_t: float | None = None
+        self._progress: np.ndarray[Any, np.dtype[np.float64]] | None = None
+        self._player = -1
+        self._lap_now = 0
+        self._classes: np.ndarray[Any, np.dtype[np.int64]] | None = None
+        self._last_row: np.void | None = None
+        self._names: tuple[str, ...] = ()
 
     # ---- inputs ------------------------------------------------------------------------
     def session_info(self, info: dict[str, Any]) -> None:
@@ -134,10 +168,8 @@ class StrategyEngine:
         """The latest fatigue of the driver in the car (driver_fatigue_update)."""
         self.fatigue = level
 
-    def on_batch(
-        self, frames: np.ndarray[Any, np.dtype[np.void]]
-    ) -> list[dict[str, Any]] | None:
-        """Our stops and the field's pit cycles; the others list when it is due (≤ 4 Hz)."""
+    def on_batch(self, frames: np.ndarray[Any, np.dtype[np.void]]) -> OthersView | None:
+        """Our stops and the field's pit cycles; the other cars when they are due (≤ 4 Hz)."""
         names = frames.dtype.names or ()
         t = frames["SessionTime"].astype(np.float64)
         if "FuelLevel" in names:
@@ -182,7 +214,7 @@ class StrategyEngine:
         end_time: float,
         fuel_level: float | None,
         driver: str,
-    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    ) -> tuple[StrategySnapshot, StrategySnapshot | None]:
         """The whole strategy after a lap; the second value is set when the advice changed."""
         start = end_time - lap_time if lap_time is not None else end_time
         yellow = any(a <= end_time and b >= start for a, b in self._yellows)
@@ -334,7 +366,7 @@ class StrategyEngine:
             return None
         return max(0, self.race.laps - self._lap_now)
 
-    def _field(self, last: np.void, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    def _field(self, last: np.void, names: tuple[str, ...]) -> OthersView:
         prog = progress(last, names)
         n = len(prog)
         player = int(last["PlayerCarIdx"]) if "PlayerCarIdx" in names else -1
@@ -364,8 +396,6 @@ class StrategyEngine:
             self.rejoin = project_rejoin(
                 prog, classes, player, loss, lap_time, self.numbers
             )
-            if self.rejoin is not None:
-                self.rejoin["loss_s"] = round(loss, 2)
         out = []
         stops_of, out_lap = self.field_tracker.stops, self.field_tracker.out_lap
         class_list, pct_list = classes.tolist(), np.round(pct, 5).tolist()
@@ -398,7 +428,7 @@ class StrategyEngine:
                     "last_stop": stops[-1].as_dict() if stops else None,
                 }
             )
-        return out
+        return OthersView(out)
 
     def _lap_time(self) -> float | None:
         times = [
@@ -411,7 +441,7 @@ class StrategyEngine:
     # ---- the plan ----------------------------------------------------------------------
     def _plan(
         self, number: int, end_time: float, fuel_level: float | None, driver: str
-    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    ) -> tuple[StrategySnapshot, StrategySnapshot | None]:
         s = self.settings
         self.pit_loss = learn_pit_loss(self.laps, self.stops, s.default_pit_loss_s)
         self._model = self._stop_model()
@@ -493,17 +523,19 @@ class StrategyEngine:
         )
         advice = recommendation(number, fuel, tyres, swap)
         self._stop_cost = self._price_stop(fuel.fuel_to_add, tyres.advice == "change")
-        strategy = {
-            **fuel.as_dict(),
-            "race": race.as_dict(),
-            "pit_loss_s": round(self.pit_loss.s, 2),
-            "pit_loss": self.pit_loss.as_dict(),
-            "tyres": tyres.as_dict(),
-            "driver_swap": swap.as_dict(),
-            "stint_plan": plan,
-            "rejoin": self.rejoin,
-            "recommendation": advice,
-        }
+        strategy = StrategySnapshot.model_validate(
+            {
+                **fuel.as_dict(),
+                "race": race.as_dict(),
+                "pit_loss_s": round(self.pit_loss.s, 2),
+                "pit_loss": self.pit_loss.as_dict(),
+                "tyres": tyres.as_dict(),
+                "driver_swap": swap.as_dict(),
+                "stint_plan": plan,
+                "rejoin": self.rejoin,
+                "recommendation": advice,
+            }
+        )
         # Advice is news when its action changes, once the fuel plan is known.
         changed = fuel.stops_needed is not None and advice["action"] != self.last_action
         if fuel.stops_needed is not None:

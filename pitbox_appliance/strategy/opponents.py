@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from driver_pc.protocol.live import Rejoin
 from pitbox_appliance.strategy.pit_loss import DEFAULT_SERVICE_BASE_S
 
 # irsdk_TrkLoc: the car stands in its pit stall.
@@ -232,7 +233,7 @@ def project_rejoin(
     pit_loss_s: float,
     lap_time: float,
     numbers: dict[int, str],
-) -> dict[str, Any] | None:
+) -> Rejoin | None:
     """Where we come out if we pit now: our progress less the pit loss, others as now.
 
     Positions count every car further round (laps + fraction); ``class_position``,
@@ -258,11 +259,12 @@ def project_rejoin(
     if in_class_behind.any():
         i = int(np.flatnonzero(in_class_behind)[np.argmax(rel[in_class_behind])])
         car_behind, gap_behind = numbers.get(i, str(i)), round(float(-rel[i]), 2)
-    return {
-        "position": int(ahead.sum()) + 1,
-        "class_position": int(in_class_ahead.sum()) + 1,
-        "gap_ahead_s": gap_ahead,
-        "gap_behind_s": gap_behind,
-        "car_ahead": car_ahead,
-        "car_behind": car_behind,
-    }
+    return Rejoin(
+        position=int(ahead.sum()) + 1,
+        class_position=int(in_class_ahead.sum()) + 1,
+        gap_ahead_s=gap_ahead,
+        gap_behind_s=gap_behind,
+        car_ahead=car_ahead,
+        car_behind=car_behind,
+        loss_s=round(pit_loss_s, 2),
+    )

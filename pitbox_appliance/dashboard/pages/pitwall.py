@@ -243,10 +243,8 @@ class PitwallView:
         self.fuel.set_text(fmt.litres(car.fuel_l))
         per_lap = fmt.litres(car.fuel_per_lap)
         self.fuel_laps.set_text(f"{fmt.laps(car.laps_of_fuel)} laps · {per_lap}/lap")
-        add = car.strategy_part("fuel_to_add")
-        self.fuel_add.set_text(
-            f"to add {add:.1f} L" if isinstance(add, int | float) else "to add —"
-        )
+        add = car.strategy.fuel_to_add if car.strategy is not None else None
+        self.fuel_add.set_text(f"to add {add:.1f} L" if add is not None else "to add —")
         self.last.set_text(fmt.lap_time(car.last_lap_time))
         self.best.set_text(fmt.lap_time(car.best_lap_time))
         self.delta.set_text(f"Δ {fmt.signed(last_minus_best(car))}")
@@ -311,18 +309,13 @@ def stint_clock(stint: StintInfo | None, car: CarState) -> str:
 
 def tyres_text(car: CarState) -> str:
     """The strategy engine's tyre advice, or that it is not there yet."""
-    tyres = car.strategy_part("tyres")
-    if not isinstance(tyres, dict) or not tyres:
+    tyres = car.strategy.tyres if car.strategy is not None else None
+    if tyres is None:
         return alerts.NOT_AVAILABLE
-    parts = []
-    advice = tyres.get("advice")
-    parts.append(str(advice).upper() if advice else "no advice yet")
-    age = tyres.get("tyre_age_laps")
-    if isinstance(age, int | float):
-        parts.append(f"{age:.0f} laps old")
-    loss = tyres.get("loss_next_stint_s")
-    if isinstance(loss, int | float):
-        parts.append(f"+{loss:.1f} s next stint")
+    parts = [tyres.advice.upper() if tyres.advice else "no advice yet"]
+    parts.append(f"{tyres.tyre_age_laps:.0f} laps old")
+    if tyres.loss_next_stint_s is not None:
+        parts.append(f"+{tyres.loss_next_stint_s:.1f} s next stint")
     return " · ".join(parts)
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
 from typing import Any
 
 from nicegui import ui
 
+from driver_pc.protocol.live import (
+    DriverSwapSnapshot,
+    PitStop,
+    StintPlanEntry,
+    StrategySnapshot,
+    TyreSnapshot,
+)
 from pitbox_appliance.dashboard import figures
 from pitbox_appliance.dashboard import formatting as fmt
 from pitbox_appliance.dashboard.context import PageContext
@@ -95,11 +101,11 @@ class StrategyView:
 
     def refresh(self) -> None:
         car = self.ctx.car()
-        parts = {k: v for k, v in car.strategy} if car is not None else {}
-        self._set(self.window, window_html(parts))
-        self._set(self.rejoin, rejoin_html(parts))
-        self._set(self.tyres, tyres_html(parts))
-        self._set(self.plan, plan_html(parts.get("stint_plan")))
+        strategy = car.strategy if car is not None else None
+        self._set(self.window, window_html(strategy))
+        self._set(self.rejoin, rejoin_html(strategy))
+        self._set(self.tyres, tyres_html(strategy))
+        self._set(self.plan, plan_html(strategy.stint_plan if strategy else ()))
         others = car.others if car is not None else ()
         self._set(self.opponents, opponents_html(others))
         self._set(self.source, source_text(car))
@@ -120,27 +126,25 @@ def _missing(what: str, testid: str) -> str:
     return f'<div class="pb-note" data-testid="{testid}">{html.escape(what)}: {NOT_YET}</div>'
 
 
-def window_html(parts: Mapping[str, Any]) -> str:
+def window_html(strategy: StrategySnapshot | None) -> str:
     """The recommendation, pit window, stops, fuel to add and the fuel-save target."""
     out = []
-    advice = parts.get("recommendation")
-    if isinstance(advice, Mapping) and advice.get("action"):
+    advice = strategy.recommendation if strategy is not None else None
+    if advice is not None and advice.action:
         out.append(
             f'<div class="pb-advice" data-testid="strat-advice">'
-            f"{html.escape(str(advice['action']).replace('_', ' ').upper())}</div>"
+            f"{html.escape(advice.action.replace('_', ' ').upper())}</div>"
         )
-        if advice.get("reason"):
-            out.append(
-                f'<div class="pb-note">{html.escape(str(advice["reason"]))}</div>'
-            )
-    figs = [(k, parts[k]) for k in FUEL_KEYS if k in parts]
-    if not figs or all(v is None for _k, v in figs):
+        if advice.reason:
+            out.append(f'<div class="pb-note">{html.escape(advice.reason)}</div>')
+    figs = [(k, getattr(strategy, k)) for k in FUEL_KEYS] if strategy else []
+    if strategy is None or all(v is None for _k, v in figs):
         out.append(
             _missing("Fuel plan (needs a few green laps)", "strat-window-missing")
         )
         return "".join(out)
-    save = parts.get("save_per_lap_to_skip_stop")
-    if isinstance(save, int | float) and save > 0:
+    save = strategy.save_per_lap_to_skip_stop
+    if save is not None and save > 0:
         out.append(
             f'<div class="pb-advice" data-testid="strat-save">'
             f"Save {save:.2f} L/lap to skip a stop</div>"
@@ -149,63 +153,60 @@ def window_html(parts: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def rejoin_html(parts: Mapping[str, Any]) -> str:
+def rejoin_html(strategy: StrategySnapshot | None) -> str:
     """Time lost by a stop and where we would come out if we pitted now."""
     out = []
-    loss = parts.get("pit_loss_s")
-    if loss is None:
+    loss = strategy.pit_loss_s if strategy is not None else None
+    if strategy is None or loss is None:
         out.append(_missing("Pit loss", "strat-loss-missing"))
     else:
         pairs: list[tuple[str, Any]] = [("pit_loss_s", loss)]
-        detail = parts.get("pit_loss")
-        if isinstance(detail, Mapping):
-            pairs += [(k, v) for k, v in detail.items() if k != "s"]
+        if strategy.pit_loss is not None:
+            detail = strategy.pit_loss.model_dump().items()
+            pairs += [(k, v) for k, v in detail if k != "s"]
         out.append(figures.pairs_html(pairs, "strat-loss"))
-    rejoin = parts.get("rejoin")
-    if isinstance(rejoin, Mapping) and rejoin:
+    rejoin = strategy.rejoin if strategy is not None else None
+    if rejoin is not None:
         out.append('<div class="pb-cap">If we pit now</div>')
-        out.append(figures.pairs_html(list(rejoin.items()), "strat-rejoin-figs"))
+        rows = list(rejoin.model_dump().items())
+        out.append(figures.pairs_html(rows, "strat-rejoin-figs"))
     else:
         out.append(_missing("Rejoin projection", "strat-rejoin-missing"))
-    race = parts.get("race")
-    if isinstance(race, Mapping) and race:
+    race = strategy.race if strategy is not None else None
+    if race is not None:
         out.append('<div class="pb-cap">Race</div>')
-        out.append(figures.pairs_html(list(race.items()), "strat-race"))
+        out.append(figures.pairs_html(list(race.model_dump().items()), "strat-race"))
     return "".join(out)
 
 
-def tyres_html(parts: Mapping[str, Any]) -> str:
+def tyres_html(strategy: StrategySnapshot | None) -> str:
     """Tyre advice and the driver-swap advice, as the strategy engine words them."""
     out = []
-    for key, what in (("tyres", "Tyres"), ("driver_swap", "Driver swap")):
-        part = parts.get(key)
-        if part is None or part == {} or part == []:
+    parts: tuple[tuple[str, str, TyreSnapshot | DriverSwapSnapshot | None], ...] = (
+        ("tyres", "Tyres", strategy.tyres if strategy else None),
+        ("driver_swap", "Driver swap", strategy.driver_swap if strategy else None),
+    )
+    for key, what, part in parts:
+        if part is None:
             out.append(_missing(what, f"strat-{key}-missing"))
             continue
-        advice = part.get("advice") if isinstance(part, Mapping) else None
-        if isinstance(advice, str) and advice:
+        if part.advice:
             out.append(
                 f'<div class="pb-advice" data-testid="strat-{key}-advice">'
-                f"{html.escape(what)}: {html.escape(advice.upper())}</div>"
+                f"{html.escape(what)}: {html.escape(part.advice.upper())}</div>"
             )
-        pairs = (
-            [(k, v) for k, v in part.items() if k != "advice"]
-            if isinstance(part, Mapping)
-            else [(key, part)]
-        )
+        pairs = [(k, v) for k, v in part.model_dump().items() if k != "advice"]
         out.append(figures.pairs_html(pairs, f"strat-{key}"))
     return "".join(out)
 
 
-def plan_html(plan: Any) -> str:
+def plan_html(plan: tuple[StintPlanEntry, ...]) -> str:
     """The stint plan: one row per planned stint (columns as the engine sends them)."""
-    if isinstance(plan, Mapping):
-        stints = plan.get("stints")
-        plan = stints if isinstance(stints, list) else [plan]
-    rows = [r for r in plan if isinstance(r, Mapping)] if isinstance(plan, list) else []
-    if not rows:
+    if not plan:
         return _missing("Stint plan", "strat-plan-missing")
-    return figures.table_html(rows, "strat-plan-table")
+    return figures.table_html(
+        [entry.model_dump() for entry in plan], "strat-plan-table"
+    )
 
 
 OPPONENT_COLUMNS = ("car", "class", "laps since stop", "stops", "last stop")
@@ -227,7 +228,6 @@ def opponents_html(others: tuple[OtherCar, ...]) -> str:
             else ""
         )
         klass = "" if other.class_id is None else str(other.class_id)
-        stop = dict(other.last_stop)
         since = laps_since_stop(other)
         rows.append(
             f'<tr data-testid="opp-{other.idx}"><td>#{html.escape(other.number)}'
@@ -236,7 +236,7 @@ def opponents_html(others: tuple[OtherCar, ...]) -> str:
             f"{' P' + str(other.class_position) if other.class_position else ''}</td>"
             f"<td>{fmt.UNKNOWN if since is None else since}</td>"
             f"<td>{fmt.UNKNOWN if other.stops is None else other.stops}</td>"
-            f"<td>{html.escape(last_stop_text(stop))}</td></tr>"
+            f"<td>{html.escape(last_stop_text(other.last_stop))}</td></tr>"
         )
     return (
         f'<table class="pb-figtable" data-testid="strat-opp-table"><tr>{head}</tr>'
@@ -248,31 +248,27 @@ def laps_since_stop(other: OtherCar) -> int | None:
     """Laps since the car's last stop (its lap now minus the stop's lap)."""
     if other.laps_since_stop is not None:
         return other.laps_since_stop
-    stop = dict(other.last_stop)
-    lap = stop.get("lap")
+    lap = other.last_stop.lap if other.last_stop is not None else None
     if other.lap is None:
         return None
-    if isinstance(lap, int | float) and not isinstance(lap, bool):
-        return max(0, other.lap - int(lap))
+    if lap is not None:
+        return max(0, other.lap - lap)
     if other.stops == 0:
         return other.lap
     return None
 
 
-def last_stop_text(stop: Mapping[str, Any]) -> str:
+def last_stop_text(stop: PitStop | None) -> str:
     """``service 34.2 s (lap 31)`` from whatever of kind/duration/lap is known."""
-    if not stop:
+    if stop is None:
         return fmt.UNKNOWN
     parts = []
-    kind = stop.get("kind")
-    if isinstance(kind, str):
-        parts.append(kind.replace("_", " "))
-    duration = stop.get("duration_s", stop.get("duration"))
-    if isinstance(duration, int | float) and not isinstance(duration, bool):
-        parts.append(f"{duration:.1f} s")
-    lap = stop.get("lap")
-    if isinstance(lap, int) and not isinstance(lap, bool):
-        parts.append(f"(lap {lap})")
+    if stop.kind is not None:
+        parts.append(stop.kind.replace("_", " "))
+    if stop.duration_s is not None:
+        parts.append(f"{stop.duration_s:.1f} s")
+    if stop.lap is not None:
+        parts.append(f"(lap {stop.lap})")
     return " ".join(parts) or fmt.UNKNOWN
 
 

@@ -350,25 +350,23 @@ def rejoin_spot(car: CarState) -> tuple[float, str] | None:
     The core's ``strategy.rejoin`` wins when it gives a lap distance; otherwise the
     pit loss is taken off our place on track at our reference lap time.
     """
-    rejoin = car.strategy_part("rejoin")
-    rejoin = rejoin if isinstance(rejoin, dict) else {}
-    position = rejoin.get("position")
-    where = f"P{position}" if isinstance(position, int) else ""
+    strategy = car.strategy
+    rejoin = strategy.rejoin if strategy is not None else None
+    where = f"P{rejoin.position}" if rejoin is not None else ""
     lap_s = race.reference_lap_s(car)
     numbers = {o.number: o for o in car.others}
-    if lap_s is not None:
+    if lap_s is not None and rejoin is not None:
         # Just in front of the car we would come out ahead of (or behind the one ahead).
-        for key, gap_key, sign in (
-            ("car_behind", "gap_behind_s", 1.0),
-            ("car_ahead", "gap_ahead_s", -1.0),
+        for number, gap, sign in (
+            (rejoin.car_behind, rejoin.gap_behind_s, 1.0),
+            (rejoin.car_ahead, rejoin.gap_ahead_s, -1.0),
         ):
-            other = numbers.get(str(rejoin.get(key)))
-            gap = rejoin.get(gap_key)
-            if other is not None and isinstance(gap, int | float):
+            other = numbers.get(str(number))
+            if other is not None and gap is not None:
                 pct = (other.lap_dist_pct + sign * gap / lap_s) % 1.0
                 return pct, f"{where}, {gap:.1f} s from #{other.number}".strip(", ")
-    loss = car.strategy_part("pit_loss_s")
-    if not isinstance(loss, int | float) or lap_s is None or loss <= 0:
+    loss = strategy.pit_loss_s if strategy is not None else None
+    if loss is None or lap_s is None or loss <= 0:
         return None
     pct = (car.lap_dist_pct - loss / lap_s) % 1.0
     return pct, f"{where} {loss:.0f} s behind our place now".strip()

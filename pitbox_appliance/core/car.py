@@ -1,0 +1,364 @@
+"""One car's session on the appliance: the single owner of its segmentation, stints, figures, detectors and strategy."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from driver_pc.protocol.events import (
+    DriverChanged,
+    DriverFatigueUpdate,
+    Event,
+    EventError,
+    EventKind,
+    LapCompleted,
+)
+from driver_pc.protocol.live import LIVE_CHANNELS, LapRow
+from driver_pc.protocol.messages import DriverChange, SessionInfo, TelemetryBatch
+from driver_pc.protocol.session_info import (
+    SessionInfoError,
+    parse_session_info,
+    track_info,
+)
+from pitbox_appliance.analysis.lap_inputs import LapInputBuffer
+from pitbox_appliance.analysis.segmentation import CompletedLap, LapSegmenter
+from pitbox_appliance.core.live import LiveCar, LivePublisher
+from pitbox_appliance.detectors import (
+    POOL_FRAMES,
+    BatchContext,
+    DetectorSet,
+    Emission,
+    LapContext,
+)
+from pitbox_appliance.storage.models import Lap
+from pitbox_appliance.storage.writer import SessionWriter
+from pitbox_appliance.strategy.engine import StrategyEngine
+from pitbox_appliance.strategy.fuel import LapFuel
+from pitbox_appliance.strategy.settings import StrategySettings
+
+if TYPE_CHECKING:
+    from pitbox_appliance.core.ingest import IngestStats
+
+logger = logging.getLogger(__name__)
+
+Frames = np.ndarray[Any, np.dtype[np.void]]
+
+
+class CarTracker:
+    """Everything the core knows of one car's session, and the rows it stores of it.
+
+    Fed the car's decoded messages in order by the ``Ingestor``; stores through the
+    session writer, raises events and marks the car dirty through the live publisher.
+    """
+
+    def __init__(
+        self,
+        live: LiveCar,
+        writer: SessionWriter,
+        publisher: LivePublisher,
+        stats: IngestStats,
+        settings: StrategySettings,
+    ) -> None:
+        self.live = live
+        self._writer = writer
+        self._publisher = publisher
+        self._stats = stats
+        self._settings = settings
+        self._segmenter = LapSegmenter()
+        self._inputs = LapInputBuffer()
+        self._detectors = DetectorSet(min_frames=POOL_FRAMES)
+        self.strategy = StrategyEngine(settings)
+        self._driver_id: int | None = None
+        self._stint_id: int | None = None
+        self._stint_number = 0
+        self._pit_exits_seen = 0
+        self._stint_started = float("-inf")
+        self._info_update = -1
+        self._car_numbers: dict[int, str] = {}
+        self._car_setup: Any = None  # the last CarSetup seen in the session info
+        self._last_time = 0.0  # SessionTime of the newest telemetry
+        # The fatigue raised since the strategy last looked (it looks per batch).
+        self._fatigue: float | None = None
+
+    @property
+    def session_id(self) -> int:
+        return self.live.session_id
+
+    @property
+    def car(self) -> str:
+        return self.live.car
+
+    # ---- after a restart of the core ---------------------------------------------------
+    def resume(
+        self,
+        frames: Iterable[Frames],
+        laps: Iterable[Lap],
+        stint: tuple[int | None, int],
+        driver: tuple[int | None, str],
+    ) -> None:
+        """Rebuild the car's state from what is stored.
+
+        The telemetry since the start of the last stored lap goes through the
+        segmenter again (its laps are already stored and are not stored twice), so
+        the lap in progress is timed from its real start; the open stint and its
+        driver carry on, and the strategy starts from the stored laps.
+        """
+        for batch in frames:
+            self._segmenter.feed(batch)
+            self._inputs.append(batch)
+        self._pit_exits_seen = len(self._segmenter.pit_exits)
+        self._stint_id, self._stint_number = stint
+        self._driver_id, self.live.driver = driver
+        self.live.stint = self._stint_number
+        stored = []
+        for lap in laps:
+            stored.append(
+                LapFuel(lap.lap_number, lap.lap_time, lap.fuel_used, lap.pit_lap)
+            )
+            self.live.record_lap(
+                lap.lap_number, lap.lap_time, lap.fuel_used, lap.pit_lap
+            )
+        self.strategy = StrategyEngine(self._settings, laps=stored)
+
+    # ---- messages ----------------------------------------------------------------------
+    def session_info(self, msg: SessionInfo) -> None:
+        """Track, car numbers, race length, tank and setup from the session info."""
+        if msg.update <= self._info_update:
+            return
+        self._info_update = msg.update
+        try:
+            info = parse_session_info(msg.yaml_text)
+        except SessionInfoError as exc:
+            raise ValueError(str(exc)) from None
+        track = track_info(info)
+        self.live.track = track["track"]
+        self._car_numbers = car_numbers(info)
+        self.strategy.session_info(info)
+        setup = info.get("CarSetup")
+        if isinstance(setup, dict) and setup != self._car_setup:
+            # Stored (not published): compaction carries every setup change.
+            self._car_setup = setup
+            self._writer.add_event(
+                self.session_id,
+                "car_setup",
+                self._last_time,
+                {"update": msg.update, "setup": setup},
+            )
+        self._writer.update_session(
+            self.session_id,
+            track=track["track"],
+            track_length_km=track["track_length_km"],
+            subsession_id=track["subsession_id"],
+            session_info=msg.yaml_text,
+        )
+
+    def driver_change(self, source: str, msg: DriverChange) -> None:
+        """A new driver in the car opens a new stint."""
+        did = self._writer.driver_id(msg.user_id, msg.user_name, msg.team_name)
+        if did == self._driver_id:
+            return
+        self._driver_id = did
+        self.live.driver = msg.user_name
+        self._new_stint(msg.session_time)
+        payload = DriverChanged(
+            user_id=msg.user_id, user_name=msg.user_name, source=source
+        )
+        self._writer.add_event(
+            self.session_id,
+            EventKind.DRIVER_CHANGE.value,
+            msg.session_time,
+            payload.model_dump(mode="json"),
+        )
+        self._publisher.emit(Event(self.car, EventKind.DRIVER_CHANGE, payload))
+
+    def telemetry(
+        self, source: str, seq: int, batch: TelemetryBatch, compressed: bytes
+    ) -> None:
+        """Store a batch as received, then segment it and run detectors and strategy."""
+        frames = batch.frames
+        times = frames["SessionTime"]
+        t0, t1 = float(times[0]), float(times[-1])
+        self._writer.add_chunk(
+            session_id=self.session_id,
+            source=source,
+            seq=seq,
+            dict_id=batch.dict_id,
+            start_time=t0,
+            end_time=t1,
+            frames=len(frames),
+            data=compressed,
+        )
+        self._writer.extend_session_time(self.session_id, t0, t1)
+        self._last_time = t1
+        seg = self._segmenter
+        completed = seg.feed(frames)
+        self._inputs.append(frames)
+        if self._stint_id is None:
+            self._pit_exits_seen = len(seg.pit_exits)
+            self._new_stint(t0)
+        elif len(seg.pit_exits) > self._pit_exits_seen:
+            self._pit_exits_seen = len(seg.pit_exits)
+            entered = seg.pit_entries[-1] if seg.pit_entries else None
+            # A driver change during this stop already opened the new stint.
+            if entered is None or self._stint_started < entered:
+                self._new_stint(seg.pit_exits[-1])
+        context = self._context()
+        self._detect(self._detectors.on_frames(frames, context))
+        if completed:
+            # Detectors see every frame of a lap before they are told it completed.
+            self._detect(self._detectors.flush(context))
+        # The strategy engine sees the batch before the laps it completed.
+        self._strategy_batch(frames)
+        for lap in completed:
+            self._store_lap(lap)
+        values = self.live.values
+        names = frames.dtype.names or ()
+        last = frames[-1]
+        for name in LIVE_CHANNELS:
+            if name in names:
+                values[name] = float(last[name])
+        self._stats.frames += len(frames)
+        self._publisher.mark_dirty(self.car)
+
+    def record(self, kind: EventKind, session_time: float, payload: BaseModel) -> None:
+        """Store and publish an event raised outside ingest (an upload)."""
+        self._writer.add_event(
+            self.session_id, kind.value, session_time, payload.model_dump(mode="json")
+        )
+        self._publisher.emit(Event(self.car, kind, payload))
+
+    # ---- stints, laps, detectors, strategy ---------------------------------------------
+    def _new_stint(self, at: float) -> None:
+        self._stint_id = self._writer.open_stint(self.session_id, self._driver_id, at)
+        self._stint_number += 1
+        self._stint_started = at
+        self.live.stint = self._stint_number
+
+    def _store_lap(self, lap: CompletedLap) -> None:
+        inputs = self._inputs.lap(lap.start_time, lap.end_time)
+        stored = self._writer.add_lap(
+            Lap(
+                session_id=self.session_id,
+                stint_id=self._stint_id,
+                driver_id=self._driver_id,
+                lap_number=lap.lap_number,
+                start_time=lap.start_time,
+                end_time=lap.end_time,
+                lap_time=lap.lap_time,
+                fuel_used=lap.fuel_used,
+                pit_lap=lap.pit_lap,
+                max_speed=lap.max_speed,
+                input_smoothness=inputs.smoothness if inputs else None,
+                input_aggression=inputs.aggression if inputs else None,
+                input_precision=inputs.precision if inputs else None,
+            )
+        )
+        if not stored:
+            return
+        self._stats.laps += 1
+        live = self.live
+        row = live.record_lap(lap.lap_number, lap.lap_time, lap.fuel_used, lap.pit_lap)
+        self._publisher.emit(
+            Event(self.car, EventKind.LAP_COMPLETED, _lap_completed(row))
+        )
+        done = LapContext(
+            live.car,
+            live.driver,
+            lap.lap_number,
+            lap.start_time,
+            lap.end_time,
+            lap.lap_time,
+            lap.pit_lap,
+            lap.fuel_used,
+            inputs,
+            self._stint_started,
+        )
+        self._detect(self._detectors.on_lap(done))
+        self._strategy_lap(lap)
+
+    def _detect(self, found: list[Emission]) -> None:
+        """Store what the detectors found; publish the live events among it."""
+        for emission in found:
+            self._writer.add_event(
+                self.session_id,
+                emission.kind,
+                emission.session_time,
+                emission.payload,
+            )
+            if not emission.publish:
+                continue
+            try:
+                event = Event.of(self.car, emission.kind, emission.payload)
+            except EventError:
+                # A detector's bug: stored as it was, never published.
+                logger.exception("dropping a malformed %s event", emission.kind)
+                continue
+            if isinstance(event.payload, DriverFatigueUpdate):
+                self._fatigue = event.payload.fatigue
+            self._publisher.emit(event)
+
+    def _strategy_batch(self, frames: Frames) -> None:
+        """The strategy engine's per-batch work; the other cars when due (≤ 4 Hz)."""
+        engine = self.strategy
+        if self._fatigue is not None:
+            engine.note_fatigue(self._fatigue)
+            self._fatigue = None
+        others = engine.on_batch(frames)
+        if others is None:
+            return
+        live = self.live
+        live.others = others
+        if live.strategy is not None:
+            live.strategy = live.strategy.model_copy(update={"rejoin": engine.rejoin})
+
+    def _strategy_lap(self, lap: CompletedLap) -> None:
+        live = self.live
+        strategy, changed = self.strategy.on_lap(
+            lap.lap_number,
+            lap.lap_time,
+            lap.fuel_used,
+            lap.pit_lap,
+            lap.end_time,
+            live.values.get("FuelLevel"),
+            live.driver,
+        )
+        live.fuel_per_lap = strategy.fuel_per_lap
+        live.strategy = strategy
+        if changed is not None:
+            kind = EventKind.STRATEGY_RECOMMENDATION
+            self._publisher.emit(Event(self.car, kind, changed))
+            self._writer.add_event(
+                self.session_id,
+                kind.value,
+                lap.end_time,
+                changed.model_dump(mode="json"),
+            )
+
+    def _context(self) -> BatchContext:
+        """What the detectors know of the car besides its frames."""
+        live = self.live
+        times = [
+            row.time for row in reversed(live.recent_laps) if row.time and not row.pit
+        ]
+        return BatchContext(
+            live.car, live.driver, self._stint_started, times, self._car_numbers
+        )
+
+
+def _lap_completed(row: LapRow) -> LapCompleted:
+    return LapCompleted(
+        lap=row.lap, time=row.time, fuel=row.fuel, pit=row.pit, driver=row.driver
+    )
+
+
+def car_numbers(info: dict[str, Any]) -> dict[int, str]:
+    """CarIdx → car number from the session info's ``DriverInfo.Drivers``."""
+    numbers: dict[int, str] = {}
+    for entry in (info.get("DriverInfo") or {}).get("Drivers") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("CarIdx"), int):
+            numbers[entry["CarIdx"]] = str(entry.get("CarNumber") or entry["CarIdx"])
+    return numbers

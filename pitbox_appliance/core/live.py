@@ -1,0 +1,157 @@
+"""Live publishing: each car's figures, which cars changed, their typed state, pending events.
+
+The ingest thread updates a car's ``LiveCar`` and marks it dirty; the core's service
+asks ``LivePublisher.take`` for the states that are due and the events raised since,
+and publishes them (``LiveCarState.model_dump_json``, ``Event.message``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from driver_pc.protocol.events import Event
+from driver_pc.protocol.live import (
+    LapRow,
+    LiveCarState,
+    LiveValues,
+    Predictions,
+    ShimInfo,
+    StrategySnapshot,
+)
+from pitbox_appliance.strategy.engine import NO_OTHERS, OthersView
+
+RECENT_LAPS = 10  # rows of the lap table in the live state
+
+
+@dataclass
+class LiveCar:
+    """What the pit wall shows of one car right now (owned by the car's tracker)."""
+
+    car: str
+    session_key: str
+    session_id: int
+    track: str = ""
+    driver: str = ""
+    source: str = ""
+    # The latest value of each live channel (LIVE_CHANNELS), by channel name.
+    values: dict[str, float] = field(default_factory=dict)
+    last_lap_time: float | None = None
+    best_lap_time: float | None = None
+    laps_completed: int = 0
+    fuel_per_lap: float | None = None
+    strategy: StrategySnapshot | None = None
+    # The other cars on track (live data only), as of the last field refresh.
+    others: OthersView = NO_OTHERS
+    stint: int = 0
+    recent_laps: tuple[LapRow, ...] = ()
+    # On-device model outputs after the last lap (pitbox_appliance/models/advisor.py).
+    predictions: Predictions | None = None
+
+    def record_lap(
+        self, number: int, lap_time: float | None, fuel: float | None, pit: bool
+    ) -> LapRow:
+        """Count a completed lap in the figures shown; returns its lap-table row."""
+        self.laps_completed = max(self.laps_completed, number)
+        if lap_time is not None:
+            self.last_lap_time = lap_time
+            if self.best_lap_time is None or lap_time < self.best_lap_time:
+                self.best_lap_time = lap_time
+        row = LapRow(lap=number, time=lap_time, fuel=fuel, pit=pit, driver=self.driver)
+        self.recent_laps = (row, *self.recent_laps)[:RECENT_LAPS]
+        return row
+
+    def state(self, published_at: float, shim: ShimInfo | None) -> LiveCarState:
+        """The typed state to publish now.
+
+        Built without validation (every part is made by the core and already typed;
+        the others are typed once per field refresh, not per publish), and sharing the
+        frozen parts rather than copying them: the previous dict view deep-copied 63
+        opponents on every publish.
+        """
+        return LiveCarState.model_construct(
+            car=self.car,
+            session_key=self.session_key,
+            session_id=self.session_id,
+            track=self.track,
+            driver=self.driver,
+            source=self.source,
+            values=LiveValues.model_construct(None, **self.values),
+            last_lap_time=self.last_lap_time,
+            best_lap_time=self.best_lap_time,
+            laps_completed=self.laps_completed,
+            fuel_per_lap=self.fuel_per_lap,
+            strategy=self.strategy,
+            others=self.others.cars,
+            stint=self.stint,
+            recent_laps=self.recent_laps,
+            predictions=self.predictions or Predictions(),
+            published_at=published_at,
+            shim=shim,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """What is due to go out: the cars' states and the events raised since the last."""
+
+    states: tuple[LiveCarState, ...]
+    events: tuple[Event, ...]
+
+
+class LivePublisher:
+    """Which cars changed, the events not yet published, and every shim's last status."""
+
+    def __init__(self) -> None:
+        self._dirty: set[str] = set()
+        self._events: list[Event] = []
+        self._status: dict[str, dict[str, Any]] = {}
+        self._shims: dict[str, ShimInfo] = {}
+
+    def mark_dirty(self, car: str) -> None:
+        """``car`` has news: its state goes out at the next chance."""
+        self._dirty.add(car)
+
+    def emit(self, event: Event) -> None:
+        """Queue an event for publishing."""
+        self._events.append(event)
+
+    def dirty(self) -> set[str]:
+        return set(self._dirty)
+
+    def has_events(self) -> bool:
+        return bool(self._events)
+
+    def take(
+        self, due: Iterable[str], cars: Mapping[str, LiveCar], now: float
+    ) -> Publication:
+        """The states of the ``due`` cars (no longer dirty) and every pending event."""
+        due = set(due)
+        states = tuple(
+            cars[car].state(now, self._shims.get(cars[car].source))
+            for car in due
+            if car in cars
+        )
+        self._dirty -= due
+        events, self._events = tuple(self._events), []
+        return Publication(states, events)
+
+    # ---- shim status -------------------------------------------------------------------
+    def set_shim_status(self, source: str, status: Mapping[str, Any]) -> None:
+        """The shim's own report (``ShimStatus``) replaces what was known of it."""
+        self._status[source] = dict(status)
+        self._shims[source] = ShimInfo.model_validate(self._status[source])
+
+    def merge_shim_status(
+        self, source: str, fields: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Update some fields of a source's status (the API's status update); the result."""
+        status = self._status.setdefault(source, {})
+        status.update(fields)
+        self._shims[source] = ShimInfo.model_validate(status)
+        return dict(status)
+
+    def shim_statuses(self) -> dict[str, dict[str, Any]]:
+        """Every source's status as reported (for the health endpoint)."""
+        return {source: dict(status) for source, status in self._status.items()}
