@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 from driver_pc.protocol.events import (
@@ -75,3 +78,38 @@ def test_event_holds_its_kinds_typed_payload() -> None:
         Event("car42", EventKind.DRIVER_CHANGE, payload)
     parsed = Event.of("car42", "lap_completed", payload.model_dump())
     assert parsed.payload == payload
+
+
+def test_stored_dotted_kinds_are_renamed_by_the_migration(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from pitbox_appliance.storage.database import MIGRATIONS
+
+    db = tmp_path / "old.db"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", f"sqlite:///{db}")
+    cfg.attributes["configure_logger"] = False
+    command.upgrade(cfg, "0003")
+    old = ("lap.completed", "driver.change", "command.result", "incident_detected")
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO events (session_id, kind, session_time, payload)"
+            " VALUES (1, ?, 0.0, '{}')",
+            [(kind,) for kind in old],
+        )
+    command.upgrade(cfg, "head")
+    with sqlite3.connect(db) as conn:
+        kinds = [k for (k,) in conn.execute("SELECT kind FROM events ORDER BY id")]
+    assert kinds == [
+        "lap_completed",
+        "driver_change",
+        "command_result",
+        "incident_detected",
+    ]
+    assert set(kinds) <= {kind.value for kind in EventKind}
+    command.downgrade(cfg, "0003")
+    with sqlite3.connect(db) as conn:
+        kinds = [k for (k,) in conn.execute("SELECT kind FROM events ORDER BY id")]
+    assert tuple(kinds) == old
