@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +29,18 @@ _LOG_TAIL_CHARS = 4000
 # break the password file's "user:hash" line format.
 _BAD_USERNAME = re.compile(r"[:+#/\s\x00]")
 
+#: The broker logins of the appliance's own programs: core, dashboard and
+#: ``pitbox report --broker``. The broker makes a login the client id
+#: (``use_username_as_clientid``), so two programs must never share one. They all
+#: have the appliance login's password. Kept in step with
+#: ``pitbox_appliance.config`` (which this module may not import) by a test.
+PROGRAM_USERS = ("pitbox-core", "pitbox-dashboard", "pitbox-report")
+
+#: Seconds between two snapshots of the broker's in-memory state (see
+#: mosquitto.conf.template): the most a kill -9 of the broker can lose of what
+#: it holds only in memory. Mosquitto's own default is 1800.
+AUTOSAVE_INTERVAL_S = 2
+
 
 @dataclass(frozen=True, slots=True)
 class TlsListener:
@@ -42,6 +55,8 @@ class TlsListener:
         """The listener block of mosquitto.conf."""
         return (
             f"listener {self.port} {self.bind}\n"
+            # A listener setting: each listener needs it (see the plain one).
+            "use_username_as_clientid true\n"
             f"certfile {self.certfile}\n"
             f"keyfile {self.keyfile}\n"
             "tls_version tlsv1.2\n"
@@ -62,11 +77,13 @@ class MosquittoBroker:
         port: int,
         bind: str = "127.0.0.1",
         tls: TlsListener | None = None,
+        autosave_interval_s: int = AUTOSAVE_INTERVAL_S,
     ) -> None:
         self.run_dir = run_dir
         self.port = port
         self.bind = bind
         self.tls = tls
+        self.autosave_interval_s = autosave_interval_s
         self.pid_file = run_dir / "mosquitto.pid"
         self.password_file = run_dir / "passwd"
         self.acl_file = run_dir / "mosquitto.acl"
@@ -108,13 +125,29 @@ class MosquittoBroker:
         if self.running:
             self.reload()
 
-    def write_config(self, appliance_user: str) -> Path:
-        """Render mosquitto.conf and the ACL into ``run_dir``; return the conf path."""
-        if not appliance_user or _BAD_USERNAME.search(appliance_user):
-            raise ValueError(f"invalid appliance username {appliance_user!r}")
+    def write_config(
+        self, appliance_user: str, program_users: Sequence[str] = PROGRAM_USERS
+    ) -> Path:
+        """Render mosquitto.conf and the ACL into ``run_dir``; return the conf path.
+
+        ``appliance_user`` and each of ``program_users`` get the appliance's
+        access; the program logins are (re)written with the appliance login's
+        password hash, so the appliance password opens each of them.
+        """
+        users = [appliance_user, *program_users]
+        for user in users:
+            if not user or _BAD_USERNAME.search(user):
+                raise ValueError(f"invalid appliance username {user!r}")
         for folder in (self.run_dir, self.data_dir, self.log_file.parent):
             folder.mkdir(parents=True, exist_ok=True)
-        acl = _render("mosquitto.acl.template", appliance_user=appliance_user)
+        copy_login(self.password_file, appliance_user, program_users)
+        acl = _render(
+            "mosquitto.acl.template",
+            appliance_users="".join(
+                f"user {user}\ntopic readwrite pitbox/v1/#\n"
+                for user in dict.fromkeys(users)
+            ),
+        )
         _write_private(self.acl_file, acl)
         conf = _render(
             "mosquitto.conf.template",
@@ -125,6 +158,7 @@ class MosquittoBroker:
             data_dir=self.data_dir,
             tls_listener=self.tls.render() if self.tls else "",
             pid_file=self.pid_file,
+            autosave_interval_s=self.autosave_interval_s,
         )
         if os.geteuid() == 0:
             # As root Mosquitto would drop to the "mosquitto"/"nobody" user, which
@@ -268,6 +302,42 @@ def delete_user(password_file: Path, username: str) -> None:
             f"{(result.stderr or result.stdout).strip()}"
         )
     password_file.chmod(0o600)
+
+
+def copy_login(password_file: Path, source: str, targets: Sequence[str]) -> None:
+    """Give each of ``targets`` the password of ``source`` (its hash, copied).
+
+    Mosquitto's hashes are salted but not bound to the username, so a copied line
+    accepts the same password. Without ``source`` in the file nothing changes and
+    a warning says the program logins cannot log in.
+    """
+    if not targets:
+        return
+    lines = (
+        password_file.read_text(encoding="utf-8").splitlines()
+        if password_file.exists()
+        else []
+    )
+    hashes = {user: hashed for user, _, hashed in map(_split_login, lines)}
+    if source not in hashes:
+        logger.warning(
+            "no broker login %r in %s: the program logins %s are not written",
+            source,
+            password_file,
+            ", ".join(targets),
+        )
+        return
+    copies = [user for user in dict.fromkeys(targets) if user != source]
+    kept = [line for line in lines if line.split(":", 1)[0] not in copies]
+    added = [f"{user}:{hashes[source]}" for user in copies]
+    # Replaced in one rename: a broker reloading meanwhile reads the old or the new.
+    partial = password_file.with_name(password_file.name + ".new")
+    _write_private(partial, "\n".join([*kept, *added]) + "\n")
+    partial.replace(password_file)
+
+
+def _split_login(line: str) -> tuple[str, str, str]:
+    return line.partition(":")
 
 
 def password_users(password_file: Path) -> set[str]:

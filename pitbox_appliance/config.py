@@ -14,14 +14,34 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The broker logins of the core and the dashboard. The broker makes a login the
+#: client id (docs/security.md), so each program has its own; provisioning gives
+#: them the appliance login's password (``pitbox_appliance.broker.PROGRAM_USERS``).
+CORE_MQTT_USER = "pitbox-core"
+DASHBOARD_MQTT_USER = "pitbox-dashboard"
+
+
 class MqttConfig(_Section):
     """How appliance programs reach the broker (password from PITBOX_MQTT_PASSWORD)."""
 
     host: str = Field("127.0.0.1", description="broker host")
     port: int = Field(1883, description="broker port", ge=1, le=65535)
     username: str = Field(
-        "appliance", description="broker user of the appliance programs"
+        "appliance",
+        description="the appliance's broker login, for tools; the core "
+        "(pitbox-core), dashboard (pitbox-dashboard) and pitbox report "
+        "(pitbox-report) log in as themselves with its password",
     )
+
+    @property
+    def core_username(self) -> str:
+        """The core's login, which the broker also makes its client id."""
+        return CORE_MQTT_USER
+
+    @property
+    def dashboard_username(self) -> str:
+        """The dashboard's login, which the broker also makes its client id."""
+        return DASHBOARD_MQTT_USER
 
 
 class CoreConfig(_Section):

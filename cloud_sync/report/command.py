@@ -65,7 +65,12 @@ def add_command(sub: Any, sets: SetResolver) -> None:
         help="HOST:PORT of the broker to announce the events on ($PITBOX_MQTT_BROKER; "
         "password from $PITBOX_MQTT_PASSWORD)",
     )
-    parser.add_argument("--broker-user", default="appliance", help="broker user")
+    parser.add_argument(
+        "--broker-user",
+        default="pitbox-report",
+        help="broker login (default pitbox-report; the broker makes it the client id, "
+        "so two reports at once would disconnect each other)",
+    )
     parser.add_argument("--no-pdf", action="store_true", help="HTML only")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=functools.partial(run, sets=sets))
@@ -181,9 +186,8 @@ def announce(
     ]
     topic = topics.events(car)
     password = os.environ.get("PITBOX_MQTT_PASSWORD", "")
-    connection = MqttConnection(
-        f"pitbox-report-{os.getpid()}", BrokerAddress(host, port, user, password)
-    )
+    # The broker replaces the client id with the login (use_username_as_clientid).
+    connection = MqttConnection(user, BrokerAddress(host, port, user, password))
     acked: set[int] = set()
     done = threading.Condition()
 

@@ -52,6 +52,7 @@ class MqttConnection:
         max_inflight: int = 100,
     ) -> None:
         self.address = address
+        self.client_id = client_id
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -74,6 +75,7 @@ class MqttConnection:
         self.on_published: Callable[[int], None] | None = None
         self.on_connection_change: Callable[[bool], None] | None = None
         self.refused: str | None = None
+        self._stopping = False
 
     def start(self) -> None:
         """Connect in the background; paho reconnects with backoff after any drop."""
@@ -81,6 +83,7 @@ class MqttConnection:
         self._client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -119,9 +122,29 @@ class MqttConnection:
         if self.on_connection_change:
             self.on_connection_change(True)
 
-    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+    def _on_disconnect(
+        self, _c: Any, _u: Any, flags: Any, reason: Any, _p: Any
+    ) -> None:
+        was_connected = self.connected.is_set()
         self.connected.clear()
-        logger.info("disconnected from broker: %s", reason)
+        if self._stopping or not was_connected:
+            # Our own stop, or a refused CONNECT (already logged by _on_connect).
+            logger.info("disconnected from broker: %s", reason)
+        else:
+            # Mosquitto closes a connection when another one logs in with the same
+            # client id; with use_username_as_clientid that takes the same login.
+            logger.warning(
+                "broker %s:%s dropped the connection of %s (client id %s): %s%s; "
+                "reconnecting",
+                self.address.host,
+                self.address.port,
+                self.address.username,
+                self.client_id,
+                reason,
+                " (DISCONNECT from the broker)"
+                if getattr(flags, "is_disconnect_packet_from_server", False)
+                else "",
+            )
         if self.on_connection_change:
             self.on_connection_change(False)
 

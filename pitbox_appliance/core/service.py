@@ -60,7 +60,7 @@ class CoreService:
         mq = config.mqtt
         self.connection = MqttConnection(
             "pitbox-core",
-            BrokerAddress(mq.host, mq.port, mq.username, mqtt_password_from_env()),
+            BrokerAddress(mq.host, mq.port, mq.core_username, mqtt_password_from_env()),
             clean_session=False,
             manual_ack=True,
             max_inflight=1000,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -69,9 +68,10 @@ def run(
     if logo is not None and brand.logo_url is not None:
         app.add_static_file(local_file=logo, url_path=brand.logo_url)
     state = LiveState()
-    client_id = f"pitbox-dashboard-{socket.gethostname()}-{os.getpid()}"
+    # The broker makes the login the client id: one dashboard per appliance.
+    user = mqtt.dashboard_username
     connection = MqttConnection(
-        client_id, BrokerAddress(mqtt.host, mqtt.port, mqtt.username, password)
+        user, BrokerAddress(mqtt.host, mqtt.port, user, password)
     )
     state.attach(connection)
     db_url = core.db_url or default_db_url()

@@ -27,7 +27,12 @@ from typing import Any
 from driver_pc.protocol import data_dirs
 from driver_pc.protocol.codec import Keyring
 from driver_pc.protocol.pairing import CODE_ALPHABET, CODE_LENGTH, pairing_proof
-from pitbox_appliance.broker import delete_user, reload_by_pid_file, set_password
+from pitbox_appliance.broker import (
+    PROGRAM_USERS,
+    delete_user,
+    reload_by_pid_file,
+    set_password,
+)
 from pitbox_appliance.config import SecurityConfig
 from pitbox_appliance.security.files import write_private
 
@@ -36,6 +41,8 @@ logger = logging.getLogger(__name__)
 REGISTRY_VERSION = 1
 # <car>-<pc>: the source id is also the MQTT username and a topic segment.
 _SOURCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.]{0,30}-[A-Za-z0-9_.]{1,31}")
+# Broker logins of the appliance's programs (PROGRAM_USERS) start with this.
+_PROGRAM_PREFIX = "pitbox-"
 
 
 class PairingRefused(ValueError):
@@ -258,11 +265,21 @@ def _matching(
 
 
 def check_source(source: str, appliance_user: str = "appliance") -> str:
-    """Raise ValueError unless ``source`` is a valid device name (``<car>-<pc>``)."""
+    """Raise ValueError unless ``source`` is a valid device name (``<car>-<pc>``).
+
+    The name becomes the device's broker login and so its client id: the appliance's
+    logins (``appliance``, ``pitbox-core``, …) and the ``pitbox-`` prefix, kept for
+    the appliance's programs, are refused.
+    """
     if source == appliance_user or not _SOURCE.fullmatch(source):
         raise ValueError(
             f"device name {source!r}: use <car>-<pc> (letters, digits, '_' or '.'), "
             "e.g. car42-pc1"
+        )
+    if source in PROGRAM_USERS or source.startswith(_PROGRAM_PREFIX):
+        raise ValueError(
+            f"device name {source!r}: names starting with {_PROGRAM_PREFIX!r} are "
+            "the appliance's own broker logins"
         )
     return source
 
