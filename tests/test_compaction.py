@@ -42,8 +42,8 @@ MARTINSVILLE = ("iracing", "ibt", "skmodified_martinsville_2015-05-30_20-32-44.i
 
 def import_into(db_url: str, path: Path) -> None:
     """Import a .ibt file the way `pitbox import` does."""
+    from pitbox_appliance.cli.importer import import_file, local_codec
     from pitbox_appliance.core.ingest import Ingestor
-    from pitbox_appliance.importer import import_file, local_codec
     from pitbox_appliance.storage.database import open_database
     from pitbox_appliance.storage.writer import SessionWriter
 

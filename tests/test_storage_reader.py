@@ -18,8 +18,8 @@ from driver_pc.adapters.simulator import write_simulated_ibt
 from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol.codec import DecodeError, decode_batch, encode_batch
 from driver_pc.protocol.messages import TelemetryBatch
+from pitbox_appliance.cli.importer import import_file, local_codec
 from pitbox_appliance.core.ingest import Ingestor
-from pitbox_appliance.importer import import_file, local_codec
 from pitbox_appliance.storage.database import make_engine, open_database
 from pitbox_appliance.storage.reader import (
     RESUME_LAPS,
