@@ -94,9 +94,13 @@ def _setup(config: ApplianceConfig, extra: list[str]) -> int:
         broker = secure_broker(config, run_dir)
         broker.write_config(config.mqtt.username)
         broker.reload()
+        # SIGHUP re-reads logins and the ACL, not listeners or their settings (the
+        # TLS listener, use_username_as_clientid): those need a restart.
         sys.stdout.write(
             f"broker config in {run_dir}: TLS on port {config.security.tls_port}, "
-            f"plain TCP on 127.0.0.1:{config.mqtt.port}\n"
+            f"plain TCP on 127.0.0.1:{config.mqtt.port}; restart the broker once "
+            f"to apply listener changes (supervisorctl -c {run_dir}/supervisord.conf "
+            "restart mosquitto)\n"
         )
     return 0
 
