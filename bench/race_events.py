@@ -1,6 +1,6 @@
 """A simulated 6-hour race replayed flat out through a real Mosquitto, a shim and the core.
 
-Runs tests/test_race_events.py::test_full_six_hour_race (which asserts that strategy
+Runs tests/system/test_race_events.py::test_full_six_hour_race (which asserts that strategy
 recommendations, fatigue updates, drafting opportunities, damage alerts and
 incidents reach the bus) and prints the event counts it recorded.
 
@@ -33,7 +33,7 @@ def main() -> int:
                 "-q",
                 "-p",
                 "no:cacheprovider",
-                "tests/test_race_events.py::test_full_six_hour_race",
+                "tests/system/test_race_events.py::test_full_six_hour_race",
             ],
             cwd=REPO,
             env=env,

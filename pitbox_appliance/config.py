@@ -164,7 +164,7 @@ class DetectorsConfig(_Section):
     """Which live detectors the core runs (pitbox_appliance/detectors); all by default.
 
     One switch per detector, named as it registers (``@register_detector("incident")``);
-    tests/test_detectors.py keeps the two lists equal.
+    tests/pitbox_appliance/detectors/test_detectors.py keeps the two lists equal.
     """
 
     incident: bool = Field(

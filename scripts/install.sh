@@ -25,7 +25,7 @@ python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[${extras}]"
-# Tests only: s3rver enforces presigned-link expiry, which moto does not (tests/test_statboard.py).
+# Tests only: s3rver enforces presigned-link expiry, which moto does not (tests/cloud_sync/statboard/test_statboard.py).
 if [[ ",${extras}," == *",dev,"* ]] && command -v npm >/dev/null 2>&1; then
   npm install --silent --no-audit --no-fund --prefix .venv/node s3rver@3.7.1
 fi
