@@ -68,6 +68,7 @@ class ShimService:
         )
         self.sender = SpoolSender(self.spool, self.connection, window=config.window)
         self.pipeline = ShimPipeline(adapter)
+        self._earlier_ticks = 0  # ticks of the sim's sessions before this one
         self.messages_shown: list[str] = []
         self._data_topic = topics.shim_data(config.source)
         self._lock = threading.Lock()
@@ -86,9 +87,12 @@ class ShimService:
         self.connection.start()
         self.sender.start()
         try:
-            for message in self.pipeline.messages():
-                self._send(message)
-                if stop.is_set():
+            while True:
+                for message in self.pipeline.messages():
+                    self._send(message)
+                    if stop.is_set():
+                        break
+                if stop.is_set() or not self._next_session(stop):
                     break
             self._status(ShimState.STOPPED, force=True)
             deadline = time.monotonic() + 10
@@ -104,6 +108,30 @@ class ShimService:
             self.connection.stop()
             self.adapter.close()
             self.spool.close()
+
+    def _next_session(self, stop: threading.Event) -> bool:
+        """After a live adapter's session ended: wait for the sim's next one.
+
+        The sim went away (reported as waiting for it every few seconds) or changed
+        session; True once a new pipeline streams the next session (its channel
+        dictionary, session info and driver are sent first).
+        """
+        if not self.adapter.follows_sim:
+            return False
+        ready = self.adapter.wait_for_session(0.0)
+        while not ready and not stop.is_set():
+            self._status(ShimState.WAITING_FOR_SIM, force=True)
+            ready = self.adapter.wait_for_session(STATUS_EVERY_S)
+        if not ready:
+            return False
+        old = self.pipeline
+        self._earlier_ticks += old.stats.ticks
+        self.pipeline = ShimPipeline(
+            self.adapter,
+            batch_ticks=old.batch_ticks,
+            reannounce_batches=old.reannounce_batches,
+        )
+        return True
 
     def _send(self, message: Message) -> None:
         if isinstance(message, TelemetryBatch) and len(message.frames):
@@ -125,7 +153,7 @@ class ShimService:
         status = ShimStatus(
             state,
             self.adapter.name,
-            self.pipeline.stats.ticks,
+            self._earlier_ticks + self.pipeline.stats.ticks,
             self.spool.depth(),
             self.adapter.session_key,
         )

@@ -50,6 +50,18 @@ class SimAdapter(ABC):
     def session_info_text(self) -> str:
         """The current session-info YAML text."""
 
+    #: True for an adapter of a running sim: when ``ticks()`` ends (the sim went away
+    #: or changed session) another session may follow; see ``wait_for_session``.
+    follows_sim: ClassVar[bool] = False
+
+    def wait_for_session(self, timeout: float) -> bool:
+        """After ``ticks()`` ended: wait up to ``timeout`` s for the sim's next session.
+
+        True when ``ticks()`` may be called again (with this session's channels,
+        key and info); a recording or simulation that has ended returns False.
+        """
+        return False
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files and handles."""
 
