@@ -26,6 +26,8 @@ from pitbox_appliance.broker import MosquittoBroker, free_port
 from pitbox_appliance.config import ApplianceConfig, CoreConfig, MqttConfig
 from pitbox_appliance.core.service import CoreService
 
+# The repository's root (tests live at several depths below it).
+REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(
     os.environ.get(
         "PITBOX_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"

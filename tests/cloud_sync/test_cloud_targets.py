@@ -18,8 +18,9 @@ from cloud_sync.targets import (
     register_target,
     target_url,
 )
+from tests.conftest import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 
 
 def test_the_scheme_picks_the_target_class(tmp_path: Path) -> None:

@@ -25,9 +25,9 @@ from cloud_sync.targets import FileTarget
 from cloud_sync.uploader import Uploader
 from driver_pc.protocol.events import event_payload
 from tests.cloud_sync.conftest import FAST, REGION, MotoServer, Team, build_team
-from tests.conftest import BrokerHandle
+from tests.conftest import REPO_ROOT, BrokerHandle
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 ARTIFACTS = ROOT / "test-artifacts" / "reports"
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(

@@ -22,8 +22,9 @@ from cloud_sync.s3 import S3Target
 from cloud_sync.statboard.builder import StatboardBuilder
 from cloud_sync.statboard.publish import publish_board
 from tests.cloud_sync.conftest import Team, build_team, free_port
+from tests.conftest import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 ARTIFACTS = ROOT / "test-artifacts" / "statboard"
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -31,7 +31,7 @@ from driver_pc.protocol.topics import events, live_state
 from pitbox_appliance.broker import free_port
 from pitbox_appliance.storage.database import make_engine
 from pitbox_appliance.storage.writer import SessionWriter
-from tests.conftest import BrokerHandle
+from tests.conftest import REPO_ROOT, BrokerHandle
 from tests.pitbox_appliance.dashboard.conftest import (
     OTHERS,
     STRATEGY,
@@ -41,7 +41,7 @@ from tests.pitbox_appliance.dashboard.conftest import (
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 ARTIFACTS = REPO / "test-artifacts"
 VIEWPORT = {"width": 800, "height": 480}
 #: Every page at the touchscreen, tablet and phone sizes of DESIGN §4.
