@@ -223,6 +223,7 @@ class IRacingLiveAdapter(SimAdapter):
             if conn is not None:
                 self._conn, self._pending = conn, None
                 self._info = conn.info
+                self._keys.clear()  # a new map counts its updates from 1 again
                 self.stats.connects += 1
                 logger.info(
                     "iracing: connected to %s (%d channels, session %s)",

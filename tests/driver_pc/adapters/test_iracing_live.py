@@ -171,7 +171,8 @@ def test_sim_restart_session_change_and_info_update(mem_path: Path) -> None:
             next(ticks)
             assert adapter.stats.connects == 2
             assert adapter.stats.sim_gone == 1
-            assert adapter.session_key == "ir-0-car82"  # the restarted sim's info
+            # The same session rejoined: the same key, so the appliance goes on.
+            assert adapter.session_key == "ir-4242-car82"
             assert adapter.stats.missed_ticks == 0
         finally:
             adapter.close()
@@ -229,10 +230,15 @@ def test_the_shim_follows_the_sim_through_a_broker(
                 ),
                 timeout=10,
             )
-            before = received.batches("ir-0-car82")
-            emulator.start_sim()
-            assert wait_for(lambda: received.batches("ir-0-car82") >= before + 5)
-            assert received.of(ChannelDictionary)[-1].session_key == "ir-0-car82"
+            before = received.batches("ir-4242-car82")
+            dictionaries = len(received.of(ChannelDictionary))
+            emulator.start_sim()  # the sim is back in the same session
+            assert wait_for(lambda: received.batches("ir-4242-car82") >= before + 5)
+            # The new mapping is announced again: channels, session info, driver.
+            assert len(received.of(ChannelDictionary)) == dictionaries + 1
+            assert received.of(ChannelDictionary)[-1].session_key == "ir-4242-car82"
+            assert received.of(SessionInfo)[-1].session_key == "ir-4242-car82"
+            assert received.of(SessionInfo)[-1].update == 1
         finally:
             stop.set()
             thread.join(timeout=15)
