@@ -134,3 +134,25 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(64))
     session_time: Mapped[float] = mapped_column(Float)
     payload: Mapped[dict[str, object]] = mapped_column(JSON)
+
+
+class DeadLetter(Base):
+    """A message the core could not ingest, kept as received with why, for a retry.
+
+    Written by the core's single writer in the transaction that acknowledges the
+    message; ``pitbox deadletters`` lists, shows and retries them (docs/durability.md).
+    """
+
+    __tablename__ = "dead_letters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[float] = mapped_column(Float, index=True)
+    topic: Mapped[str] = mapped_column(String(256), default="")
+    source: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kind: Mapped[str] = mapped_column(String(32), default="")
+    reason: Mapped[str] = mapped_column(String(128))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    traceback: Mapped[str] = mapped_column(Text, default="")
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    last_attempt_at: Mapped[float] = mapped_column(Float)
