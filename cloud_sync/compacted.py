@@ -46,13 +46,16 @@ class Lap:
     input_smoothness: float | None
     input_aggression: float | None
     input_precision: float | None
+    invalid: bool = False  # reset, towed or given no time by iRacing
+    refuelled: bool = False  # fuel rose during the lap: fuel_used is null
 
     @property
     def clean(self) -> bool:
-        """Timed, not a pit lap, and with a start (the out-lap from the grid is not)."""
+        """Timed, valid, not a pit lap, and with a start (not the out-lap from the grid)."""
         return (
             self.lap_time is not None
             and not self.pit_lap
+            and not self.invalid
             and self.start_time is not None
         )
 
@@ -124,6 +127,9 @@ def load_session(root: Path, *, telemetry: bool = True) -> CompactedSession:
             input_smoothness=r["input_smoothness"],
             input_aggression=r["input_aggression"],
             input_precision=r["input_precision"],
+            # Sets compacted before the columns existed have neither: false.
+            invalid=bool(r.get("invalid", False)),
+            refuelled=bool(r.get("refuelled", False)),
         )
         for r in pq.read_table(tables["laps"]).to_pylist()
     ]

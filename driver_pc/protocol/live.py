@@ -151,13 +151,19 @@ LIVE_CHANNELS: tuple[str, ...] = tuple(
 
 
 class LapRow(_LiveModel):
-    """One completed lap as the lap table shows it (newest first in ``recent_laps``)."""
+    """One completed lap as the lap table shows it (newest first in ``recent_laps``).
+
+    ``invalid``: reset, towed or given no time by iRacing (``time`` None);
+    ``refuelled``: fuel rose during it (``fuel`` None).
+    """
 
     lap: Count = 0
     time: Number = None
     fuel: Number = None
     pit: Flag = False
     driver: Text = ""
+    invalid: Flag = False
+    refuelled: Flag = False
 
 
 class ShimInfo(_LiveModel):

@@ -146,6 +146,8 @@ def _cmd_laps(args: argparse.Namespace) -> int:
             "driver": lap.driver_name,
             "fuel_used_l": lap.fuel_used,
             "pit": lap.pit_lap,
+            "invalid": lap.invalid,
+            "refuelled": lap.refuelled,
             "smoothness": lap.input_smoothness,
             "aggression": lap.input_aggression,
             "precision": lap.input_precision,
@@ -157,6 +159,9 @@ def _cmd_laps(args: argparse.Namespace) -> int:
         print(json.dumps(laps, indent=1))  # noqa: T201
     else:
         for lap in laps:
-            t = f"{lap['time_s']:.3f}" if lap["time_s"] is not None else "  -   "
+            if lap["invalid"]:
+                t = "INVALID"
+            else:
+                t = f"{lap['time_s']:.3f}" if lap["time_s"] is not None else "  -   "
             print(f"{lap['session']:4} {lap['lap']:5} {t:>9}  {lap['driver'] or ''}")  # noqa: T201
     return 0

@@ -138,7 +138,9 @@ def stint_summaries(rows: SessionRows, fuel: StintFuel) -> list[StintSummary]:
     for i, stint in enumerate(rows.stints):
         laps = [lap for lap in rows.laps if lap.stint_id == stint.id]
         clean = [
-            lap.lap_time for lap in laps if lap.lap_time is not None and not lap.pit_lap
+            lap.lap_time
+            for lap in laps
+            if lap.lap_time is not None and not lap.pit_lap and not lap.invalid
         ]
         driver = rows.driver(stint.driver_id)
         end = stint.end_time
@@ -257,6 +259,10 @@ LAPS_SCHEMA = pa.schema(
         ("input_smoothness", pa.float64()),
         ("input_aggression", pa.float64()),
         ("input_precision", pa.float64()),
+        # Reset, towed or given no time by iRacing (lap_time null); fuel rose during
+        # the lap (fuel_used null). Readers of older files take both as false.
+        ("invalid", pa.bool_()),
+        ("refuelled", pa.bool_()),
     ]
 )
 STINTS_SCHEMA = pa.schema(
@@ -317,6 +323,8 @@ def laps_table(rows: SessionRows) -> pa.Table:
         data["input_smoothness"].append(lap.input_smoothness)
         data["input_aggression"].append(lap.input_aggression)
         data["input_precision"].append(lap.input_precision)
+        data["invalid"].append(bool(lap.invalid))
+        data["refuelled"].append(bool(lap.refuelled))
     return pa.table(data, schema=LAPS_SCHEMA)
 
 
@@ -357,7 +365,7 @@ def session_table(
     timed = [
         lap.lap_time
         for lap in rows.laps
-        if lap.lap_time is not None and not lap.pit_lap
+        if lap.lap_time is not None and not lap.pit_lap and not lap.invalid
     ]
     drivers = sorted({s.driver_name for s in stints if s.driver_name})
     duration = (

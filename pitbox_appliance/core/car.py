@@ -117,10 +117,22 @@ class CarTracker:
         stored = []
         for lap in laps:
             stored.append(
-                LapFuel(lap.lap_number, lap.lap_time, lap.fuel_used, lap.pit_lap)
+                LapFuel(
+                    lap.lap_number,
+                    lap.lap_time,
+                    lap.fuel_used,
+                    lap.pit_lap,
+                    invalid=lap.invalid,
+                    refuelled=lap.refuelled,
+                )
             )
             self.live.record_lap(
-                lap.lap_number, lap.lap_time, lap.fuel_used, lap.pit_lap
+                lap.lap_number,
+                lap.lap_time,
+                lap.fuel_used,
+                lap.pit_lap,
+                invalid=lap.invalid,
+                refuelled=lap.refuelled,
             )
         self.strategy = StrategyEngine(self._settings, laps=stored)
 
@@ -255,13 +267,22 @@ class CarTracker:
                 input_smoothness=inputs.smoothness if inputs else None,
                 input_aggression=inputs.aggression if inputs else None,
                 input_precision=inputs.precision if inputs else None,
+                invalid=lap.invalid,
+                refuelled=lap.refuelled,
             )
         )
         if not stored:
             return
         self._stats.laps += 1
         live = self.live
-        row = live.record_lap(lap.lap_number, lap.lap_time, lap.fuel_used, lap.pit_lap)
+        row = live.record_lap(
+            lap.lap_number,
+            lap.lap_time,
+            lap.fuel_used,
+            lap.pit_lap,
+            invalid=lap.invalid,
+            refuelled=lap.refuelled,
+        )
         self._publisher.emit(
             Event(self.car, EventKind.LAP_COMPLETED, _lap_completed(row))
         )
@@ -325,6 +346,8 @@ class CarTracker:
             lap.end_time,
             live.values.get("FuelLevel"),
             live.driver,
+            invalid=lap.invalid,
+            refuelled=lap.refuelled,
         )
         live.fuel_per_lap = strategy.fuel_per_lap
         live.strategy = strategy

@@ -50,15 +50,36 @@ class LiveCar:
     predictions: Predictions | None = None
 
     def record_lap(
-        self, number: int, lap_time: float | None, fuel: float | None, pit: bool
+        self,
+        number: int,
+        lap_time: float | None,
+        fuel: float | None,
+        pit: bool,
+        *,
+        invalid: bool = False,
+        refuelled: bool = False,
     ) -> LapRow:
-        """Count a completed lap in the figures shown; returns its lap-table row."""
+        """Count a completed lap in the figures shown; returns its lap-table row.
+
+        An invalid lap has no time, as iRacing's ``LapLastLapTime`` -1: the last lap
+        time is then None, and it is never the best.
+        """
         self.laps_completed = max(self.laps_completed, number)
-        if lap_time is not None:
+        if invalid:
+            self.last_lap_time = None
+        elif lap_time is not None:
             self.last_lap_time = lap_time
             if self.best_lap_time is None or lap_time < self.best_lap_time:
                 self.best_lap_time = lap_time
-        row = LapRow(lap=number, time=lap_time, fuel=fuel, pit=pit, driver=self.driver)
+        row = LapRow(
+            lap=number,
+            time=None if invalid else lap_time,
+            fuel=fuel,
+            pit=pit,
+            driver=self.driver,
+            invalid=invalid,
+            refuelled=refuelled,
+        )
         self.recent_laps = (row, *self.recent_laps)[:RECENT_LAPS]
         return row
 

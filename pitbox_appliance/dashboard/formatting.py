@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 UNKNOWN = "—"
+#: Shown for a lap iRacing gave no time (reset, tow): never a number.
+INVALID = "INVALID"
 
 
 def lap_time(seconds: float | None) -> str:

@@ -104,11 +104,18 @@ class LapInfo:
     smoothness: float | None = None
     aggression: float | None = None
     precision: float | None = None
+    invalid: bool = False  # reset, towed or given no time by iRacing
+    refuelled: bool = False  # fuel rose during it: no fuel figure
 
     @property
     def green(self) -> bool:
-        """A timed lap without a pit visit: what averages and the best lap count."""
-        return self.lap_time is not None and self.lap_time > 0 and not self.pit_lap
+        """A valid timed lap without a pit visit: what averages and the best lap count."""
+        return (
+            self.lap_time is not None
+            and self.lap_time > 0
+            and not self.pit_lap
+            and not self.invalid
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +131,7 @@ class StintInfo:
     avg_lap: float | None
     best_lap: float | None
     fuel_used: float | None
+    invalid_laps: int = 0
 
     def drive_time(self, now: float | None) -> float:
         """Seconds in the car; an open stint runs until ``now`` (session time)."""
@@ -158,7 +166,10 @@ class SessionHistory:
 
     @property
     def last(self) -> LapInfo | None:
-        timed = [lap for lap in self.laps if lap.start_time is not None]
+        """The newest lap with a known start that is no reset or tow."""
+        timed = [
+            lap for lap in self.laps if lap.start_time is not None and not lap.invalid
+        ]
         return timed[-1] if timed else None
 
     def lap(self, lap_id: int | None) -> LapInfo | None:
@@ -356,6 +367,8 @@ def _history(reader: SessionReader, session_key: str) -> SessionHistory | None:
             smoothness=lap.input_smoothness,
             aggression=lap.input_aggression,
             precision=lap.input_precision,
+            invalid=lap.invalid,
+            refuelled=lap.refuelled,
         )
         for lap in lap_rows
     )
@@ -413,6 +426,7 @@ def _stint_info(
         avg_lap=sum(green) / len(green) if green else None,
         best_lap=min(green) if green else None,
         fuel_used=sum(fuel) if fuel else None,
+        invalid_laps=sum(lap.invalid for lap in mine),
     )
 
 
@@ -593,6 +607,8 @@ def _lap_info(lap: LapRow) -> LapInfo:
         lap_time=lap.lap_time,
         fuel_used=lap.fuel_used,
         pit_lap=lap.pit_lap,
+        invalid=lap.invalid,
+        refuelled=lap.refuelled,
     )
 
 

@@ -73,7 +73,11 @@ class Stint(Base):
 
 
 class Lap(Base):
-    """A completed lap; ``lap_time`` is NULL where the lap could not be timed."""
+    """A completed lap; ``lap_time`` is NULL where the lap could not be timed.
+
+    ``invalid``: reset or towed, or iRacing gave it no time (never timed then);
+    ``refuelled``: fuel rose during it, so ``fuel_used`` is NULL.
+    """
 
     __tablename__ = "laps"
     __table_args__ = (UniqueConstraint("session_id", "end_time"),)
@@ -93,6 +97,8 @@ class Lap(Base):
     input_smoothness: Mapped[float | None] = mapped_column(Float, nullable=True)
     input_aggression: Mapped[float | None] = mapped_column(Float, nullable=True)
     input_precision: Mapped[float | None] = mapped_column(Float, nullable=True)
+    invalid: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    refuelled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class ChannelSet(Base):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import zstandard
-from sqlalchemy import Engine, Select, func, select, union
+from sqlalchemy import Engine, Select, case, func, select, union
 from sqlalchemy.orm import Session
 
 from driver_pc.protocol.codec import MAX_BODY_BYTES, DecodeError, decode_batch
@@ -77,7 +77,11 @@ class DriverRow:
 
 @dataclass(frozen=True, slots=True)
 class LapRow:
-    """A stored lap with the name of its driver (None without a known driver)."""
+    """A stored lap with the name of its driver (None without a known driver).
+
+    ``invalid``: reset, towed or given no time by iRacing (``lap_time`` None);
+    ``refuelled``: fuel rose during it (``fuel_used`` None).
+    """
 
     id: int
     session_id: int
@@ -94,6 +98,8 @@ class LapRow:
     input_smoothness: float | None
     input_aggression: float | None
     input_precision: float | None
+    invalid: bool = False
+    refuelled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +234,7 @@ class SessionReader:
         other_than: int | None = None,
         limit: int = 2,
     ) -> list[LapRow]:
-        """Timed laps with a known start and no pit visit, fastest first.
+        """Valid timed laps with a known start and no pit visit, fastest first.
 
         Of one session, or of every session at ``track`` (except ``other_than``).
         """
@@ -236,6 +242,7 @@ class SessionReader:
             Lap.lap_time.is_not(None),
             Lap.start_time.is_not(None),
             Lap.pit_lap.is_(False),
+            Lap.invalid.is_(False),
         )
         if session_id is not None:
             query = query.where(Lap.session_id == session_id)
@@ -248,10 +255,11 @@ class SessionReader:
         return self._laps(query.order_by(Lap.lap_time).limit(limit))
 
     def lap_totals(self, session_id: int) -> LapTotals:
-        """How many laps the session has, its best lap time and who drove them."""
+        """How many laps the session has, its best valid lap time and who drove them."""
+        valid_time = case((Lap.invalid.is_(False), Lap.lap_time))
         with self._db() as db:
             count, best = db.execute(
-                select(func.count(Lap.id), func.min(Lap.lap_time)).where(
+                select(func.count(Lap.id), func.min(valid_time)).where(
                     Lap.session_id == session_id
                 )
             ).one()
@@ -540,6 +548,8 @@ def _lap_row(lap: Lap, driver_name: str | None) -> LapRow:
         input_smoothness=lap.input_smoothness,
         input_aggression=lap.input_aggression,
         input_precision=lap.input_precision,
+        invalid=bool(lap.invalid),
+        refuelled=bool(lap.refuelled),
     )
 
 

@@ -214,13 +214,21 @@ class StrategyEngine:
         end_time: float,
         fuel_level: float | None,
         driver: str,
+        *,
+        invalid: bool = False,
+        refuelled: bool = False,
     ) -> tuple[StrategySnapshot, StrategySnapshot | None]:
-        """The whole strategy after a lap; the second value is set when the advice changed."""
+        """The whole strategy after a lap; the second value is set when the advice changed.
+
+        An ``invalid`` (reset, towed) or ``refuelled`` lap never counts for fuel per lap.
+        """
         start = end_time - lap_time if lap_time is not None else end_time
         yellow = any(a <= end_time and b >= start for a, b in self._yellows)
         self._yellows = [y for y in self._yellows if y[1] >= end_time - 600.0]
         after_pit = bool(self.laps) and self.laps[-1].pit
-        self.laps.append(LapFuel(number, lap_time, fuel_used, pit, yellow))
+        self.laps.append(
+            LapFuel(number, lap_time, fuel_used, pit, yellow, invalid, refuelled)
+        )
         self._lap_now = number
         if driver != self._driver:
             self._driver, self.stint_s = driver, 0.0

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 # A lap counts for fuel averages only when it is green racing: not a pit lap, not the
-# out-lap after a stop, not under yellow, and not slower than this much of the median
-# (a spin, a tow, traffic behind the safety car).
+# out-lap after a stop, not under yellow, not invalid (reset, tow), not refuelled, and
+# not slower than this much of the median (a spin, traffic behind the safety car).
 SLOW_LAP_FACTOR = 1.07
 RECENT_LAPS = 10
 SAFETY_LAPS = 0.5  # margin a stop plan keeps in the tank, in laps
@@ -24,6 +24,8 @@ class LapFuel:
     fuel_used: float | None
     pit: bool
     yellow: bool = False
+    invalid: bool = False  # reset, towed or given no time by iRacing
+    refuelled: bool = False  # fuel rose during the lap: its fuel used is not a burn
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,7 @@ def green_fuel_laps(laps: list[LapFuel]) -> list[LapFuel]:
     candidates = []
     for i, lap in enumerate(laps):
         after_pit = i > 0 and laps[i - 1].pit
-        if lap.pit or after_pit or lap.yellow:
+        if lap.pit or after_pit or lap.yellow or lap.invalid or lap.refuelled:
             continue
         if lap.lap_time is None or lap.fuel_used is None or lap.fuel_used <= 0:
             continue

@@ -43,6 +43,8 @@ PAGE_CSS = """
                          font-variant-numeric: tabular-nums; cursor: pointer; }
 .pb-lap-table tbody tr.pb-best td:nth-child(3) { color: #c084fc; font-weight: 700; }
 .pb-lap-table tbody tr.pb-pitlap td { color: var(--pb-warn); }
+.pb-lap-table tbody tr.pb-invalid td { color: var(--pb-muted); }
+.pb-lap-table tbody tr.pb-invalid td:nth-child(3) { text-decoration: line-through; }
 .pb-lap-table tbody tr.pb-a td:first-child { box-shadow: inset 4px 0 0 #e5e7eb; }
 .pb-lap-table tbody tr.pb-b td:first-child { box-shadow: inset 4px 0 0 var(--pb-accent); }
 .pb-mark { font-weight: 800; }
@@ -291,6 +293,8 @@ def _row(
     kinds = []
     if lap.pit_lap:
         kinds.append("pb-pitlap")
+    if lap.invalid:
+        kinds.append("pb-invalid")
     if best is not None and lap.id == best.id:
         kinds.append("pb-best")
     mark = ("A" if lap.id == a else "") + ("B" if lap.id == b else "")
@@ -307,13 +311,19 @@ def _row(
         "id": lap.id,
         "mark": mark,
         "lap": f"{lap.number}{' P' if lap.pit_lap else ''}",
-        "time": fmt.lap_time(lap.lap_time),
+        "time": fmt.INVALID if lap.invalid else fmt.lap_time(lap.lap_time),
         "gap": gap,
-        "fuel": ""
-        if lap.fuel_used is None or lap.fuel_used < 0
-        else f"{lap.fuel_used:.2f}",
+        "fuel": _fuel(lap),
         "kind": " ".join(kinds),
     }
+
+
+def _fuel(lap: LapInfo) -> str:
+    if lap.refuelled:
+        return "refuel"  # fuel rose during the lap: what it burned is not known
+    if lap.fuel_used is None or lap.fuel_used < 0:
+        return ""
+    return f"{lap.fuel_used:.2f}"
 
 
 def _tone(delta: float) -> str:

@@ -49,6 +49,8 @@ PAGE_CSS = """
 .pb-laps th:first-child, .pb-laps td:first-child { text-align: left; }
 .pb-laps .pb-best td:nth-child(2) { color: #c084fc; font-weight: 700; }
 .pb-laps .pb-pitlap td { color: var(--pb-warn); }
+.pb-laps .pb-invalid td { color: var(--pb-muted); }
+.pb-laps .pb-invalid td:nth-child(2) { text-decoration: line-through; }
 .pb-chart { flex: 1 1 auto; min-height: 0; width: 100%; height: auto; }
 .pb-live { grid-template-columns: repeat(4, minmax(0, 1fr));
            grid-template-rows: 96px 80px 40px minmax(0, 1fr); }
@@ -245,7 +247,12 @@ class PitwallView:
         self.fuel_laps.set_text(f"{fmt.laps(car.laps_of_fuel)} laps · {per_lap}/lap")
         add = car.strategy.fuel_to_add if car.strategy is not None else None
         self.fuel_add.set_text(f"to add {add:.1f} L" if add is not None else "to add —")
-        self.last.set_text(fmt.lap_time(car.last_lap_time))
+        newest = car.recent_laps[0] if car.recent_laps else None
+        self.last.set_text(
+            fmt.INVALID
+            if newest is not None and newest.invalid
+            else fmt.lap_time(car.last_lap_time)
+        )
         self.best.set_text(fmt.lap_time(car.best_lap_time))
         self.delta.set_text(f"Δ {fmt.signed(last_minus_best(car))}")
         self._show_race(car)
@@ -389,13 +396,18 @@ def _laps_html(laps: tuple[LapRow, ...], best: float | None) -> str:
     rows = []
     for lap in laps:
         kind = "pb-pitlap" if lap.pit else ""
-        if best is not None and lap.time == best:
+        if lap.invalid:
+            kind = "pb-invalid"
+        elif best is not None and lap.time == best:
             kind = "pb-best"
         fuel = "" if lap.fuel is None else f"{lap.fuel:.2f}"
+        if lap.refuelled:
+            fuel = "refuel"
+        time = fmt.INVALID if lap.invalid else fmt.lap_time(lap.time)
         rows.append(
             f'<tr class="{kind}" title="{html.escape(lap.driver)}">'
             f"<td>{lap.lap}{' P' if lap.pit else ''}</td>"
-            f"<td>{fmt.lap_time(lap.time)}</td><td>{fuel}</td></tr>"
+            f"<td>{time}</td><td>{fuel}</td></tr>"
         )
     if not rows:
         rows.append('<tr><td colspan="3">no laps yet</td></tr>')

@@ -293,7 +293,12 @@ def _stint_row(stint: StintInfo, now: float | None) -> dict[str, Any]:
         "n": stint.number,
         "driver": stint.driver or "—",
         "time": fmt.duration(stint.drive_time(now)),
-        "laps": stint.laps,
+        # Invalid laps (resets, tows) count as driven but never in AVG or BEST.
+        "laps": (
+            f"{stint.laps} ({stint.invalid_laps} invalid)"
+            if stint.invalid_laps
+            else stint.laps
+        ),
         "avg": fmt.lap_time(stint.avg_lap),
         "best": fmt.lap_time(stint.best_lap),
         "fuel": fmt.litres(stint.fuel_used),

@@ -42,6 +42,22 @@ def test_import_real_martinsville(tmp_path: Path) -> None:
     assert {lap["lap"] for lap in laps} == {31, 32, 33}
 
 
+def test_import_real_langley_reset_lap_is_invalid(tmp_path: Path) -> None:
+    """The recording starts with iRacing's reset: lap 176 gets no time, as in iRacing."""
+    path = real_file("iracing", "ibt", "skmodified_langley_2015-05-28_14-47-39.ibt")
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    assert pitbox("import", "--quiet", str(path), "--db", db).returncode == 0
+    laps = json.loads(pitbox("laps", "--json", "--db", db).stdout)
+    flags = [(lap["lap"], lap["invalid"], lap["refuelled"]) for lap in laps]
+    assert flags == [(176, True, False), (177, False, False)]
+    assert laps[0]["time_s"] is None
+    assert abs(laps[1]["time_s"] - 15.0707) <= 1 / 60  # iRacing's LapLastLapTime
+    assert all(lap["fuel_used_l"] is None or lap["fuel_used_l"] >= 0 for lap in laps)
+    text = pitbox("laps", "--db", db).stdout.splitlines()
+    assert "INVALID" in text[0]
+    assert "15.07" in text[1]
+
+
 def test_corrupt_ibt_one_line_error(tmp_path: Path) -> None:
     path = real_file("iracing", "ibt", "teamjorge_invalid_test_file.ibt")
     result = pitbox(

@@ -344,3 +344,25 @@ def test_real_martinsville_at_most_one_byte_per_value(tmp_path: Path) -> None:
     assert_telemetry_matches(table, frames, channels)
     assert manifest.analytics["trackId"] == "33"
     assert manifest.partition.track == "martinsville-speedway"
+
+
+def test_laps_table_carries_invalid_and_refuelled(tmp_path: Path) -> None:
+    """Martinsville's lap 31 starts in the pit stall after a reset: iRacing gave -1."""
+    url = f"sqlite:///{tmp_path / 'm.sqlite3'}"
+    import_into(url, real_file(*MARTINSVILLE))
+    engine = readonly_engine(url)
+    manifest = compact_session(engine, 1, tmp_path / "outbox")
+    engine.dispose()
+    root = tmp_path / "outbox" / manifest.path
+    table = pq.read_table(root / manifest.file("laps").path)
+    assert table.schema.field("invalid").type == pa.bool_()
+    assert table.schema.field("refuelled").type == pa.bool_()
+    rows = table.select(["lap_number", "lap_time", "invalid", "refuelled"]).to_pylist()
+    assert [(r["lap_number"], r["invalid"], r["refuelled"]) for r in rows] == [
+        (31, True, False),
+        (32, False, False),
+        (33, False, False),
+    ]
+    assert rows[0]["lap_time"] is None
+    session = pq.read_table(root / "session" / "session.parquet").to_pylist()[0]
+    assert session["best_lap_time"] == min(r["lap_time"] for r in rows[1:])

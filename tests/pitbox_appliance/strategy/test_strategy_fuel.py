@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from pitbox_appliance.strategy.engine import StrategyEngine
 from pitbox_appliance.strategy.fuel import (
     LapFuel,
     RaceLength,
@@ -162,3 +165,40 @@ def test_driver_swap_at_a_stop_makes_one_new_stint(tmp_path) -> None:  # type: i
         )
     assert [(n, name) for n, name, _laps in stints] == [(1, "Alex Sim"), (2, "Bea Sim")]
     assert all(laps > 0 for _n, _name, laps in stints)
+
+
+def test_refuelled_and_invalid_laps_are_left_out_of_fuel_per_lap() -> None:
+    laps = laps_with([2.0] * 6)
+    # Topped up during lap 3 (a reset to the pits): what it "used" is no burn rate,
+    # even where some source gave a figure; lap 5 was reset, a tow, never a lap.
+    laps[2] = replace(laps[2], fuel_used=0.4, refuelled=True)
+    laps[4] = replace(laps[4], fuel_used=3.5, invalid=True)
+    assert [lap.lap for lap in green_fuel_laps(laps)] == [1, 2, 4, 6]
+    plan = plan_fuel(
+        laps,
+        fuel_level=20.0,
+        tank_capacity=60.0,
+        race=RaceLength(laps=40),
+        laps_completed=6,
+    )
+    assert plan.fuel_per_lap == pytest.approx(2.0)
+    assert plan.green_laps_used == 4
+
+
+def test_engine_leaves_refuelled_laps_out() -> None:
+    engine = StrategyEngine()
+    snapshot = None
+    for n in range(1, 6):
+        refuelled = n >= 3  # without the flag these three would set the median
+        snapshot, _ = engine.on_lap(
+            n,
+            90.0,
+            0.5 if refuelled else 2.0,
+            False,
+            90.0 * n,
+            30.0,
+            "A",
+            refuelled=refuelled,
+        )
+    assert snapshot is not None
+    assert snapshot.fuel_per_lap == pytest.approx(2.0)
