@@ -7,6 +7,7 @@ import queue
 import sys
 import threading
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -253,6 +254,8 @@ class IRacingLiveAdapter(SimAdapter):
     # ---- helpers ----------------------------------------------------------------------
     def _connect(self, deadline: float) -> _Connection | None:
         """Open the map and wait (until ``deadline``) for a tick newer than the newest."""
+        if self.memory_map is None and not _sim_running(self._irsdk.SIM_STATUS_URL):
+            return None  # (pyirsdk would print a line for every attempt)
         ir = self._irsdk.IRSDK()
         try:
             if self.memory_map is not None:
@@ -413,7 +416,8 @@ class _Connection:
         looked = seen
         while not self._stop.is_set():
             look = time.monotonic()
-            stats.max_look_gap_s = max(stats.max_look_gap_s, look - looked)
+            blind = look - looked  # since the reader last looked
+            stats.max_look_gap_s = max(stats.max_look_gap_s, blind)
             looked = look
             ticks = [b.tick_count for b in bufs]
             newest = max(ticks)
@@ -447,7 +451,10 @@ class _Connection:
                 if delivered and tick > delivered + 1:
                     stats.missed_ticks += tick - delivered - 1
                     logger.warning(
-                        "iracing: missed ticks %d..%d", delivered + 1, tick - 1
+                        "iracing: missed ticks %d..%d (nothing read for %.0f ms)",
+                        delivered + 1,
+                        tick - 1,
+                        blind * 1000,
                     )
                 delivered = tick
                 try:
@@ -486,6 +493,15 @@ class _Connection:
             time.sleep(max(self.adapter.poll_s, quiet_s))
         else:
             self.ir._wait_valid_data_event()
+
+
+def _sim_running(url: str) -> bool:
+    """Whether iRacing's local status page says the sim runs (pyirsdk's own check)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return "running:1" in reply.read().decode("utf-8", "replace")
+    except OSError:
+        return False
 
 
 def _session_key(text: str) -> str | None:

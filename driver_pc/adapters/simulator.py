@@ -85,6 +85,7 @@ class SimulatorOptions(AdapterOptions):
     speed: float = Field(1.0, description="replay speed, 0 = fastest")
     seed: int = Field(1, description="random seed of the race")
     opponents: int = Field(0, description="cars besides ours (0-63)")
+    start_fuel: float = Field(12.0, description="litres in the tank at the start")
     session_key: str | None = Field(None, description="override the session key")
     team_pcs: int = Field(
         1,
@@ -254,7 +255,10 @@ class RaceSimulatorAdapter(SimAdapter):
         team = self.entries[self._options.player_idx]
         driving = np.ones(batch, dtype=bool)
         if self.race_start is not None:
-            # The race began before this PC's sim: run to where it is now, silently.
+            # One race clock for every PC: wait for the start, or, if the race began
+            # before this PC's sim, run to where it is now, silently.
+            if time.time() < self.race_start:
+                time.sleep(self.race_start - time.time())
             now = (time.time() - self.race_start) * self.speed
             while not field.done and field.t < now:
                 field.step()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -102,6 +103,14 @@ Count = Annotated[int, BeforeValidator(_count)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Text = Annotated[str, BeforeValidator(_text)]
 Color = Annotated[str | None, BeforeValidator(_color)]
+
+
+class PcRole(StrEnum):
+    """What one of a car's PCs is doing: every team PC may run a shim for the car."""
+
+    DRIVING = "driving"  # in the car: its telemetry is the car's
+    STANDBY = "standby"  # connected and spectating: its CarIdx* arrays bridge gaps
+    GONE = "gone"  # not heard from for a while
 
 
 class _LiveModel(BaseModel):
@@ -408,6 +417,10 @@ class LiveCarState(_LiveModel):
         default_factory=time.time, description="unix time the core published it"
     )
     shim: Annotated[ShimInfo | None, BeforeValidator(_object_or_none)] = None
+    pcs: dict[Text, PcRole] = Field(
+        default_factory=dict,
+        description="each PC streaming for the car (its source) and its role",
+    )
 
     @model_validator(mode="before")
     @classmethod

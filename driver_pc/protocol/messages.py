@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import zlib
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum, StrEnum
@@ -220,6 +221,131 @@ _ANNOTATION_TYPES: dict[str, type[Any]] = {
     "dict[str, Any]": dict,
     "ShimState": str,
 }
+
+
+# ---- the contract's limits ------------------------------------------------------------
+# What a receiver accepts of a decoded message's fields (``validate_message``). They keep
+# what reaches storage and analysis storable and meaningful: SQLite's INTEGER is a signed
+# 64-bit number (2**70 raised OverflowError deep in a commit), a NaN time is stored as
+# NULL (a NOT NULL column then refused every commit), and text columns have a size
+# (``sessions.session_key`` 128, ``drivers.user_name`` 128). docs/decisions.md lists them.
+INT64_MAX = 2**63 - 1
+MAX_KEY_CHARS = 128  # session keys (sessions.session_key)
+MAX_NAME_CHARS = 128  # driver and team names (drivers.user_name, team_name)
+MAX_LABEL_CHARS = 64  # adapter names, versions, car numbers, command ids, units
+MAX_DETAIL_CHARS = 4096  # a command result's detail; a channel's description
+MAX_SESSION_INFO_CHARS = 8 * 1024 * 1024  # session-info YAML (64 cars: ~0.2 MB)
+MAX_SESSION_TIME_S = 1e7  # ~115 days: a session clock beyond that is not one
+MAX_CAR_IDX = 1023  # iRacing has 64 slots; room for other sims
+MAX_TICK_RATE = 3600  # what the .ibt reader accepts
+
+
+class InvalidMessage(ValueError):
+    """A decoded message with a field outside the contract's limits.
+
+    ``field`` names it (``DriverChange.user_id``); the message says what is wrong.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+def validate_message(message: Message) -> None:
+    """Check a decoded message against the contract's limits.
+
+    Raises InvalidMessage naming the first field out of bounds. Receivers call it
+    once, where they decode (the appliance's ``WireDecoder``); the typed constructors
+    do not, so a sender is never stopped by its own odd input.
+    """
+    name = type(message).__name__
+    if isinstance(message, ChannelDictionary):
+        _key(name, "session_key", message.session_key)
+        _int(name, "tick_rate", message.tick_rate, 1, MAX_TICK_RATE)
+        for spec in message.channels:
+            _text(f"{name}.channels[{spec.name}]", "unit", spec.unit, MAX_LABEL_CHARS)
+            _text(
+                f"{name}.channels[{spec.name}]",
+                "description",
+                spec.description,
+                MAX_DETAIL_CHARS,
+            )
+    elif isinstance(message, TelemetryBatch):
+        _key(name, "session_key", message.session_key)
+        if "SessionTime" in (message.frames.dtype.names or ()):
+            times = message.frames["SessionTime"]
+            bad = ~(np.isfinite(times) & (np.abs(times) <= MAX_SESSION_TIME_S))
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                raise InvalidMessage(
+                    f"{name}.SessionTime",
+                    f"frame {first}: {float(times[first])!r} is not a session time "
+                    f"(finite, at most {MAX_SESSION_TIME_S:g} s)",
+                )
+    elif isinstance(message, SessionInfo):
+        _key(name, "session_key", message.session_key)
+        _int(name, "update", message.update, 0, INT64_MAX)
+        _text(name, "yaml_text", message.yaml_text, MAX_SESSION_INFO_CHARS)
+    elif isinstance(message, DriverChange):
+        _key(name, "session_key", message.session_key)
+        _time(name, "session_time", message.session_time)
+        _int(name, "car_idx", message.car_idx, 0, MAX_CAR_IDX)
+        _int(name, "user_id", message.user_id, -INT64_MAX - 1, INT64_MAX)
+        _text(name, "user_name", message.user_name, MAX_NAME_CHARS)
+        _text(name, "team_name", message.team_name, MAX_NAME_CHARS)
+        _text(name, "car_number", message.car_number, MAX_LABEL_CHARS)
+    elif isinstance(message, ShimStatus):
+        _text(name, "adapter", message.adapter, MAX_LABEL_CHARS)
+        _int(name, "ticks", message.ticks, 0, INT64_MAX)
+        _int(name, "spool_depth", message.spool_depth, 0, INT64_MAX)
+        _text(name, "session_key", message.session_key, MAX_KEY_CHARS)
+        _text(name, "version", message.version, MAX_LABEL_CHARS)
+    elif isinstance(message, CommandResult):
+        _text(name, "command_id", message.command_id, MAX_LABEL_CHARS, empty=False)
+        _text(name, "detail", message.detail, MAX_DETAIL_CHARS)
+    elif isinstance(message, Command):
+        _text(name, "command_id", message.command_id, MAX_LABEL_CHARS, empty=False)
+        _text(name, "kind", message.kind, MAX_LABEL_CHARS, empty=False)
+
+
+def _key(owner: str, name: str, value: str) -> None:
+    _text(owner, name, value, MAX_KEY_CHARS, empty=False)
+
+
+def _text(owner: str, name: str, value: str, limit: int, *, empty: bool = True) -> None:
+    if not isinstance(value, str):
+        raise InvalidMessage(f"{owner}.{name}", f"not text ({type(value).__name__})")
+    if len(value) > limit:
+        raise InvalidMessage(
+            f"{owner}.{name}", f"{len(value)} characters, at most {limit}"
+        )
+    if not empty and not value:
+        raise InvalidMessage(f"{owner}.{name}", "empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidMessage(
+            f"{owner}.{name}", "not valid Unicode (a lone surrogate)"
+        ) from None
+
+
+def _int(owner: str, name: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidMessage(f"{owner}.{name}", f"not an integer ({value!r})")
+    if not low <= value <= high:
+        shown = f"{value:.4g}" if abs(value) > 10**15 else str(value)
+        raise InvalidMessage(f"{owner}.{name}", f"{shown} out of range [{low}, {high}]")
+
+
+def _time(owner: str, name: str, value: float) -> None:
+    if not isinstance(value, float | int) or isinstance(value, bool):
+        raise InvalidMessage(f"{owner}.{name}", f"not a number ({value!r})")
+    if not math.isfinite(value) or abs(value) > MAX_SESSION_TIME_S:
+        raise InvalidMessage(
+            f"{owner}.{name}",
+            f"{value!r} is not a session time "
+            f"(finite, at most {MAX_SESSION_TIME_S:g} s)",
+        )
 
 
 def _field(data: dict[str, Any], name: str, kind: type[Any]) -> Any:

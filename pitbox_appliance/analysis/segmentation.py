@@ -106,6 +106,8 @@ class LapSegmenter:
     pit_entries: list[float] = field(default_factory=list)
     pit_exits: list[float] = field(default_factory=list)
     _prev_pit: bool | None = None
+    # Set by ``continue_lap``: the start (and pit flag) of the lap the next frame is in.
+    _continued: tuple[float, bool] | None = None
 
     def feed(self, frames: np.ndarray[Any, np.dtype[np.void]]) -> list[CompletedLap]:
         names = frames.dtype.names or ()
@@ -125,6 +127,14 @@ class LapSegmenter:
         done: list[CompletedLap] = []
         for i in range(len(t)):
             ti, pi = float(t[i]), float(p[i])
+            if self._continued is not None:
+                start, was_pit = self._continued
+                self._continued = None
+                self._lap = _LapAccumulator(
+                    start_time=start,
+                    start_clock=self._clock - (ti - start),
+                    pit=was_pit,
+                )
             rise = 0.0
             if fuel is not None:
                 level = float(fuel[i])
@@ -226,6 +236,25 @@ class LapSegmenter:
     def flush(self) -> list[CompletedLap]:
         """The lap still waiting for iRacing's verdict (at the end of a stream), if any."""
         return [self._release(None)] if self._pending is not None else []
+
+    @property
+    def lap_start(self) -> float | None:
+        """When the lap in progress began (None: not known, it will not be timed)."""
+        return self._lap.start_time
+
+    def continue_lap(self, start_time: float | None, pit: bool = False) -> None:
+        """The frames before the next one are missing, but the lap it is in is known.
+
+        Another source (the ``CarIdx*`` arrays of a teammate's PC) saw the car cross
+        the line at ``start_time``: the lap in progress is timed from there, not
+        dropped as the gap would otherwise make it. None: untimed, as after any gap.
+        """
+        self._prev_t = self._prev_p = self._prev_dist = None
+        self._prev_pit = None
+        if start_time is None:
+            self._lap = _LapAccumulator()
+        else:
+            self._continued = (start_time, pit)
 
     def _jumped(
         self,

@@ -10,6 +10,7 @@ from aiohttp.typedefs import Handler
 
 from pitbox_appliance.api import (
     commands,
+    deadletters,
     driver,
     events,
     health,
@@ -57,6 +58,7 @@ def create_app(
         events,
         video,
         commands,
+        deadletters,
         pairing,
         openapi,
     ):

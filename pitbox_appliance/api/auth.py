@@ -2,7 +2,7 @@
 
 Tokens come from ``PITBOX_API_TOKENS``: comma-separated ``token:scope+scope`` entries, e.g.
 ``PITBOX_API_TOKENS="3f9a…:commands+driver,77c1…:driver"``. Scopes: ``commands`` (send
-commands to driver PCs) and ``driver`` (register a driver PC, report its status, stream
+commands to driver PCs, retry dead letters) and ``driver`` (register a driver PC, report its status, stream
 telemetry). With no tokens configured every state-changing request is refused. Tokens are
 compared in constant time and never logged.
 """
@@ -21,6 +21,7 @@ SCOPES = frozenset({"commands", "driver"})
 # (method, route pattern) → scope needed; routes not listed are open reads.
 REQUIRED_SCOPE: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/cars/{car}/commands"): "commands",
+    ("POST", "/api/v1/deadletters/{id}/retry"): "commands",
     ("POST", "/api/v1/driver/register"): "driver",
     ("POST", "/api/v1/status/update"): "driver",
     ("GET", "/api/v1/telemetry/stream"): "driver",

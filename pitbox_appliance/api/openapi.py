@@ -17,11 +17,14 @@ from pitbox_appliance.api.pairing import PairIn, PairOut
 from pitbox_appliance.api.schemas import (
     CommandIn,
     CommandOut,
+    DeadLetterDetail,
+    DeadLetterList,
     DriverRegistration,
     ErrorOut,
     HealthOut,
     LapList,
     RegistrationOut,
+    RetryOut,
     SessionDetail,
     SessionList,
     StatusOut,
@@ -57,10 +60,51 @@ class Operation:
     receives: tuple[type[BaseModel], ...] = ()
     # A raw (non-JSON) request body: the media types accepted.
     raw_body: tuple[str, ...] = ()
+    # Other answers with a body of their own: (status, model, meaning).
+    alternatives: tuple[tuple[int, type[BaseModel], str], ...] = ()
 
 
 OPERATIONS: tuple[Operation, ...] = (
-    Operation("GET", "/api/v1/health", "Core counters", HealthOut),
+    Operation(
+        "GET",
+        "/api/v1/health",
+        "Core counters and ingest liveness",
+        HealthOut,
+        alternatives=(
+            (503, HealthOut, "ingest stalled: the same body, `reason` says why"),
+        ),
+        description=(
+            "200 while ingest keeps up; 503 with the same body when it stalls: the "
+            "ingest thread is not running, storage has been failing for over 2 s, "
+            "or messages wait and none was handled for over 2 s. `cars` gives each "
+            "car's lag (seconds since its newest telemetry arrived)."
+        ),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/deadletters",
+        "Messages the core could not ingest, kept as received, newest first",
+        DeadLetterList,
+    ),
+    Operation(
+        "GET",
+        "/api/v1/deadletters/{id}",
+        "One dead letter: reason, error, traceback, the message (base64)",
+        DeadLetterDetail,
+        errors=(400, 404),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/deadletters/{id}/retry",
+        "Ingest a dead letter again through the same path (after a fix)",
+        RetryOut,
+        errors=(400, 404, 503),
+        description=(
+            "Needs a token with scope `commands`. Done by the core, the database's "
+            "only writer. `stored`: the letter is deleted; otherwise it stays with "
+            "the new reason and one more attempt. 503 while storage is failing."
+        ),
+    ),
     Operation("GET", "/api/v1/sessions", "Stored sessions, newest first", SessionList),
     Operation(
         "GET",
@@ -201,6 +245,9 @@ def openapi_document() -> dict[str, Any]:
         if op.response is not None:
             wanted.append((op.response, "serialization"))
     wanted.extend((m, "serialization") for op in OPERATIONS for m in op.receives)
+    wanted.extend(
+        (model, "serialization") for op in OPERATIONS for _, model, _ in op.alternatives
+    )
     refs, top = models_json_schema(
         list(dict.fromkeys(wanted)), ref_template="#/components/schemas/{model}"
     )
@@ -264,6 +311,11 @@ def _operation(op: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict[str, A
             "required": True,
             "content": {media: binary for media in op.raw_body},
         }
+    for status, model, meaning in op.alternatives:
+        doc["responses"][str(status)] = {
+            "description": meaning,
+            "content": _json(refs[(model, "serialization")]),
+        }
     error_ref = refs[(ErrorOut, "serialization")]
     for status in op.errors:
         doc["responses"][str(status)] = {
@@ -281,7 +333,7 @@ ERROR_MEANINGS = {
     413: "body too large",
     415: "media type not accepted",
     429: "too many attempts; see Retry-After",
-    503: "not available on this appliance yet",
+    503: "not available now: not set up on this appliance, or storage failing",
 }
 
 

@@ -101,20 +101,105 @@ class CommandOut(_Model):
 
 
 # ---- health -----------------------------------------------------------------------------
+class HealthStatus(StrEnum):
+    """Whether ingest keeps up."""
+
+    OK = "ok"
+    STALLED = "stalled"
+
+
+class CarLag(_Model):
+    """How far behind a car the appliance is."""
+
+    lag_s: float | None = Field(
+        description="seconds since the car's newest telemetry arrived (null: none yet)"
+    )
+
+
 class HealthOut(BaseModel):
-    """The core's counters (``CoreService.health()``), passed through as they are."""
+    """The core's counters and ingest liveness (``CoreService.health()``).
+
+    Served with HTTP 200 while ingest keeps up, 503 (the same body) when it stalls.
+    """
 
     # The core owns this dict and may add counters; the API does not filter them.
     model_config = ConfigDict(extra="allow")
 
+    status: HealthStatus = Field(description="`ok`, or `stalled` (HTTP 503)")
+    reason: str | None = Field(
+        None,
+        description="why ingest is stalled: not running, storage failing, or "
+        "messages waiting with none handled for over 2 s",
+    )
     broker_connected: bool = Field(description="the core is connected to Mosquitto")
     uptime_s: float = Field(description="seconds since the core started")
     queue: int = Field(description="messages received, not yet ingested")
+    ingest_alive: bool = Field(description="the ingest thread is running")
+    last_message_age_s: float | None = Field(
+        None, description="seconds since ingest last handled a message (null: none)"
+    )
     ingest: dict[str, Any] = Field(
-        description="accepted, duplicates, frames, laps, rejected (reason → count)"
+        description="accepted, duplicates, frames, laps, rejected and dead_letters "
+        "(reason → count)"
+    )
+    cars: dict[str, CarLag] = Field(
+        default_factory=dict, description="each car the core tracks, with its lag"
     )
     live_published: int = Field(description="live-state messages published")
     shims: dict[str, dict[str, Any]] = Field(description="last status of each source")
+
+
+# ---- dead letters -----------------------------------------------------------------------
+class DeadLetterOut(_Model):
+    """A message the core could not ingest, kept as received (not its payload)."""
+
+    id: int
+    received_at: float = Field(description="UNIX time it was put aside")
+    topic: str = Field(description="MQTT topic it came on (or the API stream)")
+    source: str | None = Field(description="the sender, when its envelope was read")
+    seq: int | None = Field(description="the sender's sequence number")
+    kind: str = Field(description="message kind, e.g. `telemetry`, `driver_change`")
+    reason: str = Field(
+        description="short reason: `invalid:<Message.field>`, a codec reason, or "
+        "the exception type (`IndexError`, `IntegrityError`...)"
+    )
+    attempts: int = Field(description="times it was tried (1 + retries)")
+    last_attempt_at: float = Field(description="UNIX time of the last attempt")
+    bytes: int = Field(description="size of the message as received")
+
+
+class DeadLetterList(_Model):
+    """The dead letters, newest first."""
+
+    dead_letters: list[DeadLetterOut]
+
+
+class DeadLetterDetail(DeadLetterOut):
+    """A dead letter in full."""
+
+    detail: str = Field(description="the error message")
+    traceback: str = Field(description="where it failed (empty for a bad field)")
+    payload_base64: str = Field(description="the message as received, base64")
+
+
+class RetryOutcome(StrEnum):
+    """What a retry did."""
+
+    STORED = "stored"
+    DEAD_LETTER = "dead_letter"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+
+
+class RetryOut(_Model):
+    """The outcome of retrying a dead letter through the same ingest path."""
+
+    id: int = Field(description="the dead letter retried")
+    outcome: RetryOutcome = Field(
+        description="`stored` (the letter is deleted), else it stays with the new "
+        "reason"
+    )
+    reason: str | None = Field(None, description="why it failed again")
 
 
 # ---- sessions ---------------------------------------------------------------------------
@@ -196,7 +281,11 @@ class StreamReply(_Model):
     seq_ok: bool = Field(description="the message was verified and stored")
     reason: str | None = Field(
         None,
-        description="why not: `duplicate`, a codec reason (`bad_auth`...) or `storage`",
+        description=(
+            "why not: `duplicate`, a codec reason (`bad_auth`...), `storage` (send "
+            "it again later) or `dead_letter:<reason>` (authentic but failed: kept "
+            "as a dead letter, see `/api/v1/deadletters`; do not send it again)"
+        ),
     )
 
 

@@ -6,12 +6,12 @@ import asyncio
 import logging
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from sqlalchemy.exc import SQLAlchemyError
 
 from driver_pc.protocol.codec import MAX_MESSAGE_BYTES
 from pitbox_appliance.api.context import SERVICE, STREAMS
 from pitbox_appliance.api.schemas import StreamError, StreamReply
-from pitbox_appliance.core.service import CoreService
+from pitbox_appliance.core.ingest import Outcome
+from pitbox_appliance.core.service import CoreService, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -61,24 +61,16 @@ async def telemetry_stream(request: web.Request) -> web.WebSocketResponse:
 
 def ingest_frame(service: CoreService, frame: bytes) -> StreamReply:
     """Ingest and commit one wire message (blocking: run it in an executor)."""
-    ingestor = service.ingestor
-    stats = ingestor.stats
-    with service._lock:
-        duplicates = stats.duplicates
-        rejected = stats.rejected.copy()
-        ok = ingestor.handle(frame, None)
-        try:
-            ingestor.flush()
-        except SQLAlchemyError:
-            logger.exception("commit of a streamed message failed")
-            service.writer.rollback()
-            return StreamReply(seq_ok=False, reason="storage")
-        if ok:
-            return StreamReply(seq_ok=True)
-        if stats.duplicates > duplicates:
-            return StreamReply(seq_ok=False, reason="duplicate")
-        new = stats.rejected - rejected
-    return StreamReply(seq_ok=False, reason=next(iter(new), "rejected"))
+    try:
+        handled = service.ingest_frame(frame)
+    except StorageUnavailable as exc:
+        logger.warning("streamed message not stored: %s", exc)
+        return StreamReply(seq_ok=False, reason="storage")
+    if handled.stored:
+        return StreamReply(seq_ok=True)
+    if handled.outcome is Outcome.DEAD_LETTER:
+        return StreamReply(seq_ok=False, reason=f"dead_letter:{handled.reason}")
+    return StreamReply(seq_ok=False, reason=handled.reason or "rejected")
 
 
 async def close_streams(app: web.Application) -> None:

@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         "--opponents", type=int, default=19, help="simulated cars besides ours (0-63)"
     )
     p_demo.add_argument(
+        "--team-pcs",
+        type=int,
+        default=1,
+        help="team PCs streaming for car 42 (one drives, the others spectate)",
+    )
+    p_demo.add_argument(
         "--duration", type=float, default=0, help="stop after N seconds"
     )
     p_demo.add_argument(
@@ -87,11 +93,22 @@ def _command_plugins() -> list[Callable[[Any], None]]:
         # Reports read compacted sets; the appliance finds (or compacts) the session's.
         add_report_to(sub, StoredSessionSets())
 
+    from pitbox_appliance.api.deadletters_command import (
+        add_command as add_deadletters,
+    )
     from pitbox_appliance.security.command import add_command as add_devices
     from pitbox_appliance.strategy.command import add_command as add_timing
     from training.train_command import add_command as add_train
 
-    return [add_timing, add_compact, add_sync, add_train, add_report, add_devices]
+    return [
+        add_timing,
+        add_compact,
+        add_sync,
+        add_train,
+        add_report,
+        add_devices,
+        add_deadletters,
+    ]
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

@@ -56,16 +56,24 @@ def run_demo(args: argparse.Namespace) -> int:
         tls=TlsListener(tls_port, pki.server_cert, pki.server_key, "127.0.0.1"),
     )
     broker.add_user("appliance", appliance_password)
+    # Every team PC runs a shim for car 42 (--team-pcs): one drives, the others
+    # spectate, all on one race clock; driver i sits at PC i mod N.
+    seed, race_start = int(time.time()), time.time() + 5.0
+    pcs = max(1, args.team_pcs)
     shims: list[tuple[str, SimAdapter]] = [
         (
-            "car42-pc1",
+            f"car42-pc{pc}",
             RaceSimulatorAdapter(
                 laps=args.laps,
                 speed=args.speed,
-                seed=int(time.time()),
+                seed=seed,
                 opponents=args.opponents,
+                team_pcs=pcs,
+                pc=pc,
+                race_start=race_start if pcs > 1 and args.speed > 0 else None,
             ),
         )
+        for pc in range(1, pcs + 1)
     ]
     for i, path in enumerate(args.replay or []):
         shims.append(

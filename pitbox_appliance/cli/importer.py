@@ -37,7 +37,8 @@ def import_file(
     ).hexdigest()[:10]
     source = f"{car}-import{digest}"
     pipeline = ShimPipeline(adapter)
-    rejected_before = sum(ingestor.stats.rejected.values())
+    stats = ingestor.stats
+    rejected_before = sum(stats.rejected.values()) + sum(stats.dead_letters.values())
     try:
         for seq, message in enumerate(pipeline.messages()):
             ingestor.handle(codec.encode(source, seq, message))
@@ -45,14 +46,18 @@ def import_file(
                 ingestor.flush()
                 if progress is not None:
                     progress(pipeline.stats.ticks)
+        ingestor.end_of_streams()
         ingestor.flush()
     finally:
         adapter.close()
     if progress is not None:
         progress(pipeline.stats.ticks)
-    if sum(ingestor.stats.rejected.values()) > rejected_before:
+    if sum(stats.rejected.values()) + sum(stats.dead_letters.values()) > (
+        rejected_before
+    ):
         raise ImportError_(
-            f"{path}: {dict(ingestor.stats.rejected)} messages were rejected"
+            f"{path}: messages were rejected {dict(stats.rejected)} or kept as dead"
+            f" letters {dict(stats.dead_letters)} (pitbox deadletters list)"
         )
     return pipeline.stats.ticks
 

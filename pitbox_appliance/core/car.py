@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +27,17 @@ from driver_pc.protocol.session_info import (
     track_info,
 )
 from pitbox_appliance.analysis.lap_inputs import LapInputBuffer
-from pitbox_appliance.analysis.segmentation import CompletedLap, LapSegmenter
+from pitbox_appliance.analysis.segmentation import (
+    MAX_TICK_GAP_S,
+    CompletedLap,
+    LapSegmenter,
+)
+from pitbox_appliance.core.handover import (
+    BridgedLap,
+    CarIdxLapBridge,
+    DrivingPcElection,
+    in_car_mask,
+)
 from pitbox_appliance.core.live import LiveCar, LivePublisher
 from pitbox_appliance.detectors import (
     POOL_FRAMES,
@@ -46,6 +58,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Frames = np.ndarray[Any, np.dtype[np.void]]
+
+CAR_SLOTS = 64  # iRacing's CarIdx* arrays
+# While no PC is in the car, the live figures its CarIdx* entry still gives.
+BRIDGED_VALUES = (
+    ("CarIdxLap", "Lap"),
+    ("CarIdxLapDistPct", "LapDistPct"),
+    ("CarIdxOnPitRoad", "OnPitRoad"),
+    ("CarIdxPosition", "PlayerCarPosition"),
+)
 
 
 class CarTracker:
@@ -81,6 +102,15 @@ class CarTracker:
         self._car_numbers: dict[int, str] = {}
         self._car_setup: Any = None  # the last CarSetup seen in the session info
         self._last_time = 0.0  # SessionTime of the newest telemetry
+        # Several PCs per car: who drives, and the laps while nobody does.
+        self._election = DrivingPcElection()
+        self._bridge = CarIdxLapBridge()
+        self._bridge_pit = False  # the car was on pit road while bridged
+        self._fed_t = float("-inf")  # SessionTime of the newest frame segmented
+        self._bridge_t = float("-inf")  # ... and of the newest frame bridged
+        self._lap_numbers: set[int] = set()
+        # Laps the bridge saw, by number, kept until stored or the car moved on.
+        self._bridged: dict[int, BridgedLap] = {}
         # The fatigue raised since the strategy last looked (it looks per batch).
         self._fatigue: float | None = None
 
@@ -91,6 +121,11 @@ class CarTracker:
     @property
     def car(self) -> str:
         return self.live.car
+
+    @property
+    def driving_source(self) -> str | None:
+        """The PC in the car now (None during a swap, or when none is connected)."""
+        return self._election.elected
 
     # ---- after a restart of the core ---------------------------------------------------
     def resume(
@@ -108,14 +143,19 @@ class CarTracker:
         driver carry on, and the strategy starts from the stored laps.
         """
         for batch in frames:
-            self._segmenter.feed(batch)
-            self._inputs.append(batch)
+            # The same frames as live: only those in the car, never back in time.
+            taken = self._take(batch)
+            if len(taken):
+                self._segmenter.feed(taken)
+                self._inputs.append(taken)
         self._pit_exits_seen = len(self._segmenter.pit_exits)
         self._stint_id, self._stint_number = stint
         self._driver_id, self.live.driver = driver
         self.live.stint = self._stint_number
         stored = []
         for lap in laps:
+            if lap.lap_number >= 0:
+                self._lap_numbers.add(lap.lap_number)
             stored.append(
                 LapFuel(
                     lap.lap_number,
@@ -190,9 +230,33 @@ class CarTracker:
     def telemetry(
         self, source: str, seq: int, batch: TelemetryBatch, compressed: bytes
     ) -> None:
-        """Store a batch as received, then segment it and run detectors and strategy."""
+        """A batch of one of the car's PCs: the driving PC's counts, the others bridge.
+
+        Only the driving PC's in-car frames, newer than the last frame taken, reach
+        segmentation, fuel, inputs, detectors and the live figures. While no PC is in
+        the car (a driver swap, the driving PC gone) the ``CarIdx*`` arrays of any PC
+        keep the lap count and times going.
+        """
         frames = batch.frames
-        times = frames["SessionTime"]
+        now = time.monotonic()
+        driving = self._election.observe(source, frames, now)
+        self.live.source = driving or self.live.source or source
+        self.live.pcs = self._election.roles(now)
+        names = frames.dtype.names or ()
+        if "PlayerCarIdx" in names and len(frames):
+            # Every PC's arrays describe our car: the bridge sees each crossing once.
+            for lap in self._bridge.feed(frames, int(frames["PlayerCarIdx"][-1])):
+                self._bridged[lap.lap_number] = lap
+        if source == driving:
+            self._drive(source, seq, batch, compressed)
+        elif driving is None:
+            self._bridge_batch(source, seq, batch, compressed)
+        self._publisher.mark_dirty(self.car)
+
+    def _store_chunk(
+        self, source: str, seq: int, batch: TelemetryBatch, compressed: bytes
+    ) -> tuple[float, float]:
+        times = batch.frames["SessionTime"]
         t0, t1 = float(times[0]), float(times[-1])
         self._writer.add_chunk(
             session_id=self.session_id,
@@ -201,11 +265,40 @@ class CarTracker:
             dict_id=batch.dict_id,
             start_time=t0,
             end_time=t1,
-            frames=len(frames),
+            frames=len(batch.frames),
             data=compressed,
         )
         self._writer.extend_session_time(self.session_id, t0, t1)
-        self._last_time = t1
+        self._last_time = max(self._last_time, t1)
+        return t0, t1
+
+    def _take(self, frames: Frames) -> Frames:
+        """The frames segmentation takes: in the car, newer than any taken before.
+
+        After a gap, the lap in progress is timed from the last crossing the
+        ``CarIdx*`` bridge saw, when it saw one; else as the segmenter had it.
+        """
+        take = frames[in_car_mask(frames) & (frames["SessionTime"] > self._fed_t)]
+        if len(take):
+            first = float(take["SessionTime"][0])
+            if first - self._fed_t > MAX_TICK_GAP_S and self._fed_t > float("-inf"):
+                crossing = self._bridge.last_crossing
+                start = self._segmenter.lap_start
+                if crossing is not None and (start is None or crossing > start):
+                    start = crossing
+                self._segmenter.continue_lap(start, self._bridge_pit)
+            self._fed_t = float(take["SessionTime"][-1])
+        return take
+
+    def _drive(
+        self, source: str, seq: int, batch: TelemetryBatch, compressed: bytes
+    ) -> None:
+        """Store a batch of the driving PC, then segment it and run detectors and strategy."""
+        t0, _ = self._store_chunk(source, seq, batch, compressed)
+        frames = self._take(batch.frames)
+        if not len(frames):
+            return
+        self._bridge_pit = False
         seg = self._segmenter
         completed = seg.feed(frames)
         self._inputs.append(frames)
@@ -234,7 +327,47 @@ class CarTracker:
             if name in names:
                 values[name] = float(last[name])
         self._stats.frames += len(frames)
-        self._publisher.mark_dirty(self.car)
+
+    def _bridge_batch(
+        self, source: str, seq: int, batch: TelemetryBatch, compressed: bytes
+    ) -> None:
+        """No PC is in the car: its ``CarIdx*`` entry keeps laps, position and pit road."""
+        frames = batch.frames[batch.frames["SessionTime"] > self._bridge_t]
+        names = frames.dtype.names or ()
+        if not len(frames) or "PlayerCarIdx" not in names:
+            return
+        self._store_chunk(source, seq, batch, compressed)
+        self._bridge_t = float(frames["SessionTime"][-1])
+        car_idx = int(frames["PlayerCarIdx"][-1])
+        for number in sorted(self._bridged):
+            lap = self._bridged.pop(number)
+            self._bridge_pit = self._bridge_pit or lap.pit_lap
+            start = lap.end_time - lap.lap_time if lap.lap_time else None
+            self._store_lap(
+                CompletedLap(
+                    lap_number=lap.lap_number,
+                    start_time=start,
+                    end_time=lap.end_time,
+                    lap_time=lap.lap_time,
+                    fuel_used=None,
+                    pit_lap=lap.pit_lap,
+                    max_speed=None,
+                )
+            )
+        last = frames[-1]
+        values = self.live.values
+        values["SessionTime"] = float(last["SessionTime"])
+        if 0 <= car_idx < CAR_SLOTS:
+            for channel, name in BRIDGED_VALUES:
+                if channel in names:
+                    values[name] = float(last[channel][car_idx])
+        self._strategy_batch(frames)
+        self._stats.frames += len(frames)
+
+    def end_of_stream(self) -> None:
+        """The recording ended: store the lap still waiting for iRacing's verdict."""
+        for lap in self._segmenter.flush():
+            self._store_lap(lap)
 
     def record(self, kind: EventKind, session_time: float, payload: BaseModel) -> None:
         """Store and publish an event raised outside ingest (an upload)."""
@@ -251,6 +384,21 @@ class CarTracker:
         self.live.stint = self._stint_number
 
     def _store_lap(self, lap: CompletedLap) -> None:
+        if lap.lap_number >= 0:
+            # Two sources of one car (a PC and the CarIdx* bridge) see the same lap.
+            if lap.lap_number in self._lap_numbers:
+                return
+            self._lap_numbers.add(lap.lap_number)
+            bridged = self._bridged.pop(lap.lap_number, None)
+            for old in [n for n in self._bridged if n < lap.lap_number - 5]:
+                del self._bridged[old]
+            if lap.lap_time is None and bridged is not None and bridged.lap_time:
+                # A gap in the driving PC's frames (a hand-over): the arrays timed it.
+                lap = replace(
+                    lap,
+                    lap_time=bridged.lap_time,
+                    start_time=lap.end_time - bridged.lap_time,
+                )
         inputs = self._inputs.lap(lap.start_time, lap.end_time)
         stored = self._writer.add_lap(
             Lap(

@@ -16,6 +16,7 @@ from driver_pc.protocol.live import (
     LapRow,
     LiveCarState,
     LiveValues,
+    PcRole,
     Predictions,
     ShimInfo,
     StrategySnapshot,
@@ -48,6 +49,8 @@ class LiveCar:
     recent_laps: tuple[LapRow, ...] = ()
     # On-device model outputs after the last lap (pitbox_appliance/models/advisor.py).
     predictions: Predictions | None = None
+    # Every PC streaming for the car and its role (driving, standby, gone).
+    pcs: dict[str, PcRole] = field(default_factory=dict)
 
     def record_lap(
         self,
@@ -110,6 +113,7 @@ class LiveCar:
             predictions=self.predictions or Predictions(),
             published_at=published_at,
             shim=shim,
+            pcs=self.pcs,
         )
 
 
@@ -143,6 +147,14 @@ class LivePublisher:
 
     def has_events(self) -> bool:
         return bool(self._events)
+
+    def event_mark(self) -> int:
+        """Where the pending events end now (see ``drop_events_since``)."""
+        return len(self._events)
+
+    def drop_events_since(self, mark: int) -> None:
+        """Forget the events raised since ``mark``: their message was not stored."""
+        del self._events[mark:]
 
     def take(
         self, due: Iterable[str], cars: Mapping[str, LiveCar], now: float

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import queue
+import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 
 from driver_pc.protocol import topics
 from driver_pc.protocol.codec import Codec, Keyring
@@ -22,17 +25,54 @@ from driver_pc.protocol.messages import Command
 from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.config import ApplianceConfig, mqtt_password_from_env
 from pitbox_appliance.core.commands import SentCommand
-from pitbox_appliance.core.ingest import Ingestor
+from pitbox_appliance.core.ingest import Handled, Ingestor
 from pitbox_appliance.models.advisor import ModelAdvisor
 from pitbox_appliance.security.devices import DeviceRegistry
 from pitbox_appliance.storage.database import open_database
-from pitbox_appliance.storage.writer import SessionWriter
+from pitbox_appliance.storage.writer import SessionWriter, environmental
 from pitbox_appliance.strategy.settings import StrategySettings
 
 logger = logging.getLogger(__name__)
 
 # The envelope source of everything the appliance sends to shims.
 APPLIANCE_SOURCE = "appliance"
+# What a dead letter records as the topic of a message streamed through the API.
+STREAM_TOPIC = "api/v1/telemetry/stream"
+# Ingest is stalled when messages wait and none has been handled for this long; the
+# health endpoint then answers 503 and the pit wall says so (DESIGN §6: within 2 s).
+STALL_AFTER_S = 2.0
+# The watchdog ends the process when the ingest loop has not turned for this long while
+# messages wait. Holding messages on a full disk still turns it; a hung call does not.
+WATCHDOG_S = 30.0
+# The core's exit status when it ends itself because ingest died or hung (EX_SOFTWARE):
+# supervisor restarts it, and the broker re-delivers what was not acknowledged.
+EXIT_INGEST_FAILED = 70
+
+Received = tuple[str, bytes, int]  # topic, payload, MQTT message id (to PUBACK)
+T = TypeVar("T")
+
+
+class StorageUnavailable(RuntimeError):
+    """The database cannot commit now (disk full, I/O error); nothing was kept."""
+
+
+def exit_process(reason: str) -> None:
+    """End the core at once with EXIT_INGEST_FAILED (the default ``on_fatal``).
+
+    ``os._exit``: a hung ingest thread would block a clean shutdown, and nothing
+    unacknowledged is lost (the broker keeps it for the restarted core).
+    """
+    logger.critical(
+        "pitbox-core exits with status %d so that supervisor restarts it: %s",
+        EXIT_INGEST_FAILED,
+        reason,
+    )
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except Exception:  # exiting anyway
+            pass
+    os._exit(EXIT_INGEST_FAILED)
 
 
 class CoreService:
@@ -43,7 +83,14 @@ class CoreService:
     each car's live state as soon as new telemetry of it is stored.
     """
 
-    def __init__(self, config: ApplianceConfig, team_key: bytes | None) -> None:
+    def __init__(
+        self,
+        config: ApplianceConfig,
+        team_key: bytes | None,
+        *,
+        on_fatal: Callable[[str], None] = exit_process,
+        watchdog_s: float = WATCHDOG_S,
+    ) -> None:
         self.config = config
         self.engine = open_database(config.core.db_url)
         self.writer = SessionWriter(self.engine)
@@ -65,11 +112,34 @@ class CoreService:
             manual_ack=True,
             max_inflight=1000,
         )
-        self._inbox: queue.Queue[tuple[str, bytes, int]] = queue.Queue()
+        self._inbox: queue.Queue[Received] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._ingest_loop, name="ingest", daemon=True
+            target=self._run_ingest, name="ingest", daemon=True
         )
+        # Handled but not yet committed (nor acknowledged), under _lock. Kept whole so
+        # that a failed commit can be retried or searched for the poisonous message.
+        self._pending: list[Received] = []
+        # The storage failure holding _pending (disk full, I/O error), when one does.
+        self._held: BaseException | None = None
+        self._held_since = 0.0
+        self._retry_at = 0.0
+        self._retry_delay = 1.0
+        # Liveness, read by health() and the watchdog without the lock.
+        self._beat = time.monotonic()  # the ingest loop turned
+        self._progress = time.monotonic()  # a message handled, or a commit made
+        self._last_handled: float | None = None  # wall clock of the last message
+        self._stage = "starting"
+        self._ingest_started = False
+        self._fatal_reason: str | None = None
+        self.on_fatal = on_fatal
+        self.watchdog_s = watchdog_s
+        self._watchdog = threading.Thread(
+            target=self._watch, name="ingest-watchdog", daemon=True
+        )
+        # Called (lock held) after every commit with the messages it acknowledged.
+        self.commit_listeners: list[Callable[[list[Received]], None]] = []
+        self._health_cache: dict[str, Any] = {}
         self.live_published = 0
         self._command_seq = 0
         self.started = time.time()
@@ -83,7 +153,9 @@ class CoreService:
         self.connection.subscribe(topics.ALL_SHIM_DATA, 1, self._on_message)
         self.connection.start()
         self.advisor.start()
+        self._ingest_started = True
         self._thread.start()
+        self._watchdog.start()
 
     def refresh_keys(self, force: bool = False) -> None:
         """Reload device keys and revocations if the registry file changed."""
@@ -104,14 +176,15 @@ class CoreService:
         self.engine.dispose()
 
     def send_command(self, car: str, kind: str, args: dict[str, Any]) -> Command:
-        """Send a command to the shim of ``car`` that streamed last (the active driver).
+        """Send a command to the PC that drives ``car`` now, and only to it.
 
-        Raises LookupError when no shim of that car has been seen.
+        Raises LookupError when no PC of that car is driving (none streamed yet, or a
+        driver swap is under way): spectating teammates never get the car's commands.
         """
         with self._lock:
             source = self.ingestor.source_of(car)
         if source is None:
-            raise LookupError(f"no shim of car {car!r} has streamed yet")
+            raise LookupError(f"no PC of car {car!r} is driving right now")
         command = Command(uuid.uuid4().hex, kind, args)
         with self._lock:
             self._command_seq = max(self._command_seq + 1, time.time_ns() // 1000)
@@ -137,12 +210,44 @@ class CoreService:
         EventError when the payload does not match the kind's schema.
         """
         event = Event.of(car, kind, payload)
-        with self._lock:
-            session_id = self.ingestor.record_event(
+        return self._exclusively(
+            lambda: self.ingestor.record_event(
                 car, event.kind, session_time, event.payload
             )
-            self.ingestor.flush()
-            return session_id
+        )
+
+    def ingest_frame(self, frame: bytes) -> Handled:
+        """Ingest and commit one wire message from the API's telemetry stream.
+
+        Blocking (run it in an executor). Raises StorageUnavailable when the
+        database cannot commit now: the client should send the frame again later.
+        """
+        try:
+            return self._exclusively(
+                lambda: self.ingestor.ingest(frame, None, STREAM_TOPIC)
+            )
+        except StorageUnavailable:
+            raise
+        except Exception as exc:  # the database refused it: its own fault
+            return self._exclusively(
+                functools.partial(
+                    self.ingestor.put_aside, frame, None, STREAM_TOPIC, exc
+                )
+            )
+
+    def retry_dead_letter(self, letter_id: int) -> Handled:
+        """Ingest a dead letter again through the same path; stored: it is deleted.
+
+        Blocking. Raises LookupError (no such letter) or StorageUnavailable.
+        """
+        try:
+            return self._exclusively(lambda: self.ingestor.retry_dead_letter(letter_id))
+        except (StorageUnavailable, LookupError):
+            raise
+        except Exception as exc:  # the database refused it again
+            return self._exclusively(
+                functools.partial(self.ingestor.retry_failed, letter_id, exc)
+            )
 
     def command_status(self, command_id: str) -> dict[str, Any] | None:
         """What became of a command: None if unknown, ``result`` None while pending."""
@@ -150,16 +255,65 @@ class CoreService:
             return self.ingestor.commands.status(command_id)
 
     def health(self) -> dict[str, Any]:
-        """Counters for the health endpoint and the dashboard."""
-        with self._lock:
-            return {
-                "broker_connected": self.connection.connected.is_set(),
-                "uptime_s": round(time.time() - self.started, 1),
-                "queue": self._inbox.qsize(),
-                "ingest": self.ingestor.stats.as_dict(),
-                "live_published": self.live_published,
-                "shims": self.ingestor.publisher.shim_statuses(),
-            }
+        """Counters and ingest liveness for the health endpoint and the dashboard.
+
+        ``status`` is ``stalled`` (with the ``reason``) when ingest is not running,
+        storage has been failing, or messages wait and none was handled for
+        STALL_AFTER_S. Never waits long for the ingest lock: a hung ingest must not
+        hang its own health check (the counters are then the last ones read).
+        """
+        now = time.time()
+        reason = self.stall_reason()
+        if self._lock.acquire(timeout=0.5):
+            try:
+                self._health_cache = {
+                    "ingest": self.ingestor.stats.as_dict(),
+                    "cars": {
+                        car: {"lag_s": None if lag is None else round(lag, 3)}
+                        for car, lag in self.ingestor.car_lags(now).items()
+                    },
+                    "shims": self.ingestor.publisher.shim_statuses(),
+                }
+            finally:
+                self._lock.release()
+        last = self._last_handled
+        return {
+            "status": "stalled" if reason else "ok",
+            "reason": reason,
+            "broker_connected": self.connection.connected.is_set(),
+            "uptime_s": round(now - self.started, 1),
+            "queue": self._inbox.qsize(),
+            "ingest_alive": self._thread.is_alive(),
+            "last_message_age_s": None if last is None else round(now - last, 3),
+            "ingest": {},
+            "cars": {},
+            "shims": {},
+            **self._health_cache,
+            "live_published": self.live_published,
+        }
+
+    def stall_reason(self) -> str | None:
+        """Why ingest is stalled, or None while it keeps up."""
+        now = time.monotonic()
+        if self._fatal_reason is not None:
+            return self._fatal_reason
+        if self._ingest_started and not self._thread.is_alive():
+            if not self._stop.is_set():
+                return "the ingest thread is not running"
+        waiting = self._inbox.qsize()
+        held = self._held
+        if held is not None and now - self._held_since > STALL_AFTER_S:
+            return (
+                f"storage failing for {now - self._held_since:.0f} s "
+                f"({_short(held)}): {len(self._pending)} messages held "
+                f"unacknowledged, {waiting} more waiting"
+            )
+        if waiting and now - self._progress > STALL_AFTER_S:
+            return (
+                f"no message handled for {now - self._progress:.1f} s while "
+                f"{waiting} wait (ingest is {self._stage})"
+            )
+        return None
 
     def session_of(self, car: str) -> int | None:
         """The id of ``car``'s current session on this appliance, if it has one."""
@@ -184,38 +338,62 @@ class CoreService:
     def _on_message(self, topic: str, payload: bytes, mid: int) -> None:
         self._inbox.put((topic, payload, mid))
 
+    # ---- the ingest thread ----------------------------------------------------------------
+    def _run_ingest(self) -> None:
+        """The ingest thread: if it ends by an exception, so does the process."""
+        try:
+            self._ingest_loop()
+        except BaseException as exc:
+            logger.critical(
+                "the ingest thread died on %s; every message it had not committed stays"
+                " unacknowledged and comes back after the restart",
+                type(exc).__name__,
+                exc_info=True,
+            )
+            self._fatal(f"the ingest thread died: {type(exc).__name__}: {exc}")
+
     def _ingest_loop(self) -> None:
         core = self.config.core
-        # Handled but not yet committed (nor acknowledged); kept whole so that a
-        # failed commit (disk full, I/O error) can be retried from the start.
-        pending: list[tuple[str, bytes, int]] = []
         last_commit = time.monotonic()
         last_live: dict[str, float] = {}
         heartbeat = 0.0
         while not self._stop.is_set():
+            now = self._beat = time.monotonic()
+            if self._held is not None:
+                # Storage failed: nothing new is taken until the held batch commits.
+                self._stage = "holding messages (storage failing)"
+                if now >= self._retry_at:
+                    self._retry_held()
+                    last_commit = time.monotonic()
+                else:
+                    self._stop.wait(min(0.25, self._retry_at - now))
+                continue
+            self._stage = "waiting"
             try:
                 item = self._inbox.get(timeout=0.01)
             except queue.Empty:
                 pass
             else:
-                pending.append(item)
-                try:
-                    with self._lock:
-                        self.ingestor.handle(item[1], topics.source_of(item[0]))
-                except SQLAlchemyError as exc:
-                    self._commit(pending, failure=exc)
-                    pending = []
-                    last_commit = time.monotonic()
+                self._stage = f"handling a message on {item[0]}"
+                with self._lock:
+                    self._pending.append(item)
+                    self._handle(item)
             now = time.monotonic()
-            if pending and (
-                len(pending) >= core.commit_max_messages
-                or now - last_commit >= core.commit_interval_s
+            if (
+                self._pending
+                and self._held is None
+                and (
+                    len(self._pending) >= core.commit_max_messages
+                    or now - last_commit >= core.commit_interval_s
+                )
             ):
-                self._commit(pending)
-                pending = []
+                self._stage = f"committing {len(self._pending)} messages"
+                with self._lock:
+                    self._commit_locked()
                 last_commit = now
             # A car's live state goes out as soon as new telemetry of it is in
             # (at most every live_interval_s), and every car's once a second.
+            self._stage = "publishing live state"
             with self._lock:
                 dirty = self.ingestor.publisher.dirty()
                 cars = set(self.ingestor.live)
@@ -233,57 +411,180 @@ class CoreService:
                 self._publish_live(due)
                 for car in due:
                     last_live[car] = now
-        if pending:
-            self._commit(pending)
+        if self._pending and self._held is None:
+            with self._lock:
+                self._commit_locked()
 
-    def _commit(
-        self,
-        pending: list[tuple[str, bytes, int]],
-        failure: SQLAlchemyError | None = None,
-    ) -> None:
-        """Commit ``pending``, then PUBACK it; on a storage error retry until it works.
+    def _handle(self, item: Received) -> None:
+        """Ingest one received message (lock held); a storage failure holds the batch."""
+        topic, payload, _mid = item
+        try:
+            self.ingestor.ingest(payload, topics.source_of(topic), topic)
+        except Exception as exc:
+            if not environmental(exc):
+                raise  # a bug outside the message's fault domain: the thread ends
+            self._hold(exc)
+        self._progress = time.monotonic()
+        self._last_handled = time.time()
 
-        Nothing is acknowledged that is not committed: after a failure (disk full,
-        I/O error) the transaction is rolled back, the same messages are handled
-        again after a back-off and committed together, and only then acknowledged.
-        New messages wait meanwhile (the broker holds them; at most its in-flight
-        window is queued here). Returns without acknowledging when the core stops.
+    def _commit_locked(self) -> bool:
+        """Commit ``_pending``, then PUBACK it; False when storage failed (held).
+
+        Nothing is acknowledged that is not committed. When the commit fails because
+        of the machine (disk full, I/O error) the transaction is rolled back and the
+        messages are held: handled again after a back-off and committed together
+        (``_retry_held``). When it fails because of one message's content, the
+        messages are committed one at a time to find it (``_isolate``).
         """
-        delay = 1.0
-        while True:
+        try:
+            self.ingestor.flush()
+        except Exception as exc:
+            self.ingestor.rollback()
+            if environmental(exc):
+                self._hold(exc)
+                return False
+            logger.warning(
+                "a commit of %d messages failed on a message's content (%s); "
+                "committing them one at a time to find it",
+                len(self._pending),
+                _short(exc),
+            )
+            return self._isolate()
+        self._committed(self._pending)
+        self._pending = []
+        return True
+
+    def _isolate(self) -> bool:
+        """After a content failure: commit each pending message alone (lock held).
+
+        The one the database refuses becomes a dead letter (committed in its place);
+        the others are stored. Every car starts again from what is stored (the
+        rollback dropped their trackers): a rare path, not the per-message one.
+        """
+        items, self._pending = self._pending, []
+        for index, (topic, payload, mid) in enumerate(items):
+            source = topics.source_of(topic)
             try:
-                if failure is not None:
-                    raise failure
-                with self._lock:
-                    self.ingestor.flush()
-            except SQLAlchemyError as exc:
-                logger.error(
-                    "storage failed, %d messages stay unacknowledged and are retried"
-                    " in %.0f s: %s",
-                    len(pending),
-                    delay,
-                    getattr(exc, "orig", None) or exc,
-                )
-                with self._lock:
-                    self.ingestor.rollback()
-                failure = None
-                if self._stop.wait(delay):
-                    return
-                delay = min(delay * 2, 30.0)
                 try:
-                    with self._lock:
-                        for topic, payload, _mid in pending:
-                            self.ingestor.handle(payload, topics.source_of(topic))
-                except SQLAlchemyError as again:
-                    failure = again
-                continue
-            if delay > 1.0:
-                logger.warning(
-                    "storage recovered: %d held messages committed", len(pending)
+                    self.ingestor.ingest(payload, source, topic)
+                    self.ingestor.flush()
+                except Exception as exc:
+                    self.ingestor.rollback()
+                    if environmental(exc):
+                        raise
+                    self.ingestor.put_aside(payload, source, topic, exc)
+                    self.ingestor.flush()
+            except Exception as exc:
+                self.ingestor.rollback()
+                if not environmental(exc):
+                    raise
+                self._pending = items[index:]
+                self._hold(exc)
+                return False
+            self._committed([(topic, payload, mid)])
+        return True
+
+    def _hold(self, failure: BaseException) -> None:
+        """Storage failed: roll back and keep ``_pending`` for a retry after a back-off."""
+        self.ingestor.rollback()
+        now = time.monotonic()
+        if self._held is None:
+            self._held_since = now
+            self._retry_delay = 1.0
+        else:
+            self._retry_delay = min(self._retry_delay * 2, 30.0)
+        self._held = failure
+        self._retry_at = now + self._retry_delay
+        logger.error(
+            "storage failed, %d messages stay unacknowledged and are retried in %.0f s:"
+            " %s",
+            len(self._pending),
+            self._retry_delay,
+            _short(failure),
+        )
+
+    def _retry_held(self) -> None:
+        """Handle the held messages again and commit them together; ack only then.
+
+        New messages wait meanwhile (the broker holds them; at most its in-flight
+        window is queued here).
+        """
+        with self._lock:
+            count = len(self._pending)
+            try:
+                for topic, payload, _mid in self._pending:
+                    self.ingestor.ingest(payload, topics.source_of(topic), topic)
+            except Exception as exc:
+                if not environmental(exc):
+                    raise
+                self._hold(exc)
+                return
+            if self._commit_locked():
+                self._held = None
+                logger.warning("storage recovered: %d held messages committed", count)
+
+    def _committed(self, items: list[Received]) -> None:
+        """``items`` are committed: PUBACK them and tell the commit listeners."""
+        for _topic, _payload, mid in items:
+            self.connection.ack(mid)
+        self._progress = time.monotonic()
+        for listener in list(self.commit_listeners):
+            try:
+                listener(items)
+            except Exception:
+                logger.exception("commit listener failed")
+
+    def _exclusively(self, work: Callable[[], T]) -> T:
+        """Run ``work`` (lock held) as a transaction of its own and commit it.
+
+        The ingest loop's pending messages are committed first, so that a failure
+        is ``work``'s alone. Raises StorageUnavailable when storage is failing (a
+        held batch, or this commit); whatever ``work`` or its commit raised else,
+        after rolling ``work`` back.
+        """
+        with self._lock:
+            if self._held is not None or (self._pending and not self._commit_locked()):
+                raise StorageUnavailable(f"storage failing: {_short(self._held)}")
+            try:
+                result = work()
+                self.ingestor.flush()
+            except Exception as exc:
+                self.ingestor.rollback()
+                if environmental(exc):
+                    raise StorageUnavailable(f"storage failing: {_short(exc)}") from exc
+                raise
+            self._progress = time.monotonic()
+            self._last_handled = time.time()
+            return result
+
+    # ---- the watchdog ---------------------------------------------------------------------
+    def _watch(self) -> None:
+        """End the process when the ingest thread died or its loop stopped turning."""
+        while not self._stop.wait(0.5):
+            if not self._thread.is_alive():
+                self._fatal("the ingest thread is not running")
+                return
+            stuck = time.monotonic() - self._beat
+            waiting = self._inbox.qsize() + len(self._pending)
+            if waiting and stuck > self.watchdog_s:
+                logger.critical(
+                    "ingest stuck for %.0f s while %d messages wait; it was %s:\n%s",
+                    stuck,
+                    waiting,
+                    self._stage,
+                    _stack_of(self._thread),
                 )
-            for _topic, _payload, mid in pending:
-                self.connection.ack(mid)
+                self._fatal(
+                    f"ingest stuck for {stuck:.0f} s while {waiting} messages wait"
+                    f" (it was {self._stage})"
+                )
+                return
+
+    def _fatal(self, reason: str) -> None:
+        if self._fatal_reason is not None or self._stop.is_set():
             return
+        self._fatal_reason = reason
+        self.on_fatal(reason)
 
     def _publish_live(self, due: set[str]) -> None:
         with self._lock:
@@ -312,3 +613,15 @@ class CoreService:
                 listener(message)
             except Exception:
                 logger.exception("event listener failed")
+
+
+def _short(exc: BaseException | None) -> str:
+    """The database's own message for a storage error (no SQL, no parameters)."""
+    if exc is None:
+        return "unknown"
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+
+
+def _stack_of(thread: threading.Thread) -> str:
+    frame = sys._current_frames().get(thread.ident or -1)
+    return "".join(traceback.format_stack(frame)) if frame is not None else "(gone)"

@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 CONFIRM_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.2
 REQUEST_TIMEOUT_S = 3.0
+#: How often the pit wall asks the core whether ingest keeps up (one poll per process).
+HEALTH_POLL_S = 1.0
+HEALTH_TIMEOUT_S = 1.5
 
 
 class Outcome(StrEnum):
@@ -65,6 +68,16 @@ class ShimHealth:
     spool_depth: int
 
 
+@dataclass(frozen=True, slots=True)
+class CoreHealth:
+    """Whether the core's ingest keeps up, as ``/api/v1/health`` last said."""
+
+    reachable: bool
+    stalled: str | None  # why, when the core says ingest stalled (HTTP 503)
+    cars: frozenset[str]  # the cars the core tracks (it publishes each every second)
+    checked_at: float  # wall clock
+
+
 class CoreApi:
     """Sends commands through the core and reads its health; one per process."""
 
@@ -81,6 +94,9 @@ class CoreApi:
         self.confirm_timeout_s = confirm_timeout_s
         self.poll_interval_s = poll_interval_s
         self._session: aiohttp.ClientSession | None = None
+        #: The newest answer of ``poll_health`` (None before the first).
+        self.last_health: CoreHealth | None = None
+        self._health_asked = float("-inf")
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -143,7 +159,8 @@ class CoreApi:
             status, body = await self._request("GET", "/api/v1/health")
         except (aiohttp.ClientError, TimeoutError):
             return None
-        if status != 200 or not isinstance(body.get("shims"), dict):
+        # 503: ingest stalled, the rest of the answer holds (the last shim statuses).
+        if status not in (200, 503) or not isinstance(body.get("shims"), dict):
             return None
         out = []
         for source, info in sorted(body["shims"].items()):
@@ -160,8 +177,46 @@ class CoreApi:
             )
         return tuple(out)
 
+    async def poll_health(self) -> CoreHealth | None:
+        """``health()`` at most once per HEALTH_POLL_S for the whole process.
+
+        Every pit-wall tab calls it from a timer; the answer is ``last_health``.
+        """
+        now = time.monotonic()
+        if now - self._health_asked < HEALTH_POLL_S * 0.8:
+            return self.last_health
+        self._health_asked = now
+        health = await self.health()
+        if health is not None:
+            self.last_health = health
+        return health
+
+    async def health(self) -> CoreHealth | None:
+        """Ingest liveness from the core; None when the API address is unknown."""
+        if self.base_url is None:
+            return None
+        try:
+            status, body = await self._request(
+                "GET", "/api/v1/health", timeout_s=HEALTH_TIMEOUT_S
+            )
+        except (aiohttp.ClientError, TimeoutError):
+            return CoreHealth(False, None, frozenset(), time.time())
+        cars = body.get("cars")
+        tracked = frozenset(cars) if isinstance(cars, dict) else frozenset()
+        if status == 503:
+            reason = str(body.get("reason") or "ingest stalled")
+            return CoreHealth(True, reason, tracked, time.time())
+        if status != 200:
+            return CoreHealth(False, None, tracked, time.time())
+        return CoreHealth(True, None, tracked, time.time())
+
     async def _request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        timeout_s: float | None = None,
     ) -> tuple[int, dict[str, Any]]:
         session = self._session
         if session is None or session.closed:
@@ -169,8 +224,11 @@ class CoreApi:
                 timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
             )
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        extra: dict[str, Any] = {}
+        if timeout_s is not None:
+            extra["timeout"] = aiohttp.ClientTimeout(total=timeout_s)
         async with session.request(
-            method, f"{self.base_url}{path}", json=body, headers=headers
+            method, f"{self.base_url}{path}", json=body, headers=headers, **extra
         ) as reply:
             try:
                 data = await reply.json(content_type=None)

@@ -68,7 +68,7 @@ class MistakeDetector:
         self, frames: Frames, ctx: BatchContext, shared: SharedState
     ) -> list[Emission]:
         names = frames.dtype.names or ()
-        if not all(c in names for c in _COLUMNS):
+        if not len(frames) or not all(c in names for c in _COLUMNS):
             return []
         block = np.empty((len(frames), 5), dtype=np.float64)
         for i, name in enumerate(_COLUMNS):
@@ -90,7 +90,9 @@ class MistakeDetector:
 
     def on_lap(self, lap: LapContext, shared: SharedState) -> list[Emission]:
         data = np.concatenate(self._chunks) if self._chunks else np.empty((0, 5))
-        self._chunks = [data[data[:, 0] >= lap.end_time]]
+        rest = data[data[:, 0] >= lap.end_time]
+        # A lap ending at or after the newest frame leaves nothing buffered.
+        self._chunks = [rest] if len(rest) else []
         out = self._judge(self._pending, shared) if self._pending else []
         self._pending = None
         if lap.start_time is None or lap.lap_time is None or lap.pit_lap:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from pitbox_appliance.storage.models import (
     ChannelSet,
+    DeadLetter,
     Driver,
     Event,
     Lap,
@@ -20,7 +25,33 @@ from pitbox_appliance.storage.models import (
 )
 from pitbox_appliance.storage.reader import ResumeState, SessionReader
 
-__all__ = ["ResumeState", "SessionWriter"]
+__all__ = ["ResumeState", "SessionWriter", "environmental"]
+
+# The dead-letter table is bounded: a source sending nothing but bad messages (20 a
+# second) must not fill the SD card. Beyond either bound a failed message is counted
+# and acknowledged without being kept (docs/durability.md).
+MAX_DEAD_LETTERS = 10_000
+MAX_DEAD_LETTER_BYTES = 256 * 1024 * 1024
+
+
+def environmental(exc: BaseException) -> bool:
+    """Whether ``exc`` is the machine's failure rather than one message's.
+
+    Disk full, I/O error, a locked or damaged database file, no memory: nothing a
+    message did, so the messages are held and the commit retried (never put aside).
+    Every other failure (a constraint, a value SQLite cannot take, a bug met by one
+    message's content) belongs to the message that caused it.
+    """
+    if isinstance(exc, sa_exc.OperationalError | OSError | MemoryError):
+        return True
+    orig = getattr(exc, "orig", exc)
+    if isinstance(orig, sqlite3.OperationalError | OSError | MemoryError):
+        return True
+    # "database disk image is malformed", "file is not a database": the bare class.
+    return type(orig) is sqlite3.DatabaseError or type(exc) in (
+        sa_exc.DatabaseError,
+        sa_exc.InternalError,
+    )
 
 
 class SessionWriter:
@@ -34,11 +65,18 @@ class SessionWriter:
         self._sources: dict[str, Source] = {}
         self._driver_ids: dict[tuple[int, str], int] = {}
         self._chunks: list[dict[str, Any]] = []
+        # Written at commit, like the chunks: every message moves them, and a row
+        # update per message would be flushed at every message's savepoint.
+        self._seqs: dict[str, tuple[int, str]] = {}  # source → (seq, car)
+        self._times: dict[int, tuple[float, float]] = {}  # session → (first, last)
+        # (rows, payload bytes) of the dead-letter table; None: not read yet.
+        self._dead: tuple[int, int] | None = None
 
     def close(self) -> None:
         self._db.close()
 
     def commit(self) -> None:
+        self._write_deferred()
         if self._chunks:
             self._db.execute(insert(TelemetryChunk), self._chunks)
             self._chunks = []
@@ -46,11 +84,57 @@ class SessionWriter:
 
     def rollback(self) -> None:
         self._chunks = []
+        self._seqs = {}
+        self._times = {}
         self._db.rollback()
+        self._forget_cached()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """One message's writes: all of them, or none when the block raises.
+
+        A SAVEPOINT inside the open transaction, so one message's failure leaves the
+        rest of the batch to commit. Rows the block queued for the commit (telemetry
+        chunks) go with it; the cached rows are read again afterwards.
+        """
+        chunks, seqs, times = len(self._chunks), dict(self._seqs), dict(self._times)
+        self._begin()
+        try:
+            with self._db.begin_nested():
+                yield
+        except BaseException:
+            del self._chunks[chunks:]
+            self._seqs, self._times = seqs, times
+            self._forget_cached()
+            raise
+
+    def flush_chunks(self) -> None:
+        """Insert the queued telemetry chunks now (still uncommitted), so reads see them."""
+        if self._chunks:
+            self._begin()
+            self._db.execute(insert(TelemetryChunk), self._chunks)
+            self._chunks = []
+
+    def _begin(self) -> None:
+        """Make sure a real transaction is open before a SAVEPOINT.
+
+        Python's sqlite3 (before 3.12's ``autocommit``) emits BEGIN only before a
+        write, and a SAVEPOINT outside a transaction starts one of its own whose
+        RELEASE commits at once: the first message of a batch would then be committed
+        before the batch, and a rollback (disk full) would keep it.
+        """
+        connection = self._db.connection()
+        raw = connection.connection.dbapi_connection
+        if raw is not None and not getattr(raw, "in_transaction", True):
+            connection.exec_driver_sql("BEGIN")
+
+    def _forget_cached(self) -> None:
+        """Rows cached from the transaction may be gone: read them again when needed."""
         self._session_ids.clear()
         self._sessions.clear()
         self._sources.clear()
         self._driver_ids.clear()
+        self._dead = None
 
     # ---- reads the writer needs -------------------------------------------------
     def source_seqs(self) -> dict[str, int]:
@@ -68,6 +152,15 @@ class SessionWriter:
         return [dict(c.definition) for c in self._db.scalars(select(ChannelSet))]
 
     # ---- writes -------------------------------------------------------------------
+    def session_car(self, session_key: str) -> str | None:
+        """The car of the stored session ``session_key`` (None: no such session yet)."""
+        sid = self._session_ids.get(session_key)
+        if sid is not None:
+            return self._sessions[sid].car
+        return self._db.scalar(
+            select(RaceSession.car).where(RaceSession.session_key == session_key)
+        )
+
     def session_id(self, session_key: str, car: str = "") -> int:
         """Id of the session row for ``session_key``, creating it on first use."""
         sid = self._session_ids.get(session_key)
@@ -91,11 +184,11 @@ class SessionWriter:
             setattr(row, key, value)
 
     def extend_session_time(self, session_id: int, first: float, last: float) -> None:
-        row = self._sessions[session_id]
-        if row.first_time is None or first < row.first_time:
-            row.first_time = first
-        if row.last_time is None or last > row.last_time:
-            row.last_time = last
+        """Widen the session's stored time span (written at commit)."""
+        known = self._times.get(session_id)
+        if known is not None:
+            first, last = min(first, known[0]), max(last, known[1])
+        self._times[session_id] = (first, last)
 
     def add_channel_set(
         self, session_id: int, dict_id: int, definition: dict[str, Any]
@@ -134,15 +227,32 @@ class SessionWriter:
         self._chunks.append(row)
 
     def mark_source(self, source: str, seq: int, car: str = "") -> None:
-        row = self._sources.get(source) or self._db.get(Source, source)
-        if row is None:
-            row = Source(id=source, last_seq=seq, car=car)
-            self._db.add(row)
+        """``seq`` of ``source`` is dealt with (written at commit)."""
+        known = self._seqs.get(source)
+        if known is None or seq > known[0]:
+            self._seqs[source] = (seq, car)
+
+    def _write_deferred(self) -> None:
+        """Apply the sources' sequence numbers and the sessions' time spans."""
+        for source, (seq, car) in self._seqs.items():
+            row = self._sources.get(source) or self._db.get(Source, source)
+            if row is None:
+                row = Source(id=source, last_seq=seq, car=car)
+                self._db.add(row)
+            elif seq > row.last_seq:
+                row.last_seq = seq
             self._sources[source] = row
-        else:
-            self._sources[source] = row
-        if seq > row.last_seq:
-            row.last_seq = seq
+        for session_id, (first, last) in self._times.items():
+            session = self._sessions.get(session_id) or self._db.get(
+                RaceSession, session_id
+            )
+            if session is None:
+                continue
+            if session.first_time is None or first < session.first_time:
+                session.first_time = first
+            if session.last_time is None or last > session.last_time:
+                session.last_time = last
+        self._seqs, self._times = {}, {}
 
     def open_stint(self, session_id: int, driver_id: int | None, start: float) -> int:
         """Close the session's open stint (if any) and start the next one."""
@@ -187,3 +297,80 @@ class SessionWriter:
                 payload=payload,
             )
         )
+
+    # ---- dead letters ---------------------------------------------------------------
+    def add_dead_letter(
+        self,
+        *,
+        topic: str,
+        source: str | None,
+        seq: int | None,
+        kind: str,
+        reason: str,
+        detail: str,
+        traceback: str,
+        payload: bytes,
+    ) -> int | None:
+        """Keep a message that could not be ingested; its id, None when the table is full.
+
+        Written in the open transaction: committed (and the message acknowledged)
+        with the rest of the batch.
+        """
+        rows, size = self._dead_size()
+        if rows >= MAX_DEAD_LETTERS or size + len(payload) > MAX_DEAD_LETTER_BYTES:
+            return None
+        now = time.time()
+        letter = DeadLetter(
+            received_at=now,
+            topic=topic,
+            source=source,
+            seq=seq,
+            kind=kind,
+            reason=reason[:128],
+            detail=detail,
+            traceback=traceback,
+            payload=payload,
+            attempts=1,
+            last_attempt_at=now,
+        )
+        self._db.add(letter)
+        self._db.flush()
+        self._dead = (rows + 1, size + len(payload))
+        return letter.id
+
+    def dead_letter(self, letter_id: int) -> DeadLetter | None:
+        """A kept message by id (inside the write transaction)."""
+        return self._db.get(DeadLetter, letter_id)
+
+    def dead_letter_ids(self) -> list[int]:
+        """Every kept message's id, oldest first."""
+        return list(self._db.scalars(select(DeadLetter.id).order_by(DeadLetter.id)))
+
+    def retried_dead_letter(
+        self, letter_id: int, reason: str, detail: str, traceback: str
+    ) -> None:
+        """A retry failed too: the letter stays, with the new reason and one more attempt."""
+        letter = self._db.get(DeadLetter, letter_id)
+        if letter is None:
+            return
+        letter.reason = reason[:128]
+        letter.detail = detail
+        letter.traceback = traceback
+        letter.attempts += 1
+        letter.last_attempt_at = time.time()
+
+    def delete_dead_letter(self, letter_id: int) -> None:
+        """The message was ingested after all."""
+        self._db.execute(delete(DeadLetter).where(DeadLetter.id == letter_id))
+        self._dead = None
+
+    def _dead_size(self) -> tuple[int, int]:
+        if self._dead is None:
+            rows, size = self._db.execute(
+                select(
+                    func.count(DeadLetter.id),
+                    func.coalesce(func.sum(func.length(DeadLetter.payload)), 0),
+                )
+            ).one()
+            self._dead = (int(rows), int(size))
+        return self._dead

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from nicegui import ui
 
+from driver_pc.protocol.live import PcRole
 from pitbox_appliance.dashboard import alerts, race
 from pitbox_appliance.dashboard import formatting as fmt
 from pitbox_appliance.dashboard.context import PageContext
+from pitbox_appliance.dashboard.core_api import HEALTH_POLL_S, CoreHealth
 from pitbox_appliance.dashboard.live_state import (
     STALE_AFTER_S,
     CarState,
@@ -33,6 +36,9 @@ _SHIM_TONES = {"streaming": "pb-ok", "waiting_for_sim": "pb-warn"}
 #: The open stint's start comes from the database (cached there for 2 s).
 STINT_REFRESH_S = 2.0
 ALERTS_SHOWN = 4
+#: The core publishes every car it tracks at least once a second: a state older than
+#: this means its ingest loop stopped, and the page says so (DESIGN §6: within 2 s).
+STALLED_AFTER_S = 2.0
 
 PAGE_CSS = """
 .pb-row { display: flex; align-items: baseline; gap: 10px; min-width: 0; }
@@ -67,6 +73,12 @@ PAGE_CSS = """
 .pb-rec { font-size: 14px; font-weight: 800; color: var(--pb-accent); line-height: 1.25;
           display: -webkit-box; -webkit-line-clamp: 3; -webkit-box-orient: vertical;
           overflow: hidden; flex: none; }
+.pb-stalled { position: fixed; z-index: 1500; left: 50%; top: 45%;
+              transform: translate(-50%, -50%); background: var(--pb-bad); color: #fff;
+              padding: 18px 28px; border-radius: 10px; text-align: center;
+              box-shadow: 0 0 0 9999px rgba(11, 13, 16, .72); max-width: 90vw; }
+.pb-stalled .pb-stalled-title { font-size: 44px; font-weight: 900; letter-spacing: .04em; }
+.pb-stalled .pb-stalled-why { font-size: 16px; font-weight: 600; }
 @media (min-width: 1000px) and (min-height: 700px) {
   .pb-live { grid-template-rows: 140px 110px 48px minmax(0, 1fr); }
   .pb-live .pb-big { font-size: 84px; } .pb-live .pb-mid { font-size: 52px; }
@@ -88,6 +100,9 @@ def create(ctx: PageContext) -> None:
     """Build the page for one browser tab; a timer refreshes it from the live state."""
     view = PitwallView(ctx)
     ui.timer(REFRESH_S, view.refresh)
+    if ctx.services.api is not None:
+        ui.timer(0, view.poll_health, once=True)
+        ui.timer(HEALTH_POLL_S, view.poll_health)
     ui.timer(0, view.load_stint, once=True)
     ui.timer(STINT_REFRESH_S, view.load_stint)
 
@@ -191,6 +206,14 @@ class PitwallView:
                 self.alerts = _tid(ui.html("", sanitize=True), "alerts").classes(
                     "pb-alerts"
                 )
+        # Over the numbers while the appliance is stalled: they would be frozen.
+        with _tid(ui.element("div"), "stalled").classes("pb-stalled") as self.stalled:
+            ui.label("APPLIANCE STALLED").classes("pb-stalled-title")
+            self.stalled_why = _tid(ui.label(""), "stalled-why").classes(
+                "pb-stalled-why"
+            )
+        self.stalled.set_visibility(False)
+        self._stalled_shown: str | None = None
         self._show_empty()
         ctx.selection.on_change(self.refresh, self.root)
 
@@ -206,6 +229,7 @@ class PitwallView:
         car = self.state.car(car_id) if car_id is not None else None
         if car is None:
             return
+        self._show_stalled(car)
         if self.state.events_seen != self._events_seen:
             self._events_seen = self.state.events_seen
             self.alerts.set_content(_alerts_html(self.state.events(car.car)))
@@ -228,7 +252,23 @@ class PitwallView:
         open_stints = [s for s in history.stints if s.end_time is None]
         self._stint = open_stints[-1] if open_stints else None
 
+    async def poll_health(self) -> None:
+        """Ask the core whether ingest keeps up (shared by every tab of the process)."""
+        api = self.ctx.services.api
+        if api is not None:
+            await api.poll_health()
+
     # ---- helpers ------------------------------------------------------------------------
+    def _show_stalled(self, car: CarState) -> None:
+        api = self.ctx.services.api
+        health = api.last_health if api is not None else None
+        reason = stalled_reason(car, health, asked=api is not None, now=time.time())
+        if reason == self._stalled_shown:
+            return
+        self._stalled_shown = reason
+        self.stalled.set_visibility(reason is not None)
+        self.stalled_why.set_text(reason or "")
+
     def _show_empty(self) -> None:
         self.chart.options["dataset"]["source"] = ()
         self.laps.set_content(_laps_html((), None))
@@ -258,7 +298,7 @@ class PitwallView:
         self._show_race(car)
         self.tyres.set_text(tyres_text(car))
         self.rec.set_text(alerts.car_recommendation(car))
-        self._show_shim(car.shim)
+        self._show_shim(car.shim, car.pcs)
         self.fill.style(f"width: {car.lap_dist_pct * 100:.1f}%")
         self.pct.set_text(f"{car.lap_dist_pct * 100:.0f} %")
         self.pit.set_visibility(car.on_pit_road)
@@ -279,7 +319,7 @@ class PitwallView:
         self.gap_ahead.set_text(_gap_line("▲", gaps.ahead, gaps.ahead_s, gaps))
         self.gap_behind.set_text(_gap_line("▼", gaps.behind, gaps.behind_s, gaps))
 
-    def _show_shim(self, shim: ShimInfo | None) -> None:
+    def _show_shim(self, shim: ShimInfo | None, pcs: Mapping[str, str]) -> None:
         if shim is None:
             self.shim.set_text("NO STATUS")
             self.shim.classes(replace="pb-sub font-bold pb-muted")
@@ -288,7 +328,48 @@ class PitwallView:
         tone = _SHIM_TONES.get(shim.state, "pb-bad")
         self.shim.set_text(shim.state.replace("_", " ").upper())
         self.shim.classes(replace=f"pb-sub font-bold {tone}")
-        self.shim_sub.set_text(f"{shim.adapter} · spool {shim.spool_depth}")
+        self.shim_sub.set_text(
+            f"{shim.adapter} · spool {shim.spool_depth}{team_pcs_text(pcs)}"
+        )
+
+
+def team_pcs_text(pcs: Mapping[str, str]) -> str:
+    """Which of the car's PCs drives and how many stand by (nothing for one PC)."""
+    if len(pcs) < 2:
+        return ""
+    driving = [src for src, role in pcs.items() if role == PcRole.DRIVING]
+    standby = sum(role == PcRole.STANDBY for role in pcs.values())
+    who = f"{driving[0].split('-', 1)[-1]} driving" if driving else "nobody in the car"
+    return f" · {who}, {standby} standing by"
+
+
+def stalled_reason(
+    car: CarState, health: CoreHealth | None, *, asked: bool, now: float
+) -> str | None:
+    """Why the page must say the appliance stalled instead of showing ``car``; None if not.
+
+    The core says so itself (``/api/v1/health`` 503), or its states stopped: the
+    newest is older than STALLED_AFTER_S although the core tracks the car (it
+    publishes each car it tracks every second) or does not answer. A car the core
+    answers for but no longer tracks (it restarted, the car does not stream) is only
+    stale. ``asked``: the page can ask the core (its API address is known); when it
+    cannot, stopped states alone say stalled.
+    """
+    if health is not None and health.stalled:
+        return health.stalled
+    age = car.age_s(now)
+    if age <= STALLED_AFTER_S:
+        return None
+    since = f"no live state for {fmt.age(age)}"
+    if not asked:
+        return since
+    if health is None:
+        return None  # not asked yet: the first answer decides
+    if not health.reachable:
+        return f"{since}; the core does not answer"
+    if car.car in health.cars:
+        return f"{since}; the core tracks {car.car} but does not publish it"
+    return None
 
 
 def _gap_line(arrow: str, other: Any, gap_s: float | None, gaps: race.RaceGaps) -> str:

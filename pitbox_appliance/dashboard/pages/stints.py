@@ -315,7 +315,7 @@ def _shims_html(car: CarState, shims: tuple[ShimHealth, ...] | None) -> str:
     rows = []
     for shim in mine:
         tone = _SHIM_TONES.get(shim.state, "pb-bad")
-        role = " (driving)" if shim.source == car.source else ""
+        role = f" ({car.pcs[shim.source]})" if shim.source in car.pcs else ""
         rows.append(
             f"<span><b>{html.escape(shim.source)}</b>{role}: "
             f'<span class="{tone}">{html.escape(shim.state.replace("_", " "))}</span></span>'

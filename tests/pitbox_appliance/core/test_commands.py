@@ -18,7 +18,7 @@ def test_camera_command_reaches_shim_and_is_confirmed(
     sim = RaceSimulatorAdapter(laps=3, speed=4.0, seed=9)
     shim = appliance.start_shim(sim)
     core = appliance.core
-    assert wait_for(lambda: "car1" in core.ingestor.live, timeout=20)
+    assert wait_for(lambda: core.ingestor.source_of("car1"), timeout=20)
     command = core.send_command(
         "car1", "camera", {"car": "42", "group": 3, "camera": 1}
     )
@@ -44,7 +44,7 @@ def test_command_to_unknown_car_is_refused(appliance: RunningAppliance) -> None:
 
 def test_command_api_round_trip(appliance: RunningAppliance) -> None:
     appliance.start_shim(RaceSimulatorAdapter(laps=3, speed=4.0, seed=10))
-    assert wait_for(lambda: "car1" in appliance.core.ingestor.live, timeout=20)
+    assert wait_for(lambda: appliance.core.ingestor.source_of("car1"), timeout=20)
 
     async def scenario() -> None:
         token = "commands-token-0123456789"

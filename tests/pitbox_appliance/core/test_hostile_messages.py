@@ -1,10 +1,28 @@
-"""Bad messages arriving through the real broker are rejected, counted, and never stored."""
+"""Bad messages through the real broker: garbage is rejected and counted, poison is dead-lettered.
+
+Garbage (not authentic, not decodable) is counted and never stored. An authentic
+message that fails (a field out of bounds, analysis raising) is kept as a dead letter,
+acknowledged, and never comes back; the other car loses nothing, health stays 200,
+and ``pitbox deadletters retry`` stores it after the fix.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import sqlite3
+import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any
 
+import pytest
+from aiohttp import web
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -12,11 +30,17 @@ from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol import topics
 from driver_pc.protocol.codec import Codec
-from driver_pc.protocol.messages import TelemetryBatch
+from driver_pc.protocol.messages import DriverChange, TelemetryBatch
 from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
+from pitbox_appliance.api.app import create_app
+from pitbox_appliance.broker import free_port
+from pitbox_appliance.cli import main as pitbox
+from pitbox_appliance.core.car import CarTracker
+from pitbox_appliance.core.service import CoreService
 from pitbox_appliance.storage.database import make_engine
 from pitbox_appliance.storage.models import TelemetryChunk
-from tests.conftest import RunningAppliance, wait_for
+from pitbox_appliance.storage.reader import SessionReader
+from tests.conftest import RunningAppliance, readonly_engine, wait_for
 
 
 def chunk_count(db_url: str) -> int:
@@ -82,3 +106,207 @@ def test_bad_messages_rejected_counted_and_not_stored(
         assert core.health()["broker_connected"]
     finally:
         publisher.stop()
+
+
+# ---- poison messages: dead-lettered, the other car untouched (issue 11 §1, §4) ----------
+API_TOKEN = "deadletter-token-0123456789"
+POISON_SEQ = 400  # car2's batch whose analysis raises until "the fix"
+
+
+@contextmanager
+def serve_api(core: CoreService) -> Iterator[str]:
+    """The core's API on a free port, on a loop of its own; yields its base URL."""
+    loop = asyncio.new_event_loop()
+    port = free_port()
+    runner = web.AppRunner(
+        create_app(core, tokens={API_TOKEN: frozenset({"commands", "driver"})})
+    )
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def health_of(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"{url}/api/v1/health", timeout=5) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def stored(db_url: str) -> tuple[dict[str, int], list[tuple[str, int, str, int]]]:
+    """Chunks per source, and the dead letters (source, seq, reason, attempts)."""
+    path = db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+        chunks = dict(
+            db.execute("SELECT source, COUNT(*) FROM telemetry_chunks GROUP BY source")
+        )
+        letters = list(
+            db.execute("SELECT source, seq, reason, attempts FROM dead_letters")
+        )
+    return chunks, letters
+
+
+def driver_change(key: str, **fields: Any) -> DriverChange:
+    """A DriverChange as a broken shim would send it (unchecked until it is decoded)."""
+    return DriverChange(
+        **{**asdict(DriverChange(key, 10.0, 0, 9, "Bea Sim")), **fields}
+    )
+
+
+@pytest.mark.timeout(180)
+def test_poison_messages_are_dead_lettered_and_never_come_back(
+    appliance: RunningAppliance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = appliance.broker
+    broker.broker.add_user("car2-pc1", "car2-secret")
+    codec = Codec(appliance.team_key)
+    races = {
+        car: list(
+            ShimPipeline(
+                RaceSimulatorAdapter(laps=2, speed=0, seed=seed, session_key=f"r-{car}")
+            ).messages()
+        )
+        for car, seed in (("car1", 3), ("car2", 4))
+    }
+    batches = {
+        car: sum(isinstance(m, TelemetryBatch) for m in msgs)
+        for car, msgs in races.items()
+    }
+    # car2 also sends the two driver changes of the incident, mid-race.
+    car2 = races["car2"]
+    car2[300:300] = [
+        driver_change("r-car2", session_time=float("nan")),
+        driver_change("r-car2", user_id=2**70),
+    ]
+    fixed = threading.Event()
+    original = CarTracker.telemetry
+
+    def analysis(self: CarTracker, source: str, seq: int, *args: Any) -> None:
+        original(self, source, seq, *args)
+        if source == "car2-pc1" and seq == POISON_SEQ and not fixed.is_set():
+            raise IndexError("index 0 is out of bounds for axis 0 with size 0")
+
+    monkeypatch.setattr(CarTracker, "telemetry", analysis)
+    assert isinstance(car2[POISON_SEQ - 1], TelemetryBatch)
+    publishers = []
+    for source, password in (
+        ("car1-pc1", broker.driver_password),
+        ("car2-pc1", "car2-secret"),
+    ):
+        connection = MqttConnection(
+            f"{source}", BrokerAddress(broker.host, broker.port, source, password)
+        )
+        connection.start()
+        assert connection.connected.wait(10)
+        publishers.append(connection)
+    statuses: list[int] = []
+    reasons: list[str | None] = []
+    done = threading.Event()
+    with serve_api(appliance.core) as url:
+
+        def watch() -> None:
+            while not done.is_set():
+                status, body = health_of(url)
+                statuses.append(status)
+                reasons.append(body.get("reason"))
+                time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            for source, connection in zip(
+                ("car1-pc1", "car2-pc1"), publishers, strict=True
+            ):
+                car = source.split("-")[0]
+                for seq, message in enumerate(races[car], 1):
+                    connection.publish(
+                        topics.shim_data(source), codec.encode(source, seq, message)
+                    )
+
+            def settled() -> bool:
+                chunks, letters = stored(appliance.db_url)
+                return (
+                    chunks.get("car1-pc1") == batches["car1"]
+                    and chunks.get("car2-pc1") == batches["car2"] - 1
+                    and len(letters) == 3
+                )
+
+            assert wait_for(settled, 90), stored(appliance.db_url)
+            status, body = health_of(url)
+        finally:
+            done.set()
+            watcher.join(10)
+            for connection in publishers:
+                connection.stop()
+    # Ingest never stalled: health said 200 all along.
+    assert statuses
+    assert set(statuses) == {200}, [r for r in reasons if r]
+    assert status == 200
+    assert body["ingest"]["dead_letters"] == {
+        "invalid:DriverChange.session_time": 1,
+        "invalid:DriverChange.user_id": 1,
+        "IndexError": 1,
+    }
+    assert set(body["cars"]) == {"car1", "car2"}
+    chunks, letters = stored(appliance.db_url)
+    assert sorted(letters) == sorted(
+        [
+            ("car2-pc1", 301, "invalid:DriverChange.session_time", 1),
+            ("car2-pc1", 302, "invalid:DriverChange.user_id", 1),
+            ("car2-pc1", POISON_SEQ, "IndexError", 1),
+        ]
+    )
+    laps = SessionReader(readonly_engine(appliance.db_url))
+    by_car = {
+        s.car: [lap.lap_number for lap in laps.laps(s.id)] for s in laps.sessions()
+    }
+    assert by_car["car1"] == [0, 1, 2]  # the other car lost nothing
+    assert by_car["car2"] == [0, 1, 2]
+
+    # A restart: every dead letter was acknowledged, so nothing comes back.
+    config = appliance.core.config
+    appliance.core.stop()
+    appliance.core = CoreService(config, appliance.team_key)
+    appliance.core.start()
+    assert appliance.core.connection.connected.wait(10)
+    time.sleep(3)
+    stats = appliance.core.ingestor.stats
+    assert (stats.accepted, stats.duplicates, dict(stats.dead_letters)) == (0, 0, {})
+    assert stored(appliance.db_url) == (chunks, letters)
+
+    # "The fix", then `pitbox deadletters retry --all` through the running core.
+    fixed.set()
+    with serve_api(appliance.core) as url:
+        code = pitbox(
+            [
+                "deadletters",
+                "--db",
+                appliance.db_url,
+                "retry",
+                "--all",
+                "--api",
+                url,
+                "--token",
+                API_TOKEN,
+            ]
+        )
+    assert code == 1  # the two invalid driver changes stay invalid
+    chunks, letters = stored(appliance.db_url)
+    assert chunks["car2-pc1"] == batches["car2"]  # the poisoned batch is stored now
+    assert sorted((seq, reason, attempts) for _s, seq, reason, attempts in letters) == [
+        (301, "invalid:DriverChange.session_time", 2),
+        (302, "invalid:DriverChange.user_id", 2),
+    ]

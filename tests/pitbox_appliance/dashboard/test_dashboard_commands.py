@@ -31,7 +31,7 @@ def test_camera_and_message_reach_the_shim_and_are_confirmed(
 ) -> None:
     sim = RaceSimulatorAdapter(laps=3, speed=4.0, seed=21)
     shim = appliance.start_shim(sim)
-    assert wait_for(lambda: "car1" in appliance.core.ingestor.live, timeout=20)
+    assert wait_for(lambda: appliance.core.ingestor.source_of("car1"), timeout=20)
 
     token = "pitwall-token-0123456789"
     tokens = command_token(f"driver-token-0123456789:driver,{token}:commands")

@@ -73,7 +73,7 @@ class StubCore:
         body = await request.json()
         if car not in self.cars:
             return web.json_response(
-                {"error": f"car: no shim of car {car!r} has streamed yet"}, status=404
+                {"error": f"car: no PC of car {car!r} is driving right now"}, status=404
             )
         self.received.append((car, body))
         cid = uuid.uuid4().hex

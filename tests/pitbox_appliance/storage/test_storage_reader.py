@@ -53,6 +53,20 @@ def _import(url: str, path: Path, car: str) -> None:
     engine.dispose()
 
 
+def _import_as(url: str, path: Path, source: str) -> None:
+    """Import ``path`` as the shim ``source`` would stream it."""
+    engine = open_database(url)
+    writer = SessionWriter(engine)
+    codec = local_codec()
+    ingestor = Ingestor(codec, writer)
+    pipeline = ShimPipeline(IbtReplayAdapter(str(path), speed=0))
+    for seq, message in enumerate(pipeline.messages()):
+        ingestor.handle(codec.encode(source, seq, message))
+    ingestor.flush()
+    writer.close()
+    engine.dispose()
+
+
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory: pytest.TempPathFactory) -> Stored:
     """Six laps with a pit stop, imported as two sources of one car; then 2 more laps.
@@ -66,7 +80,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Stored:
     path = folder / "pitbox.sqlite3"
     url = f"sqlite:///{path}"
     _import(url, race, "car1")
-    _import(url, race, "car2")
+    _import_as(url, race, "car1-pc2")  # a second PC of car1, same stretch
     _import(url, other, "car3")
     with sqlite3.connect(path) as db:
         keys = [

@@ -1,0 +1,215 @@
+"""Several PCs per car: which one is driving, which frames count, and CarIdx* timing when none is.
+
+In an iRacing team race every connected team member runs the sim, and so may run a
+shim, for the same car. Only the one in the car sees its player channels (speed,
+pedals, fuel, lap); the others spectate, with ``IsOnTrackCar`` 0 and their player
+channels not describing the car, while the ``CarIdx*`` arrays stay valid on every PC.
+
+``DrivingPcElection`` picks the PC that drives (sticky: it keeps the car until its own
+frames say it left, or it goes quiet); only that PC's in-car frames, newer than the
+last frame taken, reach segmentation, fuel, inputs and detectors. ``CarIdxLapBridge``
+keeps the car's lap count and times from any PC's ``CarIdx*`` arrays while no PC is in
+the car: during a driver swap, or when the driving PC drops.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from driver_pc.protocol.live import PcRole
+
+Frames = np.ndarray[Any, np.dtype[np.void]]
+
+# What the core decodes for the hand-over (besides segmentation's channels).
+HANDOVER_CHANNELS = (
+    "IsOnTrackCar",
+    "PlayerCarIdx",
+    "CarIdxLap",
+    "CarIdxLapDistPct",
+    "CarIdxOnPitRoad",
+    "CarIdxPosition",
+    "CarIdxLastLapTime",
+)
+# A PC that sent nothing for this long (wall clock), or whose newest frame is this far
+# behind another PC's (session time: replays run faster than the wall), is quiet: it
+# no longer holds the car.
+QUIET_S = 2.0
+
+
+@dataclass(slots=True)
+class _Pc:
+    source: str
+    seen: float = 0.0  # wall clock of its newest message
+    session_time: float = 0.0  # SessionTime of its newest frame
+    in_car: bool = False  # its newest frame says it is in the car
+    claims: bool = False  # it ever sent an IsOnTrackCar channel
+
+
+def in_car_mask(frames: Frames) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """The frames in which this PC is in the car.
+
+    Without ``IsOnTrackCar`` (recordings, sims without it) a frame counts when it
+    places the player on track (``LapDistPct`` ≥ 0): iRacing reads -1 out of the car.
+    """
+    names = frames.dtype.names or ()
+    if "IsOnTrackCar" in names:
+        return frames["IsOnTrackCar"].astype(bool)
+    return np.asarray(frames["LapDistPct"] >= 0.0)
+
+
+class DrivingPcElection:
+    """Elects the PC that drives a car, robust to flicker and to PCs coming and going."""
+
+    def __init__(self) -> None:
+        self._pcs: dict[str, _Pc] = {}
+        self.elected: str | None = None
+        self.handovers = 0
+
+    def observe(self, source: str, frames: Frames, now: float) -> str | None:
+        """Note a batch of ``source``; the PC that drives now (None: nobody is in)."""
+        pc = self._pcs.get(source)
+        if pc is None:
+            pc = self._pcs[source] = _Pc(source)
+        pc.seen = now
+        if len(frames):
+            pc.session_time = float(frames["SessionTime"][-1])
+            pc.in_car = bool(in_car_mask(frames)[-1])
+        return self.elect(now)
+
+    def elect(self, now: float) -> str | None:
+        """Keep the driving PC while it is in and talking; else the PC that is."""
+        newest = max((pc.session_time for pc in self._pcs.values()), default=0.0)
+
+        def talking(pc: _Pc) -> bool:
+            return now - pc.seen < QUIET_S and newest - pc.session_time < QUIET_S
+
+        current = self._pcs.get(self.elected) if self.elected else None
+        if current is not None and current.in_car and talking(current):
+            return self.elected
+        candidates = [pc for pc in self._pcs.values() if pc.in_car and talking(pc)]
+        chosen = max(candidates, key=lambda pc: pc.session_time, default=None)
+        new = chosen.source if chosen is not None else None
+        if new != self.elected and new is not None:
+            self.handovers += self.elected is not None
+        self.elected = new
+        return new
+
+    def roles(self, now: float) -> dict[str, PcRole]:
+        """Each PC's role right now."""
+        newest = max((pc.session_time for pc in self._pcs.values()), default=0.0)
+        return {
+            source: PcRole.DRIVING
+            if source == self.elected
+            else (
+                PcRole.STANDBY
+                if now - pc.seen < QUIET_S and newest - pc.session_time < QUIET_S
+                else PcRole.GONE
+            )
+            for source, pc in sorted(self._pcs.items())
+        }
+
+    def forget(self, source: str) -> None:
+        self._pcs.pop(source, None)
+        if self.elected == source:
+            self.elected = None
+
+
+@dataclass(frozen=True, slots=True)
+class BridgedLap:
+    """A lap of our car completed while no PC was in it, from ``CarIdx*`` data."""
+
+    lap_number: int
+    end_time: float
+    lap_time: float | None
+    pit_lap: bool
+
+
+class CarIdxLapBridge:
+    """Our car's line crossings from ``CarIdx*`` arrays, fed by every PC of the car.
+
+    Every PC's arrays describe our car, so the bridge sees each crossing whichever
+    PC is connected; frames older than the newest it has seen are skipped, so the
+    same crossing seen by three PCs counts once. Vectorised: only the frames where
+    ``CarIdxLap`` changes are looked at one by one.
+    """
+
+    def __init__(self) -> None:
+        self._prev_lap: int | None = None
+        self._prev_pct: float | None = None
+        self._prev_t = float("-inf")
+        self._prev_last = -1.0
+        self._pit = False
+        self.last_crossing: float | None = None
+
+    def feed(self, frames: Frames, car_idx: int) -> list[BridgedLap]:
+        """Laps our car (``car_idx``) completed in ``frames`` (those not seen before)."""
+        names = frames.dtype.names or ()
+        if "CarIdxLap" not in names or "CarIdxLapDistPct" not in names:
+            return []
+        if not 0 <= car_idx < frames["CarIdxLap"].shape[-1]:
+            return []
+        times = frames["SessionTime"].astype(np.float64)
+        laps = frames["CarIdxLap"][:, car_idx].astype(np.int64)
+        pcts = frames["CarIdxLapDistPct"][:, car_idx].astype(np.float64)
+        # Newer than anything seen, and the car in the world (-1: towed, garage).
+        keep = (times > self._prev_t) & (laps >= 0) & (pcts >= 0.0)
+        if not keep.any():
+            return []
+        times, laps, pcts = times[keep], laps[keep], pcts[keep]
+        pits = (
+            frames["CarIdxOnPitRoad"][:, car_idx][keep].astype(bool)
+            if "CarIdxOnPitRoad" in names
+            else np.zeros(len(times), dtype=bool)
+        )
+        published = (
+            frames["CarIdxLastLapTime"][:, car_idx][keep].astype(np.float64)
+            if "CarIdxLastLapTime" in names
+            else None
+        )
+        first = self._prev_lap if self._prev_lap is not None else int(laps[0])
+        changes = np.flatnonzero(np.diff(laps, prepend=first) != 0)
+        done: list[BridgedLap] = []
+        start = 0
+        for i in changes:
+            self._pit |= bool(pits[start:i].any())
+            lap = int(laps[i])
+            prev_lap: int | None = int(laps[i - 1]) if i else self._prev_lap
+            prev_t = float(times[i - 1]) if i else self._prev_t
+            prev_pct = float(pcts[i - 1]) if i else self._prev_pct
+            t, pct = float(times[i]), float(pcts[i])
+            if prev_lap is not None and lap == prev_lap + 1:
+                crossing = t
+                if prev_pct is not None and prev_pct > pct and t - prev_t < 1.0:
+                    span = (1.0 - prev_pct) + pct
+                    frac = (1.0 - prev_pct) / span if span > 0 else 1.0
+                    crossing = prev_t + frac * (t - prev_t)
+                lap_time = (
+                    crossing - self.last_crossing
+                    if self.last_crossing is not None
+                    else None
+                )
+                if published is not None:
+                    before = float(published[i - 1]) if i else self._prev_last
+                    # iRacing's own time, where it changed at this crossing.
+                    if published[i] > 0 and published[i] != before:
+                        lap_time = float(published[i])
+                done.append(BridgedLap(prev_lap, crossing, lap_time, self._pit))
+                self.last_crossing = crossing
+            else:  # a jump (reset, a car first seen): no lap, and no crossing known
+                self.last_crossing = None
+            self._pit = bool(pits[i])
+            start = int(i) + 1
+        self._pit |= bool(pits[start:].any())
+        self._prev_lap, self._prev_pct = int(laps[-1]), float(pcts[-1])
+        self._prev_t = float(times[-1])
+        if published is not None:
+            self._prev_last = float(published[-1])
+        return done
+
+
+def valid_time(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
