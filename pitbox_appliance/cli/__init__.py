@@ -93,9 +93,7 @@ def _command_plugins() -> list[Callable[[Any], None]]:
         # Reports read compacted sets; the appliance finds (or compacts) the session's.
         add_report_to(sub, StoredSessionSets())
 
-    from pitbox_appliance.api.deadletters_command import (
-        add_command as add_deadletters,
-    )
+    from pitbox_appliance.cli.deadletters import add_command as add_deadletters
     from pitbox_appliance.security.command import add_command as add_devices
     from pitbox_appliance.strategy.command import add_command as add_timing
     from training.train_command import add_command as add_train

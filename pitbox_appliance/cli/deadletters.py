@@ -84,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
             return _show(engine, args.id, args.json)
         ids = sorted(i.id for i in list_dead_letters(engine)) if args.all else [args.id]
     except OperationalError as exc:
+        if "no such table" in str(exc.orig):
+            sys.stdout.write(
+                "no dead letters: the database has no dead-letter table yet (the "
+                "core adds it when this version first starts)\n"
+            )
+            return 0
         return _fail(f"cannot read the dead letters in {url}: {exc.orig}")
     finally:
         engine.dispose()
