@@ -47,6 +47,7 @@ from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from driver_pc.service import ShimConfig, ShimService
 from pitbox_appliance.broker import MosquittoBroker, free_port
 from pitbox_appliance.config import ApplianceConfig, CoreConfig, MqttConfig
+from pitbox_appliance.core.ingest import Handled
 from pitbox_appliance.core.service import CoreService
 
 APPLIANCE_USER, APPLIANCE_PASSWORD = "appliance", "bench-appliance-secret"
@@ -94,31 +95,33 @@ class Hooks:
 
 def instrument(core: CoreService, hooks: Hooks) -> None:
     """Time-stamp messages as the core's MQTT thread queues them and after ingest."""
-    if not hasattr(core, "_on_message") or not hasattr(core.ingestor, "handle"):
+    if not hasattr(core, "_on_message") or not hasattr(core.ingestor, "ingest"):
         print("note: CoreService changed shape; no breakdown inside the core")
         return
     queue_message = core._on_message
-    handle = core.ingestor.handle
+    ingest = core.ingestor.ingest
 
     def on_message(topic: str, payload: bytes, mid: int) -> None:
         with hooks.lock:
             hooks.arrivals[id(payload)] = time.time()
         queue_message(topic, payload, mid)
 
-    def timed_handle(payload: bytes, topic_source: str | None = None) -> bool:
-        ok = handle(payload, topic_source)
+    def timed_ingest(
+        payload: bytes, topic_source: str | None = None, topic: str = ""
+    ) -> Handled:
+        handled = ingest(payload, topic_source, topic)
         done = time.time()
         with hooks.lock:
             arrived = hooks.arrivals.pop(id(payload), float("nan"))
         live = core.ingestor.live.get(CAR)
-        if ok and live is not None and "SessionTime" in live.values:
+        if handled.stored and live is not None and "SessionTime" in live.values:
             hooks.ingested.append((live.values["SessionTime"], arrived, done))
-        return ok
+        return handled
 
     # Instance attributes: start() subscribes self._on_message and the ingest
-    # thread looks self.ingestor.handle up on every message.
+    # thread looks self.ingestor.ingest up on every message.
     core._on_message = on_message  # type: ignore[method-assign]
-    core.ingestor.handle = timed_handle  # type: ignore[method-assign]
+    core.ingestor.ingest = timed_ingest  # type: ignore[method-assign]
 
 
 def _nodelay(_client: Any, _userdata: Any, sock: Any) -> None:
