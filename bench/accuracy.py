@@ -411,7 +411,9 @@ def render(
     w("## Predictions against naive baselines")
     w("")
     w("Made at the end of every lap of every car with only the laps that had ended by")
-    w("then on the race clock (tests/pitbox_appliance/strategy/test_timing.py checks this by truncating the")
+    w(
+        "then on the race clock (tests/pitbox_appliance/strategy/test_timing.py checks this by truncating the"
+    )
     w("input). *Next pit lap*: the truth is the car's next B lap; laps after a car's")
     w("last B lap are not scored. Baseline: the car's last pit lap + the mean length")
     w("of every car's completed stints so far (30 laps before any), never before the")

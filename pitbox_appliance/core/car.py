@@ -45,6 +45,7 @@ from pitbox_appliance.detectors import (
     DetectorSet,
     Emission,
     LapContext,
+    detectors_in_order,
 )
 from pitbox_appliance.storage.models import Lap
 from pitbox_appliance.storage.writer import SessionWriter
@@ -83,6 +84,7 @@ class CarTracker:
         publisher: LivePublisher,
         stats: IngestStats,
         settings: StrategySettings,
+        detectors: Iterable[str] | None = None,
     ) -> None:
         self.live = live
         self._writer = writer
@@ -91,7 +93,14 @@ class CarTracker:
         self._settings = settings
         self._segmenter = LapSegmenter()
         self._inputs = LapInputBuffer()
-        self._detectors = DetectorSet(min_frames=POOL_FRAMES)
+        # The detectors switched on (config ``detectors``; None: all), in run order.
+        on = None if detectors is None else set(detectors)
+        self._detectors = DetectorSet(
+            None
+            if on is None
+            else [d.name for d in detectors_in_order() if d.name in on],
+            min_frames=POOL_FRAMES,
+        )
         self.strategy = StrategyEngine(settings)
         self._driver_id: int | None = None
         self._stint_id: int | None = None
@@ -121,6 +130,11 @@ class CarTracker:
     @property
     def car(self) -> str:
         return self.live.car
+
+    @property
+    def detector_names(self) -> tuple[str, ...]:
+        """The detectors this car runs, in run order."""
+        return tuple(d.name for d in self._detectors.detectors)
 
     @property
     def driving_source(self) -> str | None:
@@ -332,11 +346,13 @@ class CarTracker:
         self, source: str, seq: int, batch: TelemetryBatch, compressed: bytes
     ) -> None:
         """No PC is in the car: its ``CarIdx*`` entry keeps laps, position and pit road."""
+        # Stored as received whatever its clock says (a paused or replayed sim);
+        # only frames newer than any bridged before move the figures.
+        self._store_chunk(source, seq, batch, compressed)
         frames = batch.frames[batch.frames["SessionTime"] > self._bridge_t]
         names = frames.dtype.names or ()
         if not len(frames) or "PlayerCarIdx" not in names:
             return
-        self._store_chunk(source, seq, batch, compressed)
         self._bridge_t = float(frames["SessionTime"][-1])
         car_idx = int(frames["PlayerCarIdx"][-1])
         for number in sorted(self._bridged):

@@ -11,6 +11,7 @@ import logging
 import time
 import traceback
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -104,8 +105,11 @@ class Ingestor:
         codec: Codec,
         writer: SessionWriter,
         settings: StrategySettings | None = None,
+        detectors: Iterable[str] | None = None,
     ) -> None:
         self.writer = writer
+        # The detectors every car runs (config ``detectors``; None: all of them).
+        self._detector_names = None if detectors is None else tuple(detectors)
         self.stats = IngestStats()
         self.publisher = LivePublisher()
         self.commands = CommandBook()
@@ -459,10 +463,35 @@ class Ingestor:
             sid = self.writer.session_id(session_key, car)
             live = LiveCar(car, session_key, sid, source=source)
             tracker = CarTracker(
-                live, self.writer, self.publisher, self.stats, self._settings
+                live,
+                self.writer,
+                self.publisher,
+                self.stats,
+                self._settings,
+                self._detector_names,
             )
             self._cars[session_key] = tracker
-            self._resume(tracker)
+            try:
+                self._resume(tracker)
+            except Exception as exc:
+                if environmental(exc):
+                    raise
+                # Its stored state cannot be read back: the car goes on from here
+                # (laps already stored stay stored) rather than losing every message.
+                logger.exception(
+                    "car %s: cannot resume session %s from storage; starting afresh",
+                    car,
+                    session_key,
+                )
+                tracker = CarTracker(
+                    live,
+                    self.writer,
+                    self.publisher,
+                    self.stats,
+                    self._settings,
+                    self._detector_names,
+                )
+                self._cars[session_key] = tracker
         elif tracker.car != car:
             raise ForeignSessionError(source, session_key, tracker.car)
         return tracker

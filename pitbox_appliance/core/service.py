@@ -102,7 +102,10 @@ class CoreService:
         self.refresh_keys()
         self.codec = Codec(self.keyring)
         self.ingestor = Ingestor(
-            self.codec, self.writer, StrategySettings(**dict(config.strategy))
+            self.codec,
+            self.writer,
+            StrategySettings(**dict(config.strategy)),
+            detectors=config.detectors.enabled(),
         )
         mq = config.mqtt
         self.connection = MqttConnection(

@@ -33,3 +33,21 @@ def test_live_state_lists_the_other_cars(tmp_path: Path) -> None:
     # On the wire under the documented keys (docs/strategy.md).
     wire = json.loads(live.state(0.0, None).model_dump_json())["others"][0]
     assert {"idx", "number", "pct", "pos", "pit", "class_pos", "last_stop"} <= set(wire)
+
+
+def test_the_detector_switches_reach_every_car(tmp_path: Path) -> None:
+    """Config ``detectors``: a detector switched off never runs for any car."""
+    from pitbox_appliance.config import DetectorsConfig
+
+    codec = local_codec()
+    enabled = DetectorsConfig(fatigue=False, mistake=False).enabled()
+    ingestor = Ingestor(
+        codec,
+        SessionWriter(open_database(f"sqlite:///{tmp_path / 'db'}")),
+        detectors=enabled,
+    )
+    sim = RaceSimulatorAdapter(laps=1, speed=0, seed=8)
+    for seq, message in enumerate(ShimPipeline(sim).messages(), 1):
+        ingestor.handle(codec.encode("car42-pc1", seq, message))
+    (tracker,) = ingestor._cars.values()
+    assert set(tracker.detector_names) == {"incident", "drafting", "damage"}

@@ -375,13 +375,6 @@ def test_the_named_cases_once(rig: Rig, template: Template) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 11 §2, CarTracker._bridge_batch): while no PC is in the "
-    "car only frames newer than the last bridged one are stored, so a lone PC out "
-    "of the car whose clock stands still or runs back (sim paused, replay) is "
-    "acknowledged but not stored",
-)
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_a_lone_pc_out_of_the_car_is_stored(rig: Rig, template: Template) -> None:
     """A lone PC in the garage with the sim paused: its clock stands still, then runs back."""
