@@ -16,6 +16,7 @@ from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol import topics
 from driver_pc.protocol.codec import Codec, DecodeError
 from driver_pc.protocol.messages import (
+    Ack,
     Command,
     CommandResult,
     Message,
@@ -24,7 +25,7 @@ from driver_pc.protocol.messages import (
     TelemetryBatch,
 )
 from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
-from driver_pc.transport.sender import SpoolSender
+from driver_pc.transport.sender import AckMode, SpoolSender
 from driver_pc.transport.spool import Spool
 from driver_pc.video import SessionClock
 
@@ -46,6 +47,11 @@ class ShimConfig:
     #: The pit wall's latest message as text for an overlay or OBS text source;
     #: None: ``pitbox-message.txt`` beside the spool file.
     message_file: str | None = None
+    #: Whose acknowledgement empties the spool: the core's end-to-end Ack (AUTO
+    #: once the appliance has ever sent one), or the broker's PUBACK (docs/decisions.md).
+    ack_mode: AckMode = AckMode.AUTO
+    #: Messages without the core's Ack after this long are sent again (doubling).
+    ack_timeout_s: float = 5.0
 
     @property
     def message_path(self) -> Path:
@@ -63,10 +69,21 @@ class ShimService:
         self.adapter = adapter
         self.codec = Codec(config.team_key)
         self.spool = Spool(config.spool_path)
+        # The sender re-sends from the spool after a reconnect, in order; paho's own
+        # re-send would put newer messages ahead of ones the broker lost.
         self.connection = MqttConnection(
-            f"shim-{config.source}", config.broker, max_inflight=config.window
+            f"shim-{config.source}",
+            config.broker,
+            max_inflight=config.window,
+            resend_on_reconnect=False,
         )
-        self.sender = SpoolSender(self.spool, self.connection, window=config.window)
+        self.sender = SpoolSender(
+            self.spool,
+            self.connection,
+            window=config.window,
+            ack_mode=config.ack_mode,
+            ack_timeout_s=config.ack_timeout_s,
+        )
         self.pipeline = ShimPipeline(adapter)
         self._earlier_ticks = 0  # ticks of the sim's sessions before this one
         self.messages_shown: list[str] = []
@@ -83,6 +100,9 @@ class ShimService:
         """Stream until the adapter ends or ``stop`` is set, then drain what is spooled."""
         self.connection.subscribe(
             topics.shim_commands(self.config.source).name, 1, self._on_command
+        )
+        self.connection.subscribe(
+            topics.shim_ack(self.config.source).name, 1, self._on_ack
         )
         self.connection.start()
         self.sender.start()
@@ -165,6 +185,22 @@ class ShimService:
                 seq,
             )
         self.sender.notify()
+
+    def _on_ack(self, _topic: str, payload: bytes, _mid: int) -> None:
+        """The core's end-to-end Ack: what it has stored may leave the spool."""
+        try:
+            envelope = self.codec.decode(payload)
+        except DecodeError as exc:
+            logger.warning("acknowledgement rejected: %s", exc)
+            return
+        ack = envelope.message
+        if not isinstance(ack, Ack) or ack.source != self.config.source:
+            # Sealed with our key, so from the appliance, but not an Ack of ours.
+            logger.warning(
+                "ignored a %s on the acknowledgement topic", envelope.kind.name
+            )
+            return
+        self.sender.acknowledged(ack.up_to_seq)
 
     def _on_command(self, _topic: str, payload: bytes, _mid: int) -> None:
         try:

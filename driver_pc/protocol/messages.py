@@ -27,6 +27,7 @@ class MessageType(IntEnum):
     DRIVER_CHANGE = 5
     COMMAND = 6
     COMMAND_RESULT = 7
+    ACK = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +157,20 @@ class CommandResult:
     detail: str = ""
 
 
-JsonMessage = SessionInfo | DriverChange | ShimStatus | Command | CommandResult
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The core's end-to-end acknowledgement to one shim, sent after each commit.
+
+    Every message of ``source`` up to ``up_to_seq`` is handled: in the database, a
+    duplicate of one that is, or refused for good. The shim then deletes it from its
+    spool. Cumulative: a later Ack covers everything an earlier one did.
+    """
+
+    source: str
+    up_to_seq: int
+
+
+JsonMessage = SessionInfo | DriverChange | ShimStatus | Command | CommandResult | Ack
 Message = ChannelDictionary | TelemetryBatch | JsonMessage
 
 JSON_TYPES: dict[MessageType, type[Any]] = {
@@ -165,6 +179,7 @@ JSON_TYPES: dict[MessageType, type[Any]] = {
     MessageType.DRIVER_CHANGE: DriverChange,
     MessageType.COMMAND: Command,
     MessageType.COMMAND_RESULT: CommandResult,
+    MessageType.ACK: Ack,
 }
 TYPE_OF: dict[type[Any], MessageType] = {v: k for k, v in JSON_TYPES.items()}
 TYPE_OF[ChannelDictionary] = MessageType.CHANNELS

@@ -40,6 +40,10 @@ class MqttConnection:
     ``manual_ack`` defers the PUBACK of each received QoS-1 message until ``ack`` is
     called, so the appliance acknowledges only what it has committed. With
     ``clean_session=False`` the broker keeps what arrives while we are away.
+    ``resend_on_reconnect=False`` is for a caller that keeps every message itself
+    and sends again, in its own order, what a connection left unacknowledged (the
+    shim's spool sender): paho's own re-send of those is then dropped at each
+    reconnect, and such a caller publishes with ``session`` (see :meth:`publish`).
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class MqttConnection:
         clean_session: bool = True,
         manual_ack: bool = False,
         max_inflight: int = 100,
+        resend_on_reconnect: bool = True,
     ) -> None:
         self.address = address
         self.client_id = client_id
@@ -76,6 +81,10 @@ class MqttConnection:
         self.on_connection_change: Callable[[bool], None] | None = None
         self.refused: str | None = None
         self._stopping = False
+        self._resend_on_reconnect = resend_on_reconnect
+        # Counts the connections made; a publish for an older one is refused.
+        self.session = 0
+        self._session_lock = threading.Lock()
 
     def start(self) -> None:
         """Connect in the background; paho reconnects with backoff after any drop."""
@@ -92,8 +101,24 @@ class MqttConnection:
         if self.connected.is_set():
             self._client.subscribe(pattern, qos)
 
-    def publish(self, topic: Topic, payload: bytes | str) -> int:
-        """Queue a publish; returns its message id (-1 when not connected)."""
+    def publish(
+        self, topic: Topic, payload: bytes | str, *, session: int | None = None
+    ) -> int:
+        """Queue a publish; returns its message id (-1 when not connected).
+
+        With ``session`` (the :attr:`session` the caller last saw) the message is
+        sent only on that very connection: -1 when not connected or reconnected
+        since, so nothing of before a reconnect overtakes what the caller sends
+        again after it.
+        """
+        if session is None:
+            return self._publish(topic, payload)
+        with self._session_lock:
+            if session != self.session or not self.connected.is_set():
+                return -1
+            return self._publish(topic, payload)
+
+    def _publish(self, topic: Topic, payload: bytes | str) -> int:
         info = self._client.publish(
             topic.name, payload, qos=topic.qos, retain=topic.retain
         )
@@ -117,7 +142,13 @@ class MqttConnection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for pattern, (qos, _handler) in self._subscriptions.items():
             client.subscribe(pattern, qos)
-        self.connected.set()
+        with self._session_lock:
+            if not self._resend_on_reconnect:
+                # paho would re-send them right after this callback, ahead of
+                # the older messages the caller sends again (a gap at the core).
+                client.drop_out_messages()
+            self.session += 1
+            self.connected.set()
         logger.info("connected to %s:%s", self.address.host, self.address.port)
         if self.on_connection_change:
             self.on_connection_change(True)

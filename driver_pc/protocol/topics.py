@@ -32,6 +32,15 @@ def shim_commands(source: str) -> Topic:
     return Topic(f"{ROOT}/shim/{_check(source)}/cmd", qos=1, retain=False)
 
 
+def shim_ack(source: str) -> Topic:
+    """The core's end-to-end acknowledgements to one shim (``Ack``), after each commit.
+
+    Not retained: every commit with messages of the source sends a new, cumulative
+    one, so a lost ack is replaced by the next (docs/durability.md).
+    """
+    return Topic(f"{ROOT}/shim/{_check(source)}/ack", qos=1, retain=False)
+
+
 def live_state(car: str) -> Topic:
     """The appliance's live state of one car, republished at the dashboard rate."""
     return Topic(f"{ROOT}/live/{_check(car)}/state", qos=0, retain=True)

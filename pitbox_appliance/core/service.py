@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from driver_pc.protocol import topics
-from driver_pc.protocol.codec import Codec, Keyring
+from driver_pc.protocol.codec import Codec, DecodeError, Keyring
 from driver_pc.protocol.events import Event, EventError, EventKind
 from driver_pc.protocol.live import Predictions
-from driver_pc.protocol.messages import Command
+from driver_pc.protocol.messages import Ack, Command
 from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.config import ApplianceConfig, mqtt_password_from_env
 from pitbox_appliance.core.commands import SentCommand
@@ -142,6 +142,7 @@ class CoreService:
         )
         # Called (lock held) after every commit with the messages it acknowledged.
         self.commit_listeners: list[Callable[[list[Received]], None]] = []
+        self.commit_listeners.append(self._ack_shims)  # end-to-end, to the shims
         self._health_cache: dict[str, Any] = {}
         self.live_published = 0
         self._command_seq = 0
@@ -536,6 +537,46 @@ class CoreService:
                 listener(items)
             except Exception:
                 logger.exception("commit listener failed")
+
+    def _ack_shims(self, items: list[Received]) -> None:
+        """A commit listener: one cumulative Ack to each shim with messages in ``items``.
+
+        It tells the shim how far it may empty its spool: the source's last stored
+        sequence number (dead letters included), or the number of its last
+        authentic message here if that is higher (one refused for good, say a
+        ``foreign_session``: sent again it would only be refused again). The shim
+        sends in order and the core drops any number it has passed, so everything
+        below is handled too. Sealed with the device's own key, as commands are.
+        """
+        last: dict[str, bytes] = {}
+        for topic, payload, _mid in items:
+            source = topics.source_of(topic)
+            if source is not None:
+                last[source] = payload
+        if not last:
+            return
+        stored = self.writer.source_seqs()
+        for source, payload in last.items():
+            up_to = stored.get(source, -1)
+            try:
+                sender, seq, _kind, _body = self.codec.open_compressed(payload)
+            except DecodeError:
+                pass  # forged, or a key we no longer hold: vouches for nothing
+            else:
+                if sender == source:
+                    up_to = max(up_to, seq)
+            if up_to < 0:
+                continue
+            try:
+                sealed = self.codec.encode(
+                    APPLIANCE_SOURCE,
+                    time.time_ns() // 1000,
+                    Ack(source, up_to),
+                    key_of=source,
+                )
+            except ValueError:  # revoked, or no key: it could not read an Ack
+                continue
+            self.connection.publish(topics.shim_ack(source), sealed)
 
     def _exclusively(self, work: Callable[[], T]) -> T:
         """Run ``work`` (lock held) as a transaction of its own and commit it.

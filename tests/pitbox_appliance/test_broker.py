@@ -254,6 +254,25 @@ def test_driver_reads_only_its_commands_and_live_topics(
     assert pc.messages.empty()
 
 
+def test_driver_reads_only_its_own_acks_and_cannot_forge_them(
+    client_factory: ClientFactory, broker: BrokerHandle
+) -> None:
+    pc = driver(client_factory, broker)
+    pc.subscribe("pitbox/v1/shim/+/ack")
+    app = appliance(client_factory, broker)
+
+    app.publish("pitbox/v1/shim/car2-pc1/ack", b"not yours")
+    assert pc.publish("pitbox/v1/shim/car1-pc1/ack", b"forged").value == NOT_AUTHORIZED
+    app.publish("pitbox/v1/shim/car1-pc1/ack", b"up to 42")
+
+    message = pc.next_message()
+    assert (message.topic, message.payload) == (
+        "pitbox/v1/shim/car1-pc1/ack",
+        b"up to 42",
+    )
+    assert pc.messages.empty()
+
+
 def test_restart_keeps_serving_and_keeps_retained_state(
     client_factory: ClientFactory, broker: BrokerHandle
 ) -> None:
