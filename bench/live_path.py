@@ -60,7 +60,6 @@ from driver_pc.transport.spool import Spool
 
 SOURCE = "car1-pc1"
 OUT = REPO / "bench" / "out"
-TICK_S = 1 / 60
 
 
 @dataclass
@@ -262,8 +261,7 @@ def _run_pipeline(adapter: MeasuredAdapter, work: Path) -> dict[str, int]:
                 seq = spool.next_seq()
                 spool.append(topic, codec.encode(SOURCE, seq, message), seq)
                 if seq % 200 == 0:
-                    # What the sender does once the broker has the messages.
-                    spool.delete([row[0] for row in spool.pending(0, 1000)])
+                    spool.delete_up_to(seq)  # as the sender does on the core's Ack
             if not _next_session(adapter):
                 return sent
     finally:
@@ -289,8 +287,8 @@ def _run_service(
     from driver_pc.protocol.mqtt import BrokerAddress
     from driver_pc.service import ShimConfig, ShimService
 
-    app = Appliance(work / "appliance", core_cpu, dashboard=False)
     (work / "appliance").mkdir(exist_ok=True)
+    app = Appliance(work / "appliance", core_cpu, dashboard=False)
     app.start()
     sent: dict[str, int] = {}
     service = ShimService(
