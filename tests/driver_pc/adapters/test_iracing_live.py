@@ -249,7 +249,7 @@ def test_the_shim_follows_the_sim_through_a_broker(
     assert adapter.stats.missed_ticks == 0
 
 
-def test_linux_needs_a_memory_map(mem_path: Path) -> None:
+def test_a_missing_map_means_the_sim_is_not_running(mem_path: Path) -> None:
     from driver_pc.adapters.base import AdapterUnavailableError
 
     with pytest.raises(AdapterUnavailableError, match="not running"):
