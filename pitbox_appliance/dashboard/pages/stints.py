@@ -7,6 +7,7 @@ from typing import Any
 
 from nicegui import ui
 
+from driver_pc.protocol.live import PcRole
 from pitbox_appliance.dashboard import formatting as fmt
 from pitbox_appliance.dashboard.context import PageContext
 from pitbox_appliance.dashboard.core_api import ShimHealth
@@ -315,7 +316,11 @@ def _shims_html(car: CarState, shims: tuple[ShimHealth, ...] | None) -> str:
     rows = []
     for shim in mine:
         tone = _SHIM_TONES.get(shim.state, "pb-bad")
-        role = f" ({car.pcs[shim.source]})" if shim.source in car.pcs else ""
+        # The core's view of each PC's role; a state without it names the driving one.
+        known = car.pcs.get(shim.source)
+        if known is None and shim.source == car.source:
+            known = PcRole.DRIVING
+        role = f" ({known})" if known is not None else ""
         rows.append(
             f"<span><b>{html.escape(shim.source)}</b>{role}: "
             f'<span class="{tone}">{html.escape(shim.state.replace("_", " "))}</span></span>'

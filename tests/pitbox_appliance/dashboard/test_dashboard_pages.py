@@ -495,7 +495,7 @@ async def test_camera_and_message_commands_are_confirmed(
         await eventually(
             lambda: text_of(h.user, "camera-status").startswith("✗ refused")
         )
-        assert "no shim" in text_of(h.user, "camera-status")
+        assert "no PC" in text_of(h.user, "camera-status")
         one(h.user, "message-text").value = ""
         h.user.find(marker="send-message").click()
         await eventually(lambda: "Type a message" in text_of(h.user, "message-status"))
