@@ -310,3 +310,90 @@ def test_poison_messages_are_dead_lettered_and_never_come_back(
         (301, "invalid:DriverChange.session_time", 2),
         (302, "invalid:DriverChange.user_id", 2),
     ]
+
+
+@pytest.mark.timeout(120)
+def test_a_paired_device_cannot_hijack_another_cars_session(
+    appliance: RunningAppliance,
+) -> None:
+    """Issue 11 §4: car7 sends a driver change and telemetry with car42's session key."""
+    broker = appliance.broker
+    codec = Codec(appliance.team_key)
+    for user in ("car42-pc1", "car7-pc1"):
+        broker.broker.add_user(user, f"{user}-secret")
+    race = list(
+        ShimPipeline(
+            RaceSimulatorAdapter(laps=2, speed=0, seed=5, session_key="r-car42")
+        ).messages()
+    )
+    own = list(
+        ShimPipeline(
+            RaceSimulatorAdapter(laps=1, speed=0, seed=6, session_key="r-car7")
+        ).messages()
+    )
+    batches = sum(isinstance(m, TelemetryBatch) for m in race)
+    # The attack: car42's session key in car7's messages, on car7's own topic and key.
+    hijack = [
+        driver_change("r-car42", user_name="HIJACKED-by-car7", user_id=777),
+        *(
+            TelemetryBatch("r-car42", m.dict_id, m.channels, m.frames)
+            for m in own
+            if isinstance(m, TelemetryBatch)
+        ),
+    ]
+    publishers = {}
+    for source in ("car42-pc1", "car7-pc1"):
+        connection = MqttConnection(
+            source,
+            BrokerAddress(broker.host, broker.port, source, f"{source}-secret"),
+        )
+        connection.start()
+        assert connection.connected.wait(10)
+        publishers[source] = connection
+    try:
+        for seq, message in enumerate(race[:200], 1):
+            publishers["car42-pc1"].publish(
+                topics.shim_data("car42-pc1"), codec.encode("car42-pc1", seq, message)
+            )
+        # The attacker copies a session key it read on car42's live topic.
+        assert wait_for(lambda: appliance.core.ingestor.source_of("car42"), 30)
+        for seq, message in enumerate([*own[:3], *hijack], 1):
+            publishers["car7-pc1"].publish(
+                topics.shim_data("car7-pc1"), codec.encode("car7-pc1", seq, message)
+            )
+        for seq, message in enumerate(race[200:], 201):
+            publishers["car42-pc1"].publish(
+                topics.shim_data("car42-pc1"), codec.encode("car42-pc1", seq, message)
+            )
+        assert wait_for(
+            lambda: stored(appliance.db_url)[0].get("car42-pc1") == batches, 60
+        )
+        core = appliance.core
+        refused = core.health()["ingest"]["rejected"].get("foreign_session", 0)
+        assert refused == len(hijack)
+        # Every command for car42 goes to car42's PC, never to the latest sender.
+        for _ in range(15):
+            assert core.ingestor.source_of("car42") == "car42-pc1"
+    finally:
+        for connection in publishers.values():
+            connection.stop()
+    reader = SessionReader(readonly_engine(appliance.db_url))
+    sessions = {s.session_key: s for s in reader.sessions()}
+    assert sessions["r-car42"].car == "car42"
+    stints = reader.stints(sessions["r-car42"].id)
+    assert all(s.driver_name != "HIJACKED-by-car7" for s in stints)
+    # No chunk of car7's lands in car42's session; car42's laps are all timed.
+    path = appliance.db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        sources = {
+            s
+            for (s,) in db.execute(
+                "SELECT DISTINCT source FROM telemetry_chunks WHERE session_id = ?",
+                (sessions["r-car42"].id,),
+            )
+        }
+    assert sources == {"car42-pc1"}
+    laps = reader.laps(sessions["r-car42"].id)
+    assert [lap.lap_time is not None for lap in laps if lap.lap_number >= 1] == [
+        True
+    ] * len([lap for lap in laps if lap.lap_number >= 1])
