@@ -462,14 +462,7 @@ class Ingestor:
                 raise ForeignSessionError(source, session_key, owner)
             sid = self.writer.session_id(session_key, car)
             live = LiveCar(car, session_key, sid, source=source)
-            tracker = CarTracker(
-                live,
-                self.writer,
-                self.publisher,
-                self.stats,
-                self._settings,
-                self._detector_names,
-            )
+            tracker = self._new_tracker(live)
             self._cars[session_key] = tracker
             try:
                 self._resume(tracker)
@@ -483,18 +476,21 @@ class Ingestor:
                     car,
                     session_key,
                 )
-                tracker = CarTracker(
-                    live,
-                    self.writer,
-                    self.publisher,
-                    self.stats,
-                    self._settings,
-                    self._detector_names,
-                )
+                tracker = self._new_tracker(live)
                 self._cars[session_key] = tracker
         elif tracker.car != car:
             raise ForeignSessionError(source, session_key, tracker.car)
         return tracker
+
+    def _new_tracker(self, live: LiveCar) -> CarTracker:
+        return CarTracker(
+            live,
+            self.writer,
+            self.publisher,
+            self.stats,
+            self._settings,
+            self._detector_names,
+        )
 
     def _resume(self, tracker: CarTracker) -> None:
         """Hand a car's stored state to its new tracker, after a restart of the core."""
