@@ -30,6 +30,9 @@ from driver_pc.transport.spool import Spool
 from driver_pc.video import SessionClock
 
 logger = logging.getLogger(__name__)
+
+# How long a finished stream waits for the core to acknowledge its spool.
+DRAIN_AT_END_S = 90.0
 STATUS_EVERY_S = 2.0
 MESSAGE_FILE = "pitbox-message.txt"
 MAX_MESSAGE_CHARS = 200
@@ -115,7 +118,9 @@ class ShimService:
                 if stop.is_set() or not self._next_session(stop):
                     break
             self._status(ShimState.STOPPED, force=True)
-            deadline = time.monotonic() + 10
+            # Wait for the core to confirm what is still spooled: after core restarts
+            # its acks come on the resend back-off (up to 60 s), so give it that long.
+            deadline = time.monotonic() + DRAIN_AT_END_S
             while (
                 not self.sender.drained()
                 and time.monotonic() < deadline
