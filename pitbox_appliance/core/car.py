@@ -107,6 +107,7 @@ class CarTracker:
         self._stint_number = 0
         self._pit_exits_seen = 0
         self._stint_started = float("-inf")
+        self._driver_since = float("-inf")  # SessionTime of the driver change taken
         self._info_update = -1
         self._car_numbers: dict[int, str] = {}
         self._car_setup: Any = None  # the last CarSetup seen in the session info
@@ -146,7 +147,7 @@ class CarTracker:
         self,
         frames: Iterable[Frames],
         laps: Iterable[Lap],
-        stint: tuple[int | None, int],
+        stint: tuple[int | None, int, float],
         driver: tuple[int | None, str],
     ) -> None:
         """Rebuild the car's state from what is stored.
@@ -163,7 +164,8 @@ class CarTracker:
                 self._segmenter.feed(taken)
                 self._inputs.append(taken)
         self._pit_exits_seen = len(self._segmenter.pit_exits)
-        self._stint_id, self._stint_number = stint
+        self._stint_id, self._stint_number, self._stint_started = stint
+        self._driver_since = self._stint_started
         self._driver_id, self.live.driver = driver
         self.live.stint = self._stint_number
         stored = []
@@ -223,11 +225,21 @@ class CarTracker:
         )
 
     def driver_change(self, source: str, msg: DriverChange) -> None:
-        """A new driver in the car opens a new stint."""
+        """A new driver in the car opens a new stint.
+
+        Every PC of the car announces the driver it sees when it starts, so a PC
+        that joins (or thaws) late reports a driver the car has since replaced: a
+        change no newer than the one taken is history and is only counted.
+        """
+        if msg.session_time <= self._driver_since:
+            if msg.user_name != self.live.driver:
+                self._stats.stale_driver_changes += 1
+            return
         did = self._writer.driver_id(msg.user_id, msg.user_name, msg.team_name)
         if did == self._driver_id:
             return
         self._driver_id = did
+        self._driver_since = msg.session_time
         self.live.driver = msg.user_name
         self._new_stint(msg.session_time)
         payload = DriverChanged(

@@ -47,6 +47,9 @@ class IngestStats:
 
     accepted: int = 0
     duplicates: int = 0
+    # Driver changes older than the one the car already took (a PC that joined
+    # late announcing the driver it saw at its start): history, not a change.
+    stale_driver_changes: int = 0
     frames: int = 0
     laps: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
@@ -58,6 +61,7 @@ class IngestStats:
         return {
             "accepted": self.accepted,
             "duplicates": self.duplicates,
+            "stale_driver_changes": self.stale_driver_changes,
             "frames": self.frames,
             "laps": self.laps,
             "rejected": dict(self.rejected),
@@ -503,7 +507,7 @@ class Ingestor:
         tracker.resume(
             (batch.frames for batch in batches if batch is not None),
             state.laps,
-            (state.stint_id, state.stint_number),
+            (state.stint_id, state.stint_number, state.stint_start),
             (state.driver_id, state.driver_name),
         )
 

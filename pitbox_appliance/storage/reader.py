@@ -157,6 +157,7 @@ class ResumeState:
     laps: list[Lap]
     stint_id: int | None
     stint_number: int
+    stint_start: float  # SessionTime the open stint began (-inf: no stint yet)
     driver_id: int | None
     driver_name: str
 
@@ -474,6 +475,7 @@ class SessionReader:
                 laps=laps[-RESUME_LAPS:],
                 stint_id=stint.id if stint else None,
                 stint_number=stint.number if stint else 0,
+                stint_start=stint.start_time if stint else float("-inf"),
                 driver_id=stint.driver_id if stint else None,
                 driver_name=driver.user_name if driver else "",
             )

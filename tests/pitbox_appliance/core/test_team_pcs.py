@@ -153,6 +153,28 @@ def test_a_pc_unheard_through_a_swap_hands_over_without_a_gap(tmp_path: Path) ->
     assert timed >= len(laps_truth) - 1
 
 
+def test_a_late_pc_announcing_an_old_driver_does_not_undo_a_swap(
+    tmp_path: Path,
+) -> None:
+    """A PC whose stream reaches the core 20 s after the swap (it started late, its
+    link lagged) first announces the driver it saw at its start: history by then."""
+    laps_truth, swaps = truth()
+    until = swaps[0].session_time + 20.0
+    stream = interleaved()
+    late = [m for m in stream if m[1] == 3 and m[0] < until]
+    on_time = [m for m in stream if not (m[1] == 3 and m[0] < until)]
+    at = next(i for i, m in enumerate(on_time) if m[0] >= until)
+    ingestor, reader = ingest(tmp_path, on_time[:at] + late + on_time[at:])
+    assert ingestor.stats.stale_driver_changes >= 1
+    check_laps(reader)
+    (session,) = reader.sessions()
+    drivers = [s.driver_name for s in reader.stints(session.id)]
+    assert drivers[: len(swaps) + 1] == [
+        swaps[0].data["driver_out"],
+        *(s.data["driver_in"] for s in swaps),
+    ]
+
+
 def test_a_device_cannot_write_into_another_cars_session(tmp_path: Path) -> None:
     """Session hijack (issue 11 §4): car7 sends a driver change with car42's key."""
     ingestor, reader = ingest(tmp_path, interleaved()[:400])
