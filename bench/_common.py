@@ -9,6 +9,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,3 +85,40 @@ def pin_to_one_cpu() -> int:
     cpu = cpus[-1]
     os.sched_setaffinity(0, {cpu})
     return cpu
+
+
+OUT = REPO / "bench" / "out"
+
+
+def write_result(
+    bench: str, headline: dict[str, Any], raw: dict[str, Any] | None = None
+) -> Path:
+    """Write one run's figures to ``bench/out/<bench>-<UTC>.json``; the path written.
+
+    ``headline`` holds the figures the summary in ``bench/RESULTS.md`` is rendered from
+    (``bench/render_summary.py``): each ``{"value": x, "unit": "...", "target": y,
+    "better": "lower"|"higher", "bar": "what it is measured against"}`` by name.
+    ``raw`` is everything else the run measured.
+    """
+    import json
+    import sys
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = OUT / f"{bench}-{stamp}.json"
+    path.write_text(
+        json.dumps(
+            {
+                "bench": bench,
+                "utc": stamp,
+                "machine": machine(),
+                "command": " ".join(sys.argv),
+                "headline": headline,
+                "raw": raw or {},
+            },
+            indent=1,
+            default=float,
+        )
+    )
+    print(f"raw figures: {path.relative_to(REPO)}")
+    return path
