@@ -1,8 +1,9 @@
 """Live publishing: each car's figures, which cars changed, their typed state, pending events.
 
-The ingest thread updates a car's ``LiveCar`` and marks it dirty; the core's service
-asks ``LivePublisher.take`` for the states that are due and the events raised since,
-and publishes them (``LiveCarState.model_dump_json``, ``Event.message``).
+The ingest thread updates a car's ``LiveCar`` and marks it dirty, and the live thread
+lays the driving PC's newest frame over it (``LiveCar.fresh``, see ``live_path.py``).
+The core's live thread asks ``LivePublisher.states`` for the states that are due; the
+ingest thread publishes the events (``LivePublisher.take_events``) as they are stored.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from driver_pc.protocol.live import (
 from pitbox_appliance.strategy.engine import NO_OTHERS, OthersView
 
 RECENT_LAPS = 10  # rows of the lap table in the live state
+_NEVER = float("-inf")
 
 
 @dataclass
@@ -38,6 +40,9 @@ class LiveCar:
     source: str = ""
     # The latest value of each live channel (LIVE_CHANNELS), by channel name.
     values: dict[str, float] = field(default_factory=dict)
+    # The same, newer, from the live thread (``core/live_path.py``): the driving PC's
+    # newest frame before ingest has stored it. Replaced whole, never changed.
+    fresh: dict[str, float] = field(default_factory=dict)
     last_lap_time: float | None = None
     best_lap_time: float | None = None
     laps_completed: int = 0
@@ -86,6 +91,13 @@ class LiveCar:
         self.recent_laps = (row, *self.recent_laps)[:RECENT_LAPS]
         return row
 
+    def newest_values(self) -> dict[str, float]:
+        """The live channels of the newest frame, from ingest or the live thread."""
+        values, fresh = self.values, self.fresh
+        if fresh.get("SessionTime", _NEVER) > values.get("SessionTime", _NEVER):
+            return {**values, **fresh}
+        return values
+
     def state(self, published_at: float, shim: ShimInfo | None) -> LiveCarState:
         """The typed state to publish now.
 
@@ -101,7 +113,7 @@ class LiveCar:
             track=self.track,
             driver=self.driver,
             source=self.source,
-            values=LiveValues.model_construct(None, **self.values),
+            values=LiveValues.model_construct(None, **self.newest_values()),
             last_lap_time=self.last_lap_time,
             best_lap_time=self.best_lap_time,
             laps_completed=self.laps_completed,
@@ -160,15 +172,25 @@ class LivePublisher:
         self, due: Iterable[str], cars: Mapping[str, LiveCar], now: float
     ) -> Publication:
         """The states of the ``due`` cars (no longer dirty) and every pending event."""
+        states = self.states(due, cars, now)
+        return Publication(states, self.take_events())
+
+    def states(
+        self, due: Iterable[str], cars: Mapping[str, LiveCar], now: float
+    ) -> tuple[LiveCarState, ...]:
+        """The states of the ``due`` cars, which are no longer dirty."""
         due = set(due)
-        states = tuple(
+        self._dirty -= due
+        return tuple(
             cars[car].state(now, self._shims.get(cars[car].source))
             for car in due
             if car in cars
         )
-        self._dirty -= due
+
+    def take_events(self) -> tuple[Event, ...]:
+        """Every event raised since the last take, oldest first."""
         events, self._events = tuple(self._events), []
-        return Publication(states, events)
+        return events
 
     # ---- shim status -------------------------------------------------------------------
     def set_shim_status(self, source: str, status: Mapping[str, Any]) -> None:

@@ -21,11 +21,13 @@ from driver_pc.protocol import topics
 from driver_pc.protocol.codec import Codec, DecodeError, Keyring
 from driver_pc.protocol.events import Event, EventError, EventKind
 from driver_pc.protocol.live import Predictions
-from driver_pc.protocol.messages import Ack, Command
+from driver_pc.protocol.messages import Ack, ChannelDictionary, Command
 from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.config import ApplianceConfig, mqtt_password_from_env
 from pitbox_appliance.core.commands import SentCommand
-from pitbox_appliance.core.ingest import Handled, Ingestor
+from pitbox_appliance.core.ingest import Handled, Ingestor, car_of_source
+from pitbox_appliance.core.live import LiveCar
+from pitbox_appliance.core.live_path import LIVE_QUEUE, Fresh, LivePeek
 from pitbox_appliance.models.advisor import ModelAdvisor
 from pitbox_appliance.security.devices import DeviceRegistry
 from pitbox_appliance.storage.database import open_database
@@ -44,6 +46,8 @@ STALL_AFTER_S = 2.0
 # The watchdog ends the process when the ingest loop has not turned for this long while
 # messages wait. Holding messages on a full disk still turns it; a hung call does not.
 WATCHDOG_S = 30.0
+# The live thread looks for ingest's news at least this often (seconds).
+LIVE_POLL_S = 0.02
 # The core's exit status when it ends itself because ingest died or hung (EX_SOFTWARE):
 # supervisor restarts it, and the broker re-delivers what was not acknowledged.
 EXIT_INGEST_FAILED = 70
@@ -79,8 +83,10 @@ class CoreService:
     """Ingests every shim's messages, commits in batches, acknowledges only what is committed.
 
     The paho thread only queues messages. One ingest thread (the database's only
-    writer) decodes, segments, stores, commits, then sends the PUBACKs, and publishes
-    each car's live state as soon as new telemetry of it is stored.
+    writer) decodes, segments, stores, commits, then sends the PUBACKs and publishes
+    the events. The live thread publishes each car's live state: it reads every
+    message again as it arrives (``LivePeek``), so the pit wall never waits behind
+    ingest, a commit or the disk. (The uploader, the bulk work, runs at nice 10.)
     """
 
     def __init__(
@@ -116,6 +122,16 @@ class CoreService:
             max_inflight=1000,
         )
         self._inbox: queue.Queue[Received] = queue.Queue()
+        # The live thread's copy of every message.
+        self._live_inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(LIVE_QUEUE)
+        self.live_peek = LivePeek(
+            Codec(self.keyring),  # its own: a zstd context is not for two threads
+            self.writer.source_seqs(),
+            (ChannelDictionary.from_json(d) for d in self.writer.channel_sets()),
+        )
+        self._live_thread = threading.Thread(
+            target=self._run_live, name="live", daemon=True
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run_ingest, name="ingest", daemon=True
@@ -159,6 +175,7 @@ class CoreService:
         self.advisor.start()
         self._ingest_started = True
         self._thread.start()
+        self._live_thread.start()
         self._watchdog.start()
 
     def refresh_keys(self, force: bool = False) -> None:
@@ -174,6 +191,7 @@ class CoreService:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        self._live_thread.join(timeout=10)
         self.advisor.stop()
         self.connection.stop()
         self.writer.close()
@@ -341,6 +359,10 @@ class CoreService:
 
     def _on_message(self, topic: str, payload: bytes, mid: int) -> None:
         self._inbox.put((topic, payload, mid))
+        try:
+            self._live_inbox.put_nowait((topic, payload))
+        except queue.Full:
+            pass  # the live thread is behind: it skips to newer frames
 
     # ---- the ingest thread ----------------------------------------------------------------
     def _run_ingest(self) -> None:
@@ -359,7 +381,6 @@ class CoreService:
     def _ingest_loop(self) -> None:
         core = self.config.core
         last_commit = time.monotonic()
-        last_live: dict[str, float] = {}
         heartbeat = 0.0
         while not self._stop.is_set():
             now = self._beat = time.monotonic()
@@ -395,26 +416,13 @@ class CoreService:
                 with self._lock:
                     self._commit_locked()
                 last_commit = now
-            # A car's live state goes out as soon as new telemetry of it is in
-            # (at most every live_interval_s), and every car's once a second.
-            self._stage = "publishing live state"
-            with self._lock:
-                dirty = self.ingestor.publisher.dirty()
-                cars = set(self.ingestor.live)
-                has_events = self.ingestor.publisher.has_events()
-            due = {
-                car
-                for car in dirty
-                if now - last_live.get(car, 0.0) >= core.live_interval_s
-            }
             if now - heartbeat >= 1.0:
-                due |= cars
                 heartbeat = now
                 self.refresh_keys()  # a revocation takes effect within a second
-            if due or has_events:
-                self._publish_live(due)
-                for car in due:
-                    last_live[car] = now
+            with self._lock:
+                events = self.ingestor.publisher.take_events()
+            for event in events:
+                self._publish_event(event)
         if self._pending and self._held is None:
             with self._lock:
                 self._commit_locked()
@@ -608,6 +616,9 @@ class CoreService:
             if not self._thread.is_alive():
                 self._fatal("the ingest thread is not running")
                 return
+            if not self._live_thread.is_alive():
+                self._fatal("the live thread is not running")
+                return
             stuck = time.monotonic() - self._beat
             waiting = self._inbox.qsize() + len(self._pending)
             if waiting and stuck > self.watchdog_s:
@@ -630,16 +641,87 @@ class CoreService:
         self._fatal_reason = reason
         self.on_fatal(reason)
 
-    def _publish_live(self, due: set[str]) -> None:
+    # ---- the live thread ----------------------------------------------------------------
+    def _run_live(self) -> None:
+        """The live thread: if it ends by an exception, so does the process."""
+        try:
+            self._live_loop()
+        except BaseException as exc:
+            logger.critical("the live thread died", exc_info=True)
+            self._fatal(f"the live thread died: {type(exc).__name__}: {exc}")
+
+    def _live_loop(self) -> None:
+        """Peek at each message, lay fresh values over the car, publish states due.
+
+        A car goes out when its driving PC's newer frame is in (at most every half
+        ``live_interval_s``, so a batch that comes a little early is not held back),
+        when ingest has news of it (laps, strategy; every ``live_interval_s`` at
+        most, seen within ``LIVE_POLL_S``), and every car once a second.
+        """
+        interval = self.config.core.live_interval_s
+        last_live: dict[str, float] = {}
+        heartbeat = 0.0
+        fresh_cars: set[str] = set()
+        while not self._stop.is_set():
+            try:
+                topic, payload = self._live_inbox.get(timeout=LIVE_POLL_S)
+            except queue.Empty:
+                pass
+            else:
+                fresh = self.live_peek.peek(payload, topics.source_of(topic))
+                if fresh is not None and self._lay_fresh(fresh):
+                    fresh_cars.add(car_of_source(fresh.source))
+            now = time.monotonic()
+            cars = self._live_cars()
+            due = {
+                car
+                for car in fresh_cars
+                if now - last_live.get(car, 0.0) >= interval / 2
+            } | {
+                car
+                for car in self.ingestor.publisher.dirty()
+                if now - last_live.get(car, 0.0) >= interval
+            }
+            if now - heartbeat >= 1.0:
+                due |= set(cars)
+                heartbeat = now
+            if not due:
+                continue
+            fresh_cars -= due
+            for state in self.ingestor.publisher.states(due, cars, time.time()):
+                self.connection.publish(
+                    topics.live_state(state.car), state.model_dump_json()
+                )
+                self.live_published += 1
+            for car in due:
+                last_live[car] = now
+
+    def _live_cars(self) -> dict[str, LiveCar]:
+        """Each car's live figures, read while ingest may add a session (no lock)."""
+        for _ in range(10):
+            try:
+                return self.ingestor.live
+            except RuntimeError:  # a session was added while reading
+                continue
         with self._lock:
-            out = self.ingestor.take_live(due, time.time())
-        for state in out.states:
-            self.connection.publish(
-                topics.live_state(state.car), state.model_dump_json()
-            )
-            self.live_published += 1
-        for event in out.events:
-            self._publish_event(event)
+            return self.ingestor.live
+
+    def _lay_fresh(self, fresh: Fresh) -> bool:
+        """Lay ``fresh`` over its car if it is the driving PC's and newer; True if so."""
+        car = car_of_source(fresh.source)
+        live = self._live_cars().get(car)
+        if live is None or live.session_key != fresh.session_key:
+            return False  # a session ingest has not opened yet
+        if live.source != fresh.source:
+            return False  # a PC standing by (or ingest has not elected it yet)
+        newest = max(
+            live.values.get("SessionTime", _NEVER),
+            live.fresh.get("SessionTime", _NEVER),
+        )
+        if fresh.session_time <= newest:
+            return False
+        live.fresh = fresh.values
+        return True
 
     def _publish_event(self, event: Event) -> None:
         if event.kind is EventKind.LAP_COMPLETED:
@@ -657,6 +739,9 @@ class CoreService:
                 listener(message)
             except Exception:
                 logger.exception("event listener failed")
+
+
+_NEVER = float("-inf")
 
 
 def _short(exc: BaseException | None) -> str:

@@ -454,7 +454,7 @@ def test_uploader_program_runs_under_the_rendered_supervisor_config(
         parser.remove_section(section)
     assert (
         parser["program:pitbox-uploader"]["command"]
-        == f"{sys.executable} -m cloud_sync sync --watch"
+        == f"nice -n 10 {sys.executable} -m cloud_sync sync --watch"
     )
     with conf.open("w") as fh:
         parser.write(fh)

@@ -1,0 +1,90 @@
+"""The live path: each car's newest frame from its driving PC, decoded off the ingest thread.
+
+Ingest stores, segments, analyses and commits; a commit (or a checkpoint's fsync on a
+busy SD card) can hold it for hundreds of milliseconds. The pit wall must not wait for
+that. So the core's live thread reads every shim message a second time, as it arrives:
+``LivePeek`` verifies it with its own ``WireDecoder`` (its own sequence and dictionary
+state, so it never touches ingest's), decodes telemetry, and hands back the newest
+values of the live channels. The live thread lays those over the car's state
+(``LiveCar.fresh``) only when they come from the PC that ingest elected to drive and
+are newer than what ingest has; everything else of the state (laps, strategy,
+predictions) still comes from ingest. Nothing here is stored or acknowledged: a
+message the live path cannot read (a dictionary it has not seen yet, a gap) is only
+counted, and ingest remains the authority.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from driver_pc.protocol.codec import Codec, DecodeError
+from driver_pc.protocol.live import LIVE_CHANNELS
+from driver_pc.protocol.messages import (
+    ChannelDictionary,
+    InvalidMessage,
+    MessageType,
+    TelemetryBatch,
+)
+from pitbox_appliance.core.decode import WireDecoder
+
+#: Messages waiting for the live thread; beyond, the oldest are not peeked (ingest
+#: still has them all). 4 cars × 3 PCs × 20 batches/s: one second.
+LIVE_QUEUE = 256
+
+_PEEKED = (MessageType.TELEMETRY, MessageType.CHANNELS)
+
+
+@dataclass(frozen=True, slots=True)
+class Fresh:
+    """The newest live values of one PC's batch, for the car's live state."""
+
+    source: str
+    session_key: str
+    values: dict[str, float]
+
+    @property
+    def session_time(self) -> float:
+        return self.values["SessionTime"]
+
+
+class LivePeek:
+    """Reads each shim message for its live values only; never raises on a bad one."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        last_seqs: dict[str, int],
+        dictionaries: Iterable[ChannelDictionary] = (),
+    ) -> None:
+        self._decoder = WireDecoder(codec, last_seqs, dictionaries)
+        self.peeked = 0
+        self.skipped: Counter[str] = Counter()  # reason → messages not read
+
+    def peek(self, payload: bytes, topic_source: str | None) -> Fresh | None:
+        """The live values of ``payload`` if it is new telemetry; None otherwise."""
+        try:
+            opened = self._decoder.open(payload, topic_source)
+            if opened is None or opened.kind not in _PEEKED:
+                return None
+            decoded = self._decoder.parse(opened)
+        except DecodeError as exc:
+            self.skipped[exc.reason] += 1
+            return None
+        except InvalidMessage:
+            self.skipped["invalid"] += 1
+            return None
+        message = decoded.message
+        self._decoder.accepted(decoded.source, decoded.seq, message)
+        if not isinstance(message, TelemetryBatch) or not len(message.frames):
+            return None
+        frames = message.frames
+        names = frames.dtype.names or ()
+        last = frames[-1]
+        self.peeked += 1
+        return Fresh(
+            decoded.source,
+            message.session_key,
+            {name: float(last[name]) for name in LIVE_CHANNELS if name in names},
+        )

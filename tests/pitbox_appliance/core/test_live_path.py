@@ -1,0 +1,96 @@
+"""The live state keeps moving while ingest is held (a long commit, a slow disk).
+
+Real broker, real core, a simulated shim at real time. The test holds the core's
+ingest lock for two seconds, as a commit or a checkpoint's fsync on a busy SD card
+would: nothing is handled or stored meanwhile, yet the car's live state on the broker
+goes on showing the driving PC's newest frame at 20 Hz, from the live thread.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from driver_pc.adapters.simulator import RaceSimulatorAdapter
+from driver_pc.pipeline import ShimPipeline
+from driver_pc.protocol.codec import Codec
+from driver_pc.protocol.messages import ChannelDictionary, TelemetryBatch
+from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
+from pitbox_appliance.core.live_path import LivePeek
+from tests.conftest import RunningAppliance, wait_for
+
+HOLD_S = 2.0
+
+
+def test_the_live_state_moves_while_ingest_is_held(
+    appliance: RunningAppliance,
+) -> None:
+    broker = appliance.broker
+    seen: list[tuple[float, float]] = []  # (arrival, SessionTime shown)
+    lock = threading.Lock()
+
+    def on_state(_topic: str, payload: bytes, _mid: int) -> None:
+        with lock:
+            seen.append(
+                (time.monotonic(), json.loads(payload)["values"]["SessionTime"])
+            )
+
+    watcher = MqttConnection(
+        "live-watcher",
+        BrokerAddress(
+            broker.host, broker.port, broker.appliance_user, broker.appliance_password
+        ),
+    )
+    watcher.subscribe("pitbox/v1/live/+/state", 0, on_state)
+    watcher.start()
+    core = appliance.core
+    try:
+        appliance.start_shim(RaceSimulatorAdapter(laps=3, speed=1.0, seed=2))
+        assert wait_for(lambda: len(seen) > 20 and seen[-1][1] > 2.0, timeout=30)
+        stored_before = core.ingestor.stats.frames
+        with core._lock:  # ingest can neither handle nor commit
+            held = time.monotonic()
+            time.sleep(HOLD_S)
+            stored_during = core.ingestor.stats.frames
+            released = time.monotonic()
+        time.sleep(0.5)
+    finally:
+        watcher.stop()
+    assert stored_during == stored_before  # ingest really was held
+    with lock:
+        during = [(at, t) for at, t in seen if held + 0.2 <= at <= released]
+    # 20 states a second from the live thread, each newer than the one before.
+    assert len(during) >= 0.5 * 20 * (HOLD_S - 0.2), len(during)
+    times = [t for _, t in during]
+    assert times == sorted(times)
+    assert times[-1] - times[0] >= 0.6 * (HOLD_S - 0.2)
+    assert core.live_peek.peeked > 0
+
+
+def test_peek_reads_new_telemetry_and_skips_what_it_cannot_read() -> None:
+    """Unreadable messages are counted and skipped, never raised; a known channel set
+    gives the newest frame's live values; a duplicate gives nothing."""
+    codec = Codec(bytes(32))
+    messages = list(ShimPipeline(RaceSimulatorAdapter(laps=1, speed=0)).messages())
+    channels = next(m for m in messages if isinstance(m, ChannelDictionary))
+    batch = next(m for m in messages if isinstance(m, TelemetryBatch))
+    peek = LivePeek(codec, {})
+    assert peek.peek(b"\x00" * 40, "car1-pc1") is None
+    assert peek.peek(codec.encode("car1-pc1", 1, batch), "car1-pc1") is None
+    assert peek.skipped["unknown_dictionary"] == 1
+    assert sum(peek.skipped.values()) == 2
+    assert peek.peek(codec.encode("car1-pc1", 2, channels), "car1-pc1") is None
+    wire = codec.encode("car1-pc1", 3, batch)
+    fresh = peek.peek(wire, "car1-pc1")
+    assert fresh is not None
+    assert fresh.source == "car1-pc1"
+    assert fresh.session_key == batch.session_key
+    # Decoded at each channel's stated quantum.
+    last = batch.frames[-1]
+    assert fresh.session_time == pytest.approx(float(last["SessionTime"]), abs=1e-6)
+    assert fresh.values["Speed"] == pytest.approx(float(last["Speed"]), abs=0.01)
+    assert peek.peek(wire, "car1-pc1") is None  # the same message again
+    assert peek.peeked == 1
