@@ -207,9 +207,7 @@ class DetectorSet:
         if not self._pending:
             return []
         pooled = (
-            self._pending[0]
-            if len(self._pending) == 1
-            else np.concatenate(self._pending)
+            self._pending[0] if len(self._pending) == 1 else join_frames(self._pending)
         )
         self._pending = []
         self._pending_frames = 0
@@ -230,6 +228,19 @@ class DetectorSet:
                 )
                 self.detectors.remove(detector)
         return out
+
+
+def join_frames(parts: list[Frames]) -> Frames:
+    """Batches of one layout as one record array, in order (a writable copy).
+
+    Joined as bytes: ``np.concatenate`` promotes a record dtype field by field, which
+    for a live channel set cost ~0.7 ms a call, more than the detectors' own work.
+    """
+    dtype = parts[0].dtype
+    if any(p.dtype != dtype for p in parts):
+        raise ValueError("cannot join batches of different channel sets")
+    joined = bytearray().join(p.tobytes() for p in parts)
+    return np.frombuffer(joined, dtype=dtype)
 
 
 def channel(frames: Frames, name: str) -> np.ndarray[Any, Any] | None:

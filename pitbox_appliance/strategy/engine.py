@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from pitbox_appliance.strategy.opponents import (
     CLASS_PALETTE,
     DEFAULT_FILL_RATE_LPS,
     IN_PIT_STALL,
+    CarStop,
     FieldTracker,
     StopModel,
     class_color,
@@ -67,23 +69,36 @@ STRATEGY_CHANNELS = (
 
 
 class OthersView:
-    """The other cars as of one refresh of the field (at most 4 Hz), typed on first use.
+    """The other cars as of one refresh of the field (at most 4 Hz), built on first use.
 
-    The rows are plain dicts in the wire shape of ``OtherCar``; the 63 models (~0.15 ms)
-    are built only when the view is read, i.e. when the core publishes it. A replay or an
-    import refreshes the field far more often than anything is published.
+    ``rows`` are plain dicts in the wire shape of ``OtherCar``, ``cars`` the typed
+    models (~0.15 ms for 63). Both are made only when the view is read, i.e. when the
+    core publishes it: a replay or an import refreshes the field far more often than
+    anything is published, and at real time the core publishes each refresh once.
+    The view is given the rows, or a function that makes them from what it captured
+    at the refresh.
     """
 
-    __slots__ = ("_cars", "_rows")
+    __slots__ = ("_cars", "_make", "_rows")
 
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
-        self._rows = rows
+    def __init__(
+        self, rows: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]]
+    ) -> None:
+        self._rows = rows if isinstance(rows, list) else None
+        self._make = None if isinstance(rows, list) else rows
         self._cars: tuple[OtherCar, ...] | None = None
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        if self._rows is None:
+            assert self._make is not None
+            self._rows, self._make = self._make(), None
+        return self._rows
 
     @property
     def cars(self) -> tuple[OtherCar, ...]:
         if self._cars is None:
-            self._cars = _OTHER_CARS.validate_python(self._rows)
+            self._cars = _OTHER_CARS.validate_python(self.rows)
         return self._cars
 
 
@@ -141,6 +156,15 @@ class StrategyEngine:
         self._classes: np.ndarray[Any, np.dtype[np.int64]] | None = None
         self._last_row: np.void | None = None
         self._names: tuple[str, ...] = ()
+        # Car numbers and class colours as of the last session info (copies: a view
+        # of the field built later shows them as they were at its refresh).
+        self._entries: tuple[dict[int, str], dict[int, str]] = ({}, {})
+        # The field's stops as of the last refresh, and how many had closed then.
+        self._stops_now: tuple[dict[int, tuple[int, CarStop]], dict[int, int]] = (
+            {},
+            {},
+        )
+        self._stops_seen = 0
 
     # ---- inputs ------------------------------------------------------------------------
     def session_info(self, info: dict[str, Any]) -> None:
@@ -163,6 +187,7 @@ class StrategyEngine:
                 self.color_of.setdefault(
                     cid, class_color(entry.get("CarClassColor"), order.index(cid))
                 )
+        self._entries = (dict(self.numbers), dict(self.color_of))
 
     def note_fatigue(self, level: float) -> None:
         """The latest fatigue of the driver in the car (driver_fatigue_update)."""
@@ -388,55 +413,42 @@ class StrategyEngine:
                 )
             self._classes_stale = False
         classes = self._classes
-        zeros = [0] * n
-
-        def column(name: str) -> list[Any]:
-            return np.asarray(last[name]).tolist() if name in names else zeros
-
-        pos, cpos = column("CarIdxPosition"), column("CarIdxClassPosition")
-        pit, lap = column("CarIdxOnPitRoad"), column("CarIdxLap")
-        pct = np.asarray(last["CarIdxLapDistPct"], dtype=np.float64)
-        ours = prog[player] if 0 <= player < n else np.nan
-        down = np.nan_to_num(np.trunc(ours - prog)).astype(np.int64).tolist()
         lap_time = self._lap_time()
         if lap_time and 0 <= player < n:
             loss = self._stop_cost
             self.rejoin = project_rejoin(
                 prog, classes, player, loss, lap_time, self.numbers
             )
-        out = []
-        stops_of, out_lap = self.field_tracker.stops, self.field_tracker.out_lap
-        class_list, pct_list = classes.tolist(), np.round(pct, 5).tolist()
-        for i in np.flatnonzero(pct >= 0).tolist():
-            if i == player:
-                continue
-            stops = stops_of.get(i)
-            cid = class_list[i]
-            since = out_lap.get(i)
-            car_lap = int(lap[i]) if "CarIdxLap" in names else None
-            out.append(
-                {
-                    "idx": i,
-                    "number": self.numbers.get(i, str(i)),
-                    "pct": pct_list[i],
-                    "pos": int(pos[i]),
-                    "pit": bool(pit[i]),
-                    "class_pos": int(cpos[i]),
-                    "class_id": cid if cid >= 0 else None,
-                    "class_color": self.color_of.get(cid, CLASS_PALETTE[0]),
-                    "lap": car_lap,
-                    "laps_down": down[i],
-                    "stops": len(stops) if stops else 0,
-                    "laps_since_stop": (
-                        car_lap - since
-                        if car_lap is not None and since is not None
-                        else car_lap
-                    ),
-                    "stint_laps": stops[-1].stint_laps if stops else None,
-                    "last_stop": stops[-1].as_dict() if stops else None,
-                }
+        if self._stops_seen != self.field_tracker.closed:
+            # Stops of the field as of now (the tracker goes on appending).
+            self._stops_seen = self.field_tracker.closed
+            self._stops_now = (
+                {i: (len(s), s[-1]) for i, s in self.field_tracker.stops.items() if s},
+                dict(self.field_tracker.out_lap),
             )
-        return OthersView(out)
+        # The arrays as of this row, for the rows built when the view is read.
+        columns: dict[str, np.ndarray[Any, Any]] = {
+            name: np.array(last[name])
+            for name in (
+                "CarIdxPosition",
+                "CarIdxClassPosition",
+                "CarIdxOnPitRoad",
+                "CarIdxLap",
+                "CarIdxLapDistPct",
+            )
+            if name in names
+        }
+        return OthersView(
+            partial(
+                _other_rows,
+                columns,
+                prog,
+                player,
+                classes,
+                self._stops_now,
+                self._entries,
+            )
+        )
 
     def _lap_time(self) -> float | None:
         times = [
@@ -581,3 +593,60 @@ class StrategyEngine:
         if len(theirs) == 0 or len(ours) == 0:
             return 1.0
         return float(np.median(theirs) / np.median(ours))
+
+
+def _other_rows(
+    columns: dict[str, np.ndarray[Any, Any]],
+    prog: np.ndarray[Any, np.dtype[np.float64]],
+    player: int,
+    classes: np.ndarray[Any, np.dtype[np.int64]],
+    stops_now: tuple[dict[int, tuple[int, CarStop]], dict[int, int]],
+    entries: tuple[dict[int, str], dict[int, str]],
+) -> list[dict[str, Any]]:
+    """The other cars' rows (the wire shape of ``OtherCar``) from one field refresh."""
+    n = len(prog)
+    zeros = [0] * n
+
+    def column(name: str) -> list[Any]:
+        return columns[name].tolist() if name in columns else zeros
+
+    pos, cpos = column("CarIdxPosition"), column("CarIdxClassPosition")
+    pit, lap = column("CarIdxOnPitRoad"), column("CarIdxLap")
+    has_lap = "CarIdxLap" in columns
+    pct = np.asarray(columns["CarIdxLapDistPct"], dtype=np.float64)
+    ours = prog[player] if 0 <= player < n else np.nan
+    down = np.nan_to_num(np.trunc(ours - prog)).astype(np.int64).tolist()
+    stops_of, out_lap = stops_now
+    numbers, color_of = entries
+    class_list, pct_list = classes.tolist(), np.round(pct, 5).tolist()
+    out = []
+    for i in np.flatnonzero(pct >= 0).tolist():
+        if i == player:
+            continue
+        stops = stops_of.get(i)
+        cid = class_list[i]
+        since = out_lap.get(i)
+        car_lap = int(lap[i]) if has_lap else None
+        out.append(
+            {
+                "idx": i,
+                "number": numbers.get(i, str(i)),
+                "pct": pct_list[i],
+                "pos": int(pos[i]),
+                "pit": bool(pit[i]),
+                "class_pos": int(cpos[i]),
+                "class_id": cid if cid >= 0 else None,
+                "class_color": color_of.get(cid, CLASS_PALETTE[0]),
+                "lap": car_lap,
+                "laps_down": down[i],
+                "stops": stops[0] if stops else 0,
+                "laps_since_stop": (
+                    car_lap - since
+                    if car_lap is not None and since is not None
+                    else car_lap
+                ),
+                "stint_laps": stops[1].stint_laps if stops else None,
+                "last_stop": stops[1].as_dict() if stops else None,
+            }
+        )
+    return out

@@ -100,6 +100,7 @@ class FieldTracker:
     _prev_t: float | None = None
     _stall: FloatArray | None = None  # seconds in the stall so far, per car
     _seen_lap: dict[int, int] = field(default_factory=dict)
+    closed: int = 0  # stops closed so far (``stops`` changed when this did)
 
     def feed(
         self,
@@ -189,6 +190,7 @@ class FieldTracker:
             classify_stop(stationary, fuel, model),
         )
         self.stops.setdefault(car, []).append(stop)
+        self.closed += 1
         return stop
 
 

@@ -115,7 +115,7 @@ def outputs(tmp_path: Path, arrivals: Arrivals) -> dict[str, Any]:
             if live.strategy is not None and ids[0] != before[0]:
                 strategy.append([car, live.strategy.model_dump(mode="json")])
             if ids[1] != before[1]:
-                others.append([car, live.others._rows])
+                others.append([car, live.others.rows])
         if i % COMMIT_EVERY == COMMIT_EVERY - 1:
             ingestor.flush()
     ingestor.end_of_streams()

@@ -320,3 +320,21 @@ def test_a_detector_is_switched_off_in_the_config(tmp_path: Path) -> None:
     path.write_text("strategy: {}\ndetectors:\n  drafts: false\n")
     with pytest.raises(ConfigError, match=r"detectors\.drafts \(line 3\)"):
         load_config(path)
+
+
+def test_pooled_batches_join_as_concatenate_would() -> None:
+    """The detectors' pool joins batches as bytes: the same records, a writable copy."""
+    from pitbox_appliance.detectors.base import join_frames
+
+    layout = np.dtype([("SessionTime", "<f8"), ("CarIdxLap", "<i2", (4,))])
+    parts = [
+        np.array([(0.1 * i, [i, i + 1, -1, 7])] * (i + 1), dtype=layout)
+        for i in range(3)
+    ]
+    joined = join_frames(parts)
+    assert joined.dtype == layout
+    assert joined.tobytes() == np.concatenate(parts).tobytes()
+    joined["SessionTime"][0] = 9.0  # detectors may work on it in place
+    assert parts[0]["SessionTime"][0] == 0.0
+    with pytest.raises(ValueError, match="different channel sets"):
+        join_frames([parts[0], parts[1][["SessionTime"]]])
