@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import machine, recording
+from _common import machine, recording, write_result
 
 from driver_pc.adapters.base import SimAdapter
 from driver_pc.adapters.iracing_replay import IbtReplayAdapter
@@ -214,9 +214,59 @@ def report(res: WireResult, all_channels: bool) -> None:
         )
 
 
+def _write(results: list[WireResult]) -> None:
+    """Headline figures to bench/out (KB/s per car, all messages; the decode check)."""
+    names = ("martinsville", "sim_single_car", "sim_field_63")
+    headline: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
+    worst_q = 0.0
+    mismatches = 0
+    for name, res in zip(names, results, strict=True):
+        total = sum(res.bytes_by_type.values())
+        headline[f"wire_kbps_{name}"] = {
+            "value": round(res.kbps(total), 3),
+            "unit": "KB/s per car",
+            "target": TARGET_KBPS,
+            "better": "lower",
+            "bar": f"{res.label}: {res.channels} channels, all messages",
+        }
+        errs = res.errors.values()
+        worst_q = max(
+            [worst_q]
+            + [e.max_err / e.spec.quantum for e in errs if e.spec.quantum is not None]
+        )
+        mismatches += sum(e.mismatches for e in errs)
+        raw[name] = {
+            "bytes_by_type": dict(res.bytes_by_type),
+            "count_by_type": dict(res.count_by_type),
+            "seconds": res.seconds,
+            "channels": res.channels,
+            "out_of_tolerance": [e.spec.name for e in errs if e.worst_excess > 0],
+        }
+    headline["decode_max_error_per_quantum"] = {
+        "value": round(worst_q, 4),
+        "unit": "quantum",
+        "target": 0.5,
+        "better": "lower",
+        "bar": "largest |decoded - sent| / quantum over every float value "
+        "(0.5 plus the float32 rounding of the value itself is allowed)",
+    }
+    headline["decode_integer_mismatches"] = {
+        "value": mismatches,
+        "unit": "values",
+        "target": 0,
+        "better": "lower",
+        "bar": "integer and flag values that differ after decode",
+    }
+    print(f"wrote {write_result('wire_bytes', headline, raw)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sim-laps", type=int, default=10, help="simulator laps")
+    parser.add_argument(
+        "--field-laps", type=int, default=3, help="laps of the 63-car field run"
+    )
     parser.add_argument(
         "--all-channels", action="store_true", help="print every channel's decode error"
     )
@@ -230,9 +280,16 @@ def main() -> None:
                 RaceSimulatorAdapter(laps=args.sim_laps, speed=0, seed=1),
                 f"race simulator ({args.sim_laps} laps, its own channel set)",
             ),
+            measure(
+                RaceSimulatorAdapter(
+                    laps=args.field_laps, speed=0, seed=1, opponents=63
+                ),
+                f"race simulator, 63-car field ({args.field_laps} laps, CarIdx* of 64)",
+            ),
         ]
     for res in results:
         report(res, args.all_channels)
+    _write(results)
     rec = results[0]
     total = sum(rec.bytes_by_type.values())
     ratio = rec.kbps(total) / (rec.row_bytes * rec.tick_rate / 1000.0)

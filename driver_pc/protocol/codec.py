@@ -48,6 +48,14 @@ _HEAD = struct.Struct("<3sBBB")
 _SEQ = struct.Struct("<Q")
 _BATCH_HEAD = struct.Struct("<IIB")
 _WIDTHS = (1, 2, 4, 8)
+CHAIN_MAGIC = b"PBT\x02"
+_CHAIN_HEAD = struct.Struct("<4sBQQ")
+_FLAG_KEYFRAME = 1
+_FLAG_CARRIES_BASE = 2  # the base's rows travel in the payload (a chunk stored alone)
+_ROWS_LEN = struct.Struct("<I")
+_MODE_ZERO = 12  # every residual of the column is 0: nothing is sent
+HISTORY_ROWS = 4
+DEFAULT_KEYFRAME_EVERY = 40  # batches: 2 s at 50 ms
 
 
 class DecodeError(ValueError):
@@ -116,7 +124,12 @@ class Codec:
     legacy team key) or a :class:`Keyring` for per-source keys.
     """
 
-    def __init__(self, key: bytes | Keyring, level: int = 3) -> None:
+    def __init__(
+        self,
+        key: bytes | Keyring,
+        level: int = 3,
+        keyframe_every: int = DEFAULT_KEYFRAME_EVERY,
+    ) -> None:
         if isinstance(key, Keyring):
             self.keyring = key
         else:
@@ -125,6 +138,12 @@ class Codec:
             self.keyring = Keyring(legacy_key=key)
         self._compressor = zstandard.ZstdCompressor(level=level)
         self._decompressor = zstandard.ZstdDecompressor()
+        if keyframe_every < 1:
+            raise ValueError("keyframe_every must be at least 1")
+        self.keyframe_every = keyframe_every
+        # Per source: the state after its last telemetry batch, and batches since a keyframe.
+        self._chains: dict[str, tuple[ChainState, int]] = {}
+        self._received: dict[str, ChainState] = {}  # per source, for :meth:`decode`
 
     # ---- encoding -------------------------------------------------------------
     def encode(
@@ -142,12 +161,41 @@ class Codec:
             aead = self.keyring.aead(key_of or source)
         except DecodeError as exc:
             raise ValueError(str(exc)) from None
-        kind, body = self._body(message)
+        if isinstance(message, TelemetryBatch):
+            kind, payload = MessageType.TELEMETRY, self._telemetry(source, seq, message)
+        else:
+            kind, body = self._body(message)
+            payload = self._compressor.compress(body)
         head = _HEAD.pack(MAGIC, SCHEMA_VERSION, int(kind), len(src)) + src
         head += _SEQ.pack(seq)
         nonce = os.urandom(NONCE_BYTES)
-        sealed = aead.encrypt(nonce, self._compressor.compress(body), head)
+        sealed = aead.encrypt(nonce, payload, head)
         return head + nonce + sealed
+
+    def _telemetry(self, source: str, seq: int, batch: TelemetryBatch) -> bytes:
+        """A version-2 payload: a delta on the source's previous batch, or a keyframe.
+
+        A keyframe starts every ``keyframe_every`` batches, and whenever the previous
+        batch is of another session or channel set, or not numbered below ``seq``.
+        """
+        chain = self._chains.get(source)
+        base: ChainState | None = None
+        since = 0
+        if chain is not None:
+            last, count = chain
+            if (
+                last.seq < seq
+                and last.dict_id == batch.dict_id
+                and last.session_key == batch.session_key
+                and count + 1 < self.keyframe_every
+            ):
+                base, since = last, count + 1
+        body, state = encode_chained(
+            batch, seq, base, base.key_seq if base is not None else seq
+        )
+        self._chains[source] = (state, since)
+        head = _CHAIN_HEAD.size
+        return body[:head] + self._compressor.compress(body[head:])
 
     def _body(self, message: Message) -> tuple[MessageType, bytes]:
         if isinstance(message, TelemetryBatch):
@@ -204,23 +252,66 @@ class Codec:
         return source, seq, msg_type, compressed
 
     def decompress(self, compressed: bytes) -> bytes:
-        """A verified body, decompressed with a bound on its size."""
-        try:
-            body = self._decompressor.decompress(
-                compressed, max_output_size=MAX_BODY_BYTES
-            )
-        except zstandard.ZstdError as exc:
-            raise DecodeError("bad_compression", str(exc)) from None
-        if len(body) > MAX_BODY_BYTES:
-            raise DecodeError("oversized", "body too large")
-        return body
+        """A verified body, decompressed with a bound on its size.
+
+        A version-2 telemetry payload keeps its chain head in front of the body.
+        """
+        return decompress_body(self._decompressor, compressed)
 
     def decode(
         self, data: bytes, dictionaries: dict[int, ChannelDictionary] | None = None
     ) -> Envelope:
-        """Verify, decrypt and parse one message. Telemetry needs its channel dictionary."""
+        """Verify, decrypt and parse one message. Telemetry needs its channel dictionary.
+
+        A delta batch builds on the source's last batch decoded here (a stream read in
+        order); the core's :class:`~driver_pc.protocol.chains.ChainBook` also rebuilds
+        bases from storage.
+        """
         source, seq, kind, body = self.open(data)
+        if kind is MessageType.TELEMETRY and chain_link(body) is not None:
+            # Delta-chained: builds on the last batch this codec decoded of the source.
+            batch, state = decode_chained(
+                body, dictionaries or {}, None, self._received.get(source), seq
+            )
+            self._received[source] = state
+            return Envelope(source, seq, kind, batch)
         return Envelope(source, seq, kind, parse_body(kind, body, dictionaries or {}))
+
+
+def decompress_body(
+    decompressor: zstandard.ZstdDecompressor, compressed: bytes
+) -> bytes:
+    """A payload or stored chunk decompressed, bounded; raises DecodeError.
+
+    A version-2 telemetry payload keeps its chain head in front of the body.
+    """
+    head = b""
+    link = chain_link(compressed)
+    if compressed[:4] == CHAIN_MAGIC:
+        if link is None:
+            raise DecodeError("truncated", "chain head cut short")
+        head = compressed[: _CHAIN_HEAD.size]
+        compressed = compressed[_CHAIN_HEAD.size :]
+        if link.carries_base:
+            if len(compressed) < _ROWS_LEN.size:
+                raise DecodeError("truncated", "carried base cut short")
+            (size,) = _ROWS_LEN.unpack_from(compressed)
+            rows = compressed[_ROWS_LEN.size : _ROWS_LEN.size + size]
+            if len(rows) != size:
+                raise DecodeError("truncated", "carried base cut short")
+            try:
+                plain = decompressor.decompress(rows, max_output_size=MAX_BODY_BYTES)
+            except zstandard.ZstdError as exc:
+                raise DecodeError("bad_compression", str(exc)) from None
+            head += _ROWS_LEN.pack(len(plain)) + plain
+            compressed = compressed[_ROWS_LEN.size + size :]
+    try:
+        body = decompressor.decompress(compressed, max_output_size=MAX_BODY_BYTES)
+    except zstandard.ZstdError as exc:
+        raise DecodeError("bad_compression", str(exc)) from None
+    if len(body) > MAX_BODY_BYTES:
+        raise DecodeError("oversized", "body too large")
+    return head + body
 
 
 def parse_body(
@@ -320,6 +411,28 @@ def encode_batch(batch: TelemetryBatch) -> bytes:
     return b"".join(parts)
 
 
+def has_raw_columns(body: bytes) -> bool:
+    """Whether a telemetry body (either version) carries a column as raw floats.
+
+    Only those can hold a non-finite or huge value; every other column travels as
+    integers at its precision. True when the body is too short to tell.
+    """
+    try:
+        at = 0
+        link = chain_link(body)
+        if link is not None:
+            at = _CHAIN_HEAD.size
+            if link.carries_base:
+                (size,) = _ROWS_LEN.unpack_from(body, at)
+                at += _ROWS_LEN.size + size
+        _dict_id, _frames, key_len = _BATCH_HEAD.unpack_from(body, at)
+        at += _BATCH_HEAD.size + key_len
+        (columns,) = struct.unpack_from("<I", body, at)
+    except struct.error:
+        return True
+    return _MODE_RAW in body[at + 4 : at + 4 + columns]
+
+
 def decode_batch(
     body: bytes,
     dictionaries: dict[int, ChannelDictionary],
@@ -329,7 +442,11 @@ def decode_batch(
 
     ``only`` limits the returned record array to those channels (the rest are still
     length-checked): the appliance's live path needs a handful of the hundreds sent.
+    A version-2 body decodes here when it is a keyframe; a delta needs its stream's
+    state (:func:`decode_chained`) and raises DecodeError ``missing_base``.
     """
+    if chain_link(body) is not None:
+        return decode_chained(body, dictionaries, only, None, 0)[0]
     if len(body) < _BATCH_HEAD.size + 4:
         raise DecodeError("truncated", "telemetry body shorter than its header")
     dict_id, n, key_len = _BATCH_HEAD.unpack_from(body)
@@ -400,6 +517,364 @@ def decode_batch(
         else:
             target[:] = values[:, col : col + count]
     return TelemetryBatch(session_key, dict_id, plan.channels, frames)
+
+
+# ---- delta-chained telemetry (body version 2) ----------------------------------------------
+# Payload (what the envelope seals, and what the core stores as a chunk):
+#   b"PBT\x02" | flags u8 (1: keyframe) | key_seq u64 | base_seq u64 | zstd(inner)
+# The decompressed body keeps the same 21-byte head in front of the inner body, so a
+# version-1 body (a bare zstd frame: dict_id first) is never taken for one.
+# Inner: dict_id u32 | frames u32 | key_len u8 | key | columns u32 | mode[columns] u8 |
+# residual columns grouped by width (1, 2, 4, 8), column-major | constants by width |
+# raw columns. A residual is what is left of a column's quantised integer after its
+# prediction from the stream's last rows (:class:`ChainState`): the previous value, or
+# the previous value plus the previous step for a column that moved steadily (a lap
+# distance, a session time). A keyframe predicts from nothing (each column's first value
+# whole, then steps), so it decodes alone; ``base_seq`` names the batch a delta builds
+# on and ``key_seq`` the keyframe its chain starts from.
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLink:
+    """Where a version-2 telemetry batch sits: its keyframe and the batch it builds on."""
+
+    key_seq: int
+    base_seq: int | None  # None: a keyframe
+    carries_base: bool = False  # the base's rows are in the payload itself
+
+    @property
+    def standalone(self) -> bool:
+        """Whether the batch decodes without any other batch."""
+        return self.base_seq is None or self.carries_base
+
+
+def chain_link(data: bytes) -> ChainLink | None:
+    """The chain head of a version-2 payload or body; None for a version-1 one."""
+    if len(data) < _CHAIN_HEAD.size or data[:4] != CHAIN_MAGIC:
+        return None
+    _magic, flags, key_seq, base_seq = _CHAIN_HEAD.unpack_from(data)
+    if flags & _FLAG_KEYFRAME:
+        return ChainLink(key_seq, None)
+    return ChainLink(key_seq, base_seq, bool(flags & _FLAG_CARRIES_BASE))
+
+
+def with_base(payload: bytes, base: ChainState) -> bytes:
+    """A delta payload made standalone: ``base``'s rows travel in front of its body.
+
+    The core stores a batch so when the batch it builds on was not stored (another PC
+    was driving): every stored chunk decodes from what is stored.
+    """
+    link = chain_link(payload)
+    if link is None or link.standalone:
+        return payload
+    if link.base_seq != base.seq:
+        raise ValueError(f"base {base.seq} is not the one the batch names")
+    _magic, flags, key_seq, base_seq = _CHAIN_HEAD.unpack_from(payload)
+    rows = zstandard.ZstdCompressor(level=3).compress(
+        np.ascontiguousarray(base.rows, dtype="<i8").tobytes()
+    )
+    return b"".join(
+        (
+            _CHAIN_HEAD.pack(
+                CHAIN_MAGIC, flags | _FLAG_CARRIES_BASE, key_seq, base_seq
+            ),
+            _ROWS_LEN.pack(len(rows)),
+            rows,
+            payload[_CHAIN_HEAD.size :],
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChainState:
+    """A stream's last rows as quantised integers: what its next delta is predicted from.
+
+    ``steady`` marks the columns predicted as previous value plus previous step;
+    encoder and decoder derive it from ``rows`` the same way, so it is never sent.
+    """
+
+    seq: int
+    key_seq: int
+    dict_id: int
+    session_key: str
+    rows: np.ndarray[Any, np.dtype[np.int64]]  # (HISTORY_ROWS, columns)
+    steady: np.ndarray[Any, np.dtype[np.bool_]]
+
+
+def _next_state(
+    seq: int,
+    key_seq: int,
+    dict_id: int,
+    session_key: str,
+    base: ChainState | None,
+    ints: np.ndarray[Any, np.dtype[np.int64]],
+) -> ChainState:
+    if base is None:
+        history = np.vstack([np.repeat(ints[:1], HISTORY_ROWS, axis=0), ints])
+    else:
+        history = np.vstack([base.rows, ints])
+    rows = np.ascontiguousarray(history[-HISTORY_ROWS:])
+    return ChainState(seq, key_seq, dict_id, session_key, rows, _steady(rows))
+
+
+def _state_of_rows(
+    link: ChainLink,
+    dict_id: int,
+    session_key: str,
+    rows: np.ndarray[Any, np.dtype[np.int64]],
+) -> ChainState:
+    """The state a carried base stands for (its rows are the last ones of a stream)."""
+    base_seq = link.base_seq if link.base_seq is not None else 0
+    return ChainState(base_seq, link.key_seq, dict_id, session_key, rows, _steady(rows))
+
+
+def _steady(
+    rows: np.ndarray[Any, np.dtype[np.int64]],
+) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Columns whose steps, over ``rows``, vary less than their values do."""
+    with np.errstate(over="ignore"):
+        steps = np.diff(rows, axis=0)
+        jitter = np.abs(np.diff(steps, axis=0)).sum(axis=0)
+        return np.asarray(jitter < np.abs(steps).sum(axis=0))
+
+
+def _reconstruct(
+    residuals: np.ndarray[Any, np.dtype[np.int64]], base: ChainState | None
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Quantised integers from residuals and the stream's last rows (None: a keyframe)."""
+    with np.errstate(over="ignore"):
+        run = np.cumsum(residuals, axis=0)
+        if base is None:
+            return run
+        last = base.rows[-1]
+        ints = run + last
+        if base.steady.any():
+            cols = np.flatnonzero(base.steady)
+            steps = run[:, cols] + (last[cols] - base.rows[-2, cols])
+            ints[:, cols] = np.cumsum(steps, axis=0) + last[cols]
+        result: np.ndarray[Any, np.dtype[np.int64]] = ints
+        return result
+
+
+def _residuals(
+    ints: np.ndarray[Any, np.dtype[np.int64]], base: ChainState | None
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Inverse of :func:`_reconstruct`."""
+    if base is None:
+        return np.diff(ints, axis=0, prepend=np.zeros((1, ints.shape[1]), np.int64))
+    last = base.rows[-1:]
+    out = np.diff(ints, axis=0, prepend=last)
+    if base.steady.any():
+        cols = np.flatnonzero(base.steady)
+        ext = np.vstack([base.rows[-2:, cols], ints[:, cols]])
+        out[:, cols] = np.diff(ext, n=2, axis=0)
+    return out
+
+
+def encode_chained(
+    batch: TelemetryBatch, seq: int, base: ChainState | None, key_seq: int
+) -> tuple[bytes, ChainState]:
+    """Version-2 body (uncompressed) of ``batch`` as number ``seq``, and the new state.
+
+    ``base`` is the state after the stream's previous batch (None: a keyframe, whose
+    ``key_seq`` is ``seq`` itself).
+    """
+    frames = batch.frames
+    n = len(frames)
+    key = batch.session_key.encode()
+    quanta = _column_quanta(batch.channels, batch.dict_id)
+    matrix = np.empty((n, len(quanta)), dtype=np.float64)
+    col = 0
+    for ch in batch.channels:
+        matrix[:, col : col + ch.count] = frames[ch.name].reshape(n, ch.count)
+        col += ch.count
+    lossless = np.isnan(quanta)
+    scaled = np.where(lossless, matrix, matrix / np.where(lossless, 1.0, quanta))
+    with np.errstate(invalid="ignore"):
+        scaled = np.rint(scaled)
+        raw = ~np.all(np.isfinite(scaled), axis=0) | (
+            np.max(np.abs(scaled), axis=0) >= 2**52
+        )
+    ints = np.where(raw, 0, scaled).astype(np.int64)
+    residuals = _residuals(ints, base)
+    residuals[:, raw] = 0
+    # The state is what the decoder will rebuild: a raw column continues its prediction.
+    state = _next_state(
+        seq,
+        seq if base is None else key_seq,
+        batch.dict_id,
+        batch.session_key,
+        base,
+        _reconstruct(residuals, base) if raw.any() else ints,
+    )
+    rest = residuals[1:]
+    lo, hi = rest.min(axis=0, initial=0), rest.max(axis=0, initial=0)
+    first = residuals[0]
+    constant = (lo == 0) & (hi == 0)
+    zero = constant & (first == 0)
+    lo, hi = np.minimum(lo, first), np.maximum(hi, first)
+    modes = np.full(len(quanta), 3, dtype=np.uint8)
+    for code in (2, 1, 0):
+        bits = 8 * _WIDTHS[code] - 1
+        modes[(lo >= -(2**bits)) & (hi < 2**bits)] = code
+    modes[constant] += _MODE_CONST
+    modes[zero] = _MODE_ZERO
+    modes[raw] = _MODE_RAW
+    flags = _FLAG_KEYFRAME if base is None else 0
+    parts = [
+        _CHAIN_HEAD.pack(
+            CHAIN_MAGIC, flags, state.key_seq, 0 if base is None else base.seq
+        ),
+        _BATCH_HEAD.pack(batch.dict_id, n, len(key)),
+        key,
+        struct.pack("<I", len(quanta)),
+        modes.tobytes(),
+    ]
+    for code, width in enumerate(_WIDTHS):
+        cols = np.flatnonzero(modes == code)
+        if len(cols):
+            parts.append(
+                np.ascontiguousarray(residuals[:, cols].T)
+                .astype(f"<i{width}")
+                .tobytes()
+            )
+    for code, width in enumerate(_WIDTHS):
+        cols = np.flatnonzero(modes == code + _MODE_CONST)
+        if len(cols):
+            parts.append(first[cols].astype(f"<i{width}").tobytes())
+    if raw.any():
+        col = 0
+        for ch in batch.channels:
+            block = frames[ch.name].reshape(n, ch.count)
+            for j in range(ch.count):
+                if raw[col + j]:
+                    parts.append(np.ascontiguousarray(block[:, j]).tobytes())
+            col += ch.count
+    return b"".join(parts), state
+
+
+def decode_chained(
+    body: bytes,
+    dictionaries: dict[int, ChannelDictionary],
+    only: frozenset[str] | None,
+    base: ChainState | None,
+    seq: int,
+) -> tuple[TelemetryBatch, ChainState]:
+    """A version-2 body decoded on ``base`` (the state after the batch it names).
+
+    Returns the batch (limited to ``only``) and the stream's state after it, as batch
+    ``seq``. Raises DecodeError, ``missing_base`` when a delta comes without its base.
+    """
+    link = chain_link(body)
+    if link is None:
+        raise DecodeError("bad_batch", "not a version-2 telemetry body")
+    pos = _CHAIN_HEAD.size
+    carried: bytes | None = None
+    if link.carries_base:
+        if len(body) < pos + _ROWS_LEN.size:
+            raise DecodeError("truncated", "carried base cut short")
+        (size,) = _ROWS_LEN.unpack_from(body, pos)
+        pos += _ROWS_LEN.size
+        carried = body[pos : pos + size]
+        pos += size
+    elif link.base_seq is None:
+        base = None
+    elif base is None or base.seq != link.base_seq:
+        raise DecodeError(
+            "missing_base",
+            f"batch {seq} builds on batch {link.base_seq}, which is not known "
+            f"(its keyframe is {link.key_seq})",
+        )
+    if len(body) < pos + _BATCH_HEAD.size + 4:
+        raise DecodeError("truncated", "telemetry body shorter than its header")
+    dict_id, n, key_len = _BATCH_HEAD.unpack_from(body, pos)
+    dictionary = dictionaries.get(dict_id)
+    if dictionary is None:
+        raise DecodeError(
+            "unknown_dictionary", f"no channel dictionary {dict_id:#010x}"
+        )
+    if base is not None and base.dict_id != dict_id:
+        raise DecodeError("missing_base", f"base {base.seq} has another channel set")
+    if not 0 < n <= MAX_FRAMES_PER_BATCH:
+        raise DecodeError("bad_batch", f"{n} frames in one batch")
+    pos += _BATCH_HEAD.size
+    session_key = body[pos : pos + key_len].decode(errors="replace")
+    pos += key_len
+    if pos + 4 > len(body):
+        raise DecodeError("truncated", "telemetry body ends before its column count")
+    (ncols,) = struct.unpack_from("<I", body, pos)
+    pos += 4
+    plan = _plan(dictionary, dict_id)
+    if ncols != len(plan.scale) or pos + ncols > len(body):
+        raise DecodeError(
+            "bad_batch", f"{ncols} columns, dictionary has {len(plan.scale)}"
+        )
+    if carried is not None:
+        if len(carried) != HISTORY_ROWS * ncols * 8:
+            raise DecodeError("bad_batch", "carried base has the wrong size")
+        rows = np.frombuffer(carried, dtype="<i8").reshape(HISTORY_ROWS, ncols)
+        base = _state_of_rows(link, dict_id, session_key, rows.astype(np.int64))
+    modes = np.frombuffer(body, dtype=np.uint8, count=ncols, offset=pos)
+    pos += ncols
+    if np.any((modes > _MODE_RAW) & (modes < _MODE_CONST)) or np.any(
+        modes > _MODE_ZERO
+    ):
+        raise DecodeError("bad_batch", "unknown column mode")
+    residuals = np.zeros((n, ncols), dtype=np.int64)
+    for code, width in enumerate(_WIDTHS):
+        cols = np.flatnonzero(modes == code)
+        if not len(cols):
+            continue
+        size = len(cols) * n * width
+        if pos + size > len(body):
+            raise DecodeError("truncated", f"{width}-byte columns run past the end")
+        block = np.frombuffer(body, dtype=f"<i{width}", count=len(cols) * n, offset=pos)
+        residuals[:, cols] = block.reshape(len(cols), n).T
+        pos += size
+    for code, width in enumerate(_WIDTHS):
+        cols = np.flatnonzero(modes == code + _MODE_CONST)
+        if not len(cols):
+            continue
+        size = len(cols) * width
+        if pos + size > len(body):
+            raise DecodeError("truncated", f"{width}-byte constants run past the end")
+        residuals[0, cols] = np.frombuffer(
+            body, dtype=f"<i{width}", count=len(cols), offset=pos
+        )
+        pos += size
+    raw_values: dict[int, np.ndarray[Any, Any]] = {}
+    for raw_col in np.flatnonzero(modes == _MODE_RAW):
+        index = int(raw_col)
+        kind = plan.column_types[index]
+        size = n * np.dtype(kind).itemsize
+        if pos + size > len(body):
+            raise DecodeError("truncated", f"raw column {index} runs past the end")
+        raw_values[index] = np.frombuffer(body, dtype=kind, count=n, offset=pos)
+        pos += size
+    if pos != len(body):
+        raise DecodeError("bad_batch", f"{len(body) - pos} trailing bytes")
+    ints = _reconstruct(residuals, base)
+    state = _next_state(
+        seq,
+        seq if base is None else link.key_seq,
+        dict_id,
+        session_key,
+        base,
+        ints,
+    )
+    if only is not None:
+        plan = _subset(plan, dictionary, dict_id, only)
+    values = ints * plan.scale
+    for index, column in raw_values.items():
+        values[:, index] = column
+    frames = np.empty(n, dtype=plan.dtype)
+    for name, col, count, _kind in plan.fields:
+        target = frames[name]
+        if count == 1:
+            target[:] = values[:, col]
+        else:
+            target[:] = values[:, col : col + count]
+    return TelemetryBatch(session_key, dict_id, plan.channels, frames), state
 
 
 @dataclass(frozen=True, slots=True)

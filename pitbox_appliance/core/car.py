@@ -32,6 +32,7 @@ from pitbox_appliance.analysis.segmentation import (
     CompletedLap,
     LapSegmenter,
 )
+from pitbox_appliance.core.decode import chunk_to_store
 from pitbox_appliance.core.handover import (
     BridgedLap,
     CarIdxLapBridge,
@@ -112,6 +113,7 @@ class CarTracker:
         self._car_numbers: dict[int, str] = {}
         self._car_setup: Any = None  # the last CarSetup seen in the session info
         self._last_time = 0.0  # SessionTime of the newest telemetry
+        self._stored_seqs: dict[str, int] = {}  # per source: its last stored chunk
         # Several PCs per car: who drives, and the laps while nobody does.
         self._election = DrivingPcElection()
         self._bridge = CarIdxLapBridge()
@@ -292,8 +294,9 @@ class CarTracker:
             start_time=t0,
             end_time=t1,
             frames=len(batch.frames),
-            data=compressed,
+            data=chunk_to_store(compressed, self._stored_seqs.get(source)),
         )
+        self._stored_seqs[source] = seq
         self._writer.extend_session_time(self.session_id, t0, t1)
         self._last_time = max(self._last_time, t1)
         return t0, t1

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from driver_pc.protocol import codec as wire
-from driver_pc.protocol.codec import Codec, DecodeError, decode_batch, parse_body
+from driver_pc.protocol.chains import ChainBook, StoredChain
+from driver_pc.protocol.codec import (
+    ChainState,
+    Codec,
+    DecodeError,
+    chain_link,
+    parse_body,
+    with_base,
+)
 from driver_pc.protocol.live import LIVE_CHANNELS
 from driver_pc.protocol.messages import (
     INT64_MAX,
@@ -24,6 +31,7 @@ from driver_pc.protocol.messages import (
 from pitbox_appliance.analysis.lap_inputs import INPUT_CHANNELS
 from pitbox_appliance.core.handover import HANDOVER_CHANNELS
 from pitbox_appliance.detectors import DETECTOR_CHANNELS
+from pitbox_appliance.storage.reader import StoredChunk
 from pitbox_appliance.strategy.engine import STRATEGY_CHANNELS
 
 # What the core decodes of each batch: segmentation, live state, lap inputs, detectors
@@ -90,10 +98,15 @@ class WireDecoder:
         codec: Codec,
         last_seqs: dict[str, int],
         dictionaries: Iterable[ChannelDictionary] = (),
+        stored: StoredChain | None = None,
     ) -> None:
         self.codec = codec
         self._last_seq = dict(last_seqs)
         self._dicts = {d.dict_id: d for d in dictionaries}
+        # Delta-chained telemetry: the states a next batch builds on; ``stored`` gives
+        # a source's stored chunks, to rebuild a base after a restart.
+        self._stored = stored
+        self._chains = ChainBook(stored)
 
     def decode(self, payload: bytes, topic_source: str | None = None) -> Decoded | None:
         """The message in ``payload``; None when it was seen before (a duplicate)."""
@@ -128,7 +141,21 @@ class WireDecoder:
         contract's limits, named).
         """
         body = self.codec.decompress(opened.compressed)
-        message = parse_body(opened.kind, body, self._dicts, DECODED_CHANNELS)
+        compressed = opened.compressed
+        message: Message
+        if opened.kind is MessageType.TELEMETRY:
+            message, state, base = self._chains.decode(
+                opened.source, opened.seq, body, self._dicts, DECODED_CHANNELS
+            )
+            if state is not None:
+                # Its values are right even if the batch ends up a dead letter (an
+                # analysis fault): the next batch builds on it, and the chunk stored
+                # after a gap carries its base (chunk_to_store).
+                self._chains.remember(opened.source, state)
+            if base is not None:
+                compressed = ChainedPayload(compressed, base)
+        else:
+            message = parse_body(opened.kind, body, self._dicts, DECODED_CHANNELS)
         validate_message(message)
         if isinstance(message, TelemetryBatch):
             names = message.frames.dtype.names or ()
@@ -137,9 +164,7 @@ class WireDecoder:
                     raise InvalidMessage("TelemetryBatch.channels", f"no {name}")
             if _has_raw_columns(body):
                 check_numbers(message.frames)
-        return Decoded(
-            opened.source, opened.seq, opened.kind, message, opened.compressed
-        )
+        return Decoded(opened.source, opened.seq, opened.kind, message, compressed)
 
     def accepted(self, source: str, seq: int, message: Message | None = None) -> None:
         """``seq`` of ``source`` is dealt with: anything up to it is a duplicate from now.
@@ -153,13 +178,53 @@ class WireDecoder:
     def reset_sequences(self, last_seqs: dict[str, int]) -> None:
         """Forget sequences not committed (after a rollback), so they are taken again."""
         self._last_seq = dict(last_seqs)
+        # The chain states stay: a batch's decoded values do not depend on whether
+        # it was committed, and the messages taken again build on them.
 
-    def stored_batch(self, dict_id: int, data: bytes) -> TelemetryBatch | None:
-        """A stored telemetry chunk decoded again; None if its dictionary is unknown."""
-        if dict_id not in self._dicts:
-            return None
-        body = self.codec.decompress(data)
-        return decode_batch(body, self._dicts, DECODED_CHANNELS)
+    def stored_batches(self, chunks: Iterable[StoredChunk]) -> Iterator[TelemetryBatch]:
+        """Stored telemetry chunks decoded again, in the order given.
+
+        A chunk whose dictionary is unknown is left out; a delta whose base is neither
+        among the chunks before it nor in storage ends in DecodeError.
+        """
+        # A book of their own: the live streams' states stay as they are.
+        chains = ChainBook(self._stored)
+        for chunk in chunks:
+            if chunk.dict_id not in self._dicts:
+                continue
+            body = self.codec.decompress(chunk.data)
+            batch, state, _base = chains.decode(
+                chunk.source, chunk.seq, body, self._dicts, DECODED_CHANNELS
+            )
+            if state is not None:
+                chains.remember(chunk.source, state)
+            yield batch
+
+
+class ChainedPayload(bytes):
+    """A delta payload as received, with the state it was decoded on (its base)."""
+
+    base: ChainState
+
+    def __new__(cls, payload: bytes, base: ChainState) -> ChainedPayload:
+        made = super().__new__(cls, payload)
+        made.base = base
+        return made
+
+
+def chunk_to_store(payload: bytes, last_stored: int | None) -> bytes:
+    """What to store of a telemetry payload, given its source's last stored chunk.
+
+    As received, unless it is a delta on a batch that was not stored (another PC was
+    driving, or the core restarted): then it goes in standalone, with its base's rows,
+    so every stored chunk decodes from what is stored.
+    """
+    link = chain_link(payload)
+    if link is None or link.standalone or link.base_seq == last_stored:
+        return payload
+    if isinstance(payload, ChainedPayload):
+        return with_base(payload, payload.base)
+    return payload
 
 
 def check_numbers(frames: np.ndarray[Any, np.dtype[np.void]]) -> None:
@@ -189,11 +254,4 @@ def _has_raw_columns(body: bytes) -> bool:
     column as integers at its precision), so the full check runs only for them:
     it costs ~50 µs a batch, the scan of the column modes well under 1 µs.
     """
-    try:
-        _dict_id, _frames, key_len = wire._BATCH_HEAD.unpack_from(body)
-        at = wire._BATCH_HEAD.size + key_len
-        (columns,) = struct.unpack_from("<I", body, at)
-    except struct.error:
-        return True  # decode_batch has checked it already; stay on the safe side
-    modes = body[at + 4 : at + 4 + columns]
-    return wire._MODE_RAW in modes
+    return wire.has_raw_columns(body)

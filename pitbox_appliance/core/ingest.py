@@ -122,6 +122,7 @@ class Ingestor:
             codec,
             writer.source_seqs(),
             (ChannelDictionary.from_json(d) for d in writer.channel_sets()),
+            stored=writer.stored_chain,
         )
         self._cars: dict[str, CarTracker] = {}  # by session key
         # car → (session key, newest SessionTime, wall time it arrived), for the lag.
@@ -501,11 +502,9 @@ class Ingestor:
         state = self.writer.resume_state(tracker.session_id)
         if state is None:
             return
-        batches = (
-            self._decoder.stored_batch(dict_id, data) for dict_id, data in state.chunks
-        )
+        batches = self._decoder.stored_batches(state.chunks)
         tracker.resume(
-            (batch.frames for batch in batches if batch is not None),
+            (batch.frames for batch in batches),
             state.laps,
             (state.stint_id, state.stint_number, state.stint_start),
             (state.driver_id, state.driver_name),

@@ -26,7 +26,8 @@ import zstandard
 from sqlalchemy import Engine, Select, case, func, select, union
 from sqlalchemy.orm import Session
 
-from driver_pc.protocol.codec import MAX_BODY_BYTES, DecodeError, decode_batch
+from driver_pc.protocol.chains import ChainBook
+from driver_pc.protocol.codec import decompress_body
 from driver_pc.protocol.messages import ChannelDictionary, TelemetryBatch
 from pitbox_appliance.storage.models import (
     ChannelSet,
@@ -153,7 +154,7 @@ class LapTotals:
 class ResumeState:
     """What the writer has stored of a session, for a core that restarted."""
 
-    chunks: list[tuple[int, bytes]]
+    chunks: list[StoredChunk]
     laps: list[Lap]
     stint_id: int | None
     stint_number: int
@@ -423,6 +424,25 @@ class SessionReader:
                     bytes(row.data),
                 )
 
+    def stored_chain(
+        self, source: str, first_seq: int, last_seq: int
+    ) -> list[tuple[int, bytes]]:
+        """``source``'s stored chunks numbered ``first_seq``..``last_seq``, by number.
+
+        What a delta-chained batch needs to rebuild its base: from its keyframe on.
+        """
+        query = (
+            select(TelemetryChunk.seq, TelemetryChunk.data)
+            .where(
+                TelemetryChunk.source == source,
+                TelemetryChunk.seq >= first_seq,
+                TelemetryChunk.seq <= last_seq,
+            )
+            .order_by(TelemetryChunk.seq)
+        )
+        with self._db() as db:
+            return [(row.seq, bytes(row.data)) for row in db.execute(query)]
+
     def last_chunk_end(self, session_id: int) -> float | None:
         """Session time where the session's newest stored telemetry ends."""
         with self._db() as db:
@@ -458,10 +478,7 @@ class SessionReader:
                     last.start_time if last.start_time is not None else last.end_time
                 )
                 since = max(since, start - 1.0)
-            chunks = [
-                (chunk.dict_id, chunk.data)
-                for chunk in reader.chunks(session_id, start=since)
-            ]
+            chunks = list(reader.chunks(session_id, start=since))
             stint = db.scalar(
                 select(Stint)
                 .where(Stint.session_id == session_id)
@@ -498,6 +515,9 @@ class ChunkDecoder:
     """Stored chunks → telemetry batches through the wire codec's batch format.
 
     ``channels`` limits the decoded columns (the rest are still length-checked).
+    Chunks of either body version decode; a delta-chained chunk builds on the one
+    before it of its source, or, when that was not among the chunks given (a time
+    window that starts mid-chain), on its base rebuilt from ``reader``'s storage.
     A chunk that does not decompress or decode raises :class:`DecodeError`.
     """
 
@@ -505,20 +525,22 @@ class ChunkDecoder:
         self,
         dictionaries: Mapping[int, ChannelDictionary],
         channels: frozenset[str] | None = None,
+        reader: SessionReader | None = None,
     ) -> None:
         self._dictionaries = dict(dictionaries)
         self._channels = channels
         self._decompressor = zstandard.ZstdDecompressor()
+        self._chains = ChainBook(reader.stored_chain if reader is not None else None)
 
     def __call__(self, chunk: StoredChunk) -> TelemetryBatch:
         """One chunk's batch."""
-        try:
-            body = self._decompressor.decompress(
-                chunk.data, max_output_size=MAX_BODY_BYTES
-            )
-        except zstandard.ZstdError as exc:
-            raise DecodeError("bad_compression", str(exc)) from None
-        return decode_batch(body, self._dictionaries, self._channels)
+        body = decompress_body(self._decompressor, chunk.data)
+        batch, state, _base = self._chains.decode(
+            chunk.source, chunk.seq, body, self._dictionaries, self._channels
+        )
+        if state is not None:
+            self._chains.remember(chunk.source, state)
+        return batch
 
     def batches(
         self, chunks: Iterable[StoredChunk]
@@ -528,7 +550,6 @@ class ChunkDecoder:
             yield chunk, self(chunk)
 
 
-# ---- row builders -------------------------------------------------------------------------
 def _laps_query() -> Select[Lap, str]:
     return select(Lap, Driver.user_name).outerjoin(Driver, Lap.driver_id == Driver.id)
 

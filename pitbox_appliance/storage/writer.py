@@ -175,6 +175,12 @@ class SessionWriter:
         """Highest stored sequence number per source (for de-duplication)."""
         return {s.id: s.last_seq for s in self._db.scalars(select(Source))}
 
+    def stored_chain(
+        self, source: str, first_seq: int, last_seq: int
+    ) -> list[tuple[int, bytes]]:
+        """Stored chunks of ``source`` in a seq range (a delta's base, rebuilt)."""
+        return SessionReader(self._db).stored_chain(source, first_seq, last_seq)
+
     def resume_state(self, session_id: int) -> ResumeState | None:
         """Stored chunks since the last lap's start, the laps and the open stint.
 

@@ -13,12 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import zstandard
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from driver_pc.protocol.channels import ChannelKind, ChannelSpec
-from driver_pc.protocol.codec import decode_batch
 from driver_pc.protocol.manifest import sha256_of
 from driver_pc.protocol.messages import ChannelDictionary
 from pitbox_appliance.compaction import (
@@ -35,6 +33,7 @@ from pitbox_appliance.storage.models import (
     Stint,
     TelemetryChunk,
 )
+from pitbox_appliance.storage.reader import ChunkDecoder, SessionReader
 from tests.conftest import import_into, readonly_engine, real_file
 
 MARTINSVILLE = ("iracing", "ibt", "skmodified_martinsville_2015-05-30_20-32-44.ibt")
@@ -50,17 +49,14 @@ def stored_frames(engine: Engine, session_id: int) -> np.ndarray[Any, Any]:
                 for c in db.scalars(select(ChannelSet))
             )
         }
-        chunks = db.execute(
-            select(TelemetryChunk.data)
-            .where(TelemetryChunk.session_id == session_id)
-            .order_by(
-                TelemetryChunk.start_time, TelemetryChunk.source, TelemetryChunk.seq
-            )
-        ).scalars()
-        dec = zstandard.ZstdDecompressor()
-        return np.concatenate(
-            [decode_batch(dec.decompress(c), dictionaries).frames for c in chunks]
-        )
+    # Delta-chained chunks decode in order, each on the one before it of its source.
+    decode = ChunkDecoder(dictionaries)
+    return np.concatenate(
+        [
+            batch.frames
+            for _c, batch in decode.batches(SessionReader(engine).chunks(session_id))
+        ]
+    )
 
 
 def assert_telemetry_matches(
