@@ -32,8 +32,9 @@ from driver_pc.adapters.ibt_file import IbtReader
 from driver_pc.adapters.iracing_replay import IbtReplayAdapter
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from driver_pc.pipeline import ShimPipeline
+from driver_pc.protocol.chains import ChainBook
 from driver_pc.protocol.codec import Codec, parse_body
-from driver_pc.protocol.messages import ChannelDictionary
+from driver_pc.protocol.messages import ChannelDictionary, Message, MessageType
 from pitbox_appliance.core.ingest import Ingestor
 from pitbox_appliance.storage.database import open_database
 from pitbox_appliance.storage.writer import SessionWriter
@@ -117,9 +118,16 @@ def decode_only(messages: list[tuple[str, bytes]], key: bytes) -> tuple[float, f
     codec = Codec(key)
     dictionaries: dict[int, ChannelDictionary] = {}
     wall0, cpu0 = time.perf_counter(), time.process_time()
+    chains = ChainBook()  # delta-chained telemetry builds on each source's last batch
     for _source, wire in messages:
-        _src, _seq, kind, body = codec.open(wire)
-        message = parse_body(kind, body, dictionaries)
+        src, seq, kind, body = codec.open(wire)
+        message: Message
+        if kind is MessageType.TELEMETRY:
+            message, state, _base = chains.decode(src, seq, body, dictionaries)
+            if state is not None:
+                chains.remember(src, state)
+        else:
+            message = parse_body(kind, body, dictionaries)
         if isinstance(message, ChannelDictionary):
             dictionaries[message.dict_id] = message
     return time.perf_counter() - wall0, time.process_time() - cpu0
