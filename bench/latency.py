@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import machine, med, pct
+from _common import machine, med, pct, write_result
 
 from driver_pc.adapters.base import Frames
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
@@ -335,6 +335,25 @@ def main() -> None:
     print(
         "note: the state carries the last tick of each batch; the first tick of a "
         f"batch waited {BATCH - 1}/60 s longer in the batcher before it was sent."
+    )
+    received99 = med([r.get("read→watcher p99", float("nan")) for r in results])
+    print(
+        f"target shim read → live state RECEIVED p99 <= {TARGET_P99_MS:.0f} ms "
+        f"(DESIGN §6): {'met' if received99 <= TARGET_P99_MS else 'NOT met'} "
+        f"({received99:.1f} ms)"
+    )
+    write_result(
+        "latency",
+        {
+            "read → live state received p99, quiet": {
+                "value": round(received99, 1),
+                "unit": "ms",
+                "target": TARGET_P99_MS,
+                "better": "lower",
+                "bar": "Latency, one car at real time, appliance otherwise idle",
+            }
+        },
+        {"runs": results, "seconds": args.seconds, "batch_ticks": BATCH},
     )
 
 
