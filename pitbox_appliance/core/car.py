@@ -125,6 +125,8 @@ class CarTracker:
         self._bridged: dict[int, BridgedLap] = {}
         # The fatigue raised since the strategy last looked (it looks per batch).
         self._fatigue: float | None = None
+        # (channel names of a layout, the live channels among them), see _drive.
+        self._live_of: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
     @property
     def session_id(self) -> int:
@@ -307,7 +309,9 @@ class CarTracker:
         After a gap, the lap in progress is timed from the last crossing the
         ``CarIdx*`` bridge saw, when it saw one; else as the segmenter had it.
         """
-        take = frames[in_car_mask(frames) & (frames["SessionTime"] > self._fed_t)]
+        keep = in_car_mask(frames) & (frames["SessionTime"] > self._fed_t)
+        # Nearly always every frame: the batch itself then, not a copy of it.
+        take = frames if keep.all() else frames[keep]
         if len(take):
             first = float(take["SessionTime"][0])
             if first - self._fed_t > MAX_TICK_GAP_S and self._fed_t > float("-inf"):
@@ -350,12 +354,17 @@ class CarTracker:
         for lap in completed:
             self._store_lap(lap)
         values = self.live.values
-        names = frames.dtype.names or ()
         last = frames[-1]
-        for name in LIVE_CHANNELS:
-            if name in names:
-                values[name] = float(last[name])
+        for name in self._live_channels(frames):
+            values[name] = float(last[name])
         self._stats.frames += len(frames)
+
+    def _live_channels(self, frames: Frames) -> tuple[str, ...]:
+        """The live channels ``frames`` carry (kept per channel layout)."""
+        names = frames.dtype.names or ()
+        if names != self._live_of[0]:
+            self._live_of = (names, tuple(n for n in LIVE_CHANNELS if n in names))
+        return self._live_of[1]
 
     def _bridge_batch(
         self, source: str, seq: int, batch: TelemetryBatch, compressed: bytes

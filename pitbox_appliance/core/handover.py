@@ -61,6 +61,14 @@ def in_car_mask(frames: Frames) -> np.ndarray[Any, np.dtype[np.bool_]]:
     return np.asarray(frames["LapDistPct"] >= 0.0)
 
 
+def in_car_last(frames: Frames) -> bool:
+    """Whether the newest of ``frames`` is in the car (``in_car_mask`` of the last)."""
+    names = frames.dtype.names or ()
+    if "IsOnTrackCar" in names:
+        return bool(frames["IsOnTrackCar"][-1])
+    return bool(frames["LapDistPct"][-1] >= 0.0)
+
+
 class DrivingPcElection:
     """Elects the PC that drives a car, robust to flicker and to PCs coming and going."""
 
@@ -77,7 +85,7 @@ class DrivingPcElection:
         pc.seen = now
         if len(frames):
             pc.session_time = float(frames["SessionTime"][-1])
-            pc.in_car = bool(in_car_mask(frames)[-1])
+            pc.in_car = in_car_last(frames)
         return self.elect(now)
 
     def elect(self, now: float) -> str | None:
@@ -146,41 +154,57 @@ class CarIdxLapBridge:
         self.last_crossing: float | None = None
 
     def feed(self, frames: Frames, car_idx: int) -> list[BridgedLap]:
-        """Laps our car (``car_idx``) completed in ``frames`` (those not seen before)."""
+        """Laps our car (``car_idx``) completed in ``frames`` (those not seen before).
+
+        Our car's column of each array is a few values a batch: they are walked as
+        Python numbers (a dozen numpy calls a batch cost more than the walk).
+        """
         names = frames.dtype.names or ()
         if "CarIdxLap" not in names or "CarIdxLapDistPct" not in names:
             return []
         if not 0 <= car_idx < frames["CarIdxLap"].shape[-1]:
             return []
-        times = frames["SessionTime"].astype(np.float64)
-        laps = frames["CarIdxLap"][:, car_idx].astype(np.int64)
-        pcts = frames["CarIdxLapDistPct"][:, car_idx].astype(np.float64)
-        # Newer than anything seen, and the car in the world (-1: towed, garage).
-        keep = (times > self._prev_t) & (laps >= 0) & (pcts >= 0.0)
-        if not keep.any():
-            return []
-        times, laps, pcts = times[keep], laps[keep], pcts[keep]
-        pits = (
-            frames["CarIdxOnPitRoad"][:, car_idx][keep].astype(bool)
-            if "CarIdxOnPitRoad" in names
-            else np.zeros(len(times), dtype=bool)
+        times: list[float] = frames["SessionTime"].astype(np.float64).tolist()
+        laps: list[int] = frames["CarIdxLap"][:, car_idx].astype(np.int64).tolist()
+        pcts: list[float] = (
+            frames["CarIdxLapDistPct"][:, car_idx].astype(np.float64).tolist()
         )
-        published = (
-            frames["CarIdxLastLapTime"][:, car_idx][keep].astype(np.float64)
+        n = len(times)
+        pits: list[bool] = (
+            frames["CarIdxOnPitRoad"][:, car_idx].astype(bool).tolist()
+            if "CarIdxOnPitRoad" in names
+            else [False] * n
+        )
+        published: list[float] | None = (
+            frames["CarIdxLastLapTime"][:, car_idx].astype(np.float64).tolist()
             if "CarIdxLastLapTime" in names
             else None
         )
-        first = self._prev_lap if self._prev_lap is not None else int(laps[0])
-        changes = np.flatnonzero(np.diff(laps, prepend=first) != 0)
+        # Newer than anything seen, and the car in the world (-1: towed, garage).
+        prev_t = self._prev_t
+        keep = [
+            i for i in range(n) if times[i] > prev_t and laps[i] >= 0 and pcts[i] >= 0.0
+        ]
+        if not keep:
+            return []
+        if len(keep) < n:
+            times = [times[i] for i in keep]
+            laps = [laps[i] for i in keep]
+            pcts = [pcts[i] for i in keep]
+            pits = [pits[i] for i in keep]
+            if published is not None:
+                published = [published[i] for i in keep]
+        first = self._prev_lap if self._prev_lap is not None else laps[0]
         done: list[BridgedLap] = []
-        start = 0
-        for i in changes:
-            self._pit |= bool(pits[start:i].any())
-            lap = int(laps[i])
-            prev_lap: int | None = int(laps[i - 1]) if i else self._prev_lap
-            prev_t = float(times[i - 1]) if i else self._prev_t
-            prev_pct = float(pcts[i - 1]) if i else self._prev_pct
-            t, pct = float(times[i]), float(pcts[i])
+        pit = self._pit
+        for i, lap in enumerate(laps):
+            if lap == (laps[i - 1] if i else first):
+                pit = pit or pits[i]
+                continue
+            prev_lap: int | None = laps[i - 1] if i else self._prev_lap
+            prev_t = times[i - 1] if i else self._prev_t
+            prev_pct = pcts[i - 1] if i else self._prev_pct
+            t, pct = times[i], pcts[i]
             if prev_lap is not None and lap == prev_lap + 1:
                 crossing = t
                 if prev_pct is not None and prev_pct > pct and t - prev_t < 1.0:
@@ -193,21 +217,20 @@ class CarIdxLapBridge:
                     else None
                 )
                 if published is not None:
-                    before = float(published[i - 1]) if i else self._prev_last
+                    before = published[i - 1] if i else self._prev_last
                     # iRacing's own time, where it changed at this crossing.
                     if published[i] > 0 and published[i] != before:
-                        lap_time = float(published[i])
-                done.append(BridgedLap(prev_lap, crossing, lap_time, self._pit))
+                        lap_time = published[i]
+                done.append(BridgedLap(prev_lap, crossing, lap_time, pit))
                 self.last_crossing = crossing
             else:  # a jump (reset, a car first seen): no lap, and no crossing known
                 self.last_crossing = None
-            self._pit = bool(pits[i])
-            start = int(i) + 1
-        self._pit |= bool(pits[start:].any())
-        self._prev_lap, self._prev_pct = int(laps[-1]), float(pcts[-1])
-        self._prev_t = float(times[-1])
+            pit = pits[i]
+        self._pit = pit
+        self._prev_lap, self._prev_pct = laps[-1], pcts[-1]
+        self._prev_t = times[-1]
         if published is not None:
-            self._prev_last = float(published[-1])
+            self._prev_last = published[-1]
         return done
 
 
