@@ -6,13 +6,19 @@ arrive from the broker, and the timed loop is exactly what the core's ingest thr
 does per message: ``Ingestor.handle`` (verify, decrypt, decompress, decode,
 de-duplicate, segment laps/stints, compress and stage the chunk) with a commit every
 ``--commit-every`` messages, into a SQLite file (WAL) in a temp dir. The process is
-pinned to one CPU. Encoding is not timed.
+pinned to one CPU. Encoding is not timed. "Decode alone" is the core's own decode of
+the same messages (``WireDecoder``: verify, decompress, decode the channels the core
+reads, check), timed by itself; its share is of the ingest's CPU time.
 
 With ``--field 63`` each car is the race simulator with a 63-car field instead (every
 batch carries the ``CarIdx*`` arrays: the full load of DESIGN §6 without MQTT).
 
     .venv/bin/python bench/ingest_rate.py [--cars 4] [--reps 2] [--runs 3] [--profile]
         [--field 63 --laps 8]
+
+Figures go to ``bench/out/ingest_rate-<UTC>.json`` (``_common.write_result``): the
+multiple of real time per CPU second for the cars together (target 50x with the
+field, 100x on the 143-channel disk set) and decode's share of it.
 """
 
 from __future__ import annotations
@@ -26,20 +32,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import machine, med, pin_to_one_cpu, recording, spread
+from _common import machine, med, pin_to_one_cpu, recording, spread, write_result
 
 from driver_pc.adapters.ibt_file import IbtReader
 from driver_pc.adapters.iracing_replay import IbtReplayAdapter
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from driver_pc.pipeline import ShimPipeline
-from driver_pc.protocol.chains import ChainBook
-from driver_pc.protocol.codec import Codec, parse_body
-from driver_pc.protocol.messages import ChannelDictionary, Message, MessageType
+from driver_pc.protocol.codec import Codec
+from pitbox_appliance.core.decode import WireDecoder
 from pitbox_appliance.core.ingest import Ingestor
 from pitbox_appliance.storage.database import open_database
 from pitbox_appliance.storage.writer import SessionWriter
 
 TARGET_X = 50.0  # DESIGN §6: >= 50x real time for 4 cars (+ a 63-car field)
+TARGET_DISK_X = 100.0  # issue 12: the 143-channel disk set back above 100x
 
 
 def encode_all(
@@ -114,22 +120,14 @@ class Run:
 
 
 def decode_only(messages: list[tuple[str, bytes]], key: bytes) -> tuple[float, float]:
-    """Wall and CPU seconds to verify, decrypt and decode every message, nothing else."""
-    codec = Codec(key)
-    dictionaries: dict[int, ChannelDictionary] = {}
+    """Wall and CPU seconds of the core's decode of every message, nothing else."""
+    decoder = WireDecoder(Codec(key), {})
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    chains = ChainBook()  # delta-chained telemetry builds on each source's last batch
-    for _source, wire in messages:
-        src, seq, kind, body = codec.open(wire)
-        message: Message
-        if kind is MessageType.TELEMETRY:
-            message, state, _base = chains.decode(src, seq, body, dictionaries)
-            if state is not None:
-                chains.remember(src, state)
-        else:
-            message = parse_body(kind, body, dictionaries)
-        if isinstance(message, ChannelDictionary):
-            dictionaries[message.dict_id] = message
+    for source, wire in messages:
+        opened = decoder.open(wire, source)
+        if opened is not None:
+            decoded = decoder.parse(opened)
+            decoder.accepted(opened.source, opened.seq, decoded.message)
     return time.perf_counter() - wall0, time.process_time() - cpu0
 
 
@@ -200,6 +198,8 @@ def main() -> None:
     wall_rates: list[float] = []
     cpu_rates: list[float] = []
     decode_rates: list[float] = []
+    decode_shares: list[float] = []
+    runs: list[dict[str, float]] = []
     for i in range(args.runs):
         run = ingest_once(messages, key, args.commit_every)
         if run.frames != frames or run.rejected:
@@ -211,6 +211,8 @@ def main() -> None:
         wall_rates.append(frames / run.wall_s)
         cpu_rates.append(frames / run.cpu_s)
         decode_rates.append(frames / dec_cpu)
+        decode_shares.append(dec_cpu / run.cpu_s)
+        runs.append({"wall_s": run.wall_s, "cpu_s": run.cpu_s, "decode_cpu_s": dec_cpu})
         print(
             f"  run {i + 1}: {run.wall_s:.2f} s wall, {run.cpu_s:.2f} s CPU "
             f"({run.cpu_s / run.wall_s:.0%} of the core was ours): "
@@ -233,9 +235,10 @@ def main() -> None:
             f"(frames/s / {rate * args.cars}) {value / (rate * args.cars):,.0f}x"
         )
     team_x = fps / (rate * args.cars)
-    verdict = "met" if team_x >= TARGET_X else "NOT met"
+    target = TARGET_X if args.field else TARGET_DISK_X
+    verdict = "met" if team_x >= target else "NOT met"
     print(
-        f"target >= {TARGET_X:.0f}x real time for {args.cars} cars on one core: "
+        f"target >= {target:.0f}x real time for {args.cars} cars on one core: "
         f"{verdict} ({team_x:,.0f}x per CPU second) for this {channels}-channel set"
         + (
             f" with a {args.field}-car field (no MQTT: bench/load.py has it)"
@@ -243,11 +246,59 @@ def main() -> None:
             else "; the 63-car field (CarIdx* arrays) is not part of this load"
         )
     )
+    share = med(decode_shares)
+    print(f"decode's share of ingest CPU (median): {share:.0%}")
+    what = (
+        f"{args.cars} cars + {args.field}-car field, simulator, no MQTT"
+        if args.field
+        else f"{args.cars} cars, {channels}-channel disk set ({label})"
+    )
+    write_result(
+        "ingest_rate",
+        {
+            f"ingest, {what}": {
+                "value": round(team_x, 1),
+                "unit": "x real time per CPU second",
+                "target": target,
+                "better": "higher",
+                "bar": "appliance ingest on one core (in process: decode, "
+                "segmentation, detectors, strategy, SQLite)",
+            },
+            f"decode share of ingest, {what}": {
+                "value": round(100 * share, 1),
+                "unit": "% of ingest CPU",
+                "target": None,
+                "better": "lower",
+                "bar": "the core's decode (verify, decompress, decode, check) alone",
+            },
+        },
+        {
+            "input": label,
+            "cars": args.cars,
+            "field": args.field,
+            "laps": args.laps if args.field else None,
+            "reps": None if args.field else args.reps,
+            "channels": channels,
+            "frames": frames,
+            "tick_rate": rate,
+            "messages": len(messages),
+            "wire_bytes": wire_bytes,
+            "commit_every": args.commit_every,
+            "runs": runs,
+            "frames_per_cpu_s": cpu_rates,
+            "frames_per_wall_s": wall_rates,
+            "decode_frames_per_cpu_s": decode_rates,
+            "x_real_time_per_cpu_s": team_x,
+            "x_real_time_per_wall_s": fps_wall / (rate * args.cars),
+        },
+    )
     if args.profile:
-        prof = cProfile.Profile()
+        # CPU time, not wall: on a shared machine the wall clock also counts the
+        # time other processes had the CPU.
+        prof = cProfile.Profile(time.process_time)
         run = ingest_once(messages, key, args.commit_every, prof)
         print(
-            f"\ncProfile of one run ({run.wall_s:.2f} s under the profiler; "
+            f"\ncProfile of one run ({run.cpu_s:.2f} s CPU under the profiler; "
             "it inflates functions that make many small calls), "
             "top 15 by own time:"
         )
