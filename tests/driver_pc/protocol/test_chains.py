@@ -221,3 +221,38 @@ def test_hostile_bodies_raise_decode_error_only(stream) -> None:
         except DecodeError:
             pass
     assert decoded > 0  # some mutations land in values and still decode
+
+
+def test_long_and_short_batches_chain_within_quantum(stream) -> None:
+    """Batches of 1 to 100 frames (both running-sum paths) build on one another."""
+    dictionary, batches = stream
+    frames = np.concatenate([b.frames for b in batches])
+    first = batches[0]
+    sizes = [100, 1, 2, 3, 65, 3, 64, 5]
+    codec = Codec(os.urandom(32), keyframe_every=40)
+    book = ChainBook()
+    at = 0
+    for seq, size in enumerate(sizes, 1):
+        sent = TelemetryBatch(
+            first.session_key, first.dict_id, first.channels, frames[at : at + size]
+        )
+        at += size
+        _s, _q, _k, payload = codec.open_compressed(codec.encode(SOURCE, seq, sent))
+        link = chain_link(payload)
+        assert link is not None
+        assert (link.base_seq is None) == (seq == 1)
+        body = codec.decompress(payload)
+        dicts = {dictionary.dict_id: dictionary}
+        batch, state, _base = book.decode(SOURCE, seq, body, dicts)
+        assert state is not None
+        book.remember(SOURCE, state)
+        _exact(sent, batch)
+        # A subset decodes to the same values of its channels.
+        only = frozenset({"SessionTime", "CarIdxLapDistPct", "Gear"})
+        part = decode_batch(body, dicts, only) if seq == 1 else None
+        if part is not None:
+            assert part.frames.dtype.names == tuple(
+                c.name for c in first.channels if c.name in only
+            )
+            for name in only:
+                assert np.array_equal(part.frames[name], batch.frames[name])
