@@ -1,7 +1,10 @@
 """Wire bytes per second per car, against raw rows, JSON per frame and zlib per batch.
 
 Runs the real shim pipeline (adapter → ShimPipeline → Codec.encode) over the
-Martinsville recording and over the race simulator, counts every encoded byte
+Martinsville recording, over the race simulator (alone and with a 63-car field), and
+over the full live channel set of a real iRacing memory-map dump (323 channels, 2,204
+values a tick; see :class:`LiveSetAdapter` for where each channel's values come
+from), counts every encoded byte
 (telemetry batches with their envelope, plus the periodic channel dictionary,
 session info and driver changes), and compares with:
 
@@ -23,15 +26,17 @@ import os
 import tempfile
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import machine, recording, write_result
+from _common import MARTINSVILLE, REAL_DATA, machine, recording, write_result
 
-from driver_pc.adapters.base import SimAdapter
-from driver_pc.adapters.iracing_replay import IbtReplayAdapter
+from driver_pc.adapters.base import Frames, SimAdapter
+from driver_pc.adapters.ibt_file import IbtReader
+from driver_pc.adapters.iracing_replay import IbtReplayAdapter, LiveDumpAdapter
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol.channels import ChannelSpec
@@ -39,8 +44,10 @@ from driver_pc.protocol.codec import Codec
 from driver_pc.protocol.messages import ChannelDictionary, TelemetryBatch
 
 SOURCE = "car1-pc1"
+LIVE_DUMP = REAL_DATA / "iracing" / "live" / "teamjorge_live_dump.bin"
+SUB_TICKS = 6  # the 360 Hz channels (``*_ST``) carry 6 values a 60 Hz tick
+_THIRD_ELEMENT = ("CFshock", "CRshock", "ROLLFshock", "ROLLRshock")
 TARGET_KBPS = 16.0  # DESIGN §6, for the full live channel set
-LIVE_ROW_FACTOR = 13.0  # DESIGN §6: live rows are ~13x the .ibt rows
 
 
 @dataclass
@@ -72,6 +79,124 @@ class WireResult:
 
     def kbps(self, nbytes: float) -> float:
         return nbytes / self.seconds / 1000.0
+
+
+class LiveSetAdapter(SimAdapter):
+    """The full live channel set of a real memory-map dump, driven by real sources.
+
+    Channels, types, counts and units (so quanta) are the dump's, as the shim's live
+    adapter declares them. Each tick, a channel takes its value from, in order:
+
+    1. the Martinsville recording, same name (the car's own channels); a channel the
+       dump declares with 6 values a tick (the 360 Hz ``*_ST`` channels, and this
+       build's ``Velocity*``/``*Rate``/``*Accel``/``SteeringWheelTorque``) takes
+       the recording's 60 Hz channel of its name without ``_ST``, linearly
+       interpolated at 6 points between the previous tick and this one;
+    2. the recording's four corner shocks for this car's third-element and roll
+       shocks (``CF``/``CR``: mean of the two corners, ``ROLLF``/``ROLLR``: half their
+       difference), interpolated the same way;
+    3. the race simulator's 63-car field, same name (every ``CarIdx*`` it has, and
+       the lap/position/incident/flag channels the recording lacks);
+    4. ``SessionTimeOfDay``/``ReplaySessionTime`` advance with ``SessionTime``;
+       ``ReplayFrameNum`` counts ticks; ``Engine0_RPM`` follows ``RPM``;
+    5. otherwise the dump's own value, constant.
+    """
+
+    name = "live-set"
+
+    def __init__(self, dump: Path, ibt: Path, field_laps: int) -> None:
+        live = LiveDumpAdapter(str(dump), speed=0, session_key="live-set-bench")
+        self._channels = live.channels
+        self._info = live.session_info_text()
+        self._dump_row = next(iter(live.ticks()))
+        live.close()
+        with IbtReader(ibt) as reader:
+            self._ibt = np.concatenate(list(reader.rows()))
+        self._field = RaceSimulatorAdapter(
+            laps=field_laps, speed=0, seed=1, opponents=63
+        )
+        self.sources: Counter[str] = Counter()
+
+    @property
+    def channels(self) -> tuple[ChannelSpec, ...]:
+        return self._channels
+
+    @property
+    def session_key(self) -> str:
+        return "live-set-bench"
+
+    @property
+    def session_info_update(self) -> int:
+        return 1
+
+    def session_info_text(self) -> str:
+        return self._info
+
+    def ticks(self) -> Iterator[Frames]:
+        ibt = self._ibt
+        field_rows: list[Frames] = []
+        have = 0
+        for rows in self._field.ticks():
+            field_rows.append(rows)
+            have += len(rows)
+            if have >= len(ibt):
+                break
+        field = np.concatenate(field_rows)[: len(ibt)]
+        n = min(len(ibt), len(field))
+        out = np.repeat(self._dump_row, n)
+        ibt_names = set(ibt.dtype.names or ())
+        field_names = set(field.dtype.names or ())
+        t = ibt["SessionTime"][:n].astype(np.float64)
+        for ch in self._channels:
+            name = ch.name
+            base = name[:-3] if name.endswith("_ST") else name
+            if ch.count == SUB_TICKS and base in ibt_names:
+                out[name] = _sub_ticks(ibt[base][:n])
+                self.sources["recording, 360 Hz interpolated"] += 1
+            elif ch.count == SUB_TICKS and base.startswith(_THIRD_ELEMENT):
+                out[name] = _sub_ticks(_third_element(ibt, base)[:n])
+                self.sources["recording's corner shocks, 360 Hz interpolated"] += 1
+            elif name in ibt_names:
+                out[name] = ibt[name][:n].reshape(out[name].shape)
+                self.sources["recording"] += 1
+            elif name in field_names:
+                out[name] = field[name][:n]
+                self.sources["simulator's 63-car field"] += 1
+            elif name in ("SessionTimeOfDay", "ReplaySessionTime"):
+                out[name] = self._dump_row[name][0] + (t - t[0])
+                self.sources["advances with SessionTime"] += 1
+            elif name == "ReplayFrameNum":
+                out[name] = self._dump_row[name][0] + np.arange(n)
+                self.sources["counts ticks"] += 1
+            elif name == "Engine0_RPM":
+                out[name] = ibt["RPM"][:n]
+                self.sources["recording (RPM)"] += 1
+            else:
+                self.sources["dump's value, constant"] += 1
+        for start in range(0, n, 600):
+            yield out[start : start + 600]
+
+    def close(self) -> None:
+        self._field.close()
+
+
+def _sub_ticks(column: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """A 60 Hz column as 6 values a tick, linear from the previous tick to this one."""
+    values = column.astype(np.float64)
+    prev = np.concatenate([values[:1], values[:-1]])
+    steps = np.arange(1, SUB_TICKS + 1) / SUB_TICKS
+    return prev[:, None] + (values - prev)[:, None] * steps[None, :]
+
+
+def _third_element(ibt: Frames, base: str) -> np.ndarray[Any, Any]:
+    """A third-element or roll shock channel made from the two corners it joins."""
+    axle = "F" if base.startswith(("CF", "ROLLF")) else "R"
+    what = base.split("shock", 1)[1]
+    left = ibt[f"L{axle}shock{what}"].astype(np.float64)
+    right = ibt[f"R{axle}shock{what}"].astype(np.float64)
+    if base.startswith("ROLL"):
+        return np.asarray((left - right) / 2)
+    return np.asarray((left + right) / 2)
 
 
 def measure(adapter: SimAdapter, label: str) -> WireResult:
@@ -221,14 +346,16 @@ def report(res: WireResult, all_channels: bool) -> None:
         )
 
 
-def _write(results: list[WireResult]) -> None:
+def _write(results: list[WireResult], live: LiveSetAdapter | None) -> None:
     """Headline figures to bench/out (KB/s per car, all messages; the decode check)."""
-    names = ("martinsville", "sim_single_car", "sim_field_63")
+    names = ("martinsville", "sim_single_car", "sim_field_63", "live_set")
     headline: dict[str, Any] = {}
     raw: dict[str, Any] = {}
+    if live is not None:
+        raw["live_set_sources"] = dict(live.sources)
     worst_q = 0.0
     mismatches = 0
-    for name, res in zip(names, results, strict=True):
+    for name, res in zip(names, results, strict=False):
         total = sum(res.bytes_by_type.values())
         headline[f"wire_kbps_{name}"] = {
             "value": round(res.kbps(total), 3),
@@ -283,6 +410,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"wire_bytes | {machine()}")
+    live: LiveSetAdapter | None = None
     with tempfile.TemporaryDirectory() as tmp:
         path, label = recording(Path(tmp))
         results = [
@@ -298,18 +426,27 @@ def main() -> None:
                 f"race simulator, 63-car field ({args.field_laps} laps, CarIdx* of 64)",
             ),
         ]
+        if LIVE_DUMP.exists() and MARTINSVILLE.exists():
+            live = LiveSetAdapter(LIVE_DUMP, MARTINSVILLE, args.field_laps)
+            results.append(
+                measure(
+                    live,
+                    f"full live channel set of {LIVE_DUMP.name}, driven by the "
+                    "Martinsville recording and the simulator's 63-car field",
+                )
+            )
+        else:
+            print(
+                f"NOTE: {LIVE_DUMP} or {MARTINSVILLE} is absent "
+                "(see ../shared/data/README.md): no live-set figure."
+            )
     for res in results:
         report(res, args.all_channels)
-    _write(results)
-    rec = results[0]
-    total = sum(rec.bytes_by_type.values())
-    ratio = rec.kbps(total) / (rec.row_bytes * rec.tick_rate / 1000.0)
-    print(
-        f"\nExtrapolation (not a measurement): live rows are ~{LIVE_ROW_FACTOR:.0f}x the "
-        f".ibt row; at the recording's wire/raw ratio {ratio:.3f} the full live set "
-        f"would need ~{rec.kbps(total) * LIVE_ROW_FACTOR:.0f} KB/s per car "
-        f"(target {TARGET_KBPS:.0f})."
-    )
+    if live is not None:
+        print("\nlive set: where each channel's values come from (channels):")
+        for what, count in live.sources.most_common():
+            print(f"   {count:4d}  {what}")
+    _write(results, live)
 
 
 if __name__ == "__main__":
