@@ -158,7 +158,7 @@ def test_a_late_pc_announcing_an_old_driver_does_not_undo_a_swap(
 ) -> None:
     """A PC whose stream reaches the core 20 s after the swap (it started late, its
     link lagged) first announces the driver it saw at its start: history by then."""
-    laps_truth, swaps = truth()
+    _, swaps = truth()
     until = swaps[0].session_time + 20.0
     stream = interleaved()
     late = [m for m in stream if m[1] == 3 and m[0] < until]
