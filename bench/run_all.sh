@@ -36,3 +36,7 @@ run tls_overhead bench/tls_overhead.py --seconds 10 --burst 10000
 # Load: ~3 min (encoding 4 races, real time 20 s, five 8 s steps). The 24-hour soak
 # (bench/soak.py) and the fuzzers (bench/fuzz/run_all.sh) are separate: see RESULTS.md.
 run load bench/load.py
+# The Pi estimate scales the throughput headlines just written (sysbench: apt-get
+# install sysbench); then the summary of RESULTS.md is rendered from bench/out.
+run pi_estimate bench/pi_estimate.py
+"$PY" bench/render_summary.py
