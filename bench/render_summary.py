@@ -30,9 +30,14 @@ END = "<!-- summary:end -->"
 
 
 def newest_runs(files: list[Path]) -> list[dict[str, Any]]:
-    """The newest run of each benchmark among ``files`` (all of bench/out if none)."""
+    """The runs that stand among ``files`` (default: all of bench/out).
+
+    A run stands unless a newer run of the same benchmark measured every figure it
+    did (so the field and the disk-set runs of ``ingest_rate`` both stand, and a
+    wire run that added a set replaces the one before).
+    """
     candidates = files or sorted(OUT.glob("*.json"))
-    newest: dict[str, tuple[str, Path, dict[str, Any]]] = {}
+    runs: list[tuple[str, Path, dict[str, Any]]] = []
     for path in candidates:
         try:
             run = json.loads(path.read_text())
@@ -44,10 +49,20 @@ def newest_runs(files: list[Path]) -> list[dict[str, Any]]:
             run = live_path_headline(run, path)  # its own format, older than headlines
             if run is None:
                 continue
-        bench, stamp = str(run.get("bench", path.stem)), str(run.get("utc", ""))
-        if bench not in newest or stamp > newest[bench][0]:
-            newest[bench] = (stamp, path, run)
-    return [{**run, "_path": path} for _stamp, path, run in sorted(newest.values())]
+        runs.append((str(run.get("utc", "")), path, run))
+    standing: list[tuple[str, Path, dict[str, Any]]] = []
+    for stamp, path, run in sorted(runs, key=lambda r: r[0], reverse=True):
+        figures = set(run["headline"])
+        if any(
+            other["bench"] == run["bench"] and figures <= set(other["headline"])
+            for _s, _p, other in standing
+        ):
+            continue
+        standing.append((stamp, path, run))
+    return [
+        {**run, "_path": path}
+        for _stamp, path, run in sorted(standing, key=lambda r: (r[2]["bench"], r[0]))
+    ]
 
 
 def live_path_headline(run: dict[str, Any], path: Path) -> dict[str, Any] | None:
