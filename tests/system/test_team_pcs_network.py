@@ -188,8 +188,7 @@ def test_network_cut_across_the_swap(
     sampler = threading.Thread(target=sample_health, args=(appliance.core, health))
     sampler.start()
     try:
-        at(cut_from - 15.0)
-        assert wait_for(lambda: appliance.core.ingestor.source_of(CAR) == pc1, 5)
+        # On the race clock, not on the core's state: a busy core lags by seconds.
         at(cut_from)
         netns.cut()
         cut_at = time.monotonic()
@@ -241,6 +240,7 @@ def test_network_cut_across_the_swap(
     cut_until = cut_from + CUT_WALL_S * SPEED
     during = health.elected_between(swap.session_time + 30.0, cut_until)
     after = health.elected_between(cut_until, float("inf"))
+    assert pc1 in health.elected_between(0.0, cut_from)  # PC 1 drove first
     if which == "outgoing":
         assert pc2 in during, during
         assert during <= {pc2, None}, during
