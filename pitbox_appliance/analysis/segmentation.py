@@ -106,6 +106,7 @@ class LapSegmenter:
     pit_entries: list[float] = field(default_factory=list)
     pit_exits: list[float] = field(default_factory=list)
     _prev_pit: bool | None = None
+    _pit_change_at: float | None = None  # after a continued gap: when it began
     # Set by ``continue_lap``: the start (and pit flag) of the lap the next frame is in.
     _continued: tuple[float, bool] | None = None
 
@@ -217,8 +218,10 @@ class LapSegmenter:
             if pit is not None:
                 on_pit = bool(pit[i])
                 if self._prev_pit is not None and on_pit != self._prev_pit:
-                    (self.pit_entries if on_pit else self.pit_exits).append(ti)
+                    at = ti if self._pit_change_at is None else self._pit_change_at
+                    (self.pit_entries if on_pit else self.pit_exits).append(at)
                 self._prev_pit = on_pit
+                self._pit_change_at = None
                 if on_pit:
                     self._lap.pit = True
             if speed is not None:
@@ -249,8 +252,11 @@ class LapSegmenter:
         the line at ``start_time``: the lap in progress is timed from there, not
         dropped as the gap would otherwise make it. None: untimed, as after any gap.
         """
+        # The pit-road state before the gap stays: a change across the gap happened
+        # in it, and is dated at its start (the car was still where it was before).
+        # Cleared, a pit entry in the gap was lost, and the stop's stint with it.
+        self._pit_change_at = self._prev_t
         self._prev_t = self._prev_p = self._prev_dist = None
-        self._prev_pit = None
         if start_time is None:
             self._lap = _LapAccumulator()
         else:

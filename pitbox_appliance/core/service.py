@@ -397,7 +397,9 @@ class CoreService:
             try:
                 item = self._inbox.get(timeout=0.01)
             except queue.Empty:
-                pass
+                # Nothing waits: ingest is keeping up (an idle core's first burst
+                # must not read as "no message handled for N s").
+                self._progress = time.monotonic()
             else:
                 self._stage = f"handling a message on {item[0]}"
                 with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +32,10 @@ from driver_pc.protocol.messages import (
 from pitbox_appliance.config import ApplianceConfig, CoreConfig
 from pitbox_appliance.core.car import CarTracker
 from pitbox_appliance.core.ingest import Ingestor, Outcome
-from pitbox_appliance.core.service import CoreService
+from pitbox_appliance.core.service import STALL_AFTER_S, CoreService
 from pitbox_appliance.storage.database import open_database
 from pitbox_appliance.storage.writer import SessionWriter, environmental
+from tests.conftest import RunningAppliance, wait_for
 
 KEY = os.urandom(32)
 
@@ -373,3 +375,20 @@ def test_stats_say_what_was_put_aside(cars: Cars) -> None:
     assert stats["dead_letters"] == {"invalid:DriverChange.user_id": 1}
     assert stats["rejected"] == {}
     assert json.dumps(stats)
+
+
+def test_an_idle_core_is_not_stalled_by_its_first_burst(
+    appliance: RunningAppliance,
+) -> None:
+    """A core idle for longer than the stall time takes a burst: that is no stall."""
+    core = appliance.core
+    time.sleep(STALL_AFTER_S + 0.5)  # nothing to ingest: idle, not stalled
+    assert core.stall_reason() is None
+    topic = topics.shim_data("car1-pc1").name
+    with core._lock:  # the burst waits while ingest takes its first message
+        for mid in range(50):
+            core._on_message(topic, b"\x00" * 64, mid)
+        assert wait_for(lambda: core._inbox.qsize() < 50, 5)
+        assert core._inbox.qsize() > 0
+        assert core.stall_reason() is None
+    assert wait_for(lambda: core._inbox.qsize() == 0, 10)
