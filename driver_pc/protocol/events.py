@@ -43,11 +43,19 @@ class _Payload(BaseModel):
 
 
 class LapCompleted(_Payload):
+    """A lap of the car is in.
+
+    ``invalid``: reset, towed or given no time by iRacing (``time`` None);
+    ``refuelled``: fuel rose during it (``fuel`` None).
+    """
+
     lap: int
     time: float | None
     fuel: float | None
     pit: bool
     driver: str
+    invalid: bool = False
+    refuelled: bool = False
 
 
 class DriverChanged(_Payload):

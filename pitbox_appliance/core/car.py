@@ -562,7 +562,13 @@ class CarTracker:
 
 def _lap_completed(row: LapRow) -> LapCompleted:
     return LapCompleted(
-        lap=row.lap, time=row.time, fuel=row.fuel, pit=row.pit, driver=row.driver
+        lap=row.lap,
+        time=row.time,
+        fuel=row.fuel,
+        pit=row.pit,
+        driver=row.driver,
+        invalid=row.invalid,
+        refuelled=row.refuelled,
     )
 
 

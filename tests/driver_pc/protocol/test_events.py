@@ -35,6 +35,8 @@ def test_encode_keeps_payload_and_names_car() -> None:
         "fuel": 2.1,
         "pit": False,
         "driver": "A",
+        "invalid": False,
+        "refuelled": False,
     }
 
 
