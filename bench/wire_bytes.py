@@ -13,9 +13,11 @@ session info and driver changes), and compares with:
   (c) a plain compressor: ``zlib.compress`` of each 100 ms batch laid out columnar.
 
 It then decodes every message and reports, per channel, the largest decode error
-against the channel's stated quantum (integers and flags must be exact).
+against the quantum the channel dictionary states (integers and flags must be exact).
 
-    .venv/bin/python bench/wire_bytes.py [--sim-laps 10] [--all-channels]
+    .venv/bin/python bench/wire_bytes.py [--sim-laps 10] [--all-channels] [--level N]
+
+``--level`` sets the zstd level of the shim's codec (default: the codec's own).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from driver_pc.adapters.iracing_replay import IbtReplayAdapter, LiveDumpAdapter
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol.channels import ChannelSpec
-from driver_pc.protocol.codec import Codec
+from driver_pc.protocol.codec import DEFAULT_LEVEL, Codec
 from driver_pc.protocol.messages import ChannelDictionary, TelemetryBatch
 
 SOURCE = "car1-pc1"
@@ -48,6 +50,7 @@ LIVE_DUMP = REAL_DATA / "iracing" / "live" / "teamjorge_live_dump.bin"
 SUB_TICKS = 6  # the 360 Hz channels (``*_ST``) carry 6 values a 60 Hz tick
 _THIRD_ELEMENT = ("CFshock", "CRshock", "ROLLFshock", "ROLLRshock")
 TARGET_KBPS = 16.0  # DESIGN §6, for the full live channel set
+CODEC_LEVEL = DEFAULT_LEVEL
 
 
 @dataclass
@@ -199,8 +202,10 @@ def _third_element(ibt: Frames, base: str) -> np.ndarray[Any, Any]:
     return np.asarray((left + right) / 2)
 
 
-def measure(adapter: SimAdapter, label: str) -> WireResult:
-    codec = Codec(os.urandom(32))
+def measure(adapter: SimAdapter, label: str, level: int | None = None) -> WireResult:
+    codec = (
+        Codec(os.urandom(32)) if level is None else Codec(os.urandom(32), level=level)
+    )
     pipeline = ShimPipeline(adapter)
     channels = adapter.channels
     names = [c.name for c in channels]
@@ -217,6 +222,9 @@ def measure(adapter: SimAdapter, label: str) -> WireResult:
         if isinstance(msg, ChannelDictionary):
             dictionaries[msg.dict_id] = msg
             res.row_bytes = msg.dtype.itemsize
+            # Decode errors are judged against the quanta the dictionary states.
+            for spec in msg.channels:
+                res.errors[spec.name].spec = spec
         if not isinstance(msg, TelemetryBatch):
             continue
         frames = msg.frames
@@ -346,11 +354,11 @@ def report(res: WireResult, all_channels: bool) -> None:
         )
 
 
-def _write(results: list[WireResult], live: LiveSetAdapter | None) -> None:
+def _write(results: list[WireResult], live: LiveSetAdapter | None, level: int) -> None:
     """Headline figures to bench/out (KB/s per car, all messages; the decode check)."""
     names = ("martinsville", "sim_single_car", "sim_field_63", "live_set")
     headline: dict[str, Any] = {}
-    raw: dict[str, Any] = {}
+    raw: dict[str, Any] = {"zstd_level": level}
     if live is not None:
         raw["live_set_sources"] = dict(live.sources)
     worst_q = 0.0
@@ -408,22 +416,28 @@ def main() -> None:
     parser.add_argument(
         "--all-channels", action="store_true", help="print every channel's decode error"
     )
+    parser.add_argument(
+        "--level", type=int, default=None, help="zstd level (default: the codec's)"
+    )
     args = parser.parse_args()
-    print(f"wire_bytes | {machine()}")
+    level = args.level
+    print(f"wire_bytes | {machine()} | zstd level {level or CODEC_LEVEL}")
     live: LiveSetAdapter | None = None
     with tempfile.TemporaryDirectory() as tmp:
         path, label = recording(Path(tmp))
         results = [
-            measure(IbtReplayAdapter(str(path), speed=0), label),
+            measure(IbtReplayAdapter(str(path), speed=0), label, level),
             measure(
                 RaceSimulatorAdapter(laps=args.sim_laps, speed=0, seed=1),
                 f"race simulator ({args.sim_laps} laps, its own channel set)",
+                level,
             ),
             measure(
                 RaceSimulatorAdapter(
                     laps=args.field_laps, speed=0, seed=1, opponents=63
                 ),
                 f"race simulator, 63-car field ({args.field_laps} laps, CarIdx* of 64)",
+                level,
             ),
         ]
         if LIVE_DUMP.exists() and MARTINSVILLE.exists():
@@ -433,6 +447,7 @@ def main() -> None:
                     live,
                     f"full live channel set of {LIVE_DUMP.name}, driven by the "
                     "Martinsville recording and the simulator's 63-car field",
+                    level,
                 )
             )
         else:
@@ -446,7 +461,7 @@ def main() -> None:
         print("\nlive set: where each channel's values come from (channels):")
         for what, count in live.sources.most_common():
             print(f"   {count:4d}  {what}")
-    _write(results, live)
+    _write(results, live, level or CODEC_LEVEL)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ NUMPY_TYPE: dict[ChannelKind, str] = {
 # Precision (quantum) per unit for floating-point channels. Integers and flags are
 # always lossless. Chosen to be finer than the sim's own resolution where it
 # matters (timing, lap distance) and well below what any analysis can use elsewhere.
+# These two tables are the version-1 table: what a channel dictionary that states no
+# quanta (every one sent or stored before they were stated) means. Never change them.
 UNIT_QUANTUM: dict[str, float] = {
     "s": 1e-4,
     "m/s": 1e-3,
@@ -64,25 +66,63 @@ NAME_QUANTUM: dict[str, float] = {
 }
 DEFAULT_FLOAT_QUANTUM = 1e-4
 
+# What new dictionaries state: the version-1 table, with any channel whose precision
+# is decided otherwise. Only dictionaries carry quanta to a receiver, so an entry here
+# changes what is sent from then on, never how a stored body decodes. The quanta of
+# docs/decisions.md "Precision of the live channels" (2026-12-03) go here; they change
+# the decoded values ingest's pinned outputs are computed from, so they come with a
+# rewrite of tests/pitbox_appliance/core/pinned_outputs.json (PITBOX_PIN_REWRITE=1).
+LIVE_UNIT_QUANTUM: dict[str, float] = {**UNIT_QUANTUM}
+LIVE_NAME_QUANTUM: dict[str, float] = {**NAME_QUANTUM}
+
+
+def version1_quantum(name: str, kind: ChannelKind, unit: str) -> float | None:
+    """The quantum of a channel in a dictionary that states none (the version-1 table)."""
+    if kind not in (ChannelKind.FLOAT, ChannelKind.DOUBLE):
+        return None
+    if name in NAME_QUANTUM:
+        return NAME_QUANTUM[name]
+    return UNIT_QUANTUM.get(unit, DEFAULT_FLOAT_QUANTUM)
+
+
+def live_quantum(name: str, kind: ChannelKind, unit: str) -> float | None:
+    """The quantum a new dictionary states for a channel (None: lossless)."""
+    if kind not in (ChannelKind.FLOAT, ChannelKind.DOUBLE):
+        return None
+    if name in LIVE_NAME_QUANTUM:
+        return LIVE_NAME_QUANTUM[name]
+    return LIVE_UNIT_QUANTUM.get(unit, DEFAULT_FLOAT_QUANTUM)
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelSpec:
-    """One telemetry channel: name, type, array length, unit and wire precision."""
+    """One telemetry channel: name, type, array length, unit and wire precision.
+
+    ``precision`` is the quantum the channel's dictionary states (a received one, or
+    one read from storage: the version-1 table's when it states none); a channel
+    that states none, as an adapter describes it, is at :func:`live_quantum`.
+    """
 
     name: str
     kind: ChannelKind
     count: int = 1
     unit: str = ""
     description: str = ""
+    precision: float | None = None
 
     @property
     def quantum(self) -> float | None:
         """Step floats are rounded to on the wire; None means lossless."""
         if self.kind not in (ChannelKind.FLOAT, ChannelKind.DOUBLE):
             return None
-        if self.name in NAME_QUANTUM:
-            return NAME_QUANTUM[self.name]
-        return UNIT_QUANTUM.get(self.unit, DEFAULT_FLOAT_QUANTUM)
+        if self.precision is not None:
+            return self.precision
+        return live_quantum(self.name, self.kind, self.unit)
+
+    @property
+    def version1_quantum(self) -> float | None:
+        """The quantum of this channel in a dictionary that states none."""
+        return version1_quantum(self.name, self.kind, self.unit)
 
     @property
     def numpy_type(self) -> str:

@@ -32,30 +32,68 @@ class MessageType(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class ChannelDictionary:
-    """Announces, once per source session, the channels its telemetry batches carry."""
+    """Announces, once per source session, the channels its telemetry batches carry.
+
+    It states each channel's quantum (a sixth element of each channel entry: a
+    number for floats, null for lossless channels). A dictionary without them (all
+    sent or stored before they were stated) means the version-1 table, so its bodies
+    decode exactly as they always did; one whose quanta are all that table's is sent
+    without them too, as before. Built here, a channel that states no quantum gets the
+    one new dictionaries use (``ChannelSpec.quantum``).
+    """
 
     session_key: str
     tick_rate: int
     channels: tuple[ChannelSpec, ...]
+    _dict_id: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        if any(c.precision is None and c.quantum is not None for c in self.channels):
+            stated = tuple(
+                dataclasses.replace(c, precision=c.quantum)
+                if c.precision is None
+                else c
+                for c in self.channels
+            )
+            object.__setattr__(self, "channels", stated)
+        object.__setattr__(self, "_dict_id", self._identify())
 
     @property
     def dict_id(self) -> int:
-        """Stable identifier of the channel list, carried by every batch."""
-        text = json.dumps(
-            [[c.name, int(c.kind), c.count, c.unit] for c in self.channels]
-        )
-        return zlib.crc32(text.encode())
+        """Stable identifier of the channel list and its quanta, carried by every batch.
+
+        A dictionary whose quanta are all the version-1 table's keeps the identifier
+        it had before quanta were stated (its stored bodies name it); any other quanta
+        are part of the identifier. Computed once (the shim reads it every batch).
+        """
+        return self._dict_id
+
+    def _identify(self) -> int:
+        entries: list[list[Any]] = [
+            [c.name, int(c.kind), c.count, c.unit] for c in self.channels
+        ]
+        if self.states_quanta:
+            for entry, c in zip(entries, self.channels, strict=True):
+                entry.append(c.quantum)
+        return zlib.crc32(json.dumps(entries).encode())
+
+    @property
+    def states_quanta(self) -> bool:
+        """Whether any quantum differs from the version-1 table (then it is sent)."""
+        return any(c.quantum != c.version1_quantum for c in self.channels)
 
     @property
     def dtype(self) -> np.dtype[np.void]:
         return frame_dtype(list(self.channels))
 
     def to_json(self) -> dict[str, Any]:
+        stated = self.states_quanta
         return {
             "session_key": self.session_key,
             "tick_rate": self.tick_rate,
             "channels": [
                 [c.name, int(c.kind), c.count, c.unit, c.description]
+                + ([c.quantum] if stated else [])
                 for c in self.channels
             ],
         }
@@ -64,17 +102,19 @@ class ChannelDictionary:
     def from_json(cls, data: dict[str, Any]) -> ChannelDictionary:
         channels = []
         for item in _field(data, "channels", list):
-            if not (isinstance(item, list) and len(item) == 5):
+            if not (isinstance(item, list) and len(item) in (5, 6)):
                 raise ValueError(
-                    "channel entry must be [name, kind, count, unit, desc]"
+                    "channel entry must be [name, kind, count, unit, desc, quantum]"
                 )
-            name, kind, count, unit, desc = item
+            name, kind, count, unit, desc = item[:5]
             if not isinstance(name, str) or not name or len(name) > 64:
                 raise ValueError(f"bad channel name {name!r}")
             if not isinstance(count, int) or not 1 <= count <= 1024:
                 raise ValueError(f"channel {name}: bad count {count!r}")
+            spec = ChannelSpec(name, ChannelKind(kind), count, str(unit), str(desc))
+            want = spec.version1_quantum if len(item) == 5 else item[5]
             channels.append(
-                ChannelSpec(name, ChannelKind(kind), count, str(unit), str(desc))
+                dataclasses.replace(spec, precision=_quantum(name, spec, want))
             )
         if len({c.name for c in channels}) != len(channels):
             raise ValueError("duplicate channel names")
@@ -85,6 +125,27 @@ class ChannelDictionary:
             _field(data, "tick_rate", int),
             tuple(channels),
         )
+
+
+#: The quanta a dictionary may state for a float channel.
+MIN_QUANTUM = 1e-12
+MAX_QUANTUM = 1e6
+
+
+def _quantum(name: str, spec: ChannelSpec, value: Any) -> float | None:
+    """A stated quantum checked: null for lossless channels, else a sane step."""
+    if spec.version1_quantum is None:
+        if value is not None:
+            raise ValueError(f"channel {name}: lossless, but states quantum {value!r}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"channel {name}: quantum must be a number, not {value!r}")
+    q = float(value)
+    if not (math.isfinite(q) and MIN_QUANTUM <= q <= MAX_QUANTUM):
+        raise ValueError(
+            f"channel {name}: quantum {q!r} outside [{MIN_QUANTUM:g}, {MAX_QUANTUM:g}]"
+        )
+    return q
 
 
 @dataclass(frozen=True, slots=True)
