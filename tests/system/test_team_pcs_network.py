@@ -40,6 +40,7 @@ CUT_WALL_S = 18.0
 # before the entry; a moment's election flicker at 15x does it too (the three-PC
 # broker test stores the same extra stint but checks only the first stints).
 
+
 @dataclass(frozen=True)
 class Cut:
     """Which PC loses its network, and when (race seconds from the driver swap)."""
