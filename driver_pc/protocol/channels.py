@@ -69,11 +69,24 @@ DEFAULT_FLOAT_QUANTUM = 1e-4
 # What new dictionaries state: the version-1 table, with any channel whose precision
 # is decided otherwise. Only dictionaries carry quanta to a receiver, so an entry here
 # changes what is sent from then on, never how a stored body decodes. The quanta of
-# docs/decisions.md "Precision of the live channels" (2026-12-03) go here; they change
-# the decoded values ingest's pinned outputs are computed from, so they come with a
-# rewrite of tests/pitbox_appliance/core/pinned_outputs.json (PITBOX_PIN_REWRITE=1).
-LIVE_UNIT_QUANTUM: dict[str, float] = {**UNIT_QUANTUM}
-LIVE_NAME_QUANTUM: dict[str, float] = {**NAME_QUANTUM}
+# docs/decisions.md "Precision of the live channels" (2026-12-03): what the pit wall
+# needs of accelerations, angular rates, torques, shock velocities and the opponents'
+# RPM, steering and estimated times (the full live set: 24.65 -> 18.68 KB/s per car).
+LIVE_UNIT_QUANTUM: dict[str, float] = {
+    **UNIT_QUANTUM,
+    "m/s^2": 1e-2,
+    "rad/s": 1e-3,
+    "N*m": 0.1,
+    "Nm": 0.1,
+    "m/s at 360 Hz": 1e-3,
+}
+LIVE_NAME_QUANTUM: dict[str, float] = {
+    **NAME_QUANTUM,
+    "CarIdxRPM": 10.0,
+    "CarIdxSteer": 1e-3,
+    "CarIdxEstTime": 1e-3,
+    "CarIdxF2Time": 1e-3,
+}
 
 
 def version1_quantum(name: str, kind: ChannelKind, unit: str) -> float | None:
