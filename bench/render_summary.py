@@ -32,9 +32,9 @@ END = "<!-- summary:end -->"
 def newest_runs(files: list[Path]) -> list[dict[str, Any]]:
     """The runs that stand among ``files`` (default: all of bench/out).
 
-    A run stands unless a newer run of the same benchmark measured every figure it
-    did (so the field and the disk-set runs of ``ingest_rate`` both stand, and a
-    wire run that added a set replaces the one before).
+    A run stands unless a newer run of the same benchmark measured any figure it did
+    (so the field and the disk-set runs of ``ingest_rate``, which share none, both
+    stand, and a wire run that renamed a figure still replaces the one before).
     """
     candidates = files or sorted(OUT.glob("*.json"))
     runs: list[tuple[str, Path, dict[str, Any]]] = []
@@ -54,7 +54,7 @@ def newest_runs(files: list[Path]) -> list[dict[str, Any]]:
     for stamp, path, run in sorted(runs, key=lambda r: r[0], reverse=True):
         figures = set(run["headline"])
         if any(
-            other["bench"] == run["bench"] and figures <= set(other["headline"])
+            other["bench"] == run["bench"] and figures & set(other["headline"])
             for _s, _p, other in standing
         ):
             continue
