@@ -355,11 +355,16 @@ _MODE_RAW = 4
 _MODE_CONST = 8  # + width code: the column holds one value for the whole batch
 
 
-def encode_batch(batch: TelemetryBatch) -> bytes:
-    """Columnar body: every column quantised, delta-coded and packed at its own width."""
+def _quantised(
+    batch: TelemetryBatch,
+) -> tuple[np.ndarray[Any, np.dtype[np.int64]], np.ndarray[Any, np.dtype[np.bool_]]]:
+    """Every column of ``batch`` in units of its quantum, and which columns go raw.
+
+    A column goes raw (as the floats themselves) when a value is not finite or too
+    big for an exact integer; its integers are then 0.
+    """
     frames = batch.frames
     n = len(frames)
-    key = batch.session_key.encode()
     quanta = _column_quanta(batch.channels, batch.dict_id)
     matrix = np.empty((n, len(quanta)), dtype=np.float64)
     col = 0
@@ -373,14 +378,23 @@ def encode_batch(batch: TelemetryBatch) -> bytes:
         raw = ~np.all(np.isfinite(scaled), axis=0) | (
             np.max(np.abs(scaled), axis=0) >= 2**52
         )
-    ints = np.where(raw, 0, scaled).astype(np.int64)
+    return np.where(raw, 0, scaled).astype(np.int64), raw
+
+
+def encode_batch(batch: TelemetryBatch) -> bytes:
+    """Columnar body: every column quantised, delta-coded and packed at its own width."""
+    frames = batch.frames
+    n = len(frames)
+    key = batch.session_key.encode()
+    ints, raw = _quantised(batch)
+    columns = ints.shape[1]
     deltas = np.diff(ints, axis=0, prepend=np.zeros((1, ints.shape[1]), np.int64))
     rest = deltas[1:]
     lo, hi = rest.min(axis=0, initial=0), rest.max(axis=0, initial=0)
     first = deltas[0]
     constant = (lo == 0) & (hi == 0)
     lo, hi = np.minimum(lo, first), np.maximum(hi, first)
-    modes = np.full(len(quanta), 3, dtype=np.uint8)
+    modes = np.full(columns, 3, dtype=np.uint8)
     for code in (2, 1, 0):
         bits = 8 * _WIDTHS[code] - 1
         modes[(lo >= -(2**bits)) & (hi < 2**bits)] = code
@@ -391,7 +405,7 @@ def encode_batch(batch: TelemetryBatch) -> bytes:
     parts = [
         _BATCH_HEAD.pack(batch.dict_id, n, len(key)),
         key,
-        struct.pack("<I", len(quanta)),
+        struct.pack("<I", columns),
         modes.tobytes(),
     ]
     for code, width in enumerate(_WIDTHS):
@@ -718,20 +732,8 @@ def encode_chained(
     frames = batch.frames
     n = len(frames)
     key = batch.session_key.encode()
-    quanta = _column_quanta(batch.channels, batch.dict_id)
-    matrix = np.empty((n, len(quanta)), dtype=np.float64)
-    col = 0
-    for ch in batch.channels:
-        matrix[:, col : col + ch.count] = frames[ch.name].reshape(n, ch.count)
-        col += ch.count
-    lossless = np.isnan(quanta)
-    scaled = np.where(lossless, matrix, matrix / np.where(lossless, 1.0, quanta))
-    with np.errstate(invalid="ignore"):
-        scaled = np.rint(scaled)
-        raw = ~np.all(np.isfinite(scaled), axis=0) | (
-            np.max(np.abs(scaled), axis=0) >= 2**52
-        )
-    ints = np.where(raw, 0, scaled).astype(np.int64)
+    ints, raw = _quantised(batch)
+    columns = ints.shape[1]
     residuals = _residuals(ints, base)
     residuals[:, raw] = 0
     # The state is what the decoder will rebuild: a raw column continues its prediction.
@@ -749,7 +751,7 @@ def encode_chained(
     constant = (lo == 0) & (hi == 0)
     zero = constant & (first == 0)
     lo, hi = np.minimum(lo, first), np.maximum(hi, first)
-    modes = np.full(len(quanta), 3, dtype=np.uint8)
+    modes = np.full(columns, 3, dtype=np.uint8)
     for code in (2, 1, 0):
         bits = 8 * _WIDTHS[code] - 1
         modes[(lo >= -(2**bits)) & (hi < 2**bits)] = code
@@ -763,7 +765,7 @@ def encode_chained(
         ),
         _BATCH_HEAD.pack(batch.dict_id, n, len(key)),
         key,
-        struct.pack("<I", len(quanta)),
+        struct.pack("<I", columns),
         modes.tobytes(),
     ]
     for code, width in enumerate(_WIDTHS):
