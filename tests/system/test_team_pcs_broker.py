@@ -7,10 +7,8 @@ the PC that drives; the laps it stores are checked against the simulator's truth
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -19,6 +17,7 @@ from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from pitbox_appliance.storage.database import make_engine
 from pitbox_appliance.storage.reader import SessionReader
 from tests.conftest import RunningAppliance, wait_for
+from tests.system.team_shims import team_pc_shim
 
 RACE = {"laps": 26, "seed": 4, "opponents": 5, "start_fuel": 4.0}
 SPEED = 15.0
@@ -26,33 +25,9 @@ PCS = 3
 
 
 def shim(appliance: RunningAppliance, pc: int, start: float) -> subprocess.Popen[bytes]:
-    source = f"car42-pc{pc}"
-    env = {
-        **os.environ,
-        "PITBOX_TEAM_KEY": appliance.team_key.hex(),
-        "PITBOX_MQTT_PASSWORD": f"{source}-secret",
-    }
-    args = [f"--{k.replace('_', '-')}={v}" for k, v in RACE.items()]
-    command = [
-        sys.executable,
-        "-m",
-        "driver_pc",
-        "--source",
-        source,
-        "--port",
-        str(appliance.broker.port),
-        "--spool",
-        str(appliance.tmp / f"{source}.spool"),
-        "--adapter",
-        "simulator",
-        *args,
-        f"--speed={SPEED}",
-        f"--team-pcs={PCS}",
-        f"--pc={pc}",
-        f"--race-start={start}",
-    ]
-    log = (appliance.tmp / f"{source}.log").open("ab")
-    return subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    return team_pc_shim(
+        appliance, "car42", pc, race=RACE, speed=SPEED, pcs=PCS, start=start
+    )
 
 
 @pytest.mark.timeout(240)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pitbox_appliance.storage.database import make_engine
 from pitbox_appliance.storage.reader import SessionReader
 from tests.conftest import BrokerHandle, RunningAppliance, wait_for
 from tests.system.netns import Netns, lan_broker, network_namespace, spool_depth
+from tests.system.team_shims import team_pc_shim
 
 # One driver swap, at 116 race seconds (lap 4, in the pits); 567 race seconds in all.
 RACE: dict[str, Any] = {"laps": 20, "seed": 4, "opponents": 5, "start_fuel": 2.0}
@@ -117,31 +117,9 @@ def sample_health(core: CoreService, log: HealthLog) -> None:
 def start_shim(
     appliance: RunningAppliance, pc: int, start: float, prefix: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
-    source = f"{CAR}-pc{pc}"
-    env = {
-        **os.environ,
-        "PITBOX_TEAM_KEY": appliance.team_key.hex(),
-        "PITBOX_MQTT_PASSWORD": f"{source}-secret",
-    }
-    args = [f"--{k.replace('_', '-')}={v}" for k, v in RACE.items()]
-    command = [
-        *prefix,
-        sys.executable,
-        "-m",
-        "driver_pc",
-        f"--source={source}",
-        f"--host={appliance.broker.host}",
-        f"--port={appliance.broker.port}",
-        f"--spool={appliance.tmp / f'{source}.spool'}",
-        "--adapter=simulator",
-        *args,
-        f"--speed={SPEED}",
-        f"--team-pcs={PCS}",
-        f"--pc={pc}",
-        f"--race-start={start}",
-    ]
-    log = (appliance.tmp / f"{source}.log").open("ab")
-    return subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    return team_pc_shim(
+        appliance, CAR, pc, race=RACE, speed=SPEED, pcs=PCS, start=start, prefix=prefix
+    )
 
 
 @pytest.mark.timeout(180)
