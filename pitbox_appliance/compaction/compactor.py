@@ -199,8 +199,9 @@ def _chunks(
     engine: Engine, session_id: int, dictionaries: list[ChannelDictionary]
 ) -> Iterator[tuple[str, Frames]]:
     """Decoded batches in chunk order: (source, frames)."""
-    decode = ChunkDecoder({d.dict_id: d for d in dictionaries})
-    for chunk, batch in decode.batches(SessionReader(engine).chunks(session_id)):
+    reader = SessionReader(engine)
+    decode = ChunkDecoder({d.dict_id: d for d in dictionaries}, reader=reader)
+    for chunk, batch in decode.batches(reader.chunks(session_id)):
         yield chunk.source, batch.frames
 
 

@@ -507,7 +507,8 @@ def _frames(
     if not counts:
         return {}
     chosen = max(counts, key=lambda s: counts[s])
-    decode = ChunkDecoder(dictionaries, TRACE_CHANNELS)
+    # A window that starts mid-chain rebuilds its first chunk's base from storage.
+    decode = ChunkDecoder(dictionaries, TRACE_CHANNELS, reader)
     columns: dict[str, list[FloatArray]] = {}
     for chunk in chunks:
         if chunk.source != chosen:
