@@ -15,6 +15,7 @@ counted, and ingest remains the authority.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from driver_pc.protocol.messages import (
     TelemetryBatch,
 )
 from pitbox_appliance.core.decode import WireDecoder
+
+logger = logging.getLogger(__name__)
 
 #: Messages waiting for the live thread; beyond, the oldest are not peeked (ingest
 #: still has them all). 4 cars × 3 PCs × 20 batches/s: one second.
@@ -74,6 +77,13 @@ class LivePeek:
             return None
         except InvalidMessage:
             self.skipped["invalid"] += 1
+            return None
+        except Exception:
+            # Whatever a message does here, ingest (its own fault domain) deals with
+            # it; the live thread must not die of it and take the core down with it.
+            self.skipped["error"] += 1
+            if self.skipped["error"] == 1:
+                logger.exception("live path: a message could not be read")
             return None
         message = decoded.message
         self._decoder.accepted(decoded.source, decoded.seq, message)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -96,3 +97,25 @@ def test_peek_reads_new_telemetry_and_skips_what_it_cannot_read() -> None:
     assert fresh.values["Speed"] == pytest.approx(float(last["Speed"]), abs=0.01)
     assert peek.peek(wire, "car1-pc1") is None  # the same message again
     assert peek.peeked == 1
+
+
+def test_peek_survives_a_fault_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug reading one message is counted; the live thread goes on, and its chain
+    of deltas picks up again at the next keyframe (every 40 batches)."""
+    codec = Codec(bytes(32))
+    messages = list(ShimPipeline(RaceSimulatorAdapter(laps=1, speed=0)).messages())
+    peek = LivePeek(codec, {})
+    wires = [codec.encode("car1-pc1", seq, m) for seq, m in enumerate(messages[:130])]
+    parse = peek._decoder.parse
+    calls = iter(range(1000))
+
+    def failing_once(opened: Any) -> Any:
+        if next(calls) == 3:
+            raise IndexError("a bug in a decoder")
+        return parse(opened)
+
+    monkeypatch.setattr(peek._decoder, "parse", failing_once)
+    fresh = [peek.peek(wire, "car1-pc1") for wire in wires]
+    assert peek.skipped["error"] == 1
+    assert peek.skipped["missing_base"] > 0  # the rest of that chain
+    assert sum(f is not None for f in fresh[60:]) >= 40  # from the next keyframe on
