@@ -381,6 +381,36 @@ def _quantised(
     return np.where(raw, 0, scaled).astype(np.int64), raw
 
 
+def _pack_columns(
+    parts: list[bytes],
+    batch: TelemetryBatch,
+    values: np.ndarray[Any, np.dtype[np.int64]],
+    first: np.ndarray[Any, np.dtype[np.int64]],
+    modes: np.ndarray[Any, np.dtype[np.uint8]],
+    raw: np.ndarray[Any, np.dtype[np.bool_]],
+) -> None:
+    """Append the columns in body order: by width, the constants, then the raw floats."""
+    for code, width in enumerate(_WIDTHS):
+        cols = np.flatnonzero(modes == code)
+        if len(cols):
+            parts.append(
+                np.ascontiguousarray(values[:, cols].T).astype(f"<i{width}").tobytes()
+            )
+    for code, width in enumerate(_WIDTHS):
+        cols = np.flatnonzero(modes == code + _MODE_CONST)
+        if len(cols):
+            parts.append(first[cols].astype(f"<i{width}").tobytes())
+    if raw.any():
+        frames, n = batch.frames, len(batch.frames)
+        col = 0
+        for ch in batch.channels:
+            block = frames[ch.name].reshape(n, ch.count)
+            for j in range(ch.count):
+                if raw[col + j]:
+                    parts.append(np.ascontiguousarray(block[:, j]).tobytes())
+            col += ch.count
+
+
 def encode_batch(batch: TelemetryBatch) -> bytes:
     """Columnar body: every column quantised, delta-coded and packed at its own width."""
     frames = batch.frames
@@ -408,24 +438,7 @@ def encode_batch(batch: TelemetryBatch) -> bytes:
         struct.pack("<I", columns),
         modes.tobytes(),
     ]
-    for code, width in enumerate(_WIDTHS):
-        cols = np.flatnonzero(modes == code)
-        if len(cols):
-            parts.append(
-                np.ascontiguousarray(deltas[:, cols].T).astype(f"<i{width}").tobytes()
-            )
-    for code, width in enumerate(_WIDTHS):
-        cols = np.flatnonzero(modes == code + _MODE_CONST)
-        if len(cols):
-            parts.append(first[cols].astype(f"<i{width}").tobytes())
-    if raw.any():
-        col = 0
-        for ch in batch.channels:
-            block = frames[ch.name].reshape(n, ch.count)
-            for j in range(ch.count):
-                if raw[col + j]:
-                    parts.append(np.ascontiguousarray(block[:, j]).tobytes())
-            col += ch.count
+    _pack_columns(parts, batch, deltas, first, modes, raw)
     return b"".join(parts)
 
 
@@ -768,26 +781,7 @@ def encode_chained(
         struct.pack("<I", columns),
         modes.tobytes(),
     ]
-    for code, width in enumerate(_WIDTHS):
-        cols = np.flatnonzero(modes == code)
-        if len(cols):
-            parts.append(
-                np.ascontiguousarray(residuals[:, cols].T)
-                .astype(f"<i{width}")
-                .tobytes()
-            )
-    for code, width in enumerate(_WIDTHS):
-        cols = np.flatnonzero(modes == code + _MODE_CONST)
-        if len(cols):
-            parts.append(first[cols].astype(f"<i{width}").tobytes())
-    if raw.any():
-        col = 0
-        for ch in batch.channels:
-            block = frames[ch.name].reshape(n, ch.count)
-            for j in range(ch.count):
-                if raw[col + j]:
-                    parts.append(np.ascontiguousarray(block[:, j]).tobytes())
-            col += ch.count
+    _pack_columns(parts, batch, residuals, first, modes, raw)
     return b"".join(parts), state
 
 
