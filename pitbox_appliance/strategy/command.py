@@ -26,12 +26,15 @@ def add_command(sub: Any) -> None:
         "timing",
         help="stints, pit stops and predictions from an Al Kamel lap chart CSV",
         description=(
-            "Reads an IMSA/WEC/ELMS lap-by-lap timing CSV (Al Kamel format) and "
+            "Reads an IMSA/WEC/ELMS lap-by-lap timing CSV (Al Kamel format; plain "
+            "or gzipped, .csv or .csv.gz) and "
             "prints, per car and lap, the stint, pit stops and the next pit lap and "
             "lap time predicted with only the laps up to that one."
         ),
     )
-    parser.add_argument("file", type=Path, metavar="FILE.csv", help="lap chart CSV")
+    parser.add_argument(
+        "file", type=Path, metavar="FILE.csv[.gz]", help="lap chart CSV (or .csv.gz)"
+    )
     parser.add_argument(
         "--json", action="store_true", help="one JSON object per car and lap"
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ REQUIRED_COLUMNS = (
     "FLAG_AT_FL",
 )
 MAX_ERROR_TEXT = 40  # characters of an offending value quoted in an error
+# File names of lap charts: plain or gzipped CSV (IMSA's archive serves both).
+LAP_CHART_SUFFIXES = (".csv", ".csv.gz")
 
 
 class TrackFlag(StrEnum):
@@ -43,6 +47,7 @@ FLAG_CODES: Mapping[str, TrackFlag] = {
     "RF": TrackFlag.RED,
     "FF": TrackFlag.FINISH,
 }
+GZIP_MAGIC = b"\x1f\x8b"
 NEUTRALISED_FLAGS = frozenset(
     {TrackFlag.FULL_COURSE_YELLOW, TrackFlag.SAFETY_CAR, TrackFlag.RED}
 )
@@ -86,22 +91,50 @@ class TimingLap:
 
 
 def read_timing_csv(path: Path) -> list[TimingLap]:
-    """All laps of the file, in file order.
+    """All laps of a lap chart, ``.csv`` or gzipped ``.csv.gz``, in file order.
 
-    Tolerates a UTF-8 byte-order mark, spaces around names and values, a trailing
-    empty column and ``;`` as separator. Raises ``TimingFileError`` naming the file
-    and line for anything else it cannot make sense of.
+    The one reader of lap charts: ``pitbox timing``, training and the accuracy
+    bench all read through it. A ``.gz`` name or the gzip magic bytes select
+    decompression. Tolerates a UTF-8 byte-order mark, spaces around names and
+    values, a trailing empty column and ``;`` as separator. Raises
+    ``TimingFileError`` naming the file (and line) for anything else it cannot
+    make sense of: unreadable, a broken gzip stream, not UTF-8, missing columns.
     """
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise TimingFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if path.name.lower().endswith(".gz") or raw[:2] == GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise TimingFileError(
+                f"{path}: not a readable gzip file ({exc}); expected a gzipped "
+                "Al Kamel lap chart"
+            ) from exc
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise TimingFileError(f"{path}:{line}: not UTF-8 text") from exc
     return parse_timing_text(text, source=str(path))
+
+
+def lap_chart_files(folder: Path) -> list[Path]:
+    """The lap charts (``*.csv`` and ``*.csv.gz``) of a folder, sorted by name."""
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and path.name.lower().endswith(LAP_CHART_SUFFIXES)
+    )
+
+
+def lap_chart_name(path: Path) -> str:
+    """A lap chart's name without ``.csv``/``.csv.gz`` and IMSA's ``_race_laps``."""
+    name = path.name
+    for suffix in (".gz", ".csv"):
+        name = name.removesuffix(suffix)
+    return name.removesuffix("_race_laps")
 
 
 def parse_timing_text(text: str, source: str = "<text>") -> list[TimingLap]:

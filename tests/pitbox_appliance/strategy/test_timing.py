@@ -23,6 +23,8 @@ from pitbox_appliance.strategy.timing import (
     TimingFileError,
     TimingLap,
     TrackFlag,
+    lap_chart_files,
+    lap_chart_name,
     laps_by_car,
     parse_duration,
     parse_timing_text,
@@ -495,3 +497,63 @@ def test_pitbox_timing_command_wired(tmp_path: Path) -> None:
     }
     assert keys <= set(rows[0])
     assert any(row["in_pit"] for row in rows)
+
+
+# -- gzipped lap charts ----------------------------------------------------------
+
+
+def test_reads_gzipped_chart_as_the_plain_one(tmp_path: Path) -> None:
+    import gzip
+
+    text = synthetic_chart()
+    plain = tmp_path / "2021_x_race_laps.csv"
+    plain.write_text(text, encoding="utf-8")
+    packed = tmp_path / "2021_x_race_laps.csv.gz"
+    packed.write_bytes(gzip.compress(text.encode("utf-8")))
+    laps = read_timing_csv(packed)
+    assert [dataclasses.astuple(x) for x in laps] == [
+        dataclasses.astuple(x) for x in read_timing_csv(plain)
+    ]
+    assert lap_chart_files(tmp_path) == [plain, packed]
+    assert lap_chart_name(packed) == lap_chart_name(plain) == "2021_x"
+
+
+def test_bad_gzip_names_the_file(tmp_path: Path) -> None:
+    import gzip
+
+    broken = tmp_path / "race_laps.csv.gz"
+    broken.write_bytes(gzip.compress(synthetic_chart().encode())[:200])
+    with pytest.raises(TimingFileError, match=r"race_laps\.csv\.gz: not a readable"):
+        read_timing_csv(broken)
+    not_gzip = tmp_path / "other.csv.gz"
+    not_gzip.write_text(synthetic_chart())
+    with pytest.raises(TimingFileError, match=r"other\.csv\.gz: not a readable gzip"):
+        read_timing_csv(not_gzip)
+    latin = tmp_path / "latin.csv.gz"
+    latin.write_bytes(gzip.compress(synthetic_chart().encode() + b"01,\xe9\n"))
+    with pytest.raises(TimingFileError, match=r"latin\.csv\.gz:122: not UTF-8"):
+        read_timing_csv(latin)
+
+
+def test_reads_all_real_lap_charts() -> None:
+    """Every IMSA race of ../shared/data, plain and gzipped, reads with flags known."""
+    folder = real_file(*IMSA)
+    files = lap_chart_files(folder)
+    gzipped = [path for path in files if path.name.endswith(".gz")]
+    assert len(files) >= 40
+    assert len(gzipped) >= 37
+    for path in files:
+        laps = read_timing_csv(path)
+        assert len(laps_by_car(laps)) >= 10, path
+        flags = {lap.flag for lap in laps}
+        assert TrackFlag.GREEN in flags, path
+        assert TrackFlag.UNKNOWN not in flags, path
+        assert sum(lap.in_pit for lap in laps) > 0, path
+
+
+def test_cli_reads_gzipped_real_race(capsys: pytest.CaptureFixture[str]) -> None:
+    path = real_file(*IMSA, "2023_lime-rock-park_202307221210_race_laps.csv.gz")
+    assert run_cli(str(path), "--json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == len(read_timing_csv(path))
+    assert any(r["flag"] == "fcy" for r in rows)
