@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(logging.WARNING)
     key_hex = os.environ.get("PITBOX_TEAM_KEY", "")
     password = os.environ.get("PITBOX_MQTT_PASSWORD", "")
-    if args.credentials is not None or not (args.source and key_hex):
+    paired = args.credentials is not None or not (args.source and key_hex)
+    if paired:
         # Paired: TLS to the appliance's broker, this PC's own login and key.
         path = args.credentials or default_credentials_path()
         if not path.exists() and not key_hex:
@@ -95,7 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     service = ShimService(config, adapter)
     if args.video_dir is not None:
-        _start_video_uploads(args, service, stop, spool.parent)
+        video = VideoTarget(
+            # A paired PC reaches the API where pairing put its broker, and signs
+            # with its own key; a legacy one needs --api-url/--host and a token.
+            api_url=args.api_url or f"http://{broker.host}:8081",
+            source=source,
+            token=os.environ.get("PITBOX_API_TOKEN", ""),
+            key=team_key if paired else None,
+        )
+        _start_video_uploads(args.video_dir, video, service, stop, spool.parent)
     service.run(stop)
     return 0
 
@@ -132,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--api-url",
-        help="appliance API for video uploads (default: http://<host>:8081); "
-        "token in PITBOX_API_TOKEN",
+        help="appliance API for video uploads (default: port 8081 on the broker's "
+        "host); paired PCs sign uploads with their key, legacy ones need a "
+        "driver-scope token in PITBOX_API_TOKEN",
     )
     return parser
 
@@ -207,19 +217,18 @@ def _argument_kind(flag: str, annotation: Any) -> dict[str, Any]:
 
 
 def _start_video_uploads(
-    args: argparse.Namespace, service: ShimService, stop: threading.Event, data: Path
+    folder: Path,
+    target: VideoTarget,
+    service: ShimService,
+    stop: threading.Event,
+    data: Path,
 ) -> None:
     """Run the video-segment watcher in its own thread (never on the 60 Hz path)."""
-    target = VideoTarget(
-        api_url=args.api_url or f"http://{args.host}:8081",
-        source=args.source,
-        token=os.environ.get("PITBOX_API_TOKEN", ""),
-    )
     watcher = VideoSegmentWatcher(
-        folder=args.video_dir,
+        folder=folder,
         target=target,
         clock=service.session_clock,
-        state_path=data / f"{args.source}.videos.json",
+        state_path=data / f"{target.source}.videos.json",
     )
     threading.Thread(
         target=watcher.run, args=(stop,), name="video", daemon=True

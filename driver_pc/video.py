@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from driver_pc.protocol.device_auth import sign_request
+
 logger = logging.getLogger(__name__)
 
 # What OBS and the like write, and the media type the appliance accepts for each.
@@ -47,12 +49,23 @@ class SessionClock:
 
 @dataclass(frozen=True, slots=True)
 class VideoTarget:
-    """Where segments go: the appliance API and this PC's identity and token."""
+    """Where segments go: the appliance API and this PC's identity.
+
+    A paired PC signs each upload with its message key (``key``); a legacy set-up
+    without pairing presents an API ``token`` with the ``driver`` scope instead.
+    """
 
     api_url: str
     source: str
-    token: str
+    token: str = field(default="", repr=False)
+    key: bytes | None = field(default=None, repr=False)
     timeout_s: float = 60.0
+
+    def authorization(self, path: str, query: dict[str, str]) -> str:
+        """The ``Authorization`` header for a POST to ``path`` with ``query``."""
+        if self.key is not None:
+            return sign_request(self.key, self.source, "POST", path, query)
+        return f"Bearer {self.token}"
 
 
 class UploadError(RuntimeError):
@@ -143,15 +156,16 @@ class VideoSegmentWatcher:
 
     def upload(self, path: Path, start: float, end: float) -> dict[str, Any]:
         """POST one file, streamed from disk; the appliance's record of it."""
-        query = urllib.parse.urlencode(
-            {
-                "source": self.target.source,
-                "name": path.name,
-                "start": f"{start:.3f}",
-                "end": f"{end:.3f}",
-            }
-        )
-        url = f"{self.target.api_url.rstrip('/')}/api/v1/video/upload?{query}"
+        params = {
+            "source": self.target.source,
+            "name": path.name,
+            "start": f"{start:.3f}",
+            "end": f"{end:.3f}",
+        }
+        route = "/api/v1/video/upload"
+        base = self.target.api_url.rstrip("/")
+        prefix = urllib.parse.urlsplit(base).path
+        url = f"{base}{route}?{urllib.parse.urlencode(params)}"
         size = path.stat().st_size
         with path.open("rb") as body:
             request = urllib.request.Request(
@@ -161,7 +175,7 @@ class VideoSegmentWatcher:
                 headers={
                     "Content-Type": MEDIA_TYPES[path.suffix.lower()],
                     "Content-Length": str(size),
-                    "Authorization": f"Bearer {self.target.token}",
+                    "Authorization": self.target.authorization(prefix + route, params),
                 },
             )
             try:

@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "driver_pc.adapters": {CONTRACT},
     "driver_pc.transport": {CONTRACT},
     "driver_pc.pairing": {CONTRACT},
-    "driver_pc.video": set(),
+    "driver_pc.video": {CONTRACT},
     "driver_pc.pipeline": {CONTRACT, "driver_pc.adapters"},
     "driver_pc.service": {
         CONTRACT,

@@ -8,6 +8,7 @@ import weakref
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from driver_pc.protocol.device_auth import DeviceVerifier
 from pitbox_appliance.api import (
     commands,
     deadletters,
@@ -22,6 +23,7 @@ from pitbox_appliance.api import (
 )
 from pitbox_appliance.api.auth import require_scope, tokens_from_env
 from pitbox_appliance.api.context import (
+    DEVICES,
     READ_ENGINE,
     REGISTRATIONS,
     SERVICE,
@@ -45,6 +47,7 @@ def create_app(
     app = web.Application(middlewares=[json_errors, require_scope])
     app[TOKENS] = tokens_from_env() if tokens is None else tokens
     app[SERVICE] = service
+    app[DEVICES] = DeviceVerifier(service.keyring)
     app[READ_ENGINE] = make_engine(
         service.config.core.db_url or default_db_url(), readonly=True
     )

@@ -5,6 +5,11 @@ Tokens come from ``PITBOX_API_TOKENS``: comma-separated ``token:scope+scope`` en
 commands to driver PCs, retry dead letters) and ``driver`` (register a driver PC, report its status, stream
 telemetry). With no tokens configured every state-changing request is refused. Tokens are
 compared in constant time and never logged.
+
+A paired driver PC needs no token: it signs its request with its own message key
+(``Authorization: PitBox-Device ...``, ``driver_pc/protocol/device_auth.py``). That
+grants the ``driver`` scope for that PC's own source only (handlers read it from
+``request[DEVICE_SOURCE]``); a revoked PC is refused.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from pitbox_appliance.api.context import TOKENS, error_response
+from driver_pc.protocol.device_auth import SCHEME, DeviceAuthError
+from pitbox_appliance.api.context import DEVICE_SOURCE, DEVICES, TOKENS, error_response
 
 SCOPES = frozenset({"commands", "driver"})
 # (method, route pattern) → scope needed; routes not listed are open reads.
@@ -68,6 +74,8 @@ async def require_scope(request: web.Request, handler: Handler) -> web.StreamRes
     if scope is None:
         return await handler(request)
     header = request.headers.get("Authorization", "")
+    if header.startswith(SCHEME + " "):
+        return await _device_signed(request, handler, header, scope)
     presented = header[7:] if header.startswith("Bearer ") else ""
     if not presented:
         return error_response(
@@ -85,3 +93,23 @@ async def require_scope(request: web.Request, handler: Handler) -> web.StreamRes
                 ["Authorization"],
             )
     return error_response(401, "Authorization: unknown token", ["Authorization"])
+
+
+async def _device_signed(
+    request: web.Request, handler: Handler, header: str, scope: str
+) -> web.StreamResponse:
+    """A request signed by a paired PC: the ``driver`` scope, for its own source only."""
+    try:
+        source = request.app[DEVICES].verify(
+            header, request.method, request.path, dict(request.query)
+        )
+    except DeviceAuthError as exc:
+        return error_response(401, str(exc), ["Authorization"])
+    if scope != "driver":
+        return error_response(
+            403,
+            f"Authorization: a driver PC's signature does not grant scope {scope!r}",
+            ["Authorization"],
+        )
+    request[DEVICE_SOURCE] = source
+    return await handler(request)

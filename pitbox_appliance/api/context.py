@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
+from driver_pc.protocol.device_auth import DeviceVerifier
 from pitbox_appliance.api.schemas import ErrorOut, RegistrationOut
 from pitbox_appliance.core.service import CoreService
 
@@ -18,6 +19,9 @@ READ_ENGINE = web.AppKey("read_engine", Engine)
 REGISTRATIONS = web.AppKey("registrations", dict[str, RegistrationOut])
 STREAMS = web.AppKey("streams", weakref.WeakSet[web.WebSocketResponse])
 TOKENS = web.AppKey("tokens", dict[str, frozenset[str]])
+DEVICES = web.AppKey("devices", DeviceVerifier)
+# The source a device-signed request came from (``PitBox-Device``; see auth.py).
+DEVICE_SOURCE = web.RequestKey("device_source", str)
 
 Model = TypeVar("Model", bound=BaseModel)
 

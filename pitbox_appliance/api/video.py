@@ -13,7 +13,12 @@ from aiohttp import web
 
 from driver_pc.protocol import data_dirs
 from driver_pc.protocol.events import EventKind
-from pitbox_appliance.api.context import SERVICE, error_response, json_response
+from pitbox_appliance.api.context import (
+    DEVICE_SOURCE,
+    SERVICE,
+    error_response,
+    json_response,
+)
 from pitbox_appliance.api.schemas import VideoOut
 from pitbox_appliance.core.ingest import car_of_source
 
@@ -42,6 +47,11 @@ async def upload_video(request: web.Request) -> web.Response:
     name = query.get("name", "")
     if not _SAFE_SOURCE.fullmatch(source):
         return error_response(400, "source: give the driver PC id, e.g. car42-pc1")
+    signer = request.get(DEVICE_SOURCE)
+    if signer is not None and signer != source:
+        return error_response(
+            403, f"source: {source!r}, but the request is signed by {signer!r}"
+        )
     if not _SAFE_NAME.fullmatch(name) or ".." in name:
         return error_response(
             400, "name: a plain file name of letters, digits, '.', '_' or '-'"

@@ -6,12 +6,14 @@ import asyncio
 import hashlib
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
+from driver_pc.protocol.device_auth import sign_request
 from driver_pc.video import SessionClock, VideoSegmentWatcher, VideoTarget
 from pitbox_appliance.api.app import create_app
 from pitbox_appliance.core.service import CoreService
@@ -28,9 +30,10 @@ def _use_video_dir(core: CoreService, folder: Path, max_bytes: int) -> None:
 
 
 def _watcher(
-    folder: Path, url: str, clock: SessionClock, state: Path
+    folder: Path, url: str, clock: SessionClock, state: Path, key: bytes
 ) -> VideoSegmentWatcher:
-    target = VideoTarget(api_url=url, source="car1-pc1", token=TOKEN)
+    # As a paired shim does: no token, each upload signed with the PC's own key.
+    target = VideoTarget(api_url=url, source="car1-pc1", key=key)
     return VideoSegmentWatcher(folder, target, clock, state, settle_s=3.0)
 
 
@@ -51,13 +54,14 @@ def test_finished_segment_is_uploaded_once_and_announced(
     (recordings / "pov-001.mp4").write_bytes(video)
     (recordings / "notes.txt").write_text("not a video")
     state = tmp_path / "videos.json"
+    key = appliance.team_key
 
     async def scenario() -> list[list[str]]:
-        app = create_app(core, tokens={TOKEN: frozenset({"driver"})})
+        app = create_app(core, tokens={})
         async with TestClient(TestServer(app)) as client:
             url = str(client.make_url("/"))
             loop = asyncio.get_running_loop()
-            watcher = _watcher(recordings, url, shim.session_clock, state)
+            watcher = _watcher(recordings, url, shim.session_clock, state, key)
             rounds = [await loop.run_in_executor(None, watcher.poll, 0.0)]
             # Still growing at the next look: not finished, so not sent.
             with (recordings / "pov-001.mp4").open("ab") as grow:
@@ -66,11 +70,13 @@ def test_finished_segment_is_uploaded_once_and_announced(
             rounds.append(await loop.run_in_executor(None, watcher.poll, 6.0))
             rounds.append(await loop.run_in_executor(None, watcher.poll, 9.0))
             # A restarted shim remembers what it sent ...
-            again = _watcher(recordings, url, shim.session_clock, state)
+            again = _watcher(recordings, url, shim.session_clock, state, key)
             rounds.append(await loop.run_in_executor(None, again.poll, 0.0))
             rounds.append(await loop.run_in_executor(None, again.poll, 10.0))
             # ... and one that lost its state is told the appliance has it.
-            lost = _watcher(recordings, url, shim.session_clock, tmp_path / "x.json")
+            lost = _watcher(
+                recordings, url, shim.session_clock, tmp_path / "x.json", key
+            )
             await loop.run_in_executor(None, lost.poll, 0.0)
             rounds.append(await loop.run_in_executor(None, lost.poll, 10.0))
             return rounds
@@ -146,3 +152,90 @@ def test_bad_uploads_are_refused_by_name(
     ):
         assert needle in error
     assert not [p for p in stored.rglob("*") if p.is_file()]
+
+
+def test_device_signatures_speak_only_for_their_own_pc(
+    appliance: RunningAppliance, tmp_path: Path
+) -> None:
+    """A signed upload is refused when replayed, stale, forged, or for another PC."""
+    core = appliance.core
+    stored = tmp_path / "stored"
+    _use_video_dir(core, stored, max_bytes=10_000)
+    appliance.start_shim(RaceSimulatorAdapter(laps=2, speed=20.0, seed=7))
+    assert wait_for(lambda: "car1" in core.ingestor.live, timeout=20)
+    route = "/api/v1/video/upload"
+    good = {"source": "car1-pc1", "name": "a.mp4", "start": "1", "end": "2"}
+    key = appliance.team_key
+
+    def signed(params: dict[str, str], **kw: Any) -> dict[str, str]:
+        header = sign_request(
+            kw.get("key", key),
+            kw.get("as_", "car1-pc1"),
+            "POST",
+            route,
+            params,
+            now=kw.get("now"),
+        )
+        return {"Content-Type": "video/mp4", "Authorization": header}
+
+    async def scenario() -> list[tuple[int, str]]:
+        app = create_app(core, tokens={})
+        async with TestClient(TestServer(app)) as client:
+            once = signed(good)
+            cases = [
+                await client.post(route, params=good, data=b"x" * 10, headers=once),
+                # the same header again: a replay
+                await client.post(route, params=good, data=b"x" * 10, headers=once),
+                # signed ten minutes ago
+                await client.post(
+                    route,
+                    params={**good, "name": "b.mp4"},
+                    data=b"x",
+                    headers=signed({**good, "name": "b.mp4"}, now=time.time() - 600),
+                ),
+                # signed with another key
+                await client.post(
+                    route,
+                    params={**good, "name": "c.mp4"},
+                    data=b"x",
+                    headers=signed({**good, "name": "c.mp4"}, key=os.urandom(32)),
+                ),
+                # signed for other parameters than sent
+                await client.post(
+                    route,
+                    params={**good, "name": "d.mp4"},
+                    data=b"x",
+                    headers=signed(good),
+                ),
+                # car1-pc2 signs (its own valid signature) but uploads as car1-pc1
+                await client.post(
+                    route,
+                    params={**good, "name": "e.mp4"},
+                    data=b"x",
+                    headers=signed({**good, "name": "e.mp4"}, as_="car1-pc2"),
+                ),
+                # a driver PC's signature does not reach the engineer's commands
+                await client.post(
+                    "/api/v1/cars/car1/commands",
+                    json={"type": "camera", "target": "car1"},
+                    headers={"Authorization": signed({})["Authorization"]},
+                ),
+            ]
+            return [(r.status, (await r.json()).get("error", "")) for r in cases]
+
+    results = asyncio.run(scenario())
+    assert [status for status, _ in results] == [201, 401, 401, 401, 401, 403, 401]
+    for (_status, error), needle in zip(
+        results[1:],
+        [
+            "already used",
+            "clock",
+            "does not match",
+            "does not match",
+            "signed by",
+            "does not match",
+        ],
+        strict=True,
+    ):
+        assert needle in error
+    assert [p.name for p in stored.rglob("*.mp4")] == ["a.mp4"]

@@ -333,11 +333,18 @@ def test_paired_shim_command_streams_with_its_stored_credentials(
     )
     assert paired.returncode == 0, paired.stderr
     assert "paired as car11-pc1" in paired.stdout
+    # Its POV video goes up too, signed with the PC's own key (it holds no token).
+    recordings, stored = secure.tmp / "obs", secure.tmp / "videos"
+    recordings.mkdir()
+    (recordings / "pov-001.mp4").write_bytes(os.urandom(50_000))
+    section = secure.core.config.core.model_copy(update={"video_dir": str(stored)})
+    secure.core.config = secure.core.config.model_copy(update={"core": section})
     streamed = subprocess.run(
         [
             *(sys.executable, "-m", "driver_pc", "--credentials", str(creds_path)),
-            *("--adapter", "simulator", "--laps", "2", "--speed", "0"),
+            *("--adapter", "simulator", "--laps", "2", "--speed", "12"),
             *("--spool", str(secure.tmp / "car11.spool")),
+            *("--video-dir", str(recordings), "--api-url", secure.api_url),
         ],
         capture_output=True,
         text=True,
@@ -351,6 +358,9 @@ def test_paired_shim_command_streams_with_its_stored_credentials(
     assert stats.rejected == {}
     assert creds_path.read_text().count("message_key") == 1
     assert load_credentials(creds_path).message_key.hex() not in streamed.stderr
+    [video] = stored.rglob("*.mp4")
+    assert video.parent.name == "car11-pc1"
+    assert video.read_bytes() == (recordings / "pov-001.mp4").read_bytes()
 
 
 def test_setup_gives_the_broker_its_tls_listener(
