@@ -1,0 +1,400 @@
+"""The track outline from live channels (no GPS): dead reckoning per clean lap, closed at the line, averaged, cached per track.
+
+Live iRacing telemetry has no ``Lat``/``Lon``; it has the car-frame velocity
+(``VelocityX`` forward, ``VelocityY`` left, m/s) and the heading ``Yaw`` (rad,
+anticlockwise, in the sim's own track frame; absolute, so it does not drift). Their
+integral over one lap is the lap's path. The few metres it misses at the line (tick
+quantisation, the speed channel's own error) are spread along the lap in proportion to
+distance, so the path closes where it started. Laps are resampled by ``LapDistPct``
+and averaged after a rigid fit to the running mean; every further lap refines it. The
+result is in metres in the sim's frame: x, y of an arbitrary rotation (the map is not
+north-up without GPS), which is all a map needs.
+
+Pure numpy on arrays; :class:`OutlineStore` keeps one small JSON file per track and
+layout so that the outline survives sessions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Points of an outline along the lap (plenty for a 7" screen and for corners).
+OUTLINE_POINTS = 512
+#: A gap between two ticks longer than this breaks a lap (a pause, a lost stretch).
+MAX_GAP_S = 0.5
+#: LapDistPct falling by more than this away from the line is a reset or a tow.
+MAX_PCT_DROP = 0.02
+#: A lap whose closure error exceeds this share of its length is no clean lap.
+MAX_CLOSURE_SHARE = 0.05
+#: Weight of the running mean is capped here, so later laps still refine it.
+MAX_WEIGHT = 20
+#: Channels the outline needs (``Speed`` stands in for the velocity when it is missing).
+CHANNELS = ("SessionTime", "LapDistPct", "VelocityX", "VelocityY", "Yaw", "Speed")
+#: Version of the cache file format.
+STORE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LapPath:
+    """One lap's path on an even lap-distance grid, closed (last point = first)."""
+
+    pct: FloatArray
+    x: FloatArray
+    y: FloatArray
+    closure_m: float  # how far the raw integral ended from where it started
+    length_m: float  # the raw path's length
+
+    @property
+    def points(self) -> FloatArray:
+        return np.column_stack((self.x, self.y))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LiveOutline:
+    """The averaged outline of a track from live channels, with how many laps built it."""
+
+    pct: FloatArray
+    x: FloatArray
+    y: FloatArray
+    laps: int
+    spread_m: float  # mean distance of the last added lap from the mean before it
+
+    @property
+    def points(self) -> FloatArray:
+        return np.column_stack((self.x, self.y))
+
+    @property
+    def length_m(self) -> float:
+        return float(np.sum(np.hypot(np.diff(self.x), np.diff(self.y))))
+
+    def refined(self, path: LapPath) -> LiveOutline:
+        """Return the outline with one more lap averaged in (rigidly fitted to it first)."""
+        grid = self.pct
+        new = _on_grid(path, grid)
+        rot, shift = rigid_fit(new, self.points)
+        fitted = new @ rot.T + shift
+        spread = float(np.mean(np.linalg.norm(fitted - self.points, axis=1)))
+        weight = min(self.laps, MAX_WEIGHT)
+        mean = (self.points * weight + fitted) / (weight + 1)
+        mean[-1] = mean[0]
+        return LiveOutline(grid, mean[:, 0], mean[:, 1], self.laps + 1, spread)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "laps": self.laps,
+            "spread_m": round(self.spread_m, 3),
+            "x": [round(float(v), 2) for v in self.x],
+            "y": [round(float(v), 2) for v in self.y],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LiveOutline:
+        x = np.asarray(data["x"], dtype=np.float64)
+        y = np.asarray(data["y"], dtype=np.float64)
+        if x.shape != y.shape or x.ndim != 1 or len(x) < 8:
+            raise ValueError("outline x/y must be equal 1-D lists of 8+ points")
+        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+            raise ValueError("outline has non-finite points")
+        return cls(
+            np.linspace(0.0, 1.0, len(x)),
+            x,
+            y,
+            int(data.get("laps", 1)),
+            float(data.get("spread_m", 0.0)),
+        )
+
+
+def outline_from_laps(paths: list[LapPath]) -> LiveOutline | None:
+    """Average lap paths into one outline (the first lap sets the frame)."""
+    if not paths:
+        return None
+    first = paths[0]
+    outline = LiveOutline(first.pct, first.x, first.y, 1, 0.0)
+    for path in paths[1:]:
+        outline = outline.refined(path)
+    return outline
+
+
+def lap_paths(
+    frames: Mapping[str, FloatArray],
+    points: int = OUTLINE_POINTS,
+    on_pit: FloatArray | None = None,
+) -> list[LapPath]:
+    """Every complete clean lap in a stream of frames, as closed paths.
+
+    A lap runs from one ``LapDistPct`` wrap (above 0.9 to below 0.1) to the next, with
+    no gap in time, no reset or tow (distance falling), and never on pit road (``on_pit``
+    or the frames' ``OnPitRoad``).
+    """
+    time = frames.get("SessionTime")
+    pct = frames.get("LapDistPct")
+    yaw = frames.get("Yaw")
+    if time is None or pct is None or yaw is None or len(time) < 20:
+        return []
+    vx, vy = _velocity(frames)
+    if vx is None or vy is None:
+        return []
+    pit = on_pit if on_pit is not None else frames.get("OnPitRoad")
+    x, y = dead_reckon(time, vx, vy, yaw)
+    out = []
+    for a, b in _lap_spans(time, pct, pit):
+        path = _close_lap(time, pct, x, y, a, b, points)
+        if path is not None:
+            out.append(path)
+    return out
+
+
+def dead_reckon(
+    time: FloatArray, vx: FloatArray, vy: FloatArray, yaw: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Positions (m, from 0,0) by integrating the car-frame velocity turned by the yaw."""
+    cos, sin = np.cos(yaw), np.sin(yaw)
+    wx = vx * cos - vy * sin
+    wy = vx * sin + vy * cos
+    dt = np.diff(time)
+    x = np.concatenate(([0.0], np.cumsum(0.5 * (wx[1:] + wx[:-1]) * dt)))
+    y = np.concatenate(([0.0], np.cumsum(0.5 * (wy[1:] + wy[:-1]) * dt)))
+    return x, y
+
+
+def rigid_fit(a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Rotation and shift that best lay points ``a`` onto ``b`` (Kabsch, no scaling)."""
+    ca, cb = a.mean(axis=0), b.mean(axis=0)
+    h = (a - ca).T @ (b - cb)
+    u, _s, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
+    rot: FloatArray = vt.T @ np.diag([1.0, d]) @ u.T
+    shift: FloatArray = cb - ca @ rot.T
+    return rot, shift
+
+
+def deviation(a: FloatArray, b: FloatArray) -> tuple[float, float]:
+    """Mean and max distance (m) between ``a`` rigidly fitted onto ``b``, point by point."""
+    rot, shift = rigid_fit(a, b)
+    dist = np.linalg.norm(a @ rot.T + shift - b, axis=1)
+    return float(dist.mean()), float(dist.max())
+
+
+def gps_lap_paths(
+    frames: Mapping[str, FloatArray],
+    points: int = OUTLINE_POINTS,
+    on_pit: FloatArray | None = None,
+) -> list[LapPath]:
+    """The same laps as :func:`lap_paths`, their points from ``Lat``/``Lon`` (the truth)."""
+    time, pct = frames.get("SessionTime"), frames.get("LapDistPct")
+    lat, lon = frames.get("Lat"), frames.get("Lon")
+    if time is None or pct is None or lat is None or lon is None:
+        return []
+    good = (lat != 0) | (lon != 0)
+    if good.sum() < 20:
+        return []
+    lat0, lon0 = float(np.mean(lat[good])), float(np.mean(lon[good]))
+    x = (lon - lon0) * math.cos(math.radians(lat0)) * 111_320.0
+    y = (lat - lat0) * 111_320.0
+    pit = on_pit if on_pit is not None else frames.get("OnPitRoad")
+    out = []
+    for a, b in _lap_spans(time, pct, pit):
+        path = _close_lap(time, pct, x, y, a, b, points, close=False)
+        if path is not None:
+            out.append(path)
+    return out
+
+
+# ---- the cache --------------------------------------------------------------------------
+def track_key(weekend_info: Mapping[str, Any] | None, fallback: str = "") -> str | None:
+    """A file-safe key for a track and layout: ``TrackID`` and ``TrackConfigName``.
+
+    Without an id the track name (``TrackName``, else ``fallback``) stands in.
+    """
+    info = weekend_info or {}
+    track_id = info.get("TrackID")
+    config = str(info.get("TrackConfigName") or "").strip()
+    if isinstance(track_id, int) and not isinstance(track_id, bool):
+        base = f"id{track_id}"
+    else:
+        base = str(info.get("TrackName") or fallback).strip()
+    if not base:
+        return None
+    key = f"{base}-{config}" if config else base
+    return re.sub(r"[^a-z0-9-]+", "_", key.lower()).strip("_-") or None
+
+
+class OutlineStore:
+    """One JSON file per track and layout: the outline and which laps built it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.json"
+
+    def load(self, key: str) -> tuple[LiveOutline, frozenset[str]] | None:
+        """The cached outline and the ids of the laps in it; None when absent or bad."""
+        try:
+            data = json.loads(self.path(key).read_text(encoding="utf-8"))
+            if data.get("version") != STORE_VERSION:
+                return None
+            outline = LiveOutline.from_json(data["outline"])
+            used = frozenset(str(v) for v in data.get("lap_ids", ()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("track outline cache %s unreadable: %s", key, exc)
+            return None
+        return outline, used
+
+    def save(
+        self,
+        key: str,
+        outline: LiveOutline,
+        lap_ids: frozenset[str],
+        label: str = "",
+    ) -> None:
+        """Write atomically (a reader never sees half a file)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        data = {
+            "version": STORE_VERSION,
+            "track": label,
+            "lap_ids": sorted(lap_ids)[-500:],
+            "outline": outline.to_json(),
+        }
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{key}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(data, out, separators=(",", ":"))
+            os.replace(tmp, self.path(key))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def refine(
+        self,
+        key: str,
+        laps: Mapping[str, LapPath],
+        label: str = "",
+    ) -> LiveOutline | None:
+        """Add the laps not yet in the cached outline; save and return the result."""
+        found = self.load(key)
+        outline, used = found if found is not None else (None, frozenset[str]())
+        fresh = {lap_id: p for lap_id, p in laps.items() if lap_id not in used}
+        if not fresh:
+            return outline
+        for path in fresh.values():
+            if outline is None:
+                outline = LiveOutline(path.pct, path.x, path.y, 1, 0.0)
+            else:
+                outline = outline.refined(path)
+        assert outline is not None
+        self.save(key, outline, used | frozenset(fresh), label or self._label(key))
+        return outline
+
+    def _label(self, key: str) -> str:
+        try:
+            data = json.loads(self.path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ""
+        return str(data.get("track") or "") if isinstance(data, dict) else ""
+
+
+# ---- helpers ----------------------------------------------------------------------------
+def _velocity(
+    frames: Mapping[str, FloatArray],
+) -> tuple[FloatArray | None, FloatArray | None]:
+    vx, vy = frames.get("VelocityX"), frames.get("VelocityY")
+    if vx is not None and vy is not None:
+        return vx, vy
+    speed = frames.get("Speed")
+    if speed is None:
+        return None, None
+    # Without the car-frame velocity the car is taken to go where it points.
+    return speed, np.zeros_like(speed)
+
+
+def _lap_spans(
+    time: FloatArray, pct: FloatArray, on_pit: FloatArray | None
+) -> Iterator[tuple[int, int]]:
+    """Index pairs (a, b): tick a is the last before one line crossing, b the next's."""
+    wraps = np.flatnonzero((pct[:-1] > 0.9) & (pct[1:] < 0.1))
+    for a, b in itertools.pairwise(wraps):
+        seg = slice(a, b + 2)
+        if np.any(np.diff(time[seg]) > MAX_GAP_S) or np.any(np.diff(time[seg]) <= 0):
+            continue
+        inner = pct[a + 1 : b + 1]
+        if np.any(np.diff(inner) < -MAX_PCT_DROP):
+            continue
+        if on_pit is not None and np.any(on_pit[seg] > 0.5):
+            continue
+        yield int(a), int(b)
+
+
+def _close_lap(
+    time: FloatArray,
+    pct: FloatArray,
+    x: FloatArray,
+    y: FloatArray,
+    a: int,
+    b: int,
+    points: int,
+    close: bool = True,
+) -> LapPath | None:
+    """The path from the crossing after tick ``a`` to the one after tick ``b``."""
+    del time  # the crossing is placed by distance, as the grid is
+    f0 = _crossing(pct[a], pct[a + 1])
+    f1 = _crossing(pct[b], pct[b + 1])
+    start = (x[a] + f0 * (x[a + 1] - x[a]), y[a] + f0 * (y[a + 1] - y[a]))
+    end = (x[b] + f1 * (x[b + 1] - x[b]), y[b] + f1 * (y[b + 1] - y[b]))
+    px = np.concatenate(([start[0]], x[a + 1 : b + 1], [end[0]]))
+    py = np.concatenate(([start[1]], y[a + 1 : b + 1], [end[1]]))
+    pp = np.concatenate(([0.0], np.clip(pct[a + 1 : b + 1], 0.0, 1.0), [1.0]))
+    pp = np.maximum.accumulate(pp)
+    steps = np.hypot(np.diff(px), np.diff(py))
+    s = np.concatenate(([0.0], np.cumsum(steps)))
+    length = float(s[-1])
+    if length <= 1.0:
+        return None
+    gap_x, gap_y = px[-1] - px[0], py[-1] - py[0]
+    closure = math.hypot(gap_x, gap_y)
+    if close:
+        if closure > MAX_CLOSURE_SHARE * length:
+            return None
+        px = px - gap_x * s / length
+        py = py - gap_y * s / length
+    grid = np.linspace(0.0, 1.0, points)
+    uniq, first = np.unique(pp, return_index=True)
+    gx = np.interp(grid, uniq, px[first]) - px[0]
+    gy = np.interp(grid, uniq, py[first]) - py[0]
+    if close:
+        gx[-1], gy[-1] = gx[0], gy[0]
+    return LapPath(grid, gx, gy, closure, length)
+
+
+def _crossing(before: float, after: float) -> float:
+    """Where between two ticks (0..1) the distance wrapped past 1.0."""
+    gone = 1.0 - float(before)
+    total = gone + float(after)
+    return gone / total if total > 0 else 0.0
+
+
+def _on_grid(path: LapPath, grid: FloatArray) -> FloatArray:
+    if len(path.pct) == len(grid) and np.allclose(path.pct, grid):
+        return path.points
+    return np.column_stack(
+        (np.interp(grid, path.pct, path.x), np.interp(grid, path.pct, path.y))
+    )
