@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "default"
 
 RECENT_RACING_LAPS = 10  # racing laps remembered across stints, for a stint's start
+BASELINE_GREEN_LAPS = 5  # the lap-time baseline: median of the last five green laps
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,9 @@ class PredictionConfig:
     last_lap_weight: float = 0.5
     trend_min_laps: int | None = None  # None: no trend term (it did not help)
     max_trend_s_per_lap: float = 0.3
+    # Under yellow: the median of every car's neutralised laps that ended within
+    # this many seconds (all cars follow the same pace car); None: own last lap.
+    yellow_field_window_s: float | None = 40.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +136,8 @@ class RacePredictor:
         self._class_stints: defaultdict[str, list[float]] = defaultdict(list)
         self._class_out_lap_loss: defaultdict[str, list[float]] = defaultdict(list)
         self._all_stint_laps: list[int] = []
+        # (race clock, lap time) of the field's neutralised laps off pit road.
+        self._yellow_laps: deque[tuple[float, float]] = deque()
 
     def observe(self, lap: TimingLap) -> LapPrediction:
         """Take the lap that just ended; predict the car's next pit lap and lap time."""
@@ -155,6 +161,13 @@ class RacePredictor:
             state.recent_racing.append(lap.lap_time_s)
         if lap.in_pit:
             self._close_stint(state, lap)
+        if (
+            lap.is_neutralised
+            and lap.lap_time_s is not None
+            and not lap.in_pit
+            and lap.pit_time_s is None
+        ):
+            self._yellow_laps.append((lap.elapsed_s, lap.lap_time_s))
         state.last_lap = lap
         return LapPrediction(
             car=lap.car,
@@ -162,7 +175,7 @@ class RacePredictor:
             next_pit_lap=self._next_pit_lap(state, lap),
             next_lap_time_s=self._next_lap_time(state, lap),
             baseline_next_pit_lap=self._baseline_next_pit_lap(state, lap),
-            baseline_next_lap_time_s=lap.lap_time_s,
+            baseline_next_lap_time_s=self._baseline_next_lap_time(state, lap),
         )
 
     # -- next pit lap ---------------------------------------------------------
@@ -202,14 +215,29 @@ class RacePredictor:
         return lap.lap + max(1, _round_half_up(expected - used))
 
     def _baseline_next_pit_lap(self, state: _CarState, lap: TimingLap) -> int:
-        """Last pit lap plus the mean stint length of all cars so far; at least next lap."""
+        """Naive: the last pit lap plus the car's last stint length, at least next lap.
+
+        Before the car's first stop: the mean of every car's completed stints so
+        far (``default_stint_laps`` before any).
+        """
+        if state.completed and state.last_pit_lap is not None:
+            return max(lap.lap + 1, state.last_pit_lap + state.completed[-1].laps)
         stint_laps = (
             statistics.fmean(self._all_stint_laps)
             if self._all_stint_laps
             else self.config.default_stint_laps
         )
-        last = state.last_pit_lap if state.last_pit_lap is not None else 0
-        return max(lap.lap + 1, _round_half_up(last + stint_laps))
+        return max(lap.lap + 1, _round_half_up(stint_laps) + state.stint_start - 1)
+
+    @staticmethod
+    def _baseline_next_lap_time(state: _CarState, lap: TimingLap) -> float | None:
+        """Naive: the median of the car's last five green (racing) laps.
+
+        Before the car has one, the last lap's time.
+        """
+        if state.recent_racing:
+            return statistics.median(list(state.recent_racing)[-BASELINE_GREEN_LAPS:])
+        return lap.lap_time_s
 
     def _close_stint(self, state: _CarState, in_lap: TimingLap) -> None:
         stint = _CompletedStint(
@@ -236,7 +264,7 @@ class RacePredictor:
         if lap.lap_time_s is None:
             return None
         if not lap.is_green and not lap.in_pit:
-            return lap.lap_time_s
+            return self._yellow_lap_time(lap)
         pace = self._pace(state)
         if pace is None:
             return lap.lap_time_s
@@ -244,6 +272,17 @@ class RacePredictor:
             losses = self._class_out_lap_loss.get(state.car_class)
             return pace + statistics.median(losses) if losses else lap.lap_time_s
         return self._model_pace(state, lap, pace)
+
+    def _yellow_lap_time(self, lap: TimingLap) -> float | None:
+        """Next lap under yellow: the field's recent neutralised laps, else the last."""
+        window = self.config.yellow_field_window_s
+        if window is None or not lap.is_neutralised:
+            return lap.lap_time_s
+        recent = self._yellow_laps
+        while recent and recent[0][0] < lap.elapsed_s - window:
+            recent.popleft()
+        times = [t for _, t in recent]
+        return statistics.median(times) if times else lap.lap_time_s
 
     def _model_pace(self, state: _CarState, lap: TimingLap, pace: float) -> float:
         """The next-lap-time model's prediction where it applies, else ``pace``.

@@ -6,13 +6,20 @@ import argparse
 import dataclasses
 import itertools
 import json
+import statistics
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pitbox_appliance.strategy.command import add_command, lap_rows, run
-from pitbox_appliance.strategy.predict import predict_race
+from pitbox_appliance.strategy.predict import (
+    PredictionConfig,
+    RacePredictor,
+    predict_race,
+    race_order,
+)
 from pitbox_appliance.strategy.stints import (
     StopKind,
     analyse_race,
@@ -359,12 +366,16 @@ def test_predictions_are_sensible_synthetic(chart: Path) -> None:
     assert early.next_pit_lap is not None
     assert 36 <= early.next_pit_lap <= 44
     assert early.baseline_next_pit_lap is not None
-    # Green pace is 100 s ± 0.2 s; the baseline repeats the last lap.
+    # Green pace is 100 s ± 0.2 s; the baseline is the median of the last five
+    # green laps (laps 11-15 here: racing laps, green at both lines).
     steady = by_lap[("01", 15)]
     assert steady.next_lap_time_s == pytest.approx(100.0, abs=0.3)
+    times = {lap.lap: lap.lap_time_s for lap in laps if lap.car == "01"}
     assert steady.baseline_next_lap_time_s == pytest.approx(
-        next(lap.lap_time_s for lap in laps if lap.car == "01" and lap.lap == 15)
+        statistics.median(times[n] for n in range(11, 16))
     )
+    # The pit baseline repeats the last stint: car 01's first stint was 20 laps.
+    assert by_lap[("01", 25)].baseline_next_pit_lap == 40
     # After the yellow the restart lap is slow, the prediction stays at pace.
     assert by_lap[("01", 33)].next_lap_time_s == pytest.approx(100.0, abs=0.3)
     # Under yellow the pit window is open (stint 2 is 10 laps old): pit now.
@@ -557,3 +568,31 @@ def test_cli_reads_gzipped_real_race(capsys: pytest.CaptureFixture[str]) -> None
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == len(read_timing_csv(path))
     assert any(r["flag"] == "fcy" for r in rows)
+
+
+def test_under_yellow_the_field_sets_the_next_lap_time(chart: Path) -> None:
+    """A neutralised lap predicts the median of the field's recent yellow laps."""
+    laps = read_timing_csv(chart)
+    by_lap = {(p.car, p.lap): p for p in predict_race(laps)}
+    window = PredictionConfig().yellow_field_window_s
+    assert window is not None
+    yellow = [lap for lap in laps if lap.is_neutralised and not lap.in_pit]
+    assert yellow
+    for lap in yellow:
+        recent = [
+            x.lap_time_s
+            for x in yellow
+            if lap.elapsed_s - window <= x.elapsed_s <= lap.elapsed_s
+            and x.pit_time_s is None
+        ]
+        prediction = by_lap[(lap.car, lap.lap)].next_lap_time_s
+        assert prediction == pytest.approx(statistics.median(recent)), lap
+    # Without the field window the car's own last yellow lap is repeated.
+    own = RacePredictor(replace(PredictionConfig(), yellow_field_window_s=None))
+    own_by_lap = {
+        (p.car, p.lap): p for p in (own.observe(lap) for lap in race_order(laps))
+    }
+    assert all(
+        own_by_lap[(lap.car, lap.lap)].next_lap_time_s == lap.lap_time_s
+        for lap in yellow
+    )
