@@ -60,6 +60,7 @@ class LapPath:
     y: FloatArray
     closure_m: float  # how far the raw integral ended from where it started
     length_m: float  # the raw path's length
+    speed: FloatArray | None = None  # m/s on the same grid
 
     @property
     def points(self) -> FloatArray:
@@ -75,6 +76,7 @@ class LiveOutline:
     y: FloatArray
     laps: int
     spread_m: float  # mean distance of the last added lap from the mean before it
+    speed: FloatArray | None = None  # mean m/s on the grid (where corners are slow)
 
     @property
     def points(self) -> FloatArray:
@@ -94,15 +96,26 @@ class LiveOutline:
         weight = min(self.laps, MAX_WEIGHT)
         mean = (self.points * weight + fitted) / (weight + 1)
         mean[-1] = mean[0]
-        return LiveOutline(grid, mean[:, 0], mean[:, 1], self.laps + 1, spread)
+        speed = self.speed
+        if path.speed is not None:
+            new_speed = np.interp(grid, path.pct, path.speed)
+            speed = (
+                new_speed
+                if speed is None
+                else (speed * weight + new_speed) / (weight + 1)
+            )
+        return LiveOutline(grid, mean[:, 0], mean[:, 1], self.laps + 1, spread, speed)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "laps": self.laps,
             "spread_m": round(self.spread_m, 3),
             "x": [round(float(v), 2) for v in self.x],
             "y": [round(float(v), 2) for v in self.y],
         }
+        if self.speed is not None:
+            data["speed"] = [round(float(v), 2) for v in self.speed]
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LiveOutline:
@@ -112,12 +125,17 @@ class LiveOutline:
             raise ValueError("outline x/y must be equal 1-D lists of 8+ points")
         if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
             raise ValueError("outline has non-finite points")
+        speed = data.get("speed")
+        v = np.asarray(speed, dtype=np.float64) if speed is not None else None
+        if v is not None and (v.shape != x.shape or not np.all(np.isfinite(v))):
+            v = None
         return cls(
             np.linspace(0.0, 1.0, len(x)),
             x,
             y,
             int(data.get("laps", 1)),
             float(data.get("spread_m", 0.0)),
+            v,
         )
 
 
@@ -125,8 +143,7 @@ def outline_from_laps(paths: list[LapPath]) -> LiveOutline | None:
     """Average lap paths into one outline (the first lap sets the frame)."""
     if not paths:
         return None
-    first = paths[0]
-    outline = LiveOutline(first.pct, first.x, first.y, 1, 0.0)
+    outline = _first(paths[0])
     for path in paths[1:]:
         outline = outline.refined(path)
     return outline
@@ -153,9 +170,12 @@ def lap_paths(
         return []
     pit = on_pit if on_pit is not None else frames.get("OnPitRoad")
     x, y = dead_reckon(time, vx, vy, yaw)
+    speed = frames.get("Speed")
+    if speed is None:
+        speed = np.hypot(vx, vy)
     out = []
     for a, b in _lap_spans(time, pct, pit):
-        path = _close_lap(time, pct, x, y, a, b, points)
+        path = _close_lap(pct, x, y, a, b, points, speed=speed)
         if path is not None:
             out.append(path)
     return out
@@ -211,7 +231,7 @@ def gps_lap_paths(
     pit = on_pit if on_pit is not None else frames.get("OnPitRoad")
     out = []
     for a, b in _lap_spans(time, pct, pit):
-        path = _close_lap(time, pct, x, y, a, b, points, close=False)
+        path = _close_lap(pct, x, y, a, b, points, close=False)
         if path is not None:
             out.append(path)
     return out
@@ -298,7 +318,7 @@ class OutlineStore:
             return outline
         for path in fresh.values():
             if outline is None:
-                outline = LiveOutline(path.pct, path.x, path.y, 1, 0.0)
+                outline = _first(path)
             else:
                 outline = outline.refined(path)
         assert outline is not None
@@ -345,7 +365,6 @@ def _lap_spans(
 
 
 def _close_lap(
-    time: FloatArray,
     pct: FloatArray,
     x: FloatArray,
     y: FloatArray,
@@ -353,9 +372,9 @@ def _close_lap(
     b: int,
     points: int,
     close: bool = True,
+    speed: FloatArray | None = None,
 ) -> LapPath | None:
     """The path from the crossing after tick ``a`` to the one after tick ``b``."""
-    del time  # the crossing is placed by distance, as the grid is
     f0 = _crossing(pct[a], pct[a + 1])
     f1 = _crossing(pct[b], pct[b + 1])
     start = (x[a] + f0 * (x[a + 1] - x[a]), y[a] + f0 * (y[a + 1] - y[a]))
@@ -382,7 +401,15 @@ def _close_lap(
     gy = np.interp(grid, uniq, py[first]) - py[0]
     if close:
         gx[-1], gy[-1] = gx[0], gy[0]
-    return LapPath(grid, gx, gy, closure, length)
+    on_grid = None
+    if speed is not None:
+        ps = np.concatenate(([speed[a]], speed[a + 1 : b + 1], [speed[b + 1]]))
+        on_grid = np.interp(grid, uniq, ps[first])
+    return LapPath(grid, gx, gy, closure, length, on_grid)
+
+
+def _first(path: LapPath) -> LiveOutline:
+    return LiveOutline(path.pct, path.x, path.y, 1, 0.0, path.speed)
 
 
 def _crossing(before: float, after: float) -> float:
