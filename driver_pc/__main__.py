@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin
@@ -21,12 +23,14 @@ from driver_pc.adapters.base import (
     adapter_names,
     create_adapter,
 )
+from driver_pc.appliance_api import ApplianceApi
 from driver_pc.pairing import ca_path, default_credentials_path, load_credentials
 from driver_pc.protocol import data_dirs
 from driver_pc.protocol.logs import setup_logging
 from driver_pc.protocol.mqtt import BrokerAddress
+from driver_pc.registration import DriverRegistrar
 from driver_pc.service import ShimConfig, ShimService
-from driver_pc.video import VideoSegmentWatcher, VideoTarget
+from driver_pc.video import VideoSegmentWatcher
 
 logger = logging.getLogger("driver_pc")
 
@@ -95,16 +99,26 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     service = ShimService(config, adapter)
+    # A paired PC reaches the API where pairing put its broker, and signs with its
+    # own key; a legacy one needs --api-url (or --host) and a token.
+    api = ApplianceApi(
+        api_url=args.api_url or f"http://{broker.host}:8081",
+        source=source,
+        token=os.environ.get("PITBOX_API_TOKEN", ""),
+        key=team_key if paired else None,
+    )
+    if paired or api.token:
+        registrar = DriverRegistrar(api, sim=args.adapter, version=_version())
+        service.on_driver_change = registrar.note
+        _in_thread("register", registrar.run, stop)
     if args.video_dir is not None:
-        video = VideoTarget(
-            # A paired PC reaches the API where pairing put its broker, and signs
-            # with its own key; a legacy one needs --api-url/--host and a token.
-            api_url=args.api_url or f"http://{broker.host}:8081",
-            source=source,
-            token=os.environ.get("PITBOX_API_TOKEN", ""),
-            key=team_key if paired else None,
+        watcher = VideoSegmentWatcher(
+            folder=args.video_dir,
+            target=api,
+            clock=service.session_clock,
+            state_path=spool.parent / f"{source}.videos.json",
         )
-        _start_video_uploads(args.video_dir, video, service, stop, spool.parent)
+        _in_thread("video", watcher.run, stop)
     service.run(stop)
     return 0
 
@@ -216,23 +230,18 @@ def _argument_kind(flag: str, annotation: Any) -> dict[str, Any]:
     raise TypeError(f"adapter option {flag!r}: {annotation} has no command-line form")
 
 
-def _start_video_uploads(
-    folder: Path,
-    target: VideoTarget,
-    service: ShimService,
-    stop: threading.Event,
-    data: Path,
+def _in_thread(
+    name: str, work: Callable[[threading.Event], None], stop: threading.Event
 ) -> None:
-    """Run the video-segment watcher in its own thread (never on the 60 Hz path)."""
-    watcher = VideoSegmentWatcher(
-        folder=folder,
-        target=target,
-        clock=service.session_clock,
-        state_path=data / f"{target.source}.videos.json",
-    )
-    threading.Thread(
-        target=watcher.run, args=(stop,), name="video", daemon=True
-    ).start()
+    """Run ``work(stop)`` on a thread of its own (never on the 60 Hz path)."""
+    threading.Thread(target=work, args=(stop,), name=name, daemon=True).start()
+
+
+def _version() -> str | None:
+    try:
+        return importlib.metadata.version("pitbox")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from driver_pc.protocol.messages import (
     Ack,
     Command,
     CommandResult,
+    DriverChange,
     Message,
     ShimState,
     ShimStatus,
@@ -98,6 +100,9 @@ class ShimService:
         self.camera: tuple[str, int, int] | None = None
         # Session time now, for placing video segments (driver_pc/video.py).
         self.session_clock = SessionClock()
+        # Told of each driver announcement sent (driver_pc/registration.py); must
+        # return at once: it is called on the 60 Hz path.
+        self.on_driver_change: Callable[[DriverChange], None] | None = None
 
     def run(self, stop: threading.Event) -> None:
         """Stream until the adapter ends or ``stop`` is set, then drain what is spooled."""
@@ -168,6 +173,8 @@ class ShimService:
             payload = self.codec.encode(self.config.source, seq, message)
             self.spool.append(self._data_topic.name, payload, seq)
         self.sender.notify()
+        if isinstance(message, DriverChange) and self.on_driver_change is not None:
+            self.on_driver_change(message)
         self._status(ShimState.STREAMING)
 
     def _status(self, state: ShimState, force: bool = False) -> None:

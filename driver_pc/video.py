@@ -6,14 +6,12 @@ import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from driver_pc.protocol.device_auth import sign_request
+from driver_pc.appliance_api import ApiError, ApplianceApi
 
 logger = logging.getLogger(__name__)
 
@@ -47,28 +45,7 @@ class SessionClock:
         return max(0.0, session + (at - mono))
 
 
-@dataclass(frozen=True, slots=True)
-class VideoTarget:
-    """Where segments go: the appliance API and this PC's identity.
-
-    A paired PC signs each upload with its message key (``key``); a legacy set-up
-    without pairing presents an API ``token`` with the ``driver`` scope instead.
-    """
-
-    api_url: str
-    source: str
-    token: str = field(default="", repr=False)
-    key: bytes | None = field(default=None, repr=False)
-    timeout_s: float = 60.0
-
-    def authorization(self, path: str, query: dict[str, str]) -> str:
-        """The ``Authorization`` header for a POST to ``path`` with ``query``."""
-        if self.key is not None:
-            return sign_request(self.key, self.source, "POST", path, query)
-        return f"Bearer {self.token}"
-
-
-class UploadError(RuntimeError):
+class UploadError(ApiError):
     """The appliance refused a segment or could not be reached; says which and why."""
 
 
@@ -94,7 +71,7 @@ class VideoSegmentWatcher:
     """
 
     folder: Path
-    target: VideoTarget
+    target: ApplianceApi
     clock: SessionClock
     state_path: Path
     settle_s: float = 3.0
@@ -163,33 +140,24 @@ class VideoSegmentWatcher:
             "end": f"{end:.3f}",
         }
         route = "/api/v1/video/upload"
-        base = self.target.api_url.rstrip("/")
-        prefix = urllib.parse.urlsplit(base).path
-        url = f"{base}{route}?{urllib.parse.urlencode(params)}"
         size = path.stat().st_size
         with path.open("rb") as body:
             request = urllib.request.Request(
-                url,
+                self.target.url(route, params),
                 data=body,
                 method="POST",
                 headers={
                     "Content-Type": MEDIA_TYPES[path.suffix.lower()],
                     "Content-Length": str(size),
-                    "Authorization": self.target.authorization(prefix + route, params),
+                    "Authorization": self.target.authorization("POST", route, params),
                 },
             )
             try:
-                with urllib.request.urlopen(
-                    request, timeout=self.target.timeout_s
-                ) as reply:
-                    record: dict[str, Any] = json.load(reply)
-            except urllib.error.HTTPError as exc:
-                detail = exc.read().decode(errors="replace")[:300]
-                if exc.code == 409 and "already uploaded" in detail:
+                record = self.target.send(request)
+            except ApiError as exc:
+                if exc.status == 409 and "already uploaded" in str(exc):
                     return {"path": path.name, "duplicate": True}
-                raise UploadError(f"HTTP {exc.code}: {detail}") from None
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                raise UploadError(str(exc)) from None
+                raise UploadError(str(exc), exc.status) from None
         return record
 
     def run(self, stop: threading.Event, interval_s: float = 2.0) -> None:

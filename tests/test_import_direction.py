@@ -28,7 +28,9 @@ ALLOWED: dict[str, set[str]] = {
     "driver_pc.adapters": {CONTRACT},
     "driver_pc.transport": {CONTRACT},
     "driver_pc.pairing": {CONTRACT},
-    "driver_pc.video": {CONTRACT},
+    "driver_pc.appliance_api": {CONTRACT},
+    "driver_pc.video": {"driver_pc.appliance_api"},
+    "driver_pc.registration": {CONTRACT, "driver_pc.appliance_api"},
     "driver_pc.pipeline": {CONTRACT, "driver_pc.adapters"},
     "driver_pc.service": {
         CONTRACT,
@@ -40,7 +42,9 @@ ALLOWED: dict[str, set[str]] = {
     "driver_pc.__main__": {
         CONTRACT,
         "driver_pc.adapters",
+        "driver_pc.appliance_api",
         "driver_pc.pairing",
+        "driver_pc.registration",
         "driver_pc.service",
         "driver_pc.video",
     },
@@ -81,6 +85,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "pitbox_appliance.dashboard": {
         CONTRACT,
+        "pitbox_appliance.analysis",  # track outline and corners (pure numpy)
         "pitbox_appliance.api",
         "pitbox_appliance.config",
         "pitbox_appliance.storage",

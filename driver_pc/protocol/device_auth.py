@@ -2,8 +2,8 @@
 
 A paired PC holds no API token; it holds the AES-256-GCM message key pairing gave it
 (the appliance keeps the same key per source in its ``Keyring``). A request is signed
-by sealing an empty plaintext with that key, the request's method, path, sorted query
-and time as associated data; the 16-byte tag is the proof. The appliance opens it with
+by sealing an empty plaintext with that key, the request's method, path, sorted query,
+time and (for a JSON body) the body's SHA-256 as associated data; the 16-byte tag is the proof. The appliance opens it with
 the source's key, so a revoked PC is refused as its messages are, and a PC can only
 speak as itself. Requests older or newer than ``MAX_SKEW_S`` are refused, and a nonce is
 accepted once, so a captured header cannot be replayed.
@@ -13,6 +13,7 @@ Header: ``Authorization: PitBox-Device source=<id>,ts=<unix s>,nonce=<24 hex>,ta
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -38,10 +39,18 @@ class DeviceAuthError(ValueError):
 
 
 def _signed_text(
-    method: str, path: str, query: Mapping[str, str], source: str, ts: int
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    source: str,
+    ts: int,
+    body: bytes | None,
 ) -> bytes:
     pairs = "&".join(f"{k}={query[k]}" for k in sorted(query))
-    return f"pitbox-api-v1\n{method.upper()}\n{path}\n{pairs}\n{source}\n{ts}".encode()
+    digest = "-" if body is None else hashlib.sha256(body).hexdigest()
+    return (
+        f"pitbox-api-v1\n{method.upper()}\n{path}\n{pairs}\n{source}\n{ts}\n{digest}"
+    ).encode()
 
 
 def sign_request(
@@ -51,11 +60,18 @@ def sign_request(
     path: str,
     query: Mapping[str, str],
     now: float | None = None,
+    body: bytes | None = None,
 ) -> str:
-    """The ``Authorization`` header value for one request from ``source``."""
+    """The ``Authorization`` header value for one request from ``source``.
+
+    ``body``: a JSON body the signature covers (its SHA-256); None for a streamed
+    upload, whose body is not covered (its size limit and checks are the server's).
+    """
     ts = int(time.time() if now is None else now)
     nonce = os.urandom(12)
-    tag = AESGCM(key).encrypt(nonce, b"", _signed_text(method, path, query, source, ts))
+    tag = AESGCM(key).encrypt(
+        nonce, b"", _signed_text(method, path, query, source, ts, body)
+    )
     return f"{SCHEME} source={source},ts={ts},nonce={nonce.hex()},tag={tag.hex()}"
 
 
@@ -75,6 +91,7 @@ class DeviceVerifier:
         path: str,
         query: Mapping[str, str],
         now: float | None = None,
+        body: bytes | None = None,
     ) -> str:
         """The signing source, or raises DeviceAuthError saying what was wrong."""
         found = _HEADER.fullmatch(header.strip())
@@ -98,7 +115,7 @@ class DeviceVerifier:
             aead.decrypt(
                 nonce,
                 bytes.fromhex(found["tag"]),
-                _signed_text(method, path, query, source, ts),
+                _signed_text(method, path, query, source, ts, body),
             )
         except InvalidTag:
             raise DeviceAuthError(

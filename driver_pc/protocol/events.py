@@ -31,6 +31,7 @@ class EventKind(StrEnum):
     DAMAGE_ALERT = "damage_alert"
     SESSION_REPORT_READY = "session_report_ready"
     VIDEO_SEGMENT_READY = "video_segment_ready"
+    DRIVER_REGISTERED = "driver_registered"
     SETUP_IMPACT_ANALYSIS = "setup_impact_analysis"
 
 
@@ -62,6 +63,16 @@ class DriverChanged(_Payload):
     user_id: int
     user_name: str
     source: str
+
+
+class DriverRegistered(_Payload):
+    """A driver PC said who sits at it (``/api/v1/driver/register``), driving or not."""
+
+    source: str
+    driver_name: str
+    sim: str
+    user_id: int | None = None
+    version: str | None = None
 
 
 class CommandResultEvent(_Payload):
@@ -164,6 +175,7 @@ PAYLOADS: dict[EventKind, type[BaseModel]] = {
     EventKind.DAMAGE_ALERT: DamageAlert,
     EventKind.SESSION_REPORT_READY: SessionReportReady,
     EventKind.VIDEO_SEGMENT_READY: VideoSegmentReady,
+    EventKind.DRIVER_REGISTERED: DriverRegistered,
     EventKind.SETUP_IMPACT_ANALYSIS: SetupImpactAnalysis,
 }
 

@@ -99,9 +99,12 @@ async def _device_signed(
     request: web.Request, handler: Handler, header: str, scope: str
 ) -> web.StreamResponse:
     """A request signed by a paired PC: the ``driver`` scope, for its own source only."""
+    # A JSON body is covered by the signature; a streamed upload's is not (see
+    # device_auth.py), and reading it here would hold it all in memory.
+    body = await request.read() if request.content_type == "application/json" else None
     try:
         source = request.app[DEVICES].verify(
-            header, request.method, request.path, dict(request.query)
+            header, request.method, request.path, dict(request.query), body=body
         )
     except DeviceAuthError as exc:
         return error_response(401, str(exc), ["Authorization"])

@@ -9,7 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
+from driver_pc.protocol.events import EventKind
 from pitbox_appliance.api.context import (
+    DEVICE_SOURCE,
     REGISTRATIONS,
     SERVICE,
     error_response,
@@ -18,6 +20,7 @@ from pitbox_appliance.api.context import (
 )
 from pitbox_appliance.api.schemas import (
     DriverRegistration,
+    RegistrationList,
     RegistrationOut,
     StatusOut,
     StatusUpdate,
@@ -32,11 +35,17 @@ routes = web.RouteTableDef()
 
 @routes.post("/api/v1/driver/register")
 async def register_driver(request: web.Request) -> web.Response:
-    """Register a driver PC (kept in memory, keyed by source); 201 with the record."""
+    """Register who sits at a driver PC; 201 with the record.
+
+    ``GET /api/v1/driver/registrations`` lists the latest per PC. With a
+    ``session_time`` the registration is also stored as a ``driver_registered``
+    event of the car's current session (and published on its event stream).
+    """
     body = await read_body(request, DriverRegistration)
     if isinstance(body, web.Response):
         return body
-    if car_of_source(body.source) != body.car:
+    car = car_of_source(body.source)
+    if body.car is not None and body.car != car:
         # Ingest files a source's data under the car its id names; a disagreeing
         # registration would show the driver on a car that gets none of their laps.
         return error_response(
@@ -45,16 +54,55 @@ async def register_driver(request: web.Request) -> web.Response:
             f"(source ids are <car>-<pc>)",
             ["car"],
         )
-    registration = RegistrationOut(**body.model_dump(), registered_at=time.time())
+    signer = request.get(DEVICE_SOURCE)
+    if signer is not None and signer != body.source:
+        return error_response(
+            403, f"source: {body.source!r}, but the request is signed by {signer!r}"
+        )
+    service = request.app[SERVICE]
+    registered_at = time.time()
+    loop = asyncio.get_running_loop()
+    session_id = None
+    if body.session_time is not None:
+        payload = {
+            "source": body.source,
+            "driver_name": body.driver_name,
+            "sim": body.sim,
+            "user_id": body.user_id,
+            "version": body.version,
+        }
+        try:
+            session_id = await loop.run_in_executor(
+                None,
+                service.record_event,
+                car,
+                EventKind.DRIVER_REGISTERED.value,
+                body.session_time,
+                payload,
+            )
+        except LookupError:
+            session_id = None  # no session of that car yet: registered all the same
+    registration = RegistrationOut(
+        **{**body.model_dump(), "car": car},
+        registered_at=registered_at,
+        session_id=session_id,
+    )
     request.app[REGISTRATIONS][body.source] = registration
     logger.info(
         "driver PC %s registered: %s in %s (%s)",
         body.source,
         body.driver_name,
-        body.car,
+        car,
         body.sim,
     )
     return json_response(registration, status=201)
+
+
+@routes.get("/api/v1/driver/registrations")
+async def list_registrations(request: web.Request) -> web.Response:
+    """Who sits at each driver PC: the latest registration per source since the core started."""
+    registrations = sorted(request.app[REGISTRATIONS].values(), key=lambda r: r.source)
+    return json_response(RegistrationList(registrations=registrations))
 
 
 @routes.post("/api/v1/status/update")

@@ -23,6 +23,7 @@ from pitbox_appliance.api.schemas import (
     ErrorOut,
     HealthOut,
     LapList,
+    RegistrationList,
     RegistrationOut,
     RetryOut,
     SessionDetail,
@@ -134,7 +135,13 @@ OPERATIONS: tuple[Operation, ...] = (
         RegistrationOut,
         status=201,
         body=DriverRegistration,
-        errors=(400,),
+        errors=(400, 403),
+    ),
+    Operation(
+        "GET",
+        "/api/v1/driver/registrations",
+        "Who sits at each driver PC (the latest registration per source)",
+        RegistrationList,
     ),
     Operation(
         "POST",

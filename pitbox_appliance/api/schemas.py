@@ -28,22 +28,48 @@ class ErrorOut(_Model):
 
 # ---- driver PCs -----------------------------------------------------------------------
 class DriverRegistration(_Model):
-    """A driver PC announcing itself for the current session."""
+    """A driver PC announcing who sits at it, for the car's current session."""
 
     source: str = Field(
         pattern=SOURCE_PATTERN, description="shim source id, `<car>-<pc>`"
     )
-    car: str = Field(min_length=1, max_length=64, description="team car, e.g. car42")
+    car: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="team car, e.g. car42; left out: the car the source id names",
+    )
     driver_name: str = Field(
         min_length=1, max_length=128, description="driver at this PC"
     )
     sim: str = Field(min_length=1, max_length=32, description="simulator, e.g. iracing")
+    user_id: int | None = Field(
+        None, ge=0, description="the sim's id of the driver (iRacing's UserID)"
+    )
+    session_time: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="session time of the registration; given: stored as a "
+        "`driver_registered` event of the car's current session",
+    )
+    version: str | None = Field(None, max_length=32, description="shim version")
 
 
 class RegistrationOut(DriverRegistration):
     """What the appliance registered, and when."""
 
+    car: str = Field(description="team car the PC belongs to")
     registered_at: float = Field(description="UNIX time of the registration")
+    session_id: int | None = Field(
+        None, description="session the `driver_registered` event was stored in"
+    )
+
+
+class RegistrationList(_Model):
+    """The latest registration of each driver PC, by source."""
+
+    registrations: list[RegistrationOut]
 
 
 class StatusUpdate(_Model):

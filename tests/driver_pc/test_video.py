@@ -13,8 +13,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
+from driver_pc.appliance_api import ApplianceApi
 from driver_pc.protocol.device_auth import sign_request
-from driver_pc.video import SessionClock, VideoSegmentWatcher, VideoTarget
+from driver_pc.video import SessionClock, VideoSegmentWatcher
 from pitbox_appliance.api.app import create_app
 from pitbox_appliance.core.service import CoreService
 from tests.conftest import RunningAppliance, wait_for
@@ -33,7 +34,7 @@ def _watcher(
     folder: Path, url: str, clock: SessionClock, state: Path, key: bytes
 ) -> VideoSegmentWatcher:
     # As a paired shim does: no token, each upload signed with the PC's own key.
-    target = VideoTarget(api_url=url, source="car1-pc1", key=key)
+    target = ApplianceApi(api_url=url, source="car1-pc1", key=key)
     return VideoSegmentWatcher(folder, target, clock, state, settle_s=3.0)
 
 

@@ -170,13 +170,22 @@ REGISTRATION = {
 async def test_register_driver(client: Client) -> None:
     registered = await post_json(client, "/api/v1/driver/register", REGISTRATION, 201)
     assert registered.pop("registered_at") > 0
-    assert registered == REGISTRATION
+    unset = {"user_id": None, "session_time": None, "version": None, "session_id": None}
+    assert registered == {**REGISTRATION, **unset}
+    # The car may be left out: it is the one the source id names.
+    bare = {k: v for k, v in REGISTRATION.items() if k != "car"}
+    again = await post_json(client, "/api/v1/driver/register", bare, 201)
+    assert again["car"] == REGISTRATION["car"]
+    listed = await client.get("/api/v1/driver/registrations")
+    [only] = (await listed.json())["registrations"]
+    assert only["source"] == REGISTRATION["source"]
+    assert only["registered_at"] == again["registered_at"]
 
 
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({k: v for k, v in REGISTRATION.items() if k != "car"}, "car"),
+        ({**REGISTRATION, "session_time": -1}, "session_time"),
         ({**REGISTRATION, "driver_name": ""}, "driver_name"),
         ({**REGISTRATION, "source": "car 42/pc1"}, "source"),
         ({**REGISTRATION, "seat": "left"}, "seat"),

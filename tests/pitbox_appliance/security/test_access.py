@@ -358,6 +358,13 @@ def test_paired_shim_command_streams_with_its_stored_credentials(
     assert stats.rejected == {}
     assert creds_path.read_text().count("message_key") == 1
     assert load_credentials(creds_path).message_key.hex() not in streamed.stderr
+    # ... and it said who sits at it.
+    with urllib.request.urlopen(
+        f"{secure.api_url}/api/v1/driver/registrations", timeout=10
+    ) as reply:
+        registered = json.load(reply)["registrations"]
+    assert [r["source"] for r in registered] == ["car11-pc1"]
+    assert registered[0]["driver_name"] and registered[0]["session_id"] is not None
     [video] = stored.rglob("*.mp4")
     assert video.parent.name == "car11-pc1"
     assert video.read_bytes() == (recordings / "pov-001.mp4").read_bytes()

@@ -1,0 +1,95 @@
+"""The shim registers each new driver of its PC with the appliance, signed with its key."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from driver_pc.adapters.simulator import RaceSimulatorAdapter
+from driver_pc.appliance_api import ApplianceApi
+from driver_pc.protocol.messages import DriverChange
+from driver_pc.registration import DriverRegistrar
+from pitbox_appliance.api.app import create_app
+from tests.conftest import RunningAppliance, wait_for
+
+
+def _change(user_id: int, name: str, at: float) -> DriverChange:
+    return DriverChange("s1", at, 0, user_id, name)
+
+
+def test_each_new_driver_is_registered_once_and_stored_in_the_session(
+    appliance: RunningAppliance,
+) -> None:
+    core = appliance.core
+    appliance.start_shim(RaceSimulatorAdapter(laps=2, speed=20.0, seed=8))
+    assert wait_for(lambda: "car1" in core.ingestor.live, timeout=20)
+    events: list[dict[str, Any]] = []
+    core.event_listeners.append(events.append)
+
+    async def scenario() -> tuple[DriverRegistrar, list[dict[str, Any]]]:
+        app = create_app(core, tokens={})  # no token: the PC signs with its key
+        async with TestClient(TestServer(app)) as client:
+            api = ApplianceApi(
+                str(client.make_url("/")), "car1-pc2", key=appliance.team_key
+            )
+            registrar = DriverRegistrar(api, sim="iracing", version="0.1.0")
+            stop = threading.Event()
+            thread = threading.Thread(target=registrar.run, args=(stop,))
+            thread.start()
+            loop = asyncio.get_running_loop()
+            try:
+                registrar.note(_change(7, "Bea Quick", 10.0))
+                registrar.note(_change(7, "Bea Quick", 40.0))  # a re-announcement
+                await loop.run_in_executor(
+                    None, wait_for, lambda: len(registrar.registered) >= 1, 10
+                )
+                registrar.note(_change(9, "Cy Late", 50.0))  # the seat changed
+                await loop.run_in_executor(
+                    None, wait_for, lambda: len(registrar.registered) >= 2, 10
+                )
+                await asyncio.sleep(0.5)  # nothing more is sent
+            finally:
+                stop.set()
+                await loop.run_in_executor(None, thread.join, 5)
+            listed = await client.get("/api/v1/driver/registrations")
+            return registrar, (await listed.json())["registrations"]
+
+    registrar, listed = asyncio.run(scenario())
+    assert [r["driver_name"] for r in registrar.registered] == ["Bea Quick", "Cy Late"]
+    session_id = core.ingestor.live["car1"].session_id
+    assert [r["session_id"] for r in registrar.registered] == [session_id] * 2
+    [latest] = listed
+    assert (latest["source"], latest["driver_name"], latest["user_id"]) == (
+        "car1-pc2",
+        "Cy Late",
+        9,
+    )
+    assert wait_for(
+        lambda: len([e for e in events if e["kind"] == "driver_registered"]) == 2, 5
+    )
+    db = sqlite3.connect(appliance.db_url.removeprefix("sqlite:///"))
+    rows = db.execute(
+        "SELECT session_id FROM events WHERE kind = 'driver_registered'"
+    ).fetchall()
+    assert rows == [(session_id,), (session_id,)]
+
+
+def test_an_unreachable_appliance_is_tried_again() -> None:
+    api = ApplianceApi("http://127.0.0.1:9", "car1-pc1", key=b"k" * 32, timeout_s=1)
+    registrar = DriverRegistrar(api, sim="iracing")
+    stop = threading.Event()
+    thread = threading.Thread(target=registrar.run, args=(stop,))
+    thread.start()
+    try:
+        registrar.note(_change(1, "Alex", 0.0))
+        # Port 9 refuses: after a 2 s pause it is posted again, not dropped.
+        assert wait_for(lambda: registrar.posts >= 2, 8)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert registrar.registered == []
