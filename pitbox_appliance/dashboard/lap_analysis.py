@@ -1,4 +1,4 @@
-"""Lap analysis without a database: a lap's trace along distance, two laps compared, track outlines.
+"""Lap analysis without a database: a lap's trace along distance, two laps compared, track outlines, the driven line.
 
 Pure numpy on arrays the data layer decoded; the pages call these on the UI loop (a
 comparison of two laps is a few hundred interpolations, well under a millisecond).
@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+from pitbox_appliance.analysis.corners import CornerMap, corner_names, find_corners
+from pitbox_appliance.analysis.track_outline import (
+    LiveOutline,
+    dead_reckon,
+    rigid_fit,
+)
 
 if TYPE_CHECKING:
     from pitbox_appliance.dashboard.session_data import LapInfo
@@ -23,6 +30,8 @@ FloatArray = npt.NDArray[np.float64]
 #: Points of the track outline and of a lap comparison (plenty for a 7" screen).
 OUTLINE_POINTS = 512
 COMPARE_POINTS = 400
+#: Points of a driven line (coloured segments on the map).
+LINE_POINTS = 300
 #: Metres per degree of latitude (and of longitude at the equator).
 _M_PER_DEG = 111_320.0
 
@@ -40,10 +49,18 @@ class LapTrace:
     lat: FloatArray | None = None
     lon: FloatArray | None = None
     on_pit: FloatArray | None = None
+    vx: FloatArray | None = None  # car-frame velocity (live channels)
+    vy: FloatArray | None = None
+    yaw: FloatArray | None = None
 
     @property
     def has_gps(self) -> bool:
         return usable_gps(self.lat, self.lon)
+
+    @property
+    def has_motion(self) -> bool:
+        """Velocity and heading to dead-reckon the lap's line from (live telemetry)."""
+        return self.yaw is not None and (self.vx is not None or bool(self.speed.any()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +77,10 @@ class LapComparison:
 class TrackOutline:
     """The track drawn in metres (x east, y north), with lap distance along it.
 
-    ``kind`` is ``gps`` (from a recorded lap's Lat/Lon) or ``oval`` (a schematic
-    stand-in when no GPS was recorded: cars are placed on it by lap distance).
+    ``kind`` is ``gps`` (from a recorded lap's Lat/Lon), ``live`` (integrated from
+    the live channels' velocity and heading, cached per track: no GPS frame, so cars
+    are placed by lap distance) or ``oval`` (a schematic stand-in before any clean
+    lap). ``speed`` (m/s along ``pct``) and ``corners`` come with a real outline.
     """
 
     kind: str
@@ -71,6 +90,13 @@ class TrackOutline:
     y: FloatArray
     origin: tuple[float, float] | None = None
     pit_lane: tuple[tuple[float, float], ...] = field(default=())
+    speed: FloatArray | None = None
+    corners: CornerMap = field(default=CornerMap(()))
+    track_key: str | None = None
+
+    @property
+    def points(self) -> FloatArray:
+        return np.column_stack((self.x, self.y))
 
     def at_pct(self, pct: float) -> tuple[float, float]:
         """The point of the outline at lap distance ``pct``."""
@@ -128,6 +154,9 @@ def lap_trace_from_frames(
 
     speed = channel("Speed")
     return LapTrace(
+        vx=channel("VelocityX"),
+        vy=channel("VelocityY"),
+        yaw=channel("Yaw"),
         lap_id=lap.id,
         pct=pct,
         time=since,
@@ -210,6 +239,160 @@ def oval_outline(reason: str, points: int = 128) -> TrackOutline:
         200.0 * np.cos(angle),
         100.0 * np.sin(angle),
     )
+
+
+def live_outline(
+    outline: LiveOutline, note: str, track_key: str | None = None
+) -> TrackOutline:
+    """A live-channel outline for the map, turned so its long side lies across.
+
+    Its frame is the sim's own (not north-up): turning it costs nothing and fills a
+    landscape screen.
+    """
+    pts = outline.points - outline.points.mean(axis=0)
+    _u, _s, vt = np.linalg.svd(pts, full_matrices=False)
+    angle = -math.atan2(vt[0, 1], vt[0, 0])
+    rot = np.array(
+        [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
+    )
+    turned = pts @ rot.T
+    if turned[0, 1] > 0:  # the line at the bottom, like the oval
+        turned = -turned
+    result = TrackOutline(
+        "live",
+        note,
+        outline.pct,
+        turned[:, 0],
+        turned[:, 1],
+        speed=outline.speed,
+        track_key=track_key,
+    )
+    return with_corners(result, outline.speed)
+
+
+def with_corners(
+    outline: TrackOutline, speed: FloatArray | None = None
+) -> TrackOutline:
+    """The outline with its corners found (and named for its track) and its speed."""
+    if outline.kind == "oval":
+        return outline
+    if speed is not None and len(speed) != len(outline.pct):
+        speed = None
+    corners = find_corners(
+        outline.pct,
+        outline.x,
+        outline.y,
+        speed,
+        corner_names(outline.track_key),
+    )
+    return replace(outline, speed=speed, corners=corners)
+
+
+def speed_on_grid(trace: LapTrace, grid: FloatArray) -> FloatArray:
+    """A lap's speed (m/s) at the lap distances of ``grid``."""
+    pct, first = np.unique(trace.pct, return_index=True)
+    result: FloatArray = np.interp(grid, pct, trace.speed[first])
+    return result
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DrivenLine:
+    """Where a lap went, in the outline's metres, with what the driver did along it."""
+
+    lap_id: int
+    pct: FloatArray
+    x: FloatArray
+    y: FloatArray
+    speed: FloatArray  # m/s
+    throttle: FloatArray | None
+    brake: FloatArray | None
+    source: str  # "gps" or "live"
+
+
+def driven_line(
+    trace: LapTrace, outline: TrackOutline, points: int = LINE_POINTS
+) -> DrivenLine | None:
+    """A lap's line on the outline: its GPS when both have GPS, else dead reckoning.
+
+    Dead reckoning is the outline's own method on this one lap (closed at the line),
+    then laid onto the outline by a rigid fit, point by point along the lap.
+    None when the lap has neither, or the outline is the schematic oval.
+    """
+    if outline.kind == "oval":
+        return None
+    grid = np.linspace(0.0, 1.0, points)
+    pct, first = np.unique(trace.pct, return_index=True)
+    if len(pct) < 10:
+        return None
+    if outline.origin is not None and trace.has_gps:
+        assert trace.lat is not None
+        assert trace.lon is not None
+        xs, ys = project_arrays(trace.lat, trace.lon, outline.origin)
+        x, y = np.interp(grid, pct, xs[first]), np.interp(grid, pct, ys[first])
+        source = "gps"
+    elif trace.has_motion:
+        assert trace.yaw is not None
+        vx = trace.vx if trace.vx is not None else trace.speed
+        vy = trace.vy if trace.vy is not None else np.zeros_like(trace.speed)
+        xs, ys = dead_reckon(trace.time, vx, vy, trace.yaw)
+        steps = np.hypot(np.diff(xs), np.diff(ys))
+        s = np.concatenate(([0.0], np.cumsum(steps)))
+        if s[-1] <= 1.0:
+            return None
+        xs = xs - (xs[-1] - xs[0]) * s / s[-1]
+        ys = ys - (ys[-1] - ys[0]) * s / s[-1]
+        lap = np.column_stack(
+            (np.interp(grid, pct, xs[first]), np.interp(grid, pct, ys[first]))
+        )
+        ref = np.column_stack(
+            (
+                np.interp(grid, outline.pct, outline.x),
+                np.interp(grid, outline.pct, outline.y),
+            )
+        )
+        rot, shift = rigid_fit(lap, ref)
+        fitted = lap @ rot.T + shift
+        x, y = fitted[:, 0], fitted[:, 1]
+        source = "live"
+    else:
+        return None
+
+    def along(values: FloatArray | None) -> FloatArray | None:
+        if values is None:
+            return None
+        result: FloatArray = np.interp(grid, pct, values[first])
+        return result
+
+    speed = along(trace.speed)
+    assert speed is not None
+    return DrivenLine(
+        trace.lap_id,
+        grid,
+        x,
+        y,
+        speed,
+        along(trace.throttle),
+        along(trace.brake),
+        source,
+    )
+
+
+def corner_deltas(
+    comparison: LapComparison, corners: CornerMap
+) -> tuple[tuple[str, float], ...]:
+    """Time B gains (−) or loses (+) on A in each corner's zone, in lap order."""
+    if not corners.corners or not comparison.rows:
+        return ()
+    last = comparison.rows[-1][0] or 1.0
+    totals: dict[int, float] = {}
+    labels = {c.number: c.label for c in corners.corners}
+    prev_d = comparison.rows[0][3]
+    for dist, _sa, _sb, delta in comparison.rows[1:]:
+        zone = corners.zone_id(dist / last)
+        if zone is not None:
+            totals[zone] = totals.get(zone, 0.0) + (delta - prev_d)
+        prev_d = delta
+    return tuple((labels[n], round(totals.get(n, 0.0), 3)) for n in sorted(labels))
 
 
 def _project(

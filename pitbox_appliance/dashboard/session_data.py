@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,15 +29,26 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from driver_pc.protocol.codec import DecodeError
 from driver_pc.protocol.session_info import SessionInfoError, parse_session_info
+from pitbox_appliance.analysis.track_outline import (
+    LapPath,
+    LiveOutline,
+    OutlineStore,
+    lap_paths,
+    outline_from_laps,
+    track_key,
+)
 from pitbox_appliance.dashboard.lap_analysis import (
     FloatArray,
     LapTrace,
     TrackOutline,
     gps_outline,
     lap_trace_from_frames,
+    live_outline,
     oval_outline,
     project_arrays,
+    speed_on_grid,
     usable_gps,
+    with_corners,
 )
 from pitbox_appliance.dashboard.mistakes import MistakeLog, parse_mistake
 from pitbox_appliance.storage.database import make_engine
@@ -71,7 +82,24 @@ TRACE_CHANNELS = frozenset(
         "Lat",
         "Lon",
         "OnPitRoad",
+        "VelocityX",
+        "VelocityY",
+        "Yaw",
     )
+)
+#: Where the per-track outlines from live channels are kept: beside the database
+#: (the appliance's data directory, ``driver_pc.protocol.data_dirs``), across sessions.
+OUTLINE_DIR_NAME = "track_outlines"
+#: Clean laps of a session added to its track's outline per outline query (each is
+#: one lap's telemetry decoded), and the count after which no more are added.
+REFINE_LAPS_PER_QUERY = 4
+OUTLINE_ENOUGH_LAPS = 30
+#: How long a live-channel outline is reused while it is still being refined.
+REFINE_TTL_S = 30.0
+_STORE_LOCK = threading.Lock()  # one refinement of the cache files at a time
+#: Channels the live-channel outline decodes.
+OUTLINE_CHANNELS = frozenset(
+    ("SessionTime", "LapDistPct", "Speed", "VelocityX", "VelocityY", "Yaw", "OnPitRoad")
 )
 
 
@@ -223,10 +251,20 @@ class SessionExtras:
 class SessionData:
     """Read-only, cached access to stored sessions; every query off the event loop."""
 
-    def __init__(self, db_url: str, *, history_ttl_s: float = HISTORY_TTL_S) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        *,
+        history_ttl_s: float = HISTORY_TTL_S,
+        outline_dir: Path | None = None,
+    ) -> None:
         self.db_url = db_url
         self.history_ttl_s = history_ttl_s
         self._path = _sqlite_path(db_url)
+        #: The per-track outline cache (None: build in memory, keep nothing).
+        self.outline_dir = outline_dir or (
+            self._path.parent / OUTLINE_DIR_NAME if self._path is not None else None
+        )
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(
@@ -285,17 +323,26 @@ class SessionData:
         )
 
     async def outline(self, session_key: str) -> TrackOutline:
-        """The track outline for a session: GPS of its best lap, else an oval."""
+        """The track outline for a session.
+
+        GPS of its best lap (or of one at the same track) when recorded; else the
+        outline integrated from the live channels, cached per track and layout and
+        refined with each clean lap; an oval only before any clean lap.
+        """
+        directory = self.outline_dir
         found = await self._get(
             ("outline", session_key),
-            lambda reader: _outline(reader, session_key),
-            LONG_TTL_S,
+            lambda reader: _outline(reader, session_key, directory),
+            _outline_ttl,
         )
         return found if found is not None else oval_outline("no recorded lap yet")
 
     # ---- helpers --------------------------------------------------------------------
     async def _get(
-        self, key: Hashable, query: Callable[[SessionReader], T | None], ttl_s: float
+        self,
+        key: Hashable,
+        query: Callable[[SessionReader], T | None],
+        ttl_s: float | Callable[[T], float],
     ) -> T | None:
         now = time.monotonic()
         hit = self._cache.get(key)
@@ -311,7 +358,10 @@ class SessionData:
             pending.add_done_callback(lambda _f: self._inflight.pop(key, None))
         value = await asyncio.shield(pending)
         if key not in self._cache or self._cache[key][0] <= now:
-            expires = time.monotonic() + (ttl_s if value is not None else MISS_TTL_S)
+            keep = MISS_TTL_S
+            if value is not None:
+                keep = float(ttl_s(value) if callable(ttl_s) else ttl_s)
+            expires = time.monotonic() + keep
             self._cache[key] = (expires, value)
             while len(self._cache) > MAX_CACHE_ENTRIES:
                 self._cache.popitem(last=False)
@@ -494,7 +544,11 @@ def _lap_trace(reader: SessionReader, session_id: int, lap: LapInfo) -> LapTrace
 
 
 def _frames(
-    reader: SessionReader, session_id: int, start: float, end: float
+    reader: SessionReader,
+    session_id: int,
+    start: float,
+    end: float,
+    channels: frozenset[str] = TRACE_CHANNELS,
 ) -> dict[str, FloatArray]:
     """The trace channels between two session times, from the best-covered source."""
     with reader.snapshot() as db:
@@ -508,7 +562,7 @@ def _frames(
         return {}
     chosen = max(counts, key=lambda s: counts[s])
     # A window that starts mid-chain rebuilds its first chunk's base from storage.
-    decode = ChunkDecoder(dictionaries, TRACE_CHANNELS, reader)
+    decode = ChunkDecoder(dictionaries, channels, reader)
     columns: dict[str, list[FloatArray]] = {}
     for chunk in chunks:
         if chunk.source != chosen:
@@ -531,11 +585,14 @@ def _frames(
     return {name: values[keep][order] for name, values in out.items()}
 
 
-def _outline(reader: SessionReader, session_key: str) -> TrackOutline | None:
+def _outline(
+    reader: SessionReader, session_key: str, directory: Path | None
+) -> TrackOutline | None:
     with reader.snapshot() as db:
         race = db.session_by_key(session_key)
         if race is None:
             return None
+        key = _track_key(race)
         candidates = db.fastest_laps(race.id, limit=2)
         if race.track:
             # A lap at the same track from an earlier session draws the map until
@@ -555,14 +612,97 @@ def _outline(reader: SessionReader, session_key: str) -> TrackOutline | None:
             own = lap_row.session_id == race.id
             where = "" if own else " of an earlier session"
             note = f"GPS of lap {lap.number}{where} ({_secs(lap.lap_time)})"
-            outline = gps_outline(trace, note)
+            outline = replace(gps_outline(trace, note), track_key=key)
+            outline = with_corners(outline, speed_on_grid(trace, outline.pct))
             return _with_pit_lane(db, race, outline)
+        live = _live_outline(db, race, key, directory)
+        if live is not None:
+            return live
         reason = (
-            "no GPS in the recorded telemetry"
+            "no GPS and no velocity/yaw in the recorded telemetry"
             if tried_telemetry
             else "no clean lap recorded yet"
         )
         return oval_outline(reason)
+
+
+def _live_outline(
+    db: SessionReader, race: SessionRow, key: str | None, directory: Path | None
+) -> TrackOutline | None:
+    """The outline from live channels: the track's cached one, refined with new laps."""
+    store = OutlineStore(directory) if directory is not None and key else None
+    with _STORE_LOCK:
+        cached = store.load(key) if store is not None and key else None
+        outline, used = cached if cached is not None else (None, frozenset[str]())
+        if outline is None or outline.laps < OUTLINE_ENOUGH_LAPS:
+            fresh = _new_lap_paths(db, race, used)
+            if fresh and store is not None and key:
+                outline = store.refine(key, fresh, label=race.track)
+            elif fresh:
+                outline = outline_from_laps(list(fresh.values()))
+    if outline is None:
+        return None
+    return live_outline(outline, _live_note(outline, race, used), key)
+
+
+def _new_lap_paths(
+    db: SessionReader, race: SessionRow, used: frozenset[str]
+) -> dict[str, LapPath]:
+    """The paths of this session's newest clean laps not yet in the cached outline."""
+    clean = [
+        lap
+        for lap in db.laps(race.id)
+        if lap.start_time is not None
+        and lap.lap_time is not None
+        and lap.lap_time > 0
+        and not lap.pit_lap
+        and not lap.invalid
+        and _lap_id(race, lap) not in used
+    ]
+    out: dict[str, LapPath] = {}
+    for lap in clean[-REFINE_LAPS_PER_QUERY:]:
+        assert lap.start_time is not None
+        # A little either side, so both line crossings are inside the window.
+        frames = _frames(
+            db, race.id, lap.start_time - 0.5, lap.end_time + 0.5, OUTLINE_CHANNELS
+        )
+        found = lap_paths(frames)
+        if len(found) == 1:
+            out[_lap_id(race, lap)] = found[0]
+    return out
+
+
+def _live_note(outline: LiveOutline, race: SessionRow, used: frozenset[str]) -> str:
+    laps = "1 clean lap" if outline.laps == 1 else f"{outline.laps} clean laps"
+    mine = any(u.startswith(f"{race.session_key}:") for u in used)
+    where = "" if mine or outline.laps == 0 else ", kept from this track"
+    return f"from live channels (no GPS): speed and yaw of {laps}{where}"
+
+
+def _lap_id(race: SessionRow, lap: LapRow) -> str:
+    return f"{race.session_key}:{lap.lap_number}"
+
+
+def _track_key(race: SessionRow) -> str | None:
+    """The track and layout from the session info's WeekendInfo (else the track name)."""
+    weekend: dict[str, Any] = {}
+    if race.session_info:
+        try:
+            info = parse_session_info(race.session_info)
+        except SessionInfoError:
+            info = {}
+        found = info.get("WeekendInfo")
+        weekend = found if isinstance(found, dict) else {}
+    return track_key(weekend, fallback=race.track)
+
+
+def _outline_ttl(outline: TrackOutline) -> float:
+    """An oval is asked again soon (a clean lap may come); a refining outline now and then."""
+    if outline.kind == "oval":
+        return MISS_TTL_S
+    if outline.kind == "live":
+        return REFINE_TTL_S
+    return LONG_TTL_S
 
 
 def _with_pit_lane(
@@ -586,15 +726,7 @@ def _with_pit_lane(
         (round(float(x), 1), round(float(y), 1))
         for x, y in zip(xs[::step], ys[::step], strict=True)
     )
-    return TrackOutline(
-        outline.kind,
-        outline.note,
-        outline.pct,
-        outline.x,
-        outline.y,
-        outline.origin,
-        lane,
-    )
+    return replace(outline, pit_lane=lane)
 
 
 def _lap_info(lap: LapRow) -> LapInfo:
