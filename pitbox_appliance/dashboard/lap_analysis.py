@@ -288,6 +288,28 @@ def with_corners(
     return replace(outline, speed=speed, corners=corners)
 
 
+def corner_labels(
+    outline: TrackOutline, offset: float
+) -> tuple[tuple[int, float, float], ...]:
+    """``(number, x, y)`` for each corner: beside its apex, ``offset`` m to the inside."""
+    out = []
+    for corner in outline.corners.corners:
+        x, y = outline.at_pct(corner.apex)
+        ax, ay = outline.at_pct(max(0.0, corner.apex - 0.004))
+        bx, by = outline.at_pct(min(1.0, corner.apex + 0.004))
+        dx, dy = bx - ax, by - ay
+        norm = math.hypot(dx, dy) or 1.0
+        side = 1.0 if corner.direction == "left" else -1.0  # left: inside is left
+        out.append(
+            (
+                corner.number,
+                x - side * dy / norm * offset,
+                y + side * dx / norm * offset,
+            )
+        )
+    return tuple(out)
+
+
 def speed_on_grid(trace: LapTrace, grid: FloatArray) -> FloatArray:
     """A lap's speed (m/s) at the lap distances of ``grid``."""
     pct, first = np.unique(trace.pct, return_index=True)

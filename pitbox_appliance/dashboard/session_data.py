@@ -640,6 +640,7 @@ def _live_outline(
                 outline = store.refine(key, fresh, label=race.track)
             elif fresh:
                 outline = outline_from_laps(list(fresh.values()))
+            used = used | frozenset(fresh)
     if outline is None:
         return None
     return live_outline(outline, _live_note(outline, race, used), key)

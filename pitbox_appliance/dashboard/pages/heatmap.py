@@ -1,16 +1,22 @@
-"""Mistake heatmap ``/heatmap``: mistakes per track section as a heat layer on the map, with sectors."""
+"""Mistake heatmap ``/heatmap``: mistakes as a heat layer on the map, counted by corner, with sectors."""
 
 from __future__ import annotations
 
 import html
+from collections import Counter
 from typing import Any
 
 from nicegui import ui
 from nicegui.events import ValueChangeEventArguments
 
+from pitbox_appliance.analysis.corners import CornerMap
 from pitbox_appliance.dashboard import mistakes as mk
 from pitbox_appliance.dashboard.context import PageContext
-from pitbox_appliance.dashboard.lap_analysis import TrackOutline, oval_outline
+from pitbox_appliance.dashboard.lap_analysis import (
+    TrackOutline,
+    corner_labels,
+    oval_outline,
+)
 from pitbox_appliance.dashboard.pages import page
 from pitbox_appliance.dashboard.pages.track_map import _path
 from pitbox_appliance.dashboard.session_data import SessionHistory
@@ -69,6 +75,7 @@ class HeatmapView:
                     )
                     self.heat_layer = tid(ui.element("g"), "heat-layer")
                     self.sector_layer = tid(ui.element("g"), "heat-sectors")
+                    self.corner_layer = tid(ui.element("g"), "heat-corners")
             with ui.element("div").classes("pb-heat-side"):
                 ui.label("Mistakes of").classes("pb-cap")
                 self.scope_toggle = tid(
@@ -138,16 +145,21 @@ class HeatmapView:
     def render(self) -> None:
         chosen = select(self.log, self.history, self.scope, self.choice)
         levels = mk.heat(chosen)
-        worst = mk.sections(chosen)
+        corners = self.outline.corners
+        worst = corner_heat(chosen, corners) if corners.corners else mk.sections(chosen)
         key = (levels, worst, self.sector_starts, id(self.outline))
         if key == self._drawn:
             return
         self._drawn = key
         self._draw_heat(levels)
         self._draw_sectors()
+        self._draw_corners()
         what = self.scope if self.choice is None else f"{self.scope} {self.choice}"
         self.summary.set_text(f"{len(chosen)} mistakes · {what}")
-        self.table.set_content(sections_html(worst))
+        labels = (
+            {c.number: c.label for c in corners.corners} if corners.corners else None
+        )
+        self.table.set_content(sections_html(worst, labels=labels))
         skipped = self.log.skipped if self.log is not None else 0
         self.source.set_text(
             heat_note(self.log is not None, skipped, self.outline.note, self.scope)
@@ -178,6 +190,16 @@ class HeatmapView:
                     f'stroke="{mk.heat_color(level)}" stroke-width="{width:.0f}" '
                     f'stroke-opacity="{0.45 + 0.55 * level:.2f}" stroke-linecap="round" '
                     'vector-effect="non-scaling-stroke"'
+                )
+
+    def _draw_corners(self) -> None:
+        self.corner_layer.clear()
+        with self.corner_layer:
+            for number, x, y in corner_labels(self.outline, self._unit * 0.06):
+                tid(SvgText(f"T{number}"), f"corner-{number}").props(
+                    f'x="{x:.1f}" y="{-y:.1f}" font-size="{self._unit * 0.04:.1f}" '
+                    'fill="#9fb3c8" font-weight="800" text-anchor="middle" '
+                    'dominant-baseline="middle"'
                 )
 
     def _draw_sectors(self) -> None:
@@ -234,25 +256,64 @@ def select(
     return log.mistakes
 
 
-def sections_html(worst: tuple[mk.SectionHeat, ...], limit: int = 12) -> str:
+def corner_heat(
+    mistakes: tuple[mk.Mistake, ...], corners: CornerMap
+) -> tuple[mk.SectionHeat, ...]:
+    """Mistakes counted by the corner whose zone they are in, worst first.
+
+    ``section`` is then the corner's number; a mistake on the straight before a
+    corner (braking) counts for that corner.
+    """
+    grouped: dict[int, list[mk.Mistake]] = {}
+    for m in mistakes:
+        number = corners.zone_id(m.lap_dist_pct)
+        if number is not None:
+            grouped.setdefault(number, []).append(m)
+    apex = {c.number: c.apex for c in corners.corners}
+    out = []
+    for number, group in grouped.items():
+        kinds = Counter(m.kind for m in group)
+        out.append(
+            mk.SectionHeat(
+                section=number,
+                count=len(group),
+                severity=round(sum(m.severity for m in group), 3),
+                kinds=tuple((k, kinds[k]) for k in mk.KINDS if kinds[k]),
+                pct=apex[number],
+            )
+        )
+    out.sort(key=lambda s: (-s.severity, -s.count, s.section))
+    return tuple(out)
+
+
+def sections_html(
+    worst: tuple[mk.SectionHeat, ...],
+    limit: int = 12,
+    labels: dict[int, str] | None = None,
+) -> str:
+    """The worst sections (or corners, with ``labels``) as a table."""
     if not worst:
         return '<div class="pb-note">No mistakes recorded for this choice.</div>'
+    head = "CORNER" if labels is not None else "SEC"
     rows = "".join(
-        f'<tr data-testid="heat-row-{s.section}"><td>{s.section}</td>'
+        f'<tr data-testid="heat-row-{s.section}">'
+        f"<td>{html.escape(labels.get(s.section, str(s.section)) if labels else str(s.section))}</td>"
         f"<td>{s.pct * 100:.0f} %</td><td>{s.count}</td>"
         f"<td>{html.escape(', '.join(f'{k} {n}' for k, n in s.kinds))}</td>"
         f"<td>{s.severity:.1f}</td></tr>"
         for s in worst[:limit]
     )
     return (
-        '<table class="pb-figtable"><tr><th>SEC</th><th>AT</th><th>N</th>'
+        f'<table class="pb-figtable"><tr><th>{head}</th><th>AT</th><th>N</th>'
         f"<th>KINDS</th><th>SEV</th></tr>{rows}</table>"
     )
 
 
 def heat_note(stored: bool, skipped: int, outline: str, scope: str) -> str:
     parts = [
-        "Heat: summed severity of the core's detected mistakes along the lap; "
+        "Heat: summed severity of the core's detected mistakes along the lap, "
+        "counted by corner (T1…, found on the outline; a corner's zone takes in "
+        "the braking before it) where the outline has corners; "
         "white dots mark the sector starts."
     ]
     if not stored:

@@ -1,4 +1,4 @@
-"""The track map ``/map``: the outline from recorded GPS and the team cars live on it."""
+"""The track map ``/map``: the outline (recorded GPS, else live channels, else an oval), its corners, and the team cars live on it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ from nicegui import ui
 
 from pitbox_appliance.dashboard import race
 from pitbox_appliance.dashboard.context import PageContext
-from pitbox_appliance.dashboard.lap_analysis import TrackOutline, oval_outline
+from pitbox_appliance.dashboard.lap_analysis import (
+    TrackOutline,
+    corner_labels,
+    oval_outline,
+)
 from pitbox_appliance.dashboard.live_state import STALE_AFTER_S, CarState, OtherCar
 from pitbox_appliance.dashboard.pages import page
 from pitbox_appliance.dashboard.widgets import SvgText, note, tid
@@ -102,6 +106,7 @@ class MapView:
                         'stroke-dasharray="6 4" vector-effect="non-scaling-stroke"'
                     )
                     self.start = ui.element("circle").props('fill="#f0f3f6"')
+                    self.corner_layer = tid(ui.element("g"), "map-corners")
                     self.others_layer = tid(ui.element("g"), "map-others")
                     self.rejoin = tid(ui.element("g"), "map-rejoin")
                     self.cars_layer = ui.element("g")
@@ -259,6 +264,14 @@ class MapView:
         self._unit = max(width, height)
         self.start.props(f'cx="{sx:.1f}" cy="{-sy:.1f}" r="{self._unit * 0.012:.1f}"')
         self.outline_note.set_text(f"Outline: {outline.note}.")
+        self.corner_layer.clear()
+        with self.corner_layer:
+            for number, x, y in corner_labels(outline, self._unit * 0.06):
+                tid(SvgText(f"T{number}"), f"map-corner-{number}").props(
+                    f'x="{x:.1f}" y="{-y:.1f}" font-size="{self._unit * 0.035:.1f}" '
+                    'fill="#6b7b8c" font-weight="800" text-anchor="middle" '
+                    'dominant-baseline="middle"'
+                )
 
     def _cars_on_map(self, selected: CarState | None) -> list[CarState]:
         state = self.ctx.state
