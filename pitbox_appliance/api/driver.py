@@ -98,7 +98,7 @@ async def register_driver(request: web.Request) -> web.Response:
     return json_response(registration, status=201)
 
 
-@routes.get("/api/v1/driver/registrations")
+@routes.get("/api/v1/driver/registrations", allow_head=False)
 async def list_registrations(request: web.Request) -> web.Response:
     """Who sits at each driver PC: the latest registration per source since the core started."""
     registrations = sorted(request.app[REGISTRATIONS].values(), key=lambda r: r.source)
