@@ -72,7 +72,13 @@ def encode_car(args: tuple[int, bytes, int]) -> list[Wire]:
 class Appliance:
     """Broker, core (pinned) and dashboard as the appliance runs them, in ``work``."""
 
-    def __init__(self, work: Path, core_cpu: int, dashboard: bool) -> None:
+    def __init__(
+        self,
+        work: Path,
+        core_cpu: int,
+        dashboard: bool,
+        core_args: tuple[str, ...] = (),
+    ) -> None:
         self.work = work
         self.key = secrets.token_bytes(32)
         self.broker_port, self.api_port, self.dash_port = (free_port() for _ in "abc")
@@ -100,12 +106,16 @@ class Appliance:
                 }
             )
         )
+        self.trace = work / "live_trace.json"
         self.env = {
             **os.environ,
             "PITBOX_TEAM_KEY": self.key.hex(),
             "PITBOX_MQTT_PASSWORD": self.passwords["appliance"],
         }
+        # The core keeps each live-path stamp and a 2 ms wake-up probe (its trace).
+        self.core_env = {**self.env, "PITBOX_LIVE_TRACE": str(self.trace)}
         self.core_cpu = core_cpu
+        self.core_args = core_args
         self.want_dashboard = dashboard
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -113,7 +123,9 @@ class Appliance:
         self.broker.start()
         pin = ["taskset", "-c", str(self.core_cpu)] if shutil.which("taskset") else []
         self.processes["core"] = self._spawn(
-            "core", [*pin, sys.executable, "-m", "pitbox_appliance.core"]
+            "core",
+            [*pin, sys.executable, "-m", "pitbox_appliance.core", *self.core_args],
+            self.core_env,
         )
         if self.want_dashboard:
             self.processes["dashboard"] = self._spawn(
@@ -125,11 +137,13 @@ class Appliance:
                 raise RuntimeError(f"core did not start; see {self.work}/core.log")
             time.sleep(0.3)
 
-    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, cmd: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         with (self.work / f"{name}.log").open("ab") as log:
             return subprocess.Popen(
                 [*cmd, "--config", str(self.config)],
-                env=self.env,
+                env=env or self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -264,13 +278,30 @@ def pct(values: list[float], q: float) -> float:
     )
 
 
-def dashboards(port: int, n: int, stop: threading.Event) -> None:
-    """``n`` Chromium tabs (one browser, one context each) on the pit-wall page."""
+def dashboards(
+    port: int,
+    n: int,
+    stop: threading.Event,
+    opened: list[float] | None = None,
+    nice: int = 0,
+    work: Path | None = None,
+) -> None:
+    """``n`` Chromium tabs (one browser, one context each) on the pit-wall page.
+
+    ``opened`` gets the monotonic time at which each tab's page had loaded. With
+    ``nice`` the browser runs at that niceness, as the appliance's kiosk launcher
+    starts it (``nice -n 10 chromium --kiosk``).
+    """
     from playwright.sync_api import sync_playwright
 
+    executable = CHROMIUM
+    if nice and work is not None:
+        executable = work / "chromium-niced"
+        executable.write_text(f'#!/bin/sh\nexec nice -n {nice} {CHROMIUM} "$@"\n')
+        executable.chmod(0o755)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
+            executable_path=str(executable),
             headless=True,
             args=["--no-sandbox", "--disable-gpu", "--no-first-run"],
         )
@@ -282,10 +313,79 @@ def dashboards(port: int, n: int, stop: threading.Event) -> None:
                 ).new_page()
                 page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
                 pages.append(page)
+                if opened is not None:
+                    opened.append(time.monotonic())
             while not stop.is_set():
                 pages[0].wait_for_timeout(500)
         finally:
             browser.close()
+
+
+def start_socket_clients(app: Appliance, n: int, nice: int) -> subprocess.Popen[bytes]:
+    """``n`` socket-level pit-wall clients in a process of their own, at ``nice``.
+
+    They stand for the tablets and phones: each opens the pit-wall page and its
+    socket.io session as ``nicegui.js`` does (``bench/dashboard_clients.py``
+    ``SocketClient``), so the dashboard does every client's server-side work; the
+    rendering a tablet does on its own CPU is not done here. Niced: their own
+    parsing is a remote device's work, not the appliance's.
+    """
+    return subprocess.Popen(
+        [
+            "nice",
+            "-n",
+            str(nice),
+            sys.executable,
+            __file__,
+            "--socket-clients-of",
+            f"http://127.0.0.1:{app.dash_port}",
+            "--socket-clients",
+            str(n),
+            "--out",
+            str(app.work / "socket_clients.json"),
+        ]
+    )
+
+
+def socket_clients_main(url: str, n: int, out: Path) -> int:
+    """Run ``n`` socket clients on ``url``'s pit wall until SIGTERM; rates to ``out``."""
+    import asyncio
+
+    import aiohttp
+    from dashboard_clients import SocketClient
+
+    stop = asyncio.Event()
+    window: dict[str, Any] = {}  # SIGUSR1 opens the measured window, SIGUSR2 ends it
+    workers = [SocketClient(url, "/") for _ in range(n)]
+
+    def mark(name: str) -> None:
+        window[name] = (time.monotonic(), [w.updates for w in workers])
+
+    async def go() -> list[SocketClient]:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, mark, "start")
+        loop.add_signal_handler(signal.SIGUSR2, mark, "end")
+        async with aiohttp.ClientSession() as session:
+            tasks = [asyncio.create_task(w.run(session, stop)) for w in workers]
+            await stop.wait()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return workers
+
+    asyncio.run(go())
+    rates = []
+    if "start" in window and "end" in window:
+        (t0, n0), (t1, n1) = window["start"], window["end"]
+        rates = [(b - a) / (t1 - t0) for a, b in zip(n0, n1, strict=True)]
+    out.write_text(
+        json.dumps(
+            {
+                "updates_per_s": rates,
+                "reloads": [w.reloads for w in workers],
+            }
+        )
+    )
+    return 0
 
 
 def uploader(app: Appliance, stop: threading.Event, log: list[str]) -> None:
@@ -313,19 +413,64 @@ def main() -> int:
     parser.add_argument("--steps", default="2,5,10,20,40")
     parser.add_argument("--step-s", type=float, default=8.0)
     parser.add_argument("--realtime-s", type=float, default=20.0)
+    parser.add_argument(
+        "--warmup-s",
+        type=float,
+        default=3.0,
+        help="real time published first (the sessions open), measured apart",
+    )
     parser.add_argument("--core-cpu", type=int, default=1)
-    parser.add_argument("--dashboards", type=int, default=6)
+    parser.add_argument(
+        "--tabs",
+        "--dashboards",
+        type=int,
+        default=1,
+        help="Chromium pit-wall tabs rendering on this machine (the kiosk: 1)",
+    )
+    parser.add_argument(
+        "--tab-nice",
+        type=int,
+        default=10,
+        help="the tabs' niceness (the kiosk launcher's, ansible/playbook.yml)",
+    )
+    parser.add_argument(
+        "--socket-clients",
+        type=int,
+        default=9,
+        help="socket-level pit-wall clients (tablets and phones; no rendering here)",
+    )
+    parser.add_argument(
+        "--core-switch-interval-s",
+        type=float,
+        default=0.0,
+        help="the core's GIL hand-over interval (default: the core's own, 1 ms)",
+    )
     parser.add_argument("--laps", type=int, default=0, help="race length per car")
+    parser.add_argument("--socket-clients-of", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    steps = [float(s) for s in args.steps.split(",")]
-    sim_needed = args.realtime_s + sum(s * args.step_s for s in steps)
+    if args.socket_clients_of:
+        return socket_clients_main(
+            args.socket_clients_of, args.socket_clients, args.out
+        )
+    steps = [float(s) for s in args.steps.split(",") if s]
+    sim_needed = args.warmup_s + args.realtime_s + sum(s * args.step_s for s in steps)
     laps = args.laps or int(sim_needed / 26.0) + 3
     print(
         f"# load: {CARS} cars × 63 opponents, {laps} laps each, steps {steps};"
         f" {code_fingerprint()}"
     )
     work = Path(tempfile.mkdtemp(prefix="pitbox-load-"))
-    app = Appliance(work, args.core_cpu, dashboard=args.dashboards > 0)
+    app = Appliance(
+        work,
+        args.core_cpu,
+        dashboard=args.tabs > 0 or args.socket_clients > 0,
+        core_args=(
+            ("--switch-interval-s", str(args.core_switch_interval_s))
+            if args.core_switch_interval_s
+            else ()
+        ),
+    )
     key = app.key
     t0 = time.monotonic()
     with ProcessPoolExecutor(max_workers=2) as pool:
@@ -339,12 +484,21 @@ def main() -> int:
     app.start()
     publisher = Publisher(app, races)
     watcher = LiveWatcher(app)
+    probe = start_probe(app)
+    clients = (
+        start_socket_clients(app, args.socket_clients, 19)
+        if args.socket_clients > 0
+        else None
+    )
+    opened: list[float] = []
+    result: tuple[dict[str, Any], dict[str, Any]] | None = None
+    run_start = run_end = 0.0
     try:
-        if args.dashboards > 0 and CHROMIUM.exists():
+        if args.tabs > 0 and CHROMIUM.exists():
             threads.append(
                 threading.Thread(
                     target=dashboards,
-                    args=(app.dash_port, args.dashboards, stop),
+                    args=(app.dash_port, args.tabs, stop, opened, args.tab_nice, work),
                     daemon=True,
                 )
             )
@@ -353,8 +507,29 @@ def main() -> int:
         )
         for thread in threads:
             thread.start()
-        time.sleep(8)  # dashboards open
-        sim = publisher.run(args.realtime_s, 1.0, 0.0)
+        # The kiosk opens its tab once, at boot: measure with every tab open.
+        deadline = time.monotonic() + 120
+        while len(opened) < args.tabs and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(5)  # pages and socket clients settle
+        # The cars' sessions open (ingest creates them; until then the live thread
+        # has no car to lay fresh values on): once a race, so measured apart.
+        sim = publisher.run(args.warmup_s, 1.0, 0.0)
+        time.sleep(1.0)
+        opening = latencies(publisher.sent_at, watcher.seen)
+        print(
+            f"sessions opening ({args.warmup_s:.0f} s): publish → live state"
+            f" p50 {pct(opening, 0.5) * 1000:.1f} ms,"
+            f" p99 {pct(opening, 0.99) * 1000:.1f} ms"
+        )
+        publisher.sent_at.clear()
+        if clients is not None:
+            clients.send_signal(signal.SIGUSR1)
+        run_start = time.monotonic()
+        sim = publisher.run(args.realtime_s, 1.0, sim)
+        run_end = time.monotonic()
+        if clients is not None:
+            clients.send_signal(signal.SIGUSR2)
         time.sleep(1.0)
         when: list[tuple[float, float]] = []
         lat = latencies(publisher.sent_at, watcher.seen, when)
@@ -418,11 +593,12 @@ def main() -> int:
             f" uploader runs: {', '.join(upload_log[-4:]) or 'none finished'}"
         )
         bar = (
-            f"Full load: {CARS} cars + 63-car field through MQTT, {args.dashboards}"
-            " Chromium pit-wall tabs on this machine, the uploader; core on one CPU"
+            f"Full load: {CARS} cars + 63-car field through MQTT; pit wall:"
+            f" {args.tabs} Chromium tab(s) rendering here at nice {args.tab_nice}"
+            f" + {args.socket_clients} socket clients (tablets, phones); the"
+            " uploader at nice 10; core on one CPU"
         )
-        write_result(
-            "load",
+        result = (
             {
                 "publish → live state p99 at real time": {
                     "value": round(pct(lat, 0.99) * 1000, 1),
@@ -462,18 +638,233 @@ def main() -> int:
                 else [],
                 "core_cpu_s": core_cpu,
                 "stored": stored,
-                "dashboards": args.dashboards,
+                "session_opening_latency_s": {
+                    "p50": pct(opening, 0.5),
+                    "p99": pct(opening, 0.99),
+                    "n": len(opening),
+                },
+                "tabs": args.tabs,
+                "tab_nice": args.tab_nice,
+                "socket_clients": args.socket_clients,
+                "core_switch_interval_s": args.core_switch_interval_s or None,
                 "uploader": upload_log,
+                "tabs_opened_at_s": [round(t - run_start, 2) for t in opened],
             },
         )
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
+        if clients is not None:
+            clients.send_signal(signal.SIGTERM)
+            clients.wait(timeout=30)
         publisher.stop()
         watcher.conn.stop()
         app.stop()
+        probe.send_signal(signal.SIGTERM)
+        probe.wait(timeout=30)
+    if result is not None:
+        figures, raw = result
+        try:
+            raw["socket_clients_seen"] = json.loads(
+                (work / "socket_clients.json").read_text()
+            )
+        except (OSError, ValueError):
+            pass
+        raw["breakdown"] = breakdown(
+            app, publisher.sent_at, watcher.seen, run_start, run_end
+        )
+        write_result("load", figures, raw)
     return 0
+
+
+def run_wait(
+    probe: dict[str, Any],
+    lo: float,
+    hi: float,
+    pids: set[str],
+    tid_name: dict[str, str],
+) -> dict[str, list[float]]:
+    """[CPU ms, run-queue wait ms] of each thread of ``pids`` between ``lo`` and ``hi``."""
+    samples = [s for s in probe["samples"] if lo <= s["t"] <= hi]
+    out: dict[str, list[float]] = {}
+    if len(samples) < 2:
+        return out
+    a, b = samples[0], samples[-1]
+    for pid, tids in probe["names"].items():
+        if pid not in pids:
+            continue
+        for tid in tids:
+            if tid in a["tasks"] and tid in b["tasks"]:
+                run = (b["tasks"][tid][0] - a["tasks"][tid][0]) / 1e6
+                wait = (b["tasks"][tid][1] - a["tasks"][tid][1]) / 1e6
+                if run + wait >= 1.0:
+                    out[tid_name.get(tid, f"{pid}:{tid}")] = [
+                        round(run, 1),
+                        round(wait, 1),
+                    ]
+    return dict(sorted(out.items(), key=lambda kv: -kv[1][0]))
+
+
+def start_probe(app: Appliance) -> subprocess.Popen[bytes]:
+    """``bench/sched_probe.py`` on the core, broker, dashboard and this process."""
+    pids = [app.processes["core"].pid, os.getpid()]
+    if app.broker.pid:
+        pids.append(app.broker.pid)
+    if "dashboard" in app.processes:
+        pids.append(app.processes["dashboard"].pid)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("sched_probe.py")),
+            "--out",
+            str(app.work / "probe.json"),
+            *(a for pid in pids for a in ("--pid", str(pid))),
+        ]
+    )
+
+
+def breakdown(
+    app: Appliance,
+    sent: dict[tuple[int, float], float],
+    seen: list[tuple[int, float, float]],
+    run_start: float,
+    run_end: float,
+) -> dict[str, Any]:
+    """Where each batch's time went, stage by stage; who had the CPUs at the worst.
+
+    Stages (all monotonic, one clock for every process on this host): publish
+    here → the core's paho thread queued it → the live thread took it → LivePeek
+    read it → its car's state handed to paho → the watcher here received it.
+    """
+    try:
+        trace = json.loads(app.trace.read_text())
+        probe = json.loads((app.work / "probe.json").read_text())
+    except (OSError, ValueError) as exc:
+        print(f"breakdown: no trace ({exc})")
+        return {}
+    first_seen: dict[tuple[int, float], float] = {}
+    for car, t, at in seen:
+        key = (car, round(t, 4))
+        first_seen[key] = min(at, first_seen.get(key, at))
+    sent_at = {(car, round(t, 4)): at for (car, t), at in sent.items()}
+    rows = []
+    for car_id, t, received, taken, peeked, published in trace["stamps"]:
+        car = int(str(car_id).removeprefix("car"))
+        at = sent_at.get((car, round(t, 4)))
+        shown = first_seen.get((car, round(t, 4)))
+        if at is None or shown is None:
+            continue
+        rows.append((at, received, taken, peeked, published, shown))
+    names = ["broker_in", "live_queue", "peek", "to_publish", "broker_out"]
+    stages = {
+        name: sorted(r[i + 1] - r[i] for r in rows) for i, name in enumerate(names)
+    }
+    summary: dict[str, Any] = {
+        "n": len(rows),
+        "stages_ms": {
+            name: {
+                "p50": round(pct(v, 0.5) * 1000, 2),
+                "p99": round(pct(v, 0.99) * 1000, 2),
+                "max": round(v[-1] * 1000, 2) if v else None,
+            }
+            for name, v in stages.items()
+        },
+    }
+    print(
+        f"stages (n {len(rows)}), p50/p99/max ms: "
+        + "; ".join(
+            f"{n} {d['p50']}/{d['p99']}/{d['max']}"
+            for n, d in summary["stages_ms"].items()
+        )
+    )
+    tid_name = {str(tid): f"core:{name}" for name, tid in trace["threads"].items()}
+    summary["steady_core_threads_run_wait_ms"] = run_wait(
+        probe, run_start, run_end, {str(app.processes["core"].pid)}, tid_name
+    )
+    bins = trace.get("probe_late_ms_bins", [])
+    wakeups = sum(bins)
+    if wakeups:
+        cum, p99 = 0, 0
+        for ms, count in enumerate(bins):
+            cum += count
+            if cum >= 0.99 * wakeups:
+                p99 = ms
+                break
+        summary["core_probe"] = {
+            "wakeups": wakeups,
+            "late_ms_p99_at_least": p99,
+            "late_ms_sum": sum(ms * c for ms, c in enumerate(bins)),
+        }
+    print(
+        "core threads over the measured run, [CPU ms, run-queue wait ms]: "
+        + json.dumps(summary["steady_core_threads_run_wait_ms"])
+        + f"; wake-up probe {json.dumps(summary.get('core_probe'))}"
+    )
+    if not rows:
+        return summary
+    worst = max(rows, key=lambda r: r[5] - r[0])
+    lo, hi = worst[0], worst[5]
+    summary["worst"] = {
+        "at_s": round(lo - run_start, 2),
+        "stages_ms": {
+            n: round((worst[i + 1] - worst[i]) * 1000, 1) for i, n in enumerate(names)
+        },
+    }
+    # Who ran, and who waited for a CPU, while the worst batch was on its way.
+    pid_name = {
+        str(app.processes["core"].pid): "core",
+        str(os.getpid()): "bench",
+        str(app.broker.pid): "broker",
+    }
+    if "dashboard" in app.processes:
+        pid_name[str(app.processes["dashboard"].pid)] = "dashboard"
+    samples = [s for s in probe["samples"] if lo - 0.05 <= s["t"] <= hi + 0.05]
+    use: dict[str, list[float]] = {}
+    if len(samples) >= 2:
+        a, b = samples[0], samples[-1]
+        for pid, tids in probe["names"].items():
+            for tid in tids:
+                if tid in a["tasks"] and tid in b["tasks"]:
+                    run = (b["tasks"][tid][0] - a["tasks"][tid][0]) / 1e6
+                    wait = (b["tasks"][tid][1] - a["tasks"][tid][1]) / 1e6
+                    if run + wait >= 1.0:
+                        who = tid_name.get(tid, f"{pid_name.get(pid, pid)}:{tid}")
+                        use[who] = [round(run, 1), round(wait, 1)]
+        ticks = [s for s in samples if "ticks" in s]
+        if len(ticks) >= 2:
+            first, last = ticks[0], ticks[-1]
+            span = last["t"] - first["t"]
+            tck = probe["clk_tck"]
+            by_name = {
+                name: (n - first["ticks"].get(name, 0)) / tck * 1000
+                for name, n in last["ticks"].items()
+            }
+            summary["worst"]["cpu_ms_by_process_name"] = {
+                name: round(ms)
+                for name, ms in sorted(by_name.items(), key=lambda kv: -kv[1])[:8]
+                if ms > 0
+            }
+            summary["worst"]["cpus_busy_idle_steal"] = [
+                [round((y - x) / tck / span, 2) for x, y in zip(a0, b0, strict=True)]
+                for a0, b0 in zip(first["cpu"], last["cpu"], strict=True)
+            ]
+            summary["worst"]["psi_cpu_share"] = round(
+                (last["psi_cpu_us"] - first["psi_cpu_us"]) / 1e6 / span, 2
+            )
+            summary["worst"]["load1"] = last["load1"]
+            summary["worst"]["probe_span_s"] = round(span, 3)
+    summary["worst"]["run_wait_ms"] = dict(
+        sorted(use.items(), key=lambda kv: -(kv[1][0] + kv[1][1]))
+    )
+    late = [
+        (round(t - run_start, 3), round(d * 1000, 1))
+        for t, d in trace["probe_late"]
+        if lo - 0.05 <= t <= hi
+    ]
+    summary["worst"]["probe_late_ms"] = late
+    print(f"worst batch ({(hi - lo) * 1000:.0f} ms): {json.dumps(summary['worst'])}")
+    return summary
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -17,12 +17,25 @@ from pitbox_appliance.core.service import CoreService
 
 logger = logging.getLogger("pitbox_appliance.core")
 
+# How long a thread holding the GIL keeps it once another thread asks (Python's
+# default is 5 ms). The live thread and paho's thread wait that long for ingest to
+# hand it over; 1 ms keeps that wait under the live-state budget (docs/decisions.md,
+# "The live path under the full load").
+SWITCH_INTERVAL_S = 0.001
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pitbox-core", description=__doc__)
     parser.add_argument("--config", type=Path, help="appliance YAML config")
+    parser.add_argument(
+        "--switch-interval-s",
+        type=float,
+        default=SWITCH_INTERVAL_S,
+        help="GIL hand-over interval (seconds; for measurements, see bench/load.py)",
+    )
     args = parser.parse_args(argv)
     setup_logging(logging.INFO)
+    sys.setswitchinterval(args.switch_interval_s)
     try:
         config = load_config(args.config)
         key = team_key_from_env()

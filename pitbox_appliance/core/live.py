@@ -8,6 +8,7 @@ ingest thread publishes the events (``LivePublisher.take_events``) as they are s
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from driver_pc.protocol.live import (
 from pitbox_appliance.strategy.engine import NO_OTHERS, OthersView
 
 RECENT_LAPS = 10  # rows of the lap table in the live state
+LIVE_TIMINGS_KEPT = 1200  # a minute of one car's fresh states, four cars' 15 s
 _NEVER = float("-inf")
 
 
@@ -210,3 +212,67 @@ class LivePublisher:
     def shim_statuses(self) -> dict[str, dict[str, Any]]:
         """Every source's status as reported (for the health endpoint)."""
         return {source: dict(status) for source, status in self._status.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStamp:
+    """When one car's fresh frame passed each stage of the live path (monotonic s)."""
+
+    car: str
+    session_time: float
+    received: float  # the paho thread queued the message
+    taken: float  # the live thread took it from its queue
+    peeked: float  # LivePeek had read it
+    published: float  # its car's state was handed to paho
+
+    def as_row(self) -> list[float | str]:
+        return [
+            self.car,
+            self.session_time,
+            self.received,
+            self.taken,
+            self.peeked,
+            self.published,
+        ]
+
+
+class LiveTimings:
+    """The live path's own lag: receive → publish of the last fresh frames, by stage.
+
+    Kept for the health endpoint (the pit wall and the benches read it); with
+    ``keep_all`` every stamp is also kept for a trace file (``PITBOX_LIVE_TRACE``).
+    """
+
+    def __init__(self, kept: int = LIVE_TIMINGS_KEPT, keep_all: bool = False) -> None:
+        self._recent: deque[LiveStamp] = deque(maxlen=kept)
+        self.all: list[LiveStamp] | None = [] if keep_all else None
+
+    def add(self, stamp: LiveStamp) -> None:
+        self._recent.append(stamp)
+        if self.all is not None:
+            self.all.append(stamp)
+
+    def summary(self) -> dict[str, Any]:
+        """p50, p99 and max in ms of each stage over the recent fresh frames."""
+        stamps = list(self._recent)
+        stages = {
+            "receive_to_publish": [s.published - s.received for s in stamps],
+            "queue": [s.taken - s.received for s in stamps],
+            "peek": [s.peeked - s.taken for s in stamps],
+            "peek_to_publish": [s.published - s.peeked for s in stamps],
+        }
+        return {"n": len(stamps)} | {
+            name: _percentiles_ms(values) for name, values in stages.items()
+        }
+
+
+def _percentiles_ms(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p99": None, "max": None}
+    ordered = sorted(values)
+    n = len(ordered)
+    return {
+        "p50": round(ordered[n // 2] * 1000, 2),
+        "p99": round(ordered[min(n - 1, int(0.99 * n))] * 1000, 2),
+        "max": round(ordered[-1] * 1000, 2),
+    }

@@ -27,7 +27,7 @@ from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.config import ApplianceConfig, mqtt_password_from_env
 from pitbox_appliance.core.commands import SentCommand
 from pitbox_appliance.core.ingest import Handled, Ingestor, car_of_source
-from pitbox_appliance.core.live import LiveCar
+from pitbox_appliance.core.live import LiveCar, LiveStamp, LiveTimings
 from pitbox_appliance.core.live_path import LIVE_QUEUE, Fresh, LivePeek
 from pitbox_appliance.models.advisor import ModelAdvisor
 from pitbox_appliance.security.devices import DeviceRegistry
@@ -49,11 +49,18 @@ STALL_AFTER_S = 2.0
 WATCHDOG_S = 30.0
 # The live thread looks for ingest's news at least this often (seconds).
 LIVE_POLL_S = 0.02
+# With this environment variable set to a file path, the core keeps every live-path
+# stamp (LiveStamp), runs a probe thread that notes how late a 2 ms sleep wakes (CPU
+# and GIL waits), and writes both there as JSON at stop: for bench/load.py.
+LIVE_TRACE_ENV = "PITBOX_LIVE_TRACE"
+_PROBE_SLEEP_S = 0.002
+_PROBE_LATE_S = 0.003  # wake-ups later than this are kept
 # The core's exit status when it ends itself because ingest died or hung (EX_SOFTWARE):
 # supervisor restarts it, and the broker re-delivers what was not acknowledged.
 EXIT_INGEST_FAILED = 70
 
 Received = tuple[str, bytes, int]  # topic, payload, MQTT message id (to PUBACK)
+Peekable = tuple[str, bytes, float]  # topic, payload, when the paho thread got it
 T = TypeVar("T")
 
 
@@ -124,7 +131,12 @@ class CoreService:
         )
         self._inbox: queue.Queue[Received] = queue.Queue()
         # The live thread's copy of every message.
-        self._live_inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(LIVE_QUEUE)
+        self._live_inbox: queue.Queue[Peekable] = queue.Queue(LIVE_QUEUE)
+        self._trace_path = os.environ.get(LIVE_TRACE_ENV) or None
+        self.live_timings = LiveTimings(keep_all=self._trace_path is not None)
+        self._probe_late: list[tuple[float, float]] = []
+        self._probe_bins = [0] * 1001
+        self._native_ids: dict[str, int | None] = {}  # thread name → id, when tracing
         self.live_peek = LivePeek(
             Codec(self.keyring),  # its own: a zstd context is not for two threads
             self.writer.source_seqs(),
@@ -182,6 +194,9 @@ class CoreService:
         self._thread.start()
         self._live_thread.start()
         self._watchdog.start()
+        if self._trace_path is not None:
+            threading.Thread(target=self._probe, name="probe", daemon=True).start()
+            self._native_ids = {t.name: t.native_id for t in threading.enumerate()}
 
     def refresh_keys(self, force: bool = False) -> None:
         """Reload device keys and revocations if the registry file changed."""
@@ -201,6 +216,8 @@ class CoreService:
         self.connection.stop()
         self.writer.close()
         self.engine.dispose()
+        if self._trace_path is not None:
+            self._write_trace(self._trace_path)
 
     def send_command(self, car: str, kind: str, args: dict[str, Any]) -> Command:
         """Send a command to the PC that drives ``car`` now, and only to it.
@@ -317,6 +334,11 @@ class CoreService:
             "shims": {},
             **self._health_cache,
             "live_published": self.live_published,
+            "live": self.live_timings.summary()
+            | {
+                "peeked": self.live_peek.peeked,
+                "skipped": dict(self.live_peek.skipped),
+            },
         }
 
     def stall_reason(self) -> str | None:
@@ -365,7 +387,7 @@ class CoreService:
     def _on_message(self, topic: str, payload: bytes, mid: int) -> None:
         self._inbox.put((topic, payload, mid))
         try:
-            self._live_inbox.put_nowait((topic, payload))
+            self._live_inbox.put_nowait((topic, payload, time.monotonic()))
         except queue.Full:
             pass  # the live thread is behind: it skips to newer frames
 
@@ -668,16 +690,23 @@ class CoreService:
         interval = self.config.core.live_interval_s
         last_live: dict[str, float] = {}
         heartbeat = 0.0
-        fresh_cars: set[str] = set()
+        # Cars with a fresh frame not yet published: its session time and stamps.
+        fresh_cars: dict[str, tuple[float, float, float, float]] = {}
         while not self._stop.is_set():
             try:
-                topic, payload = self._live_inbox.get(timeout=LIVE_POLL_S)
+                topic, payload, received = self._live_inbox.get(timeout=LIVE_POLL_S)
             except queue.Empty:
                 pass
             else:
+                taken = time.monotonic()
                 fresh = self.live_peek.peek(payload, topics.source_of(topic))
                 if fresh is not None and self._lay_fresh(fresh):
-                    fresh_cars.add(car_of_source(fresh.source))
+                    fresh_cars[car_of_source(fresh.source)] = (
+                        fresh.session_time,
+                        received,
+                        taken,
+                        time.monotonic(),
+                    )
             now = time.monotonic()
             cars = self._live_cars()
             due = {
@@ -694,14 +723,19 @@ class CoreService:
                 heartbeat = now
             if not due:
                 continue
-            fresh_cars -= due
             for state in self.ingestor.publisher.states(due, cars, time.time()):
                 self.connection.publish(
                     topics.live_state(state.car), state.model_dump_json()
                 )
                 self.live_published += 1
+                stamps = fresh_cars.pop(state.car, None)
+                if stamps is not None:
+                    self.live_timings.add(
+                        LiveStamp(state.car, *stamps, published=time.monotonic())
+                    )
             for car in due:
                 last_live[car] = now
+                fresh_cars.pop(car, None)
 
     def _live_cars(self) -> dict[str, LiveCar]:
         """Each car's live figures, read while ingest may add a session (no lock)."""
@@ -729,6 +763,36 @@ class CoreService:
             return False
         live.fresh = fresh.values
         return True
+
+    # ---- the live-path trace (PITBOX_LIVE_TRACE) ----------------------------------------
+    def _probe(self) -> None:
+        """Sleep 2 ms over and over; note each wake-up later than 3 ms (CPU or GIL).
+
+        Every wake-up's lateness, in 1 ms bins, goes to ``_probe_bins`` too.
+        """
+        while not self._stop.is_set():
+            asked = time.monotonic()
+            time.sleep(_PROBE_SLEEP_S)
+            late = time.monotonic() - asked - _PROBE_SLEEP_S
+            self._probe_bins[min(int(late * 1000), 1000)] += 1
+            if late > _PROBE_LATE_S:
+                self._probe_late.append((asked, late))
+
+    def _write_trace(self, path: str) -> None:
+        """Every live stamp, the probe's late wake-ups and the threads' native ids."""
+        trace = {
+            "pid": os.getpid(),
+            "threads": self._native_ids,
+            "columns": list(LiveStamp.__slots__),
+            "stamps": [s.as_row() for s in self.live_timings.all or []],
+            "probe_late": self._probe_late,
+            "probe_late_ms_bins": self._probe_bins,
+        }
+        try:
+            with open(path, "w", encoding="utf-8") as out:
+                json.dump(trace, out)
+        except OSError:
+            logger.exception("could not write the live trace to %s", path)
 
     def _publish_event(self, event: Event) -> None:
         if event.kind is EventKind.LAP_COMPLETED:
