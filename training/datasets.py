@@ -29,8 +29,10 @@ from pitbox_appliance.models.features import (
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-IMSA_TRAIN = ("2021_watkins_glen_6h_race_laps.csv", "2021_mid_ohio_race_laps.csv")
-IMSA_HELD_OUT = ("2024_watkins_glen_6h_race_laps.csv",)
+# IMSA races by season: models train on the earlier seasons and are scored on the
+# later ones, race by race (never laps of one race on both sides).
+IMSA_TRAIN_SEASONS = ("2021", "2022")
+IMSA_HELD_OUT_SEASONS = ("2023", "2024")
 IBT_FUEL_FILES = (
     "skmodified_martinsville_2015-05-30_20-32-44.ibt",
     "skmodified_langley_2015-05-28_14-45-12.ibt",
@@ -82,6 +84,16 @@ def real_data_dir() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
+def imsa_races(seasons: tuple[str, ...], directory: Path | None = None) -> list[Path]:
+    """The IMSA lap charts (.csv and .csv.gz) of these seasons, by name."""
+    from pitbox_appliance.strategy.timing import lap_chart_files
+
+    folder = (directory or real_data_dir()) / "imsa"
+    if not folder.is_dir():
+        return []
+    return [path for path in lap_chart_files(folder) if path.name.startswith(seasons)]
+
+
 def _stack(
     rows: list[tuple[np.ndarray, float, float, float, dict[str, float], str]],
     n_features: int,
@@ -112,7 +124,9 @@ def lap_time_dataset(files: Iterable[Path]) -> Dataset:
 
     Features come from the timing engine's own state (strategy/predict.py), so
     training sees exactly what ``pitbox timing`` computes live. Baselines: the
-    engine's pace rule (``engine``) and the last lap (``last_lap``).
+    engine's pace rule (``engine``), the last lap (``last_lap``) and the median
+    of the car's last five green laps (``median_last_five``, the issue's naive
+    baseline, which the model must beat).
     """
     from pitbox_appliance.models.features import LAP_TIME_FEATURES
     from pitbox_appliance.strategy.predict import (
@@ -129,8 +143,9 @@ def lap_time_dataset(files: Iterable[Path]) -> Dataset:
         race = RacePredictor(PredictionConfig(), lap_time_model=None)
         race.feature_log = []
         ordered = list(race_order(laps))
+        naive: dict[tuple[str, int], float | None] = {}
         for lap in ordered:
-            race.observe(lap)
+            naive[(lap.car, lap.lap)] = race.observe(lap).baseline_next_lap_time_s
         following = {}
         by_car: dict[str, list[Any]] = {}
         for lap in ordered:
@@ -145,7 +160,8 @@ def lap_time_dataset(files: Iterable[Path]) -> Dataset:
             previous, nxt = pair
             if not is_racing_lap(nxt, previous) or nxt.lap_time_s is None:
                 continue
-            if previous.lap_time_s is None:
+            median_five = naive.get((car, number))
+            if previous.lap_time_s is None or median_five is None:
                 continue
             rows.append(
                 (
@@ -153,7 +169,11 @@ def lap_time_dataset(files: Iterable[Path]) -> Dataset:
                     nxt.lap_time_s - reference,
                     reference,
                     nxt.lap_time_s,
-                    {"engine": pace, "last_lap": previous.lap_time_s},
+                    {
+                        "engine": pace,
+                        "last_lap": previous.lap_time_s,
+                        "median_last_five": median_five,
+                    },
                     path.name,
                 )
             )

@@ -2,8 +2,11 @@
 
 The core hands it every ``lap_completed`` event; it keeps each car's lap history,
 predicts the next lap time, the next lap's fuel and the driver's fatigue level (each
-beside its baseline, the registry choosing which is used) and hands the result back
-through a callback. Never on the ingest thread nor on an asyncio loop.
+beside its baseline) and hands the result back through a callback. Only the models
+that registry.json says won on real held-out data are computed (``LIVE_MODELS``):
+a model whose registry default is its baseline is not run live at all, so the pit
+wall shows a model only where it earned its place. Never on the ingest thread nor
+on an asyncio loop.
 """
 
 from __future__ import annotations
@@ -24,13 +27,21 @@ from pitbox_appliance.models.features import (
     fuel_features,
     lap_time_features,
 )
-from pitbox_appliance.models.predictors import Prediction, Predictor, load_predictor
+from pitbox_appliance.models.predictors import Prediction, Predictor
+from pitbox_appliance.models.registry import RegistryEntry, load_registry
 from pitbox_appliance.models.runtime import ModelError
 
 logger = logging.getLogger(__name__)
 
 HISTORY_LAPS = 60  # laps remembered per car: enough for a stint's features
 QUEUE_LIMIT = 1000
+BASELINE_GREEN_LAPS = 5  # the lap-time baseline: median of the last five clean laps
+# The models the advisor can run live, by the Predictions field each fills.
+LIVE_MODELS = {
+    "next_lap_time_s": "lap_time",
+    "fuel_next_lap_l": "fuel_per_lap",
+    "fatigue_level": "fatigue",
+}
 
 PredictionsCallback = Callable[[str, dict[str, Any]], None]
 
@@ -38,8 +49,14 @@ PredictionsCallback = Callable[[str, dict[str, Any]], None]
 class ModelAdvisor:
     """Per-car model predictions, computed on a worker thread after each lap."""
 
-    def __init__(self, on_predictions: PredictionsCallback) -> None:
+    def __init__(
+        self,
+        on_predictions: PredictionsCallback,
+        registry: dict[str, RegistryEntry] | None = None,
+    ) -> None:
+        """``registry``: the entries to gate on (default: registry.json)."""
         self.on_predictions = on_predictions
+        self._registry = registry
         self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(
             QUEUE_LIMIT
         )
@@ -98,9 +115,14 @@ class ModelAdvisor:
         return self.predict(history)
 
     def predict(self, history: list[LapRecord]) -> dict[str, Any]:
-        """Every model's prediction from a car's lap history (oldest first)."""
+        """The winning models' predictions from a car's lap history (oldest first).
+
+        Empty when no model won on real held-out data (nothing to show).
+        """
         started = time.perf_counter()
         predictors = self._load()
+        if not predictors:
+            return {}
         out: dict[str, Any] = {"lap": history[-1].lap}
         stint = current_stint(history)
         # The stint's timed laps off pit road, with their index in the stint (tyre age).
@@ -109,20 +131,24 @@ class ModelAdvisor:
             if not lap.pit and lap.time_s is not None:
                 indices.append(index)
                 racing.append(lap.time_s)
-        found = lap_time_features(racing, indices) if not history[-1].pit else None
+        found = (
+            lap_time_features(racing, indices)
+            if "lap_time" in predictors and not history[-1].pit
+            else None
+        )
         if found is not None:
             x, reference = found
-            pace = 0.5 * racing[-1] + 0.5 * statistics.median(racing[-8:])
+            naive = statistics.median(racing[-BASELINE_GREEN_LAPS:])
             out["next_lap_time_s"] = _as_dict(
-                predictors["lap_time"].predict(x, reference, pace)
+                predictors["lap_time"].predict(x, reference, naive)
             )
-        found = fuel_features(history)
+        found = fuel_features(history) if "fuel_per_lap" in predictors else None
         if found is not None:
             x, reference = found
             out["fuel_next_lap_l"] = _as_dict(
                 predictors["fuel_per_lap"].predict(x, reference, reference)
             )
-        found = fatigue_features(history)
+        found = fatigue_features(history) if "fatigue" in predictors else None
         if found is not None:
             x, _ = found
             params = predictors["fatigue"].entry.baseline_params
@@ -136,12 +162,26 @@ class ModelAdvisor:
         return out
 
     def _load(self) -> dict[str, Predictor]:
+        """Predictors of the models the registry made the default (won on real data)."""
         if self._predictors is None:
-            self._predictors = {
-                name: load_predictor(name)
-                for name in ("lap_time", "fuel_per_lap", "fatigue")
-            }
+            entries = self._registry if self._registry is not None else load_registry()
+            self._predictors = {}
+            for name in LIVE_MODELS.values():
+                entry = entries.get(name)
+                if entry is None or entry.default != "model":
+                    logger.info(
+                        "models: %s not run live: its baseline won on held-out data",
+                        name,
+                    )
+                    continue
+                predictor = Predictor(entry)
+                if predictor.use_model:
+                    self._predictors[name] = predictor
         return self._predictors
+
+    def live_models(self) -> tuple[str, ...]:
+        """Names of the models computed live (the registry's winners)."""
+        return tuple(self._load())
 
 
 def _as_dict(prediction: Prediction) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter, TruthKind
 from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
-from pitbox_appliance.models.advisor import ModelAdvisor
+from pitbox_appliance.models.advisor import LIVE_MODELS, ModelAdvisor
 from pitbox_appliance.models.baselines import fatigue_baseline
 from pitbox_appliance.models.incidents import (
     COUNT_CHANNEL,
@@ -35,15 +35,18 @@ from pitbox_appliance.strategy.predict import predict_race
 from pitbox_appliance.strategy.timing import read_timing_csv
 from tests.conftest import RunningAppliance, real_file, wait_for
 from training.datasets import (
-    IMSA_HELD_OUT,
+    IMSA_HELD_OUT_SEASONS,
     SimRaceSpec,
     fatigue_dataset,
+    imsa_races,
     lap_time_dataset,
     simulate,
 )
 from training.train_command import MIN_IMPROVEMENT
 
 REGISTRY = load_registry()
+# A held-out race of the lap-time model (2024 Watkins Glen 6 h, plain CSV).
+HELD_OUT_RACE = "2024_watkins_glen_6h_race_laps.csv"
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -135,22 +138,30 @@ def _beats(model: float, baseline: float) -> bool:
 
 
 def test_lap_time_verdict_recomputed_on_held_out_imsa() -> None:
-    """The registry's lap-time figures and verdict, recomputed from the real race."""
-    path = real_file("imsa", IMSA_HELD_OUT[0])
+    """The registry's lap-time figures for one held-out race, recomputed from it."""
+    path = real_file("imsa", HELD_OUT_RACE)
+    assert path.name.startswith(IMSA_HELD_OUT_SEASONS)
+    assert path in imsa_races(IMSA_HELD_OUT_SEASONS)
     entry = REGISTRY["lap_time"]
+    figures = entry.held_out["per_race"][path.name]
     ds = lap_time_dataset([path])
     model = load_predictor("lap_time")
     predicted = np.array([model.model_output(x)[0] for x in ds.x]) + ds.reference
     mae_model = float(np.mean(np.abs(predicted - ds.truth)))
-    mae_engine = float(np.mean(np.abs(ds.baselines["engine"] - ds.truth)))
-    assert len(ds) == entry.held_out["rows"]
-    assert mae_model == pytest.approx(entry.held_out["mae_model_s"], abs=1e-4)
-    assert mae_engine == pytest.approx(entry.held_out["mae_engine_s"], abs=1e-4)
-    assert entry.winner == ("model" if _beats(mae_model, mae_engine) else "baseline")
+    naive = float(np.mean(np.abs(ds.baselines["median_last_five"] - ds.truth)))
+    assert len(ds) == figures["rows"]
+    assert mae_model == pytest.approx(figures["mae_model_s"], abs=1e-4)
+    assert naive == pytest.approx(figures["mae_median_last_five_s"], abs=1e-4)
+    pooled = entry.held_out
+    won = _beats(pooled["mae_model_s"], pooled["mae_median_last_five_s"]) and _beats(
+        pooled["mae_model_s"], pooled["mae_engine_s"]
+    )
+    assert entry.winner == ("model" if won else "baseline")
+    assert entry.baseline == "median_last_five"
 
 
 def test_predict_race_uses_the_lap_time_model_only_when_it_is_the_default() -> None:
-    laps = read_timing_csv(real_file("imsa", IMSA_HELD_OUT[0]))[:3000]
+    laps = read_timing_csv(real_file("imsa", HELD_OUT_RACE))[:3000]
     engine = predict_race(laps, lap_time_model=None)
     default = predict_race(laps)
     forced = Predictor(dataclasses.replace(REGISTRY["lap_time"], default="model"))
@@ -189,8 +200,20 @@ def _lap(n: int, time_s: float, fuel: float, pit: bool = False) -> dict[str, obj
     return {"lap": n, "time": time_s, "fuel": fuel, "pit": pit, "driver": "A"}
 
 
-def test_advisor_predicts_on_its_own_thread() -> None:
-    results: list[tuple[str, dict[str, object], str]] = []
+def _forced(*names: str) -> dict[str, Any]:
+    """The registry with ``names`` made the default, as if they had won."""
+    return {
+        name: dataclasses.replace(
+            entry, winner="model", default="model", evidence="real"
+        )
+        if name in names
+        else dataclasses.replace(entry, default="baseline")
+        for name, entry in REGISTRY.items()
+    }
+
+
+def _run_advisor(registry: dict[str, Any] | None) -> list[tuple[str, Any, str]]:
+    results: list[tuple[str, Any, str]] = []
     done = threading.Event()
 
     def collect(car: str, predictions: dict[str, object]) -> None:
@@ -198,31 +221,71 @@ def test_advisor_predicts_on_its_own_thread() -> None:
         if predictions["lap"] == 12:
             done.set()
 
-    advisor = ModelAdvisor(collect)
+    advisor = ModelAdvisor(collect, registry)
     advisor.start()
     try:
         rng = np.random.default_rng(3)
         for n in range(1, 13):
             advisor.submit("42", _lap(n, 26.4 + 0.1 * rng.normal(), 0.40, n == 1))
-        assert done.wait(10), "advisor answered within 10 s"
+        done.wait(10)
     finally:
         advisor.stop()
+    return results
+
+
+def test_advisor_predicts_on_its_own_thread() -> None:
+    results = _run_advisor(_forced(*LIVE_MODELS.values()))
+    assert results, "advisor answered within 10 s"
     car, last, thread = results[-1]
     assert car == "42"
     assert thread == "models"
-    for key in ("next_lap_time_s", "fuel_next_lap_l", "fatigue_level"):
+    for key in LIVE_MODELS:
         prediction = last[key]
         assert isinstance(prediction, dict)
-        assert prediction["source"] in {"model", "baseline"}
+        assert prediction["source"] == "model"
         assert np.isfinite(prediction["value"])
-        assert prediction["model"] is not None
+        assert prediction["model"] == prediction["value"]
+        assert prediction["baseline"] is not None
     fuel = last["fuel_next_lap_l"]
-    assert isinstance(fuel, dict)
     assert fuel["baseline"] == pytest.approx(0.40)
+    # The lap-time baseline: median of the last five clean laps.
+    lap_time = last["next_lap_time_s"]
+    assert 26.0 < lap_time["baseline"] < 26.8
+
+
+@pytest.mark.parametrize(
+    "winners", [(), ("lap_time",), ("fatigue",), ("lap_time", "fuel_per_lap")]
+)
+def test_advisor_computes_only_the_models_that_won(winners: tuple[str, ...]) -> None:
+    """A model whose registry default is its baseline is not computed live at all."""
+    advisor = ModelAdvisor(lambda car, predictions: None, _forced(*winners))
+    assert set(advisor.live_models()) == set(winners)
+    rng = np.random.default_rng(4)
+    out: dict[str, Any] = {}
+    for n in range(1, 13):
+        out = advisor.observe("9", _lap(n, 26.4 + 0.1 * rng.normal(), 0.40, n == 1))
+    shown = {key for key in LIVE_MODELS if key in out}
+    assert shown == {key for key, name in LIVE_MODELS.items() if name in winners}
+    if not winners:
+        assert out == {}, "nothing to show: no prediction at all"
+    for key in shown:
+        assert out[key]["source"] == "model"
+        assert out[key]["baseline"] is not None
+
+
+def test_advisor_with_the_committed_registry_runs_only_its_winners() -> None:
+    advisor = ModelAdvisor(lambda car, predictions: None)
+    winners = {
+        name for name in LIVE_MODELS.values() if REGISTRY[name].default == "model"
+    }
+    assert set(advisor.live_models()) == winners
+    for name in winners:
+        assert REGISTRY[name].evidence == "real"
+        assert REGISTRY[name].winner == "model"
 
 
 def test_advisor_skips_a_lap_with_bad_values() -> None:
-    advisor = ModelAdvisor(lambda car, predictions: None)
+    advisor = ModelAdvisor(lambda car, predictions: None, _forced("lap_time"))
     for n in range(1, 6):
         advisor.observe("7", _lap(n, 26.0, 0.4))
     with pytest.raises(ModelError, match="NaN"):
@@ -263,30 +326,37 @@ def test_core_publishes_predictions_in_the_live_state(
     watcher.start()
     try:
         appliance.start_shim(RaceSimulatorAdapter(laps=7, speed=0, seed=4))
+        winners = {
+            key
+            for key, name in LIVE_MODELS.items()
+            if REGISTRY[name].default == "model"
+        }
 
-        def predicted() -> bool:
-            return any(
-                "fatigue_level" in state.get("predictions", {}) for state in states
-            )
+        def settled() -> bool:
+            # The winners' predictions shown, or (none won) five laps run without.
+            if winners:
+                return any(
+                    winners <= state.get("predictions", {}).keys() for state in states
+                )
+            return any(state.get("laps_completed", 0) >= 5 for state in states)
 
-        assert wait_for(predicted, timeout=60)
+        assert wait_for(settled, timeout=60)
     finally:
         watcher.stop()
-    state = next(s for s in states if "fatigue_level" in s["predictions"])
+    for state in states:
+        shown = set(LIVE_MODELS) & state.get("predictions", {}).keys()
+        assert shown <= winners, "a model that lost to its baseline is never shown"
+    if not winners:
+        return
+    state = next(s for s in states if winners <= s["predictions"].keys())
     predictions = state["predictions"]
     assert predictions["lap"] <= state["laps_completed"]
-    for key in ("next_lap_time_s", "fuel_next_lap_l", "fatigue_level"):
-        assert predictions[key]["source"] == REGISTRY[_MODEL_OF[key]].default
-    lap_time = predictions["next_lap_time_s"]["value"]
-    assert 20.0 < lap_time < 40.0, "a simulated Martinsville lap is ~26 s"
-    assert predictions["fuel_next_lap_l"]["value"] == pytest.approx(0.4, abs=0.15)
-
-
-_MODEL_OF = {
-    "next_lap_time_s": "lap_time",
-    "fuel_next_lap_l": "fuel_per_lap",
-    "fatigue_level": "fatigue",
-}
+    for key in winners:
+        assert predictions[key]["source"] == "model"
+        assert predictions[key]["baseline"] is not None
+    if "next_lap_time_s" in winners:
+        lap_time = predictions["next_lap_time_s"]["value"]
+        assert 20.0 < lap_time < 40.0, "a simulated Martinsville lap is ~26 s"
 
 
 def test_incidents_found_and_classified_from_simulated_telemetry() -> None:
