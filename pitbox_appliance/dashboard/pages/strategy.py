@@ -1,4 +1,4 @@
-"""Strategy ``/strategy``: pit window, fuel save, tyres, driver swap, stint plan, rejoin, rivals' stops."""
+"""Strategy ``/strategy``: pit window, fuel save, tyres, driver swap, stint plan, winning models, rejoin, rivals' stops."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from nicegui import ui
 
 from driver_pc.protocol.live import (
     DriverSwapSnapshot,
+    ModelValue,
     PitStop,
+    Predictions,
     StintPlanEntry,
     StrategySnapshot,
     TyreSnapshot,
@@ -36,6 +38,12 @@ FUEL_KEYS = (
 )
 #: The figure sets the strategy engine adds, each shown in its own tile.
 PARTS = ("race", "pit_loss_s", "tyres", "driver_swap", "stint_plan", "rejoin")
+#: The on-device models' predictions: (field of Predictions, label, unit, digits).
+MODEL_ROWS = (
+    ("next_lap_time_s", "next lap time", "s", 3),
+    ("fuel_next_lap_l", "fuel next lap", "L", 3),
+    ("fatigue_level", "fatigue level", "", 2),
+)
 
 PAGE_CSS = """
 .pb-strat-page { display: grid; width: 100%; height: 100%; gap: 8px;
@@ -91,8 +99,9 @@ class StrategyView:
                 self.rejoin = tid(ui.html("", sanitize=True), "strat-rejoin-body")
             with tile("Tyres · driver swap", "strat-tyres"):
                 self.tyres = tid(ui.html("", sanitize=True), "strat-tyres-body")
-            with tile("Stint plan", "strat-plan"):
+            with tile("Stint plan · models", "strat-plan"):
                 self.plan = tid(ui.html("", sanitize=True), "strat-plan-body")
+                self.models = tid(ui.html("", sanitize=True), "strat-models-body")
             with tile("Opponents' pit cycles", "strat-opponents").classes(
                 "pb-strat-wide"
             ):
@@ -106,6 +115,7 @@ class StrategyView:
         self._set(self.rejoin, rejoin_html(strategy))
         self._set(self.tyres, tyres_html(strategy))
         self._set(self.plan, plan_html(strategy.stint_plan if strategy else ()))
+        self._set(self.models, models_html(car.predictions if car else None))
         others = car.others if car is not None else ()
         self._set(self.opponents, opponents_html(others))
         self._set(self.source, source_text(car))
@@ -206,6 +216,44 @@ def plan_html(plan: tuple[StintPlanEntry, ...]) -> str:
         return _missing("Stint plan", "strat-plan-missing")
     return figures.table_html(
         [entry.model_dump() for entry in plan], "strat-plan-table"
+    )
+
+
+def models_html(predictions: Predictions | None) -> str:
+    """The models' predictions, each beside its baseline.
+
+    The core computes only models that beat their baseline on real held-out races
+    (registry.json, docs/accuracy.md), so whatever arrives here earned its place;
+    a prediction whose source is the baseline is not shown as a model.
+    """
+    rows = []
+    for key, label, unit, digits in MODEL_ROWS:
+        value: ModelValue | None = (
+            getattr(predictions, key) if predictions is not None else None
+        )
+        if value is None or value.source != "model":
+            continue
+        baseline = (
+            fmt.UNKNOWN if value.baseline is None else f"{value.baseline:.{digits}f}"
+        )
+        rows.append(
+            f'<tr data-testid="model-{key}"><td>{html.escape(label)}</td>'
+            f"<td>{value.value:.{digits}f} {unit}</td><td>{baseline} {unit}</td></tr>"
+        )
+    caption = '<div class="pb-cap">Models that beat their baseline</div>'
+    if not rows:
+        return caption + (
+            '<div class="pb-note" data-testid="strat-models-missing">'
+            "No model prediction: a model shows here only where it beat its "
+            "baseline on real held-out races (docs/accuracy.md).</div>"
+        )
+    lap = predictions.lap if predictions is not None else None
+    after = f" after lap {lap}" if lap is not None else ""
+    return (
+        f"{caption}"
+        f'<table class="pb-figtable" data-testid="strat-models">'
+        f"<tr><th>{html.escape('prediction' + after)}</th><th>model</th>"
+        f"<th>baseline</th></tr>{''.join(rows)}</table>"
     )
 
 

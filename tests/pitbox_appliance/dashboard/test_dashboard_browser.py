@@ -260,6 +260,16 @@ def _state(
         "recent_laps": laps,
         "published_at": time.time(),
         "strategy": STRATEGY,
+        # As the core sends them: only models that beat their baseline on real data.
+        "predictions": {
+            "lap": lap - 1,
+            "next_lap_time_s": {
+                "value": 60.123,
+                "source": "model",
+                "model": 60.123,
+                "baseline": 60.4,
+            },
+        },
         "others": [{**o, "pct": (o["pct"] + pct) % 1.0} for o in OTHERS],
         "shim": {
             "state": "streaming",
@@ -407,6 +417,9 @@ def test_every_page_in_a_real_browser(
             expect(page.get_by_test_id("strat-opp-table").locator("tr")).to_have_count(
                 4
             )
+            model_row = page.get_by_test_id("model-next_lap_time_s")
+            expect(model_row).to_contain_text("60.123 s")
+            expect(model_row).to_contain_text("60.400 s")
             _open(page, "heatmap")
             expect(page.get_by_test_id("heat-summary")).to_have_text(
                 "6 mistakes · Team", timeout=10_000
