@@ -133,6 +133,20 @@ class ChannelSpec:
         return live_quantum(self.name, self.kind, self.unit)
 
     @property
+    def samples_in_tick(self) -> bool:
+        """Whether the values are successive samples within one tick, oldest first.
+
+        True for float arrays other than the per-car ``CarIdx*`` ones: iRacing's
+        360 Hz channels (6 values a 60 Hz tick). The codec predicts each such sample
+        from the ones just before it in time; a wrong guess costs bytes, never values.
+        """
+        return (
+            self.count > 1
+            and self.kind in (ChannelKind.FLOAT, ChannelKind.DOUBLE)
+            and not self.name.startswith("CarIdx")
+        )
+
+    @property
     def version1_quantum(self) -> float | None:
         """The quantum of this channel in a dictionary that states none."""
         return version1_quantum(self.name, self.kind, self.unit)

@@ -48,10 +48,14 @@ _HEAD = struct.Struct("<3sBBB")
 _SEQ = struct.Struct("<Q")
 _BATCH_HEAD = struct.Struct("<IIB")
 _WIDTHS = (1, 2, 4, 8)
-CHAIN_MAGIC = b"PBT\x02"
+CHAIN_MAGIC = b"PBT\x02"  # body version 2 (still decoded; no longer sent)
+CHAIN_MAGIC_3 = b"PBT\x03"  # body version 3: what a Codec sends
+_CHAIN_MAGICS = (CHAIN_MAGIC, CHAIN_MAGIC_3)
 _CHAIN_HEAD = struct.Struct("<4sBQQ")
 _FLAG_KEYFRAME = 1
 _FLAG_CARRIES_BASE = 2  # the base's rows travel in the payload (a chunk stored alone)
+_FLAG_RAW = 4  # version 3: a channel travels as raw floats
+_FRAMES = struct.Struct("<H")
 _ROWS_LEN = struct.Struct("<I")
 _MODE_ZERO = 12  # every residual of the column is 0: nothing is sent
 HISTORY_ROWS = 4
@@ -291,7 +295,7 @@ def decompress_body(
     """
     head = b""
     link = chain_link(compressed)
-    if compressed[:4] == CHAIN_MAGIC:
+    if compressed[:4] in _CHAIN_MAGICS:
         if link is None:
             raise DecodeError("truncated", "chain head cut short")
         head = compressed[: _CHAIN_HEAD.size]
@@ -366,11 +370,17 @@ def _quantised(
     frames = batch.frames
     n = len(frames)
     quanta = _column_quanta(batch.channels, batch.dict_id)
-    matrix = np.empty((n, len(quanta)), dtype=np.float64)
-    col = 0
-    for ch in batch.channels:
-        matrix[:, col : col + ch.count] = frames[ch.name].reshape(n, ch.count)
-        col += ch.count
+    columns = len(quanta)
+    source = _as_columns(batch.channels, batch.dict_id)
+    if frames.dtype.names == source.names:
+        # One structured cast in C: each field to float64 at its columns.
+        matrix = frames.astype(source).view(np.float64).reshape(n, columns)
+    else:
+        matrix = np.empty((n, columns), dtype=np.float64)
+        col = 0
+        for ch in batch.channels:
+            matrix[:, col : col + ch.count] = frames[ch.name].reshape(n, ch.count)
+            col += ch.count
     lossless = np.isnan(quanta)
     scaled = np.where(lossless, matrix, matrix / np.where(lossless, 1.0, quanta))
     with np.errstate(invalid="ignore"):
@@ -379,6 +389,25 @@ def _quantised(
             np.max(np.abs(scaled), axis=0) >= 2**52
         )
     return np.where(raw, 0, scaled).astype(np.int64), raw
+
+
+_AS_COLUMNS: dict[int, np.dtype[np.void]] = {}
+
+
+def _as_columns(channels: tuple[ChannelSpec, ...], dict_id: int) -> np.dtype[np.void]:
+    """A row of ``channels`` as float64 columns (cached by dictionary id)."""
+    dtype = _AS_COLUMNS.get(dict_id)
+    if dtype is None:
+        fields = []
+        col = 0
+        for ch in channels:
+            fields.append((ch.name, col, ch.count, ch.numpy_type))
+            col += ch.count
+        dtype = _source_dtype(tuple(fields), col)
+        if len(_AS_COLUMNS) > 64:
+            _AS_COLUMNS.clear()
+        _AS_COLUMNS[dict_id] = dtype
+    return dtype
 
 
 def _pack_columns(
@@ -451,6 +480,8 @@ def has_raw_columns(body: bytes) -> bool:
     try:
         at = 0
         link = chain_link(body)
+        if link is not None and link.version == 3:
+            return link.raw
         if link is not None:
             at = _CHAIN_HEAD.size
             if link.carries_base:
@@ -543,28 +574,39 @@ def decode_batch(
     return TelemetryBatch(session_key, dict_id, plan.channels, _frames(values, plan))
 
 
-# ---- delta-chained telemetry (body version 2) ----------------------------------------------
+# ---- delta-chained telemetry (body versions 2 and 3) ---------------------------------------
 # Payload (what the envelope seals, and what the core stores as a chunk):
-#   b"PBT\x02" | flags u8 (1: keyframe) | key_seq u64 | base_seq u64 | zstd(inner)
+#   b"PBT\x02" or b"PBT\x03" | flags u8 (1: keyframe, 2: carries its base, 4: raw
+#   floats, version 3) | key_seq u64 | base_seq u64 | zstd(inner)
 # The decompressed body keeps the same 21-byte head in front of the inner body, so a
 # version-1 body (a bare zstd frame: dict_id first) is never taken for one.
-# Inner: dict_id u32 | frames u32 | key_len u8 | key | columns u32 | mode[columns] u8 |
-# residual columns grouped by width (1, 2, 4, 8), column-major | constants by width |
-# raw columns. A residual is what is left of a column's quantised integer after its
-# prediction from the stream's last rows (:class:`ChainState`): the previous value, or
-# the previous value plus the previous step for a column that moved steadily (a lap
-# distance, a session time). A keyframe predicts from nothing (each column's first value
-# whole, then steps), so it decodes alone; ``base_seq`` names the batch a delta builds
-# on and ``key_seq`` the keyframe its chain starts from.
+# Version-2 inner: dict_id u32 | frames u32 | key_len u8 | key | columns u32 |
+# mode[columns] u8 | residual columns grouped by width (1, 2, 4, 8), column-major |
+# constants by width | raw columns.
+# Version-3 inner: a keyframe, dict_id u32 | frames u16 | key_len u8 | key; a delta,
+# frames u16 only (its channel set and session are its base's) | mode[channels] u8 |
+# the columns as in version 2, every column of a channel at the channel's mode.
+# A residual is what is left of a column's quantised integer after its prediction from
+# the stream's last rows (:class:`ChainState`): the previous value, or the previous
+# value plus the previous step for a column that moved steadily (a lap distance, a
+# session time). In version 3 a channel of samples within the tick (360 Hz) is
+# predicted along time, each sample from the ones just before it. A keyframe predicts
+# from nothing (each column's first value whole, then steps), so it decodes alone;
+# ``base_seq`` names the batch a delta builds on and ``key_seq`` the keyframe its chain
+# starts from. A carried base (flag 2) is zstd(its rows as int64), preceded in version
+# 3 by dict_id u32 | key_len u8 | key.
+BODY_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
 class ChainLink:
-    """Where a version-2 telemetry batch sits: its keyframe and the batch it builds on."""
+    """Where a chained telemetry batch sits: its keyframe and the batch it builds on."""
 
     key_seq: int
     base_seq: int | None  # None: a keyframe
     carries_base: bool = False  # the base's rows are in the payload itself
+    version: int = 2
+    raw: bool = False  # version 3: some channel travels as raw floats
 
     @property
     def standalone(self) -> bool:
@@ -573,13 +615,15 @@ class ChainLink:
 
 
 def chain_link(data: bytes) -> ChainLink | None:
-    """The chain head of a version-2 payload or body; None for a version-1 one."""
-    if len(data) < _CHAIN_HEAD.size or data[:4] != CHAIN_MAGIC:
+    """The chain head of a chained payload or body; None for a version-1 one."""
+    if len(data) < _CHAIN_HEAD.size or data[:4] not in _CHAIN_MAGICS:
         return None
-    _magic, flags, key_seq, base_seq = _CHAIN_HEAD.unpack_from(data)
+    magic, flags, key_seq, base_seq = _CHAIN_HEAD.unpack_from(data)
+    version = magic[3]
+    raw = version == 3 and bool(flags & _FLAG_RAW)
     if flags & _FLAG_KEYFRAME:
-        return ChainLink(key_seq, None)
-    return ChainLink(key_seq, base_seq, bool(flags & _FLAG_CARRIES_BASE))
+        return ChainLink(key_seq, None, version=version, raw=raw)
+    return ChainLink(key_seq, base_seq, bool(flags & _FLAG_CARRIES_BASE), version, raw)
 
 
 def with_base(payload: bytes, base: ChainState) -> bytes:
@@ -593,15 +637,15 @@ def with_base(payload: bytes, base: ChainState) -> bytes:
         return payload
     if link.base_seq != base.seq:
         raise ValueError(f"base {base.seq} is not the one the batch names")
-    _magic, flags, key_seq, base_seq = _CHAIN_HEAD.unpack_from(payload)
-    rows = zstandard.ZstdCompressor(level=3).compress(
-        np.ascontiguousarray(base.rows, dtype="<i8").tobytes()
-    )
+    magic, flags, key_seq, base_seq = _CHAIN_HEAD.unpack_from(payload)
+    plain = np.ascontiguousarray(base.rows, dtype="<i8").tobytes()
+    if link.version == 3:
+        key = base.session_key.encode()
+        plain = struct.pack("<IB", base.dict_id, len(key)) + key + plain
+    rows = zstandard.ZstdCompressor(level=3).compress(plain)
     return b"".join(
         (
-            _CHAIN_HEAD.pack(
-                CHAIN_MAGIC, flags | _FLAG_CARRIES_BASE, key_seq, base_seq
-            ),
+            _CHAIN_HEAD.pack(magic, flags | _FLAG_CARRIES_BASE, key_seq, base_seq),
             _ROWS_LEN.pack(len(rows)),
             rows,
             payload[_CHAIN_HEAD.size :],
@@ -617,6 +661,9 @@ class ChainState:
     encoder and decoder derive it from ``rows`` the same way, so it is never sent.
     ``drift`` is that previous step on steady columns and 0 elsewhere, so a batch is
     rebuilt with whole-array operations (no indexing of selected columns).
+    ``samples`` (version 3) holds, per array length, the columns of the channels of
+    samples within a tick (channels x samples), and ``samples_steady`` whether each
+    such channel moved steadily along time.
     """
 
     seq: int
@@ -626,6 +673,11 @@ class ChainState:
     rows: np.ndarray[Any, np.dtype[np.int64]]  # (HISTORY_ROWS, columns)
     steady: np.ndarray[Any, np.dtype[np.bool_]]
     drift: np.ndarray[Any, np.dtype[np.int64]]
+    samples: tuple[np.ndarray[Any, np.dtype[np.intp]], ...] = ()
+    samples_steady: tuple[np.ndarray[Any, np.dtype[np.bool_]], ...] = ()
+
+
+_Samples = tuple[np.ndarray[Any, np.dtype[np.intp]], ...]
 
 
 def _next_state(
@@ -635,6 +687,7 @@ def _next_state(
     session_key: str,
     base: ChainState | None,
     ints: np.ndarray[Any, np.dtype[np.int64]],
+    samples: _Samples = (),
 ) -> ChainState:
     n = len(ints)
     if n >= HISTORY_ROWS:
@@ -643,7 +696,9 @@ def _next_state(
         rows = np.concatenate([np.repeat(ints[:1], HISTORY_ROWS - n, axis=0), ints])
     else:
         rows = np.concatenate([base.rows[n:], ints])
-    return _state(seq, key_seq, dict_id, session_key, np.ascontiguousarray(rows))
+    return _state(
+        seq, key_seq, dict_id, session_key, np.ascontiguousarray(rows), samples
+    )
 
 
 def _state_of_rows(
@@ -651,10 +706,11 @@ def _state_of_rows(
     dict_id: int,
     session_key: str,
     rows: np.ndarray[Any, np.dtype[np.int64]],
+    samples: _Samples = (),
 ) -> ChainState:
     """The state a carried base stands for (its rows are the last ones of a stream)."""
     base_seq = link.base_seq if link.base_seq is not None else 0
-    return _state(base_seq, link.key_seq, dict_id, session_key, rows)
+    return _state(base_seq, link.key_seq, dict_id, session_key, rows, samples)
 
 
 def _state(
@@ -663,17 +719,49 @@ def _state(
     dict_id: int,
     session_key: str,
     rows: np.ndarray[Any, np.dtype[np.int64]],
+    samples: _Samples = (),
 ) -> ChainState:
     """The state after ``rows``: which columns move steadily, and their last step.
 
     Steady: the column's steps, over ``rows``, vary less than its values do. Integer
     arrays wrap on overflow without a warning, the same way in encoder and decoder.
+    A channel of samples within a tick is judged the same way along its samples.
     """
     steps = rows[1:] - rows[:-1]
     jitter = np.abs(steps[1:] - steps[:-1]).sum(axis=0)
     steady = jitter < np.abs(steps).sum(axis=0)
     drift = steps[-1] * steady
-    return ChainState(seq, key_seq, dict_id, session_key, rows, steady, drift)
+    along: list[np.ndarray[Any, np.dtype[np.bool_]]] = []
+    for block in samples:
+        line = _in_time(rows, block)
+        step = line[:, 1:] - line[:, :-1]
+        wobble = np.abs(step[:, 1:] - step[:, :-1]).sum(axis=1)
+        along.append(wobble < np.abs(step).sum(axis=1))
+    return ChainState(
+        seq, key_seq, dict_id, session_key, rows, steady, drift, samples, tuple(along)
+    )
+
+
+def _in_time(
+    ints: np.ndarray[Any, np.dtype[np.int64]],
+    block: np.ndarray[Any, np.dtype[np.intp]],
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Channels x samples in time order: the ``block`` columns of ``ints``' rows."""
+    k, c = block.shape
+    line: np.ndarray[Any, np.dtype[np.int64]] = (
+        ints[:, block].transpose(1, 0, 2).reshape(k, len(ints) * c)
+    )
+    return line
+
+
+def _put_in_time(
+    ints: np.ndarray[Any, np.dtype[np.int64]],
+    block: np.ndarray[Any, np.dtype[np.intp]],
+    line: np.ndarray[Any, np.dtype[np.int64]],
+) -> None:
+    """Inverse of :func:`_in_time`: ``line`` written back into ``ints``' columns."""
+    k, c = block.shape
+    ints[:, block] = line.reshape(k, len(ints), c).transpose(1, 0, 2)
 
 
 _ROW_LOOP_MAX = 64  # rows up to which a running sum loops over rows
@@ -681,7 +769,9 @@ _STEP_COUNT = np.arange(1, MAX_FRAMES_PER_BATCH + 1, dtype=np.int64)[:, None]
 
 
 def _reconstruct(
-    residuals: np.ndarray[Any, np.dtype[np.int64]], base: ChainState | None
+    residuals: np.ndarray[Any, np.dtype[np.int64]],
+    base: ChainState | None,
+    samples: _Samples = (),
 ) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Quantised integers from residuals and the stream's last rows (None: a keyframe).
 
@@ -689,16 +779,29 @@ def _reconstruct(
     the residuals summed); of a steady column, ``last + (k + 1) * drift`` plus the
     run summed once more. Both are computed for every column and one is kept per
     column (``np.where``): cheaper than indexing the steady columns out and back.
+    The columns of ``samples`` are then rebuilt the same way along time.
     """
     run = _running_sum(residuals)
     if base is None:
-        return run
-    ints: np.ndarray[Any, np.dtype[np.int64]] = run + base.rows[-1]
-    if base.steady.any():
-        twice = _running_sum(run)
-        twice += base.rows[-1]
-        twice += _STEP_COUNT[: len(run)] * base.drift
-        ints = np.where(base.steady, twice, ints)
+        ints = run
+    else:
+        ints = run + base.rows[-1]
+        if base.steady.any():
+            twice = _running_sum(run)
+            twice += base.rows[-1]
+            twice += _STEP_COUNT[: len(run)] * base.drift
+            ints = np.where(base.steady, twice, ints)
+    for i, block in enumerate(samples):
+        line = np.cumsum(_in_time(residuals, block), axis=1)
+        if base is not None:
+            last = base.rows[-1, block[:, -1]][:, None]
+            step = last - base.rows[-1, block[:, -2]][:, None]
+            twice = np.cumsum(line, axis=1)
+            twice += last
+            twice += np.arange(1, line.shape[1] + 1, dtype=np.int64) * step
+            line += last
+            line = np.where(base.samples_steady[i][:, None], twice, line)
+        _put_in_time(ints, block, line)
     return ints
 
 
@@ -720,34 +823,111 @@ def _running_sum(
 
 
 def _residuals(
-    ints: np.ndarray[Any, np.dtype[np.int64]], base: ChainState | None
+    ints: np.ndarray[Any, np.dtype[np.int64]],
+    base: ChainState | None,
+    samples: _Samples = (),
 ) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Inverse of :func:`_reconstruct`."""
     if base is None:
-        return np.diff(ints, axis=0, prepend=np.zeros((1, ints.shape[1]), np.int64))
-    last = base.rows[-1:]
-    out = np.diff(ints, axis=0, prepend=last)
-    if base.steady.any():
-        cols = np.flatnonzero(base.steady)
-        ext = np.vstack([base.rows[-2:, cols], ints[:, cols]])
-        out[:, cols] = np.diff(ext, n=2, axis=0)
+        out = np.diff(ints, axis=0, prepend=np.zeros((1, ints.shape[1]), np.int64))
+    else:
+        last = base.rows[-1:]
+        out = np.diff(ints, axis=0, prepend=last)
+        if base.steady.any():
+            cols = np.flatnonzero(base.steady)
+            ext = np.vstack([base.rows[-2:, cols], ints[:, cols]])
+            out[:, cols] = np.diff(ext, n=2, axis=0)
+    for i, block in enumerate(samples):
+        line = _in_time(ints, block)
+        if base is None:
+            _put_in_time(out, block, np.diff(line, axis=1, prepend=0))
+            continue
+        ext = np.concatenate([base.rows[-1, block[:, -2:]], line], axis=1)
+        once = ext[:, 2:] - ext[:, 1:-1]
+        twice = once - (ext[:, 1:-1] - ext[:, :-2])
+        _put_in_time(out, block, np.where(base.samples_steady[i][:, None], twice, once))
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A channel set's columns (version 3): where each channel's columns are."""
+
+    starts: np.ndarray[Any, np.dtype[np.intp]]  # each channel's first column
+    counts: np.ndarray[Any, np.dtype[np.intp]]  # each channel's columns
+    samples: _Samples  # per length: columns of the channels of samples in a tick
+
+
+_LAYOUTS: dict[int, _Layout] = {}
+
+
+def _layout(channels: tuple[ChannelSpec, ...], dict_id: int) -> _Layout:
+    """The layout of a channel set (cached by its dictionary id)."""
+    layout = _LAYOUTS.get(dict_id)
+    if layout is None:
+        counts = np.array([ch.count for ch in channels], dtype=np.intp)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+        by_length: dict[int, list[int]] = {}
+        for ch, start in zip(channels, starts.tolist(), strict=True):
+            if ch.samples_in_tick:
+                by_length.setdefault(ch.count, []).append(start)
+        samples = tuple(
+            (np.array(firsts, dtype=np.intp)[:, None] + np.arange(length)).astype(
+                np.intp
+            )
+            for length, firsts in sorted(by_length.items())
+        )
+        layout = _Layout(starts, counts, samples)
+        if len(_LAYOUTS) > 256:
+            _LAYOUTS.clear()
+        _LAYOUTS[dict_id] = layout
+    return layout
+
+
+def _modes(
+    residuals: np.ndarray[Any, np.dtype[np.int64]],
+) -> tuple[
+    np.ndarray[Any, np.dtype[np.uint8]],
+    np.ndarray[Any, np.dtype[np.bool_]],
+    np.ndarray[Any, np.dtype[np.bool_]],
+]:
+    """Per column: the narrowest width code, whether constant after row 0, all zero."""
+    rest = residuals[1:]
+    lo, hi = rest.min(axis=0, initial=0), rest.max(axis=0, initial=0)
+    first = residuals[0]
+    constant = (lo == 0) & (hi == 0)
+    zero = constant & (first == 0)
+    lo, hi = np.minimum(lo, first), np.maximum(hi, first)
+    widths = np.full(residuals.shape[1], 3, dtype=np.uint8)
+    for code in (2, 1, 0):
+        bits = 8 * _WIDTHS[code] - 1
+        widths[(lo >= -(2**bits)) & (hi < 2**bits)] = code
+    return widths, constant, zero
+
+
 def encode_chained(
-    batch: TelemetryBatch, seq: int, base: ChainState | None, key_seq: int
+    batch: TelemetryBatch,
+    seq: int,
+    base: ChainState | None,
+    key_seq: int,
+    version: int = BODY_VERSION,
 ) -> tuple[bytes, ChainState]:
-    """Version-2 body (uncompressed) of ``batch`` as number ``seq``, and the new state.
+    """Chained body (uncompressed) of ``batch`` as number ``seq``, and the new state.
 
     ``base`` is the state after the stream's previous batch (None: a keyframe, whose
-    ``key_seq`` is ``seq`` itself).
+    ``key_seq`` is ``seq`` itself). ``version`` 2 is kept for tests of stored bodies.
     """
+    if version == 2:
+        return _encode_version2(batch, seq, base, key_seq)
     frames = batch.frames
     n = len(frames)
     key = batch.session_key.encode()
+    layout = _layout(batch.channels, batch.dict_id)
     ints, raw = _quantised(batch)
-    columns = ints.shape[1]
-    residuals = _residuals(ints, base)
+    # A channel with a raw column travels raw whole (one mode per channel).
+    raw_channels = np.logical_or.reduceat(raw, layout.starts)
+    raw = np.repeat(raw_channels, layout.counts)
+    residuals = _residuals(ints, base, layout.samples)
     residuals[:, raw] = 0
     # The state is what the decoder will rebuild: a raw column continues its prediction.
     state = _next_state(
@@ -756,18 +936,52 @@ def encode_chained(
         batch.dict_id,
         batch.session_key,
         base,
+        _reconstruct(residuals, base, layout.samples) if raw.any() else ints,
+        layout.samples,
+    )
+    widths, constant, zero = _modes(residuals)
+    modes = np.maximum.reduceat(widths, layout.starts)
+    modes[np.logical_and.reduceat(constant, layout.starts)] += _MODE_CONST
+    modes[np.logical_and.reduceat(zero, layout.starts)] = _MODE_ZERO
+    modes[raw_channels] = _MODE_RAW
+    flags = (_FLAG_KEYFRAME if base is None else 0) | (
+        _FLAG_RAW if raw_channels.any() else 0
+    )
+    parts = [
+        _CHAIN_HEAD.pack(
+            CHAIN_MAGIC_3, flags, state.key_seq, 0 if base is None else base.seq
+        )
+    ]
+    if base is None:
+        parts += [struct.pack("<I", batch.dict_id), _FRAMES.pack(n), bytes([len(key)])]
+        parts.append(key)
+    else:
+        parts.append(_FRAMES.pack(n))
+    parts.append(modes.tobytes())
+    _pack_columns(
+        parts, batch, residuals, residuals[0], np.repeat(modes, layout.counts), raw
+    )
+    return b"".join(parts), state
+
+
+def _encode_version2(
+    batch: TelemetryBatch, seq: int, base: ChainState | None, key_seq: int
+) -> tuple[bytes, ChainState]:
+    """Version-2 body of ``batch`` (no longer sent; tests of stored bodies use it)."""
+    n = len(batch.frames)
+    key = batch.session_key.encode()
+    ints, raw = _quantised(batch)
+    residuals = _residuals(ints, base)
+    residuals[:, raw] = 0
+    state = _next_state(
+        seq,
+        seq if base is None else key_seq,
+        batch.dict_id,
+        batch.session_key,
+        base,
         _reconstruct(residuals, base) if raw.any() else ints,
     )
-    rest = residuals[1:]
-    lo, hi = rest.min(axis=0, initial=0), rest.max(axis=0, initial=0)
-    first = residuals[0]
-    constant = (lo == 0) & (hi == 0)
-    zero = constant & (first == 0)
-    lo, hi = np.minimum(lo, first), np.maximum(hi, first)
-    modes = np.full(columns, 3, dtype=np.uint8)
-    for code in (2, 1, 0):
-        bits = 8 * _WIDTHS[code] - 1
-        modes[(lo >= -(2**bits)) & (hi < 2**bits)] = code
+    modes, constant, zero = _modes(residuals)
     modes[constant] += _MODE_CONST
     modes[zero] = _MODE_ZERO
     modes[raw] = _MODE_RAW
@@ -778,10 +992,10 @@ def encode_chained(
         ),
         _BATCH_HEAD.pack(batch.dict_id, n, len(key)),
         key,
-        struct.pack("<I", columns),
+        struct.pack("<I", len(modes)),
         modes.tobytes(),
     ]
-    _pack_columns(parts, batch, residuals, first, modes, raw)
+    _pack_columns(parts, batch, residuals, residuals[0], modes, raw)
     return b"".join(parts), state
 
 
@@ -792,14 +1006,14 @@ def decode_chained(
     base: ChainState | None,
     seq: int,
 ) -> tuple[TelemetryBatch, ChainState]:
-    """A version-2 body decoded on ``base`` (the state after the batch it names).
+    """A chained body decoded on ``base`` (the state after the batch it names).
 
     Returns the batch (limited to ``only``) and the stream's state after it, as batch
     ``seq``. Raises DecodeError, ``missing_base`` when a delta comes without its base.
     """
     link = chain_link(body)
     if link is None:
-        raise DecodeError("bad_batch", "not a version-2 telemetry body")
+        raise DecodeError("bad_batch", "not a chained telemetry body")
     pos = _CHAIN_HEAD.size
     carried: bytes | None = None
     if link.carries_base:
@@ -817,6 +1031,8 @@ def decode_chained(
             f"batch {seq} builds on batch {link.base_seq}, which is not known "
             f"(its keyframe is {link.key_seq})",
         )
+    if link.version == 3:
+        return _decode_version3(body, pos, link, carried, dictionaries, only, base, seq)
     if len(body) < pos + _BATCH_HEAD.size + 4:
         raise DecodeError("truncated", "telemetry body shorter than its header")
     dict_id, n, key_len = _BATCH_HEAD.unpack_from(body, pos)
@@ -860,13 +1076,105 @@ def decode_chained(
         base,
         ints,
     )
+    return _batch_of(
+        ints, raw_values, plan, dictionary, dict_id, session_key, only
+    ), state
+
+
+def _decode_version3(
+    body: bytes,
+    pos: int,
+    link: ChainLink,
+    carried: bytes | None,
+    dictionaries: dict[int, ChannelDictionary],
+    only: frozenset[str] | None,
+    base: ChainState | None,
+    seq: int,
+) -> tuple[TelemetryBatch, ChainState]:
+    """:func:`decode_chained` of a version-3 body, from ``pos`` past the chain head."""
+    if carried is not None:
+        if len(carried) < 5 or len(carried) < 5 + carried[4]:
+            raise DecodeError("truncated", "carried base cut short")
+        (dict_id,) = struct.unpack_from("<I", carried)
+        session_key = carried[5 : 5 + carried[4]].decode(errors="replace")
+        rows_bytes = carried[5 + carried[4] :]
+    elif base is None:  # a keyframe
+        if len(body) < pos + 7 or len(body) < pos + 7 + body[pos + 6]:
+            raise DecodeError("truncated", "telemetry body shorter than its header")
+        (dict_id,) = struct.unpack_from("<I", body, pos)
+        session_key = body[pos + 7 : pos + 7 + body[pos + 6]].decode(errors="replace")
+        pos += 4
+    else:
+        dict_id, session_key = base.dict_id, base.session_key
+    if len(body) < pos + _FRAMES.size:
+        raise DecodeError("truncated", "telemetry body shorter than its header")
+    (n,) = _FRAMES.unpack_from(body, pos)
+    pos += _FRAMES.size
+    if base is None and carried is None:
+        pos += 1 + body[pos]  # the session key, read above
+    dictionary = dictionaries.get(dict_id)
+    if dictionary is None:
+        raise DecodeError(
+            "unknown_dictionary", f"no channel dictionary {dict_id:#010x}"
+        )
+    if not 0 < n <= MAX_FRAMES_PER_BATCH:
+        raise DecodeError("bad_batch", f"{n} frames in one batch")
+    plan = _plan(dictionary, dict_id)
+    layout = _layout(dictionary.channels, dict_id)
+    ncols = len(plan.scale)
+    if carried is not None:
+        if len(rows_bytes) != HISTORY_ROWS * ncols * 8:
+            raise DecodeError("bad_batch", "carried base has the wrong size")
+        rows = np.frombuffer(rows_bytes, dtype="<i8").reshape(HISTORY_ROWS, ncols)
+        base = _state_of_rows(
+            link, dict_id, session_key, rows.astype(np.int64), layout.samples
+        )
+    elif base is not None and (
+        base.dict_id != dict_id or len(base.samples) != len(layout.samples)
+    ):
+        raise DecodeError("missing_base", f"base {base.seq} has another channel set")
+    nch = len(layout.counts)
+    if pos + nch > len(body):
+        raise DecodeError("truncated", "telemetry body ends before its modes")
+    channel_modes = np.frombuffer(body, dtype=np.uint8, count=nch, offset=pos)
+    pos += nch
+    modes = np.repeat(channel_modes, layout.counts)
+    residuals, raw_values, pos = _read_residuals(body, pos, modes, n, plan)
+    if pos != len(body):
+        raise DecodeError("bad_batch", f"{len(body) - pos} trailing bytes")
+    if bool(raw_values) != link.raw:
+        raise DecodeError("bad_batch", "raw columns and the head's flag disagree")
+    ints = _reconstruct(residuals, base, layout.samples)
+    state = _next_state(
+        seq,
+        seq if base is None else link.key_seq,
+        dict_id,
+        session_key,
+        base,
+        ints,
+        layout.samples,
+    )
+    return _batch_of(
+        ints, raw_values, plan, dictionary, dict_id, session_key, only
+    ), state
+
+
+def _batch_of(
+    ints: np.ndarray[Any, np.dtype[np.int64]],
+    raw_values: dict[int, np.ndarray[Any, Any]],
+    plan: _DecodePlan,
+    dictionary: ChannelDictionary,
+    dict_id: int,
+    session_key: str,
+    only: frozenset[str] | None,
+) -> TelemetryBatch:
+    """The decoded batch (limited to ``only``) of rebuilt integers and raw columns."""
     if only is not None:
         plan = _subset(plan, dictionary, dict_id, only)
     values = ints * plan.scale
     for index, column in raw_values.items():
         values[:, index] = column
-    frames = _frames(values, plan)
-    return TelemetryBatch(session_key, dict_id, plan.channels, frames), state
+    return TelemetryBatch(session_key, dict_id, plan.channels, _frames(values, plan))
 
 
 # Where each column mode's data sits in a body: residual blocks by width (0-3), then
