@@ -28,6 +28,8 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
+from pitbox_appliance.analysis.track_outline import OutlineStore
+
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
@@ -173,6 +175,21 @@ def curvature(x: FloatArray, y: FloatArray) -> tuple[FloatArray, float]:
     )
     kappa = dtheta[1:-1] / step
     return np.concatenate((kappa, kappa[:1])), step
+
+
+def track_corners(store: OutlineStore, track_key: str) -> CornerMap:
+    """The corners of a track from its cached live-channel outline (empty when none).
+
+    For parts without a map of their own (mistakes, training goals, reports):
+    ``track_corners(store, key).zone_id(lap_dist_pct)`` is the corner to count by.
+    """
+    found = store.load(track_key)
+    if found is None:
+        return CornerMap(())
+    outline = found[0]
+    return find_corners(
+        outline.pct, outline.x, outline.y, outline.speed, corner_names(track_key)
+    )
 
 
 @cache

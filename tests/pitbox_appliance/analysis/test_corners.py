@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,6 +116,26 @@ def test_martinsville_from_live_channels_has_two_named_hairpins() -> None:
         # The apex is the slowest point, well below the straights' speed.
         assert corner.min_speed is not None
         assert corner.min_speed < 0.75 * float(outline.speed.max())
+
+
+def test_corners_of_a_cached_track_for_other_parts(tmp_path: Path) -> None:
+    # A short oval whose turns' apexes are at 25 % and 75 % of the lap, as Langley's.
+    parts = [
+        ("S", 150, 0),
+        ("A", 50, 180),
+        ("S", 300, 0),
+        ("A", 50, 180),
+        ("S", 150, 0),
+    ]
+    pts = course(parts)
+    grid = np.linspace(0.0, 1.0, len(pts))
+    path = to.LapPath(grid, pts[:, 0], pts[:, 1], 0.0, 1.0)
+    store = to.OutlineStore(tmp_path)
+    store.refine("id201", {"s:1": path})
+    corners = co.track_corners(store, "id201")
+    assert [c.label for c in corners.corners] == ["T1 Turns 1-2", "T2 Turns 3-4"]
+    assert corners.zone_id(corners.corners[1].apex) == 2
+    assert co.track_corners(store, "id999").corners == ()
 
 
 def test_unknown_tracks_have_no_names() -> None:
