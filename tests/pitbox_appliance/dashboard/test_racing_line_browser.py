@@ -144,6 +144,7 @@ def test_map_heatmap_and_racing_line_without_gps(dashboard: Dashboard) -> None:
             )
             expect(page.get_by_test_id("map-corner-1")).to_have_text("T1")
             expect(page.get_by_test_id("map-corner-2")).to_have_text("T2")
+            page.screenshot(path=str(ARTIFACTS / "map-no-gps-1024x600.png"))
 
             _open(page, "heatmap")
             table = page.get_by_test_id("heat-table")
@@ -152,6 +153,7 @@ def test_map_heatmap_and_racing_line_without_gps(dashboard: Dashboard) -> None:
             expect(page.get_by_test_id("heat-row-1")).to_contain_text("T1 Turns 1-2")
             expect(page.get_by_test_id("heat-row-1")).to_contain_text("3")
             expect(page.get_by_test_id("heat-row-2")).to_contain_text("T2 Turns 3-4")
+            page.screenshot(path=str(ARTIFACTS / "heatmap-no-gps-1024x600.png"))
 
             _open(page, "line")
             expect(page.get_by_test_id("line-note")).to_contain_text(
