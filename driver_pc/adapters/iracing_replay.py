@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import struct
 import time
@@ -48,6 +49,29 @@ def file_session_key(path: Path, info_text: str) -> str:
     return f"ir-{sub}-{digest}" if sub else f"file-{digest}"
 
 
+def dated_session_info(info_text: str, start_date: int) -> str:
+    """``info_text`` with ``WeekendOptions.Date`` from the file's start, where the sim left it out.
+
+    iRacing builds before 2016 wrote no date into the session info; the ``.ibt`` disk
+    header still holds when the session started (UNIX time). Without it a 2015 recording
+    would be filed under the season it was imported in.
+    """
+    if start_date <= 0:
+        return info_text
+    lines = info_text.split("\n")
+    try:
+        at = lines.index(" WeekendOptions:")
+    except ValueError:
+        return info_text
+    for line in lines[at + 1 :]:
+        if not line.startswith("  "):
+            break
+        if line.startswith("  Date:"):
+            return info_text
+    day = dt.datetime.fromtimestamp(start_date, dt.UTC).date().isoformat()
+    return "\n".join([*lines[: at + 1], f"  Date: {day}", *lines[at + 1 :]])
+
+
 class _Pacer:
     """Sleeps so that ticks are released at the pace their SessionTime says."""
 
@@ -80,8 +104,9 @@ class IbtReplayAdapter(SimAdapter):
         except IbtError as exc:
             raise AdapterUnavailableError(str(exc)) from None
         self.tick_rate = self._reader.layout.tick_rate
-        self._info = self._reader.session_info_text()
-        self._key = session_key or file_session_key(Path(path), self._info)
+        info = self._reader.session_info_text()
+        self._key = session_key or file_session_key(Path(path), info)
+        self._info = dated_session_info(info, self._reader.layout.session_start_date)
         self._pacer = _Pacer(speed)
         self._chunk = 1 if speed > 0 else 600
 

@@ -362,3 +362,7 @@ def test_laps_table_carries_invalid_and_refuelled(tmp_path: Path) -> None:
     assert rows[0]["lap_time"] is None
     session = pq.read_table(root / "session" / "session.parquet").to_pylist()[0]
     assert session["best_lap_time"] == min(r["lap_time"] for r in rows[1:])
+    # Filed under the season the sim dated it (WeekendOptions.Date), not today's.
+    assert manifest.partition.season == 2015
+    assert manifest.session["season_source"] == "session_info"
+    assert "/season=2015/" in f"/{manifest.path}/"
