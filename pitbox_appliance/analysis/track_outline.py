@@ -237,6 +237,49 @@ def gps_lap_paths(
     return out
 
 
+def pit_lane_path(
+    frames: Mapping[str, FloatArray], outline: LiveOutline, max_points: int = 150
+) -> FloatArray | None:
+    """The pit lane in the outline's frame, dead-reckoned from a stretch with a pit visit.
+
+    The stretch is integrated as one piece; its on-track part (off pit road, moving) is
+    laid onto the outline at its lap distances by a rigid fit, which places the pit-road
+    part beside the track. None without enough of either part.
+    """
+    time, pct = frames.get("SessionTime"), frames.get("LapDistPct")
+    pit, yaw = frames.get("OnPitRoad"), frames.get("Yaw")
+    if time is None or pct is None or pit is None or yaw is None or len(time) < 20:
+        return None
+    vx, vy = _velocity(frames)
+    if vx is None or vy is None:
+        return None
+    # Start after the last reset or tow (a jump the integral cannot follow).
+    drops = np.flatnonzero(
+        (np.diff(pct) < -MAX_PCT_DROP) & ~((pct[:-1] > 0.9) & (pct[1:] < 0.1))
+    )
+    gaps = np.flatnonzero(np.diff(time) > MAX_GAP_S)
+    start = int(max([*drops, *gaps, -1])) + 1
+    time, pct, pit, yaw = time[start:], pct[start:], pit[start:], yaw[start:]
+    vx, vy = vx[start:], vy[start:]
+    on_pit = pit > 0.5
+    moving = np.hypot(vx, vy) > 5.0
+    track = ~on_pit & moving
+    if on_pit.sum() < 5 or track.sum() < 50:
+        return None
+    x, y = dead_reckon(time, vx, vy, yaw)
+    ref = np.column_stack(
+        (
+            np.interp(pct[track], outline.pct, outline.x),
+            np.interp(pct[track], outline.pct, outline.y),
+        )
+    )
+    rot, shift = rigid_fit(np.column_stack((x[track], y[track])), ref)
+    lane = np.column_stack((x[on_pit], y[on_pit])) @ rot.T + shift
+    step = max(1, len(lane) // max_points)
+    result: FloatArray = lane[::step]
+    return result
+
+
 # ---- the cache --------------------------------------------------------------------------
 def track_key(weekend_info: Mapping[str, Any] | None, fallback: str = "") -> str | None:
     """A file-safe key for a track and layout: ``TrackID`` and ``TrackConfigName``.

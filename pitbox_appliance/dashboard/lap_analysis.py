@@ -242,28 +242,37 @@ def oval_outline(reason: str, points: int = 128) -> TrackOutline:
 
 
 def live_outline(
-    outline: LiveOutline, note: str, track_key: str | None = None
+    outline: LiveOutline,
+    note: str,
+    track_key: str | None = None,
+    pit_lane: FloatArray | None = None,
 ) -> TrackOutline:
     """A live-channel outline for the map, turned so its long side lies across.
 
     Its frame is the sim's own (not north-up): turning it costs nothing and fills a
     landscape screen.
     """
-    pts = outline.points - outline.points.mean(axis=0)
+    centre = outline.points.mean(axis=0)
+    pts = outline.points - centre
     _u, _s, vt = np.linalg.svd(pts, full_matrices=False)
     angle = -math.atan2(vt[0, 1], vt[0, 0])
     rot = np.array(
         [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
     )
     turned = pts @ rot.T
-    if turned[0, 1] > 0:  # the line at the bottom, like the oval
-        turned = -turned
+    flip = -1.0 if turned[0, 1] > 0 else 1.0  # the line at the bottom, like the oval
+    turned = turned * flip
+    lane: tuple[tuple[float, float], ...] = ()
+    if pit_lane is not None and len(pit_lane):
+        moved = (pit_lane - centre) @ rot.T * flip
+        lane = tuple((round(float(x), 1), round(float(y), 1)) for x, y in moved)
     result = TrackOutline(
         "live",
         note,
         outline.pct,
         turned[:, 0],
         turned[:, 1],
+        pit_lane=lane,
         speed=outline.speed,
         track_key=track_key,
     )

@@ -35,6 +35,7 @@ from pitbox_appliance.analysis.track_outline import (
     OutlineStore,
     lap_paths,
     outline_from_laps,
+    pit_lane_path,
     track_key,
 )
 from pitbox_appliance.dashboard.lap_analysis import (
@@ -643,7 +644,21 @@ def _live_outline(
             used = used | frozenset(fresh)
     if outline is None:
         return None
-    return live_outline(outline, _live_note(outline, race, used), key)
+    lane = _live_pit_lane(db, race, outline)
+    return live_outline(outline, _live_note(outline, race, used), key, lane)
+
+
+def _live_pit_lane(
+    db: SessionReader, race: SessionRow, outline: LiveOutline
+) -> FloatArray | None:
+    """The first pit visit of the session, dead-reckoned and laid beside the outline."""
+    pit_laps = db.laps(race.id, pit=True, limit=1)
+    if not pit_laps:
+        return None
+    lap = pit_laps[0]
+    start = lap.start_time if lap.start_time is not None else lap.end_time - 600.0
+    frames = _frames(db, race.id, start, lap.end_time + 5.0, OUTLINE_CHANNELS)
+    return pit_lane_path(frames, outline)
 
 
 def _new_lap_paths(

@@ -164,3 +164,36 @@ def test_track_keys_name_the_layout() -> None:
     assert to.track_key({"TrackName": "langley"}) == "langley"
     assert to.track_key({}, fallback="Some Track") == "some_track"
     assert to.track_key(None) is None
+
+
+def test_the_pit_lane_without_gps_lies_where_the_gps_put_it() -> None:
+    path = IBT_DIR / "skmodified_martinsville_2015-05-30_20-32-44.ibt"
+    if not path.exists():
+        pytest.skip(f"real recorded data not present: {path} (../shared/data)")
+    frames = read(path)
+    live = to.outline_from_laps(to.lap_paths(without_gps(frames)))
+    gps = to.outline_from_laps(to.gps_lap_paths(frames))
+    assert live is not None
+    assert gps is not None
+    lane = to.pit_lane_path(without_gps(frames), live, max_points=10_000)
+    assert lane is not None
+    on = frames["OnPitRoad"] > 0.5
+    assert len(lane) == on.sum()  # every pit-road tick after the reset tick
+    # The truth: the same ticks' GPS, in the GPS outline's frame.
+    lat, lon = frames["Lat"], frames["Lon"]
+    gx = (lon - lon.mean()) * math.cos(math.radians(lat.mean())) * 111_320.0
+    gy = (lat - lat.mean()) * 111_320.0
+    track = ~on & (frames["Speed"] > 5)
+    pct = frames["LapDistPct"][track]
+    ref = np.column_stack(
+        (np.interp(pct, gps.pct, gps.x), np.interp(pct, gps.pct, gps.y))
+    )
+    rot, shift = to.rigid_fit(np.column_stack((gx[track], gy[track])), ref)
+    truth = np.column_stack((gx[on], gy[on])) @ rot.T + shift
+    # Ours into the GPS outline's frame by the outline-to-outline fit.
+    rot2, shift2 = to.rigid_fit(live.points, gps.points)
+    ours = lane @ rot2.T + shift2
+    error = np.linalg.norm(ours - truth, axis=1)
+    assert error.mean() < 5.0
+    # The recording leaves its stall and drives ~75 m down the pit lane to the exit.
+    assert np.hypot(*(ours[-1] - ours[0])) > 50.0

@@ -71,6 +71,8 @@ async def test_a_session_without_gps_gets_the_real_track_shape(
         assert outline.kind == "live", outline.note
         assert "live channels" in outline.note
         assert outline.origin is None  # no GPS frame: cars go by lap distance
+        # The pit exit the recording starts with, dead-reckoned beside the track.
+        assert len(outline.pit_lane) > 20
         # Against the GPS the import hid: within the 5 m.
         truth = gps_truth(source)
         ours = np.column_stack(
