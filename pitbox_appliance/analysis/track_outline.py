@@ -329,15 +329,18 @@ class OutlineStore:
         outline: LiveOutline,
         lap_ids: frozenset[str],
         label: str = "",
+        pit_lane: FloatArray | None = None,
     ) -> None:
         """Write atomically (a reader never sees half a file)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        data = {
+        data: dict[str, Any] = {
             "version": STORE_VERSION,
             "track": label,
             "lap_ids": sorted(lap_ids)[-500:],
             "outline": outline.to_json(),
         }
+        if pit_lane is not None:
+            data["pit_lane"] = [[round(float(v), 2) for v in p] for p in pit_lane]
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{key}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -365,15 +368,41 @@ class OutlineStore:
             else:
                 outline = outline.refined(path)
         assert outline is not None
-        self.save(key, outline, used | frozenset(fresh), label or self._label(key))
+        extra = self._extra(key)
+        self.save(
+            key,
+            outline,
+            used | frozenset(fresh),
+            label or str(extra.get("track") or ""),
+            self.pit_lane(key),
+        )
         return outline
 
-    def _label(self, key: str) -> str:
+    def pit_lane(self, key: str) -> FloatArray | None:
+        """The track's cached pit lane (outline metres, n × 2); None when not traced."""
+        lane = self._extra(key).get("pit_lane")
+        try:
+            points = np.asarray(lane, dtype=np.float64)
+        except (TypeError, ValueError):
+            return None
+        if points.ndim != 2 or points.shape[1:] != (2,) or len(points) < 2:
+            return None
+        return points if np.all(np.isfinite(points)) else None
+
+    def set_pit_lane(self, key: str, lane: FloatArray) -> None:
+        """Keep a traced pit lane with the track's outline (which must be cached)."""
+        found = self.load(key)
+        if found is None:
+            return
+        extra = self._extra(key)
+        self.save(key, found[0], found[1], str(extra.get("track") or ""), lane)
+
+    def _extra(self, key: str) -> dict[str, Any]:
         try:
             data = json.loads(self.path(key).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return ""
-        return str(data.get("track") or "") if isinstance(data, dict) else ""
+            return {}
+        return data if isinstance(data, dict) else {}
 
 
 # ---- helpers ----------------------------------------------------------------------------

@@ -642,9 +642,14 @@ def _live_outline(
             elif fresh:
                 outline = outline_from_laps(list(fresh.values()))
             used = used | frozenset(fresh)
-    if outline is None:
-        return None
-    lane = _live_pit_lane(db, race, outline)
+        if outline is None:
+            return None
+        # The pit lane is the track's: traced once from a pit visit, then kept.
+        lane = store.pit_lane(key) if store is not None and key else None
+        if lane is None:
+            lane = _live_pit_lane(db, race, outline)
+            if lane is not None and store is not None and key:
+                store.set_pit_lane(key, lane)
     return live_outline(outline, _live_note(outline, race, used), key, lane)
 
 
@@ -656,7 +661,8 @@ def _live_pit_lane(
     if not pit_laps:
         return None
     lap = pit_laps[0]
-    start = lap.start_time if lap.start_time is not None else lap.end_time - 600.0
+    # An out lap from the stall has no start: the two minutes before its end will do.
+    start = lap.start_time if lap.start_time is not None else lap.end_time - 120.0
     frames = _frames(db, race.id, start, lap.end_time + 5.0, OUTLINE_CHANNELS)
     return pit_lane_path(frames, outline)
 

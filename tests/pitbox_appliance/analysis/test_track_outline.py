@@ -153,8 +153,19 @@ def test_the_cache_keeps_refines_and_skips_laps_it_has(tmp_path: Path) -> None:
     assert data["track"] == "Martinsville"  # the label of the first save stays …
     assert again.refine(key, {"s2:5": paths[1]}) is not None
     assert json.loads(again.path(key).read_text())["outline"]["laps"] == 3  # no re-add
+    # A traced pit lane stays with the track through later refinements.
+    assert again.pit_lane(key) is None
+    again.set_pit_lane(key, np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.5]]))
+    again.refine(key, {"s3:1": paths[0]})
+    lane = again.pit_lane(key)
+    assert lane is not None
+    assert lane.tolist() == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.5]]
+    loaded = again.load(key)
+    assert loaded is not None
+    assert loaded[0].laps == 4
     again.path(key).write_text("{not json")
     assert again.load(key) is None
+    assert again.pit_lane(key) is None
 
 
 def test_track_keys_name_the_layout() -> None:
