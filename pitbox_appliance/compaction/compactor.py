@@ -30,6 +30,7 @@ from driver_pc.protocol.session_info import SessionInfoError, parse_session_info
 from pitbox_appliance.compaction.summary import (
     SessionRows,
     StintFuel,
+    StintTyres,
     events_table,
     laps_table,
     session_analytics,
@@ -218,6 +219,7 @@ def _write_set(
 ) -> Manifest:
     race = rows.race
     fuel = StintFuel([s.start_time for s in rows.stints])
+    tyres = StintTyres([s.start_time for s in rows.stints])
     files: list[FileEntry] = []
     notes: list[str] = []
     telemetry_summary: dict[str, Any] = {"rows": 0, "values": 0, "columns": []}
@@ -231,7 +233,9 @@ def _write_set(
         for source, frames in _chunks(engine, race.id, dictionaries):
             writer.add(source, frames)
             fuel(source, frames)
+            tyres(source, frames)
         fuel.finish()
+        tyres.finish()
         result = writer.result
         if writer.close(exceptions):
             files.append(
@@ -259,7 +263,7 @@ def _write_set(
         }
     else:
         notes.append("no telemetry stored for this session")
-    stints = stint_summaries(rows, fuel)
+    stints = stint_summaries(rows, fuel, tyres)
     tables = {
         "laps": laps_table(rows),
         "stints": stints_table(stints),

@@ -24,6 +24,32 @@ FUEL_RULE = (
     "sum of FuelLevel decreases in the stint (refuelling ignored), from the source "
     "with the most frames showing fuel in that stint"
 )
+INCIDENT_KIND = "incident_detected"
+MISTAKE_KIND = "mistake"
+MIN_CONSISTENCY_LAPS = 3
+MAX_HOTSPOTS = 5
+# Where a score reaches 0 (docs/cloud.md): a robust lap-time spread of 2 % of the
+# median lap; a fuel-per-lap spread of 10 %; 2 % of the tread per lap on the worst
+# corner; one incident every 5 laps.
+CONSISTENCY_ZERO = 0.02
+FUEL_SPREAD_ZERO = 0.10
+TREAD_PER_LAP_ZERO = 0.02
+INCIDENTS_PER_LAP_ZERO = 0.2
+RULES = {
+    "avgLapTime": AVG_LAP_RULE,
+    "fuelUsed": FUEL_RULE,
+    "consistency": "1.4826 x median absolute deviation of the stint's timed laps (s)",
+    "fuelPerLap": "mean fuel_used of the stint's green laps (not pit, invalid or "
+    "refuelled)",
+    "fuelEfficiency": "fuelPerLap / the session's median fuel per green lap "
+    "(1 = typical, below 1 = more economical)",
+    "tireWear": "fraction of tread used per corner: decreases of the mean of "
+    "<corner>wear{L,M,R}",
+    "incidents": "incident_detected events in the stint",
+    "mistakeHotspots": "mistake events by detector section and type",
+    "overallPerformance": "scores 0-100, see docs/cloud.md; targetAchievement is "
+    "their mean",
+}
 
 
 @dataclass
@@ -46,32 +72,37 @@ class SessionRows:
         return None
 
 
-class StintFuel:
-    """Fuel used per stint from telemetry: decreases of ``FuelLevel``, per source.
+class StintDrops:
+    """Per stint, the sum of decreases of a telemetry value (the mean of ``channels``).
 
-    Batches are buffered per source and processed ~64k frames at a time.
+    Rises (refuelling, fresh tyres) are ignored. Batches are buffered per source and
+    processed ~64k frames at a time; per stint, the source with the most frames
+    showing the value counts.
     """
 
     BUFFER_FRAMES = 65_536
 
-    def __init__(self, starts: list[float]) -> None:
+    def __init__(self, starts: list[float], channels: tuple[str, ...]) -> None:
         self._starts = np.asarray(starts, dtype=np.float64)
+        self._channels = channels
         self._last: dict[str, float] = {}
         self._used: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
         self._frames: dict[str, np.ndarray[Any, np.dtype[np.int64]]] = {}
-        # per source: [times, fuel, times, fuel, ...]
+        # per source: [times, values, times, values, ...]
         self._buffers: dict[str, list[np.ndarray[Any, np.dtype[np.float64]]]] = {}
         self._buffered: dict[str, int] = {}
 
     def __call__(self, source: str, frames: np.ndarray[Any, np.dtype[np.void]]) -> None:
         names = frames.dtype.names or ()
-        if not len(self._starts) or "FuelLevel" not in names:
+        present = [c for c in self._channels if c in names]
+        if not len(self._starts) or not present or "SessionTime" not in names:
             return
-        if "SessionTime" not in names:
-            return
+        values = frames[present[0]].astype(np.float64)
+        for name in present[1:]:
+            values = values + frames[name].astype(np.float64)
         buffer = self._buffers.setdefault(source, [])
         buffer.append(frames["SessionTime"].astype(np.float64))
-        buffer.append(frames["FuelLevel"].astype(np.float64))
+        buffer.append(values / len(present))
         self._buffered[source] = self._buffered.get(source, 0) + len(frames)
         if self._buffered[source] >= self.BUFFER_FRAMES:
             self._process(source)
@@ -87,31 +118,80 @@ class StintFuel:
         if not batches:
             return
         times = np.concatenate(batches[0::2])
-        fuel = np.concatenate(batches[1::2])
+        value = np.concatenate(batches[1::2])
         used = self._used.setdefault(source, np.zeros(len(self._starts)))
         seen = self._frames.setdefault(
             source, np.zeros(len(self._starts), dtype=np.int64)
         )
         idx = np.searchsorted(self._starts, times, side="right") - 1
-        showing = (idx >= 0) & np.isfinite(fuel) & (fuel > 0)
+        showing = (idx >= 0) & np.isfinite(value) & (value > 0)
         np.add.at(seen, idx[showing], 1)
         previous = self._last.get(source, math.nan)
-        drops = -np.diff(np.concatenate(([previous], fuel)))
+        drops = -np.diff(np.concatenate(([previous], value)))
         with np.errstate(invalid="ignore"):
             keep = (idx >= 0) & np.isfinite(drops) & (drops > 0)
         np.add.at(used, idx[keep], drops[keep])
-        finite = fuel[np.isfinite(fuel)]
+        finite = value[np.isfinite(value)]
         if len(finite):
             self._last[source] = float(finite[-1])
 
     def used(self, stint_index: int) -> float | None:
-        """Litres used in the stint, or None when no source showed fuel in it."""
+        """The value's decreases in the stint, or None when no source showed it."""
         best: tuple[int, float] | None = None
         for source, seen in self._frames.items():
             frames = int(seen[stint_index])
             if frames and (best is None or frames > best[0]):
                 best = (frames, float(self._used[source][stint_index]))
         return None if best is None else best[1]
+
+
+class StintFuel(StintDrops):
+    """Fuel used per stint from telemetry: decreases of ``FuelLevel``, per source."""
+
+    def __init__(self, starts: list[float]) -> None:
+        super().__init__(starts, ("FuelLevel",))
+
+
+TYRE_CORNERS = {
+    "frontLeft": "LF",
+    "frontRight": "RF",
+    "rearLeft": "LR",
+    "rearRight": "RR",
+}
+
+
+class StintTyres:
+    """Tread used per stint and corner: decreases of the mean of ``<corner>wear{L,M,R}``.
+
+    iRacing's wear channels read 1.0 for a new tyre; live, the sim updates them only
+    when the car is in its pit box, so a stint's wear shows at its stop.
+    """
+
+    def __init__(self, starts: list[float]) -> None:
+        self._corners = {
+            name: StintDrops(starts, tuple(f"{c}wear{t}" for t in ("L", "M", "R")))
+            for name, c in TYRE_CORNERS.items()
+        }
+
+    def __call__(self, source: str, frames: np.ndarray[Any, np.dtype[np.void]]) -> None:
+        for drops in self._corners.values():
+            drops(source, frames)
+
+    def finish(self) -> None:
+        """Process what is still buffered."""
+        for drops in self._corners.values():
+            drops.finish()
+
+    def used(self, stint_index: int) -> dict[str, float] | None:
+        """Fraction of tread used per corner in the stint.
+
+        None without wear channels, or when no corner's reading fell (a stint with
+        no stop in iRacing: the sim had not measured the tyres, not "no wear").
+        """
+        out = {name: d.used(stint_index) for name, d in self._corners.items()}
+        if any(v is None for v in out.values()) or not any(out.values()):
+            return None
+        return {name: float(v) for name, v in out.items() if v is not None}
 
 
 @dataclass
@@ -130,11 +210,20 @@ class StintSummary:
     best_lap_time: float | None
     fuel_used: float | None
     lap_times: list[float] = field(default_factory=list)
+    consistency: float | None = None
+    fuel_per_lap: float | None = None
+    lap_fuel: list[float] = field(default_factory=list)
+    tyre_wear: dict[str, float] | None = None
+    incidents: int = 0
+    mistakes: list[dict[str, Any]] = field(default_factory=list)
 
 
-def stint_summaries(rows: SessionRows, fuel: StintFuel) -> list[StintSummary]:
-    """Per stint: driver, laps, average and best lap, fuel used (None where unknown)."""
+def stint_summaries(
+    rows: SessionRows, fuel: StintDrops, tyres: StintTyres | None = None
+) -> list[StintSummary]:
+    """Per stint: driver, laps, lap figures, fuel and tread used, incidents, mistakes."""
     out = []
+    bounds = [s.start_time for s in rows.stints[1:]] + [math.inf]
     for i, stint in enumerate(rows.stints):
         laps = [lap for lap in rows.laps if lap.stint_id == stint.id]
         clean = [
@@ -142,10 +231,25 @@ def stint_summaries(rows: SessionRows, fuel: StintFuel) -> list[StintSummary]:
             for lap in laps
             if lap.lap_time is not None and not lap.pit_lap and not lap.invalid
         ]
+        lap_fuel = [
+            lap.fuel_used
+            for lap in laps
+            if lap.fuel_used is not None
+            and lap.fuel_used > 0
+            and not lap.pit_lap
+            and not lap.invalid
+            and not lap.refuelled
+        ]
         driver = rows.driver(stint.driver_id)
         end = stint.end_time
         if end is None and i == len(rows.stints) - 1:
             end = rows.race.last_time  # the last stint runs to the end of the data
+        events = [
+            e
+            for e in rows.events
+            if stint.start_time <= e.session_time < bounds[i]
+            or (i == 0 and e.session_time < stint.start_time)
+        ]
         out.append(
             StintSummary(
                 number=stint.number,
@@ -160,9 +264,106 @@ def stint_summaries(rows: SessionRows, fuel: StintFuel) -> list[StintSummary]:
                 best_lap_time=min(clean) if clean else None,
                 fuel_used=fuel.used(i),
                 lap_times=clean,
+                consistency=consistency(clean),
+                fuel_per_lap=sum(lap_fuel) / len(lap_fuel) if lap_fuel else None,
+                lap_fuel=lap_fuel,
+                tyre_wear=tyres.used(i) if tyres is not None else None,
+                incidents=sum(1 for e in events if e.kind == INCIDENT_KIND),
+                mistakes=[e.payload for e in events if e.kind == MISTAKE_KIND],
             )
         )
     return out
+
+
+def consistency(lap_times: list[float]) -> float | None:
+    """1.4826 x the median absolute deviation of the lap times (s); None below 3 laps.
+
+    A robust standard deviation: a yellow or traffic lap moves it little.
+    """
+    if len(lap_times) < MIN_CONSISTENCY_LAPS:
+        return None
+    times = np.asarray(lap_times, dtype=np.float64)
+    return float(1.4826 * np.median(np.abs(times - np.median(times))))
+
+
+def mistake_hotspots(mistakes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mistakes grouped by track section and type, most frequent (then worst) first."""
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for m in mistakes:
+        section, kind = m.get("section"), m.get("mistake")
+        if isinstance(section, int) and isinstance(kind, str):
+            groups.setdefault((section, kind), []).append(m)
+    spots: list[dict[str, Any]] = []
+    for (section, kind), found in groups.items():
+        pcts = [float(m["lap_dist_pct"]) for m in found if "lap_dist_pct" in m]
+        severities = [float(m["severity"]) for m in found if "severity" in m]
+        spots.append(
+            {
+                "trackSection": f"S{section + 1}",
+                "lapDistPct": sum(pcts) / len(pcts) if pcts else None,
+                "frequency": len(found),
+                "severity": sum(severities) / len(severities) if severities else None,
+                "type": kind,
+            }
+        )
+    spots.sort(key=lambda h: (-int(h["frequency"]), -float(h["severity"] or 0.0)))
+    return spots[:MAX_HOTSPOTS]
+
+
+def overall_performance(stints: list[StintSummary]) -> dict[str, Any] | None:
+    """The session's scores (docs/cloud.md "SessionAnalytics"); None without timed laps.
+
+    Each score is 0-100 (100 best) or None where the data lacks it;
+    ``targetAchievement`` is the mean of the scores that exist.
+    """
+    times = [t for s in stints for t in s.lap_times]
+    if not times:
+        return None
+    best, median = min(times), float(np.median(times))
+    pace = best / (sum(times) / len(times))
+    spread = [
+        (s.consistency, s.timed_laps) for s in stints if s.consistency is not None
+    ]
+    consistency_score = None
+    if spread:
+        sigma = sum(c * n for c, n in spread) / sum(n for _, n in spread)
+        consistency_score = _score(sigma / (CONSISTENCY_ZERO * median))
+    fuel = [f for s in stints for f in s.lap_fuel]
+    fuel_score = None
+    if len(fuel) >= MIN_CONSISTENCY_LAPS:
+        values = np.asarray(fuel, dtype=np.float64)
+        mad = 1.4826 * np.median(np.abs(values - np.median(values)))
+        fuel_score = _score(float(mad / np.median(values)) / FUEL_SPREAD_ZERO)
+    wear = [
+        max(s.tyre_wear.values()) / s.laps
+        for s in stints
+        if s.tyre_wear is not None and s.laps
+    ]
+    tyre_score = _score(max(wear) / TREAD_PER_LAP_ZERO) if wear else None
+    laps = sum(s.laps for s in stints)
+    incidents = sum(s.incidents for s in stints)
+    incident_score = _score(incidents / laps / INCIDENTS_PER_LAP_ZERO) if laps else None
+    scores = [
+        consistency_score,
+        fuel_score,
+        tyre_score,
+        incident_score,
+        100.0 * pace,
+    ]
+    known = [v for v in scores if v is not None]
+    return {
+        "targetAchievement": sum(known) / len(known),
+        "paceRelativeToOptimal": pace,
+        "consistencyScore": consistency_score,
+        "fuelEfficiencyScore": fuel_score,
+        "tireManagementScore": tyre_score,
+        "incidentAvoidanceScore": incident_score,
+    }
+
+
+def _score(badness: float) -> float:
+    """100 at 0, falling linearly to 0 at 1 and beyond."""
+    return 100.0 * max(0.0, 1.0 - badness)
 
 
 def session_analytics(
@@ -171,7 +372,7 @@ def session_analytics(
     session_name: str,
     info: dict[str, Any],
 ) -> dict[str, Any]:
-    """The seed's ``SessionAnalytics`` (§3.3) with what the data holds; null elsewhere."""
+    """The seed's ``SessionAnalytics`` (§3.3); a figure the data cannot give is null."""
     race = rows.race
     weekend = info.get("WeekendInfo") if isinstance(info, dict) else None
     weekend = weekend if isinstance(weekend, dict) else {}
@@ -182,6 +383,8 @@ def session_analytics(
         else None
     )
     date = session_date(info)
+    all_fuel = [f for s in stints for f in s.lap_fuel]
+    reference_fuel = float(np.median(all_fuel)) if all_fuel else None
     return {
         "sessionId": session_name,
         "trackId": str(track_id) if track_id not in (None, "") else None,
@@ -202,18 +405,22 @@ def session_analytics(
                 "timedLaps": s.timed_laps,
                 "avgLapTime": s.avg_lap_time,
                 "bestLapTime": s.best_lap_time,
-                # Not computed by compaction (need definitions or data we lack):
-                "consistency": None,
+                "consistency": s.consistency,
                 "fuelUsed": s.fuel_used,
-                "fuelEfficiency": None,
-                "tireWear": None,
-                "incidents": None,
-                "mistakeHotspots": None,
+                "fuelPerLap": s.fuel_per_lap,
+                "fuelEfficiency": (
+                    s.fuel_per_lap / reference_fuel
+                    if s.fuel_per_lap is not None and reference_fuel
+                    else None
+                ),
+                "tireWear": s.tyre_wear,
+                "incidents": s.incidents,
+                "mistakeHotspots": mistake_hotspots(s.mistakes),
             }
             for s in stints
         ],
-        "overallPerformance": None,
-        "rules": {"avgLapTime": AVG_LAP_RULE, "fuelUsed": FUEL_RULE},
+        "overallPerformance": overall_performance(stints),
+        "rules": RULES,
     }
 
 

@@ -177,10 +177,7 @@ def test_laps_and_session_analytics(
     lap_fuel = sum(lap.fuel_used for lap in laps if lap.fuel_used is not None)
     # Telemetry-based fuel covers the untimed first lap too: at least the laps' sum.
     assert lap_fuel - 1e-3 <= first["fuelUsed"] <= lap_fuel * 1.5
-    # Nothing invented: what compaction cannot know is null.
-    for key in ("consistency", "fuelEfficiency", "tireWear", "incidents"):
-        assert first[key] is None
-    assert analytics["overallPerformance"] is None
+    assert_analytics_match_database(analytics, engine, sim_db_frames(sim_db))
     assert analytics["date"] is None  # the simulated session info carries no date
     session = pq.read_table(root / "session" / "session.parquet").to_pylist()[0]
     assert session["laps"] == len(laps)
@@ -196,7 +193,6 @@ def test_telemetry_within_stated_precision(
     frames = stored_frames(engine, 1)
     with Session(engine) as db:
         definition = db.scalars(select(ChannelSet.definition)).one()
-    engine.dispose()
     channels = ChannelDictionary.from_json(dict(definition)).channels
     table = pq.read_table(root / "telemetry" / "telemetry.parquet")
     assert_telemetry_matches(table, frames, channels)
@@ -329,7 +325,6 @@ def test_real_martinsville_at_most_one_byte_per_value(tmp_path: Path) -> None:
     frames = stored_frames(engine, 1)
     with Session(engine) as db:
         definition = db.scalars(select(ChannelSet.definition)).one()
-    engine.dispose()
     channels = ChannelDictionary.from_json(dict(definition)).channels
     telemetry = manifest.file("telemetry")
     assert manifest.telemetry["values"] == len(frames) * len(channels)
@@ -340,6 +335,8 @@ def test_real_martinsville_at_most_one_byte_per_value(tmp_path: Path) -> None:
     assert_telemetry_matches(table, frames, channels)
     assert manifest.analytics["trackId"] == "33"
     assert manifest.partition.track == "martinsville-speedway"
+    assert_analytics_match_database(manifest.analytics, engine, frames)
+    engine.dispose()
 
 
 def test_laps_table_carries_invalid_and_refuelled(tmp_path: Path) -> None:
@@ -366,3 +363,70 @@ def test_laps_table_carries_invalid_and_refuelled(tmp_path: Path) -> None:
     assert manifest.partition.season == 2015
     assert manifest.session["season_source"] == "session_info"
     assert "/season=2015/" in f"/{manifest.path}/"
+
+
+def sim_db_frames(db_url: str) -> np.ndarray[Any, Any]:
+    engine = readonly_engine(db_url)
+    try:
+        return stored_frames(engine, 1)
+    finally:
+        engine.dispose()
+
+
+def assert_analytics_match_database(
+    analytics: dict[str, Any], engine: Engine, frames: np.ndarray[Any, Any]
+) -> None:
+    """SessionAnalytics' filled fields, checked against the stored rows and telemetry."""
+    from pitbox_appliance.storage.models import Event
+
+    with Session(engine) as db:
+        laps = db.scalars(select(Lap).order_by(Lap.end_time)).all()
+        incidents = db.scalars(
+            select(Event).where(Event.kind == "incident_detected")
+        ).all()
+    stints = analytics["stints"]
+    assert sum(s["incidents"] for s in stints) == len(incidents)
+    timed = [
+        lap.lap_time
+        for lap in laps
+        if lap.lap_time is not None and not lap.pit_lap and not lap.invalid
+    ]
+    for stint in stints:
+        if stint["timedLaps"] >= 3:
+            # A robust spread: positive, and below the stint's whole range.
+            assert 0 < stint["consistency"] < max(timed) - min(timed)
+        if stint["fuelPerLap"] is not None:
+            green = [
+                lap.fuel_used
+                for lap in laps
+                if lap.fuel_used and not (lap.pit_lap or lap.invalid or lap.refuelled)
+            ]
+            assert min(green) <= stint["fuelPerLap"] <= max(green)
+            assert 0.5 < stint["fuelEfficiency"] < 2.0
+    names = frames.dtype.names or ()
+    if "LFwearM" in names:
+        # Without a tyre change the tread used is the first reading minus the last;
+        # iRacing measures only in the pit box, so unchanged readings give null.
+        means = {
+            corner: sum(frames[f"{corner}wear{t}"].astype(float) for t in "LMR") / 3
+            for corner in ("LF", "RF", "LR", "RR")
+        }
+        drops = {c: float(m[0] - m[-1]) for c, m in means.items()}
+        wear = stints[-1]["tireWear"]
+        if not any(drops.values()):
+            assert wear is None
+        else:
+            assert wear["frontLeft"] == pytest.approx(drops["LF"], abs=1e-4)
+            assert wear["rearRight"] == pytest.approx(drops["RR"], abs=1e-4)
+    else:
+        assert all(s["tireWear"] is None for s in stints)
+    overall = analytics["overallPerformance"]
+    assert overall["paceRelativeToOptimal"] == pytest.approx(
+        min(timed) / (sum(timed) / len(timed))
+    )
+    scores = [v for k, v in overall.items() if k.endswith("Score") and v is not None]
+    assert scores
+    assert all(0.0 <= v <= 100.0 for v in scores)
+    for spot in (h for s in stints for h in s["mistakeHotspots"]):
+        assert spot["frequency"] >= 1
+        assert spot["type"] in {"braking", "throttle", "line", "spin"}
