@@ -20,19 +20,26 @@ from pydantic.fields import FieldInfo
 from driver_pc.adapters.base import (
     ADAPTERS,
     AdapterUnavailableError,
+    SimAdapter,
     adapter_names,
     create_adapter,
 )
 from driver_pc.appliance_api import ApplianceApi
+from driver_pc.autostart import main as service_command
+from driver_pc.autostart import status_file
 from driver_pc.pairing import ca_path, default_credentials_path, load_credentials
 from driver_pc.protocol import data_dirs
 from driver_pc.protocol.logs import setup_logging
 from driver_pc.protocol.mqtt import BrokerAddress
 from driver_pc.registration import DriverRegistrar
 from driver_pc.service import ShimConfig, ShimService
+from driver_pc.shim_status import ShimReport, write_status
 from driver_pc.video import VideoSegmentWatcher
 
 logger = logging.getLogger("driver_pc")
+
+#: With --service: how often to look for the sim again while it is not running.
+SIM_RETRY_S = 10.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,9 +49,17 @@ def main(argv: list[str] | None = None) -> int:
 
         setup_logging(logging.WARNING)
         return pair_main(argv[1:])
+    if argv[:1] == ["service"]:
+        setup_logging(logging.WARNING)
+        return service_command(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(logging.WARNING)
+    if args.service:
+        # Unattended: nobody reads stderr, so the log goes to a rotating file too.
+        log_file = args.log_file or data_dirs.shim_data_dir() / "pitbox-shim.log"
+        setup_logging(logging.INFO, log_file=log_file)
+    else:
+        setup_logging(logging.WARNING, log_file=args.log_file)
     key_hex = os.environ.get("PITBOX_TEAM_KEY", "")
     password = os.environ.get("PITBOX_MQTT_PASSWORD", "")
     paired = args.credentials is not None or not (args.source and key_hex)
@@ -80,24 +95,28 @@ def main(argv: list[str] | None = None) -> int:
         broker = BrokerAddress(
             args.host, args.port, args.username or args.source, password
         )
+    spool = args.spool or data_dirs.shim_spool_file(source)
+    status_path = args.status_file or status_file(source)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        adapter = create_adapter(args.adapter, **adapter_options(args))
+        adapter = _open_adapter(args, source, status_path, stop)
     except ValidationError as exc:
         sys.stderr.write(f"pitbox-shim: {explain(exc, args.adapter)}\n")
         return 2
     except AdapterUnavailableError as exc:
         sys.stderr.write(f"pitbox-shim: {exc}" + "\n")
         return 1
-    spool = args.spool or data_dirs.shim_spool_file(source)
+    if adapter is None:
+        return 0  # stopped while waiting for the sim
     config = ShimConfig(
         source=source,
         broker=broker,
         team_key=team_key,
         spool_path=str(spool),
+        status_file=str(status_path),
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     service = ShimService(config, adapter)
     # A paired PC reaches the API where pairing put its broker, and signs with its
     # own key; a legacy one needs --api-url (or --host) and a token.
@@ -121,6 +140,40 @@ def main(argv: list[str] | None = None) -> int:
         _in_thread("video", watcher.run, stop)
     service.run(stop)
     return 0
+
+
+def _open_adapter(
+    args: argparse.Namespace, source: str, status_path: Path, stop: threading.Event
+) -> SimAdapter | None:
+    """The adapter; with ``--service``, waits for the sim however long it takes.
+
+    Raises AdapterUnavailableError (without ``--service``) and ValidationError (bad
+    options, never worth waiting for). None: ``stop`` was set while waiting.
+    """
+    options = adapter_options(args)
+    while True:
+        try:
+            return create_adapter(args.adapter, **options)
+        except AdapterUnavailableError as exc:
+            if not args.service:
+                raise
+            write_status(
+                status_path,
+                ShimReport(
+                    source,
+                    "waiting_for_sim",
+                    args.adapter,
+                    "",
+                    0,
+                    0,
+                    False,
+                    None,
+                    error=str(exc),
+                ),
+            )
+            logger.info("waiting for the sim: %s", exc)
+            if stop.wait(SIM_RETRY_S):
+                return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +200,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--username", help="broker user (default: the source id)")
     parser.add_argument(
         "--spool", type=Path, help="spool file (default: user data dir)"
+    )
+    parser.add_argument(
+        "--service",
+        action="store_true",
+        help="run unattended (how `pitbox-shim service install` starts it): wait for "
+        "the sim however long it takes, log to a rotating file",
+    )
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        help="also log here, rotated at 1 MB x 5 (--service default: "
+        "pitbox-shim.log in the user data dir)",
+    )
+    parser.add_argument(
+        "--status-file",
+        type=Path,
+        help="status for people and service managers (default: "
+        "<source>.status.json in the user data dir; `pitbox-shim service status`)",
     )
     parser.add_argument(
         "--video-dir",

@@ -27,6 +27,7 @@ from driver_pc.protocol.messages import (
     TelemetryBatch,
 )
 from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
+from driver_pc.shim_status import ShimReport, write_status
 from driver_pc.transport.sender import AckMode, SpoolSender
 from driver_pc.transport.spool import Spool
 from driver_pc.video import SessionClock
@@ -57,6 +58,9 @@ class ShimConfig:
     ack_mode: AckMode = AckMode.AUTO
     #: Messages without the core's Ack after this long are sent again (doubling).
     ack_timeout_s: float = 5.0
+    #: Where the status is written for people and service managers
+    #: (``driver_pc/shim_status.py``); None: not written.
+    status_file: str | None = None
 
     @property
     def message_path(self) -> Path:
@@ -197,6 +201,24 @@ class ShimService:
                 seq,
             )
         self.sender.notify()
+        if self.config.status_file is not None:
+            self._write_status_file(status)
+
+    def _write_status_file(self, status: ShimStatus) -> None:
+        report = ShimReport(
+            source=self.config.source,
+            state=status.state.value,
+            adapter=status.adapter,
+            session_key=status.session_key or "",
+            ticks=status.ticks,
+            spool_depth=status.spool_depth,
+            appliance_connected=self.connection.connected.is_set(),
+            last_ack_at=self.sender.last_ack_at,
+        )
+        try:
+            write_status(Path(str(self.config.status_file)), report)
+        except OSError as exc:  # a full or read-only disk must not stop streaming
+            logger.warning("status file not written: %s", exc)
 
     def _on_ack(self, _topic: str, payload: bytes, _mid: int) -> None:
         """The core's end-to-end Ack: what it has stored may leave the spool."""

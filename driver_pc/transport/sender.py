@@ -78,6 +78,7 @@ class SpoolSender:
         self._in_flight: dict[int, int] = {}  # mid -> seq, awaiting PUBACK
         self._early_acks: set[int] = set()
         self._ack_up_to = -1  # the highest sequence number the core acknowledged
+        self.last_ack_at: float | None = None  # wall time of the core's latest Ack
         self._core_acks = ack_mode is AckMode.CORE or (
             ack_mode is AckMode.AUTO and spool.core_acks_seen
         )
@@ -115,6 +116,7 @@ class SpoolSender:
         Called on paho's thread; the spool is emptied on the sender's.
         """
         with self._lock:
+            self.last_ack_at = time.time()  # even a repeat: the appliance is alive
             if up_to_seq <= self._ack_up_to:
                 return
             self._ack_up_to = up_to_seq
