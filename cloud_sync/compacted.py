@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from cloud_sync.manifest import check_local, read_set
 from cloud_sync.targets import Target
 from driver_pc.protocol.manifest import MANIFEST_NAME, Manifest, ManifestError
+from driver_pc.protocol.session_info import SessionInfoError, parse_session_info
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class CompactedSession:
     stints: list[dict[str, Any]]
     events: list[SessionEvent]
     telemetry: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+    _session_info: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def path(self) -> str:
@@ -91,6 +93,30 @@ class CompactedSession:
     @property
     def car(self) -> str:
         return str(self.manifest.session.get("car") or "unknown")
+
+    @property
+    def car_name(self) -> str:
+        """The car's name as the sim gives it (``CarScreenName`` of the player's car).
+
+        ``car`` is the appliance's car id (``import`` for imported files); the name
+        comes from the set's session info, falling back to that id without one.
+        """
+        drivers = self.session_info.get("DriverInfo") or {}
+        if isinstance(drivers, dict):
+            idx = drivers.get("DriverCarIdx")
+            for entry in drivers.get("Drivers") or []:
+                if isinstance(entry, dict) and entry.get("CarIdx") == idx:
+                    name = entry.get("CarScreenName") or entry.get("CarPath")
+                    if name:
+                        return str(name).strip()
+        return self.car
+
+    @property
+    def session_info(self) -> dict[str, Any]:
+        """The set's session-info YAML (``session_info`` table) parsed; ``{}`` without it."""
+        if self._session_info is None:
+            self._session_info = _session_info(self.root, self.manifest)
+        return self._session_info
 
     @property
     def track(self) -> str:
@@ -148,6 +174,18 @@ def load_session(root: Path, *, telemetry: bool = True) -> CompactedSession:
     if telemetry and "telemetry" in tables and tables["telemetry"].is_file():
         columns = _telemetry(tables["telemetry"])
     return CompactedSession(root, manifest, laps, stints, events, columns)
+
+
+def _session_info(root: Path, manifest: Manifest) -> dict[str, Any]:
+    """Parse the set's ``session_info`` file; ``{}`` (logged) when absent or unreadable."""
+    item = next((f for f in manifest.files if f.table == "session_info"), None)
+    if item is None or not (root / item.path).is_file():
+        return {}
+    try:
+        return parse_session_info((root / item.path).read_text(encoding="utf-8"))
+    except (SessionInfoError, UnicodeDecodeError) as exc:
+        logger.warning("%s: session info unreadable: %s", root, exc)
+        return {}
 
 
 def _telemetry(path: Path) -> dict[str, np.ndarray[Any, Any]]:

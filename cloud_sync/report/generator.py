@@ -13,10 +13,12 @@ from typing import Any
 import numpy as np
 
 from cloud_sync.analytics.performance import DriverPerformanceAnalyzer
+from cloud_sync.analytics.sections import SECTIONS, lap_sections, section_names
 from cloud_sync.analytics.setup_impact import SetupImpactAnalyzer
 from cloud_sync.analytics.training import TrainingTracker
 from cloud_sync.compacted import CompactedSession
 from cloud_sync.report import plots
+from cloud_sync.report.plots import format_lap_time
 
 MISTAKE = "mistake"
 INCIDENT = "incident_detected"
@@ -28,7 +30,17 @@ margin-top:28px;page-break-after:avoid}table{border-collapse:collapse;font-size:
 margin:6px 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
 th{background:#f3f3f3}.muted{color:#777}.figure{page-break-inside:avoid}
 .figure svg{max-width:100%;height:auto}.good{color:#186a1e}.bad{color:#a11}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+.summary{page-break-after:always}.summary h1{margin-top:0}
+.facts{font-size:13px;margin:4px 0 8px}.facts b{font-variant-numeric:tabular-nums}
+.kpis{display:flex;flex-wrap:wrap;gap:6px 10px;margin:8px 0}
+.kpi{border:1px solid #ccc;border-radius:4px;padding:5px 10px;font-size:12px;
+min-width:150px}.kpi b{display:block;font-size:17px;font-variant-numeric:tabular-nums}
 """
+# Losses per lap-distance segment against the session's best lap: the set carries no
+# corner map, so the summary names segments (the report's S1…S10), not corners.
+LOSS_SEGMENTS = SECTIONS
+TOP_LOSSES = 3
 
 
 @dataclass
@@ -93,8 +105,9 @@ class SessionReportGenerator:
         ]
         if optimal is not None:
             figures.append(("Lap comparison", plots.section_losses(optimal)))
+        debrief = self._debrief(plan, incidents)
         body = [
-            self._header(),
+            self._summary(debrief),
             _h2("Lap times by stint and driver"),
             _figure(figures[0][1]),
             self._stints_table(),
@@ -125,7 +138,7 @@ class SessionReportGenerator:
             f"Generated from the compacted set {html.escape(s.path)} "
             f"(manifest created {html.escape(s.manifest.created_at)}).</p>",
         ]
-        title = f"PitBox session report: {s.track}, {s.car}"
+        title = f"PitBox session report: {s.track}, {s.car_name}"
         page = (
             f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
@@ -142,9 +155,11 @@ class SessionReportGenerator:
                 (lap.lap_time for lap in s.laps if lap.clean and lap.lap_time),
                 default=None,
             ),
+            "car_name": s.car_name,
             "mistakes": len(mistakes),
             "incidents": len(incidents),
             "stops": self._stops(),
+            **debrief,
             "profiles": {d: p.as_dict() for d, p in profiles.items()},
         }
         return Report(s, page, [name for name, _ in figures], events, summary)
@@ -183,9 +198,94 @@ class SessionReportGenerator:
             )
         return out
 
+    def _debrief(
+        self, plan: list[Any], incidents: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The figures of the one-screen summary, as plain values (also in report.json)."""
+        s = self.session
+        by_lap = {lap.lap_number: lap for lap in s.laps}
+        drivers: dict[str, dict[str, Any]] = {}
+        for driver in s.drivers():
+            mine = [lap for lap in s.laps if lap.driver == driver]
+            clean = [float(lap.lap_time) for lap in mine if lap.clean and lap.lap_time]
+            fuel = _clean_fuel([lap for lap in mine])
+            hits = [
+                i
+                for i in incidents
+                if i["lap"] in by_lap and by_lap[i["lap"]].driver == driver
+            ]
+            drivers[driver] = {
+                "laps": len(mine),
+                "clean_laps": len(clean),
+                "best_lap": min(clean, default=None),
+                "mean_lap": statistics.fmean(clean) if clean else None,
+                "fuel_per_lap": statistics.fmean(fuel) if fuel else None,
+                "incidents": len(hits),
+                "incident_points": sum(int(i.get("points") or 0) for i in hits),
+            }
+        fuel = _clean_fuel(s.laps)
+        planned = [
+            float(e.payload["fuel_per_lap"])
+            for e in plan
+            if isinstance(e.payload.get("fuel_per_lap"), (int, float))
+        ]
+        return {
+            "drivers": drivers,
+            "fuel_per_lap": statistics.fmean(fuel) if fuel else None,
+            "fuel_plan_per_lap": planned[-1] if planned else None,
+            "incident_points": sum(int(i.get("points") or 0) for i in incidents),
+            "loss_basis": "segment",
+            "time_losses": self._time_losses(),
+        }
+
+    def _time_losses(self) -> list[dict[str, Any]]:
+        """The ``TOP_LOSSES`` segments where the clean laps lost most against the best lap.
+
+        Each clean lap with telemetry is cut into ``LOSS_SEGMENTS`` equal shares of
+        lap distance; a segment's loss on a lap is its time there minus the best
+        lap's. Ranked by the loss summed over the session's clean laps (time given
+        away in the race); the mean per lap and the driver who lost most are given.
+        """
+        cut = lap_sections(self.session, LOSS_SEGMENTS)
+        if len(cut) < 2:
+            return []
+        best = min(cut, key=lambda c: float(c.times.sum()))
+        others = [c for c in cut if c is not best]
+        loss = np.vstack([c.times - best.times for c in others])
+        names = section_names(LOSS_SEGMENTS)
+        length_m = (
+            float(self.session.manifest.session.get("track_length_km") or 0) * 1e3
+        )
+        out = []
+        for i in np.argsort(-loss.sum(axis=0), kind="stable")[:TOP_LOSSES]:
+            per_driver: dict[str, float] = {}
+            for c, value in zip(others, loss[:, i], strict=True):
+                per_driver[c.lap.driver] = per_driver.get(c.lap.driver, 0.0) + value
+            out.append(
+                {
+                    "segment": names[i],
+                    "from_pct": i / LOSS_SEGMENTS,
+                    "to_pct": (i + 1) / LOSS_SEGMENTS,
+                    "from_m": round(length_m * i / LOSS_SEGMENTS) if length_m else None,
+                    "to_m": round(length_m * (i + 1) / LOSS_SEGMENTS)
+                    if length_m
+                    else None,
+                    "total_loss_s": float(loss[:, i].sum()),
+                    "mean_loss_s": float(loss[:, i].mean()),
+                    "laps": len(others),
+                    "best_lap": best.lap.lap_number,
+                    "most_lost_by": max(per_driver, key=lambda d: per_driver[d]),
+                }
+            )
+        return out
+
     def _stops(self) -> list[int]:
-        """Laps on which a pit stop began (the first pit lap of each run of pit laps)."""
-        stops, previous = [], False
+        """Laps on which a pit stop began (the first pit lap of each run of pit laps).
+
+        A run of pit laps on the first recorded lap is the car leaving the pits at
+        the start of the recording, not a stop.
+        """
+        stops, previous = [], True
         for lap in self.session.laps:
             if lap.pit_lap and not previous:
                 stops.append(lap.lap_number)
@@ -193,23 +293,128 @@ class SessionReportGenerator:
         return stops
 
     # ---- sections ------------------------------------------------------------------
-    def _header(self) -> str:
+    def _summary(self, debrief: dict[str, Any]) -> str:
+        """The one-screen debrief: what, who, how fast, stops, fuel, incidents, losses."""
         s = self.session
         m = s.manifest
-        info = m.session
         duration = m.analytics.get("duration")
+        clean = sum(lap.clean for lap in s.laps)
+        kind = _session_type(s.session_info)
+        date = _session_date(s.session_info)
+        facts = " · ".join(
+            html.escape(str(x))
+            for x in (
+                s.car_name,
+                " ".join(x for x in (kind, date) if x) or None,
+                f"team {m.session.get('team')}" if m.session.get("team") else None,
+                f"{_clock(duration)} recorded" if duration else None,
+                f"{len(s.laps)} laps ({clean} clean)",
+            )
+            if x
+        )
         rows = [
-            ("Track", s.track),
-            ("Car", s.car),
-            ("Session", s.session_key),
-            ("Team", info.get("team") or "—"),
-            ("Season", s.partition.get("season")),
-            ("Duration", _clock(duration) if duration else "—"),
-            ("Drivers", ", ".join(s.drivers())),
-            ("Laps", f"{len(s.laps)} ({sum(lap.clean for lap in s.laps)} clean)"),
+            (
+                d,
+                f"{v['clean_laps']} / {v['laps']}",
+                format_lap_time(v["best_lap"]),
+                format_lap_time(v["mean_lap"]),
+                _fmt(v["fuel_per_lap"], 3),
+                f"{v['incidents']} ({v['incident_points']}x)"
+                if v["incidents"]
+                else "0",
+            )
+            for d, v in debrief["drivers"].items()
         ]
-        return f"<h1>Session report: {html.escape(s.track)}</h1>" + _table(
-            ["", ""], rows
+        drivers = _table(
+            [
+                "driver",
+                "clean / laps",
+                "best lap",
+                "mean clean lap",
+                "fuel per clean lap (L)",
+                "incidents",
+            ],
+            rows,
+            numeric={1, 2, 3, 4, 5},
+        )
+        stops = self._stops()
+        used, planned = debrief["fuel_per_lap"], debrief["fuel_plan_per_lap"]
+        if used is None:
+            fuel_kpi = ("Fuel per lap", "—", "no fuel use recorded")
+        elif planned is None:
+            fuel_kpi = ("Fuel per lap", f"{used:.3f} L", "no plan recorded")
+        else:
+            fuel_kpi = (
+                "Fuel per lap vs plan",
+                f"{used:.3f} / {planned:.3f} L",
+                f"{used - planned:+.3f} L per lap ({(used / planned - 1):+.1%})",
+            )
+        kpis = [
+            (
+                "Stops",
+                str(len(stops)),
+                ("on lap " + ", ".join(map(str, stops))) if stops else "none made",
+            ),
+            fuel_kpi,
+            (
+                "Incidents",
+                str(sum(v["incidents"] for v in debrief["drivers"].values())),
+                f"{debrief['incident_points']} points",
+            ),
+        ]
+        kpi_html = (
+            '<div class="kpis">'
+            + "".join(
+                f'<div class="kpi">{html.escape(a)}<b>{html.escape(b)}</b>'
+                f'<span class="muted">{html.escape(c)}</span></div>'
+                for a, b, c in kpis
+            )
+            + "</div>"
+        )
+        return (
+            '<section class="summary">'
+            f"<h1>Session report: {html.escape(s.track)}</h1>"
+            f'<p class="facts">{facts}</p>'
+            + kpi_html
+            + drivers
+            + self._losses_html(debrief["time_losses"])
+            + "</section>"
+        )
+
+    def _losses_html(self, losses: list[dict[str, Any]]) -> str:
+        head = "<p><b>Biggest time losses by segment</b> (against the best lap"
+        if not losses:
+            return (
+                head
+                + "): not available — fewer than two clean laps with telemetry.</p>"
+            )
+        rows = [
+            (
+                x["segment"],
+                f"{x['from_m']}–{x['to_m']} m"
+                if x["from_m"] is not None
+                else f"{x['from_pct']:.0%}–{x['to_pct']:.0%}",
+                f"{x['total_loss_s']:+.3f}",
+                f"{x['mean_loss_s']:+.3f}",
+                x["most_lost_by"],
+            )
+            for x in losses
+        ]
+        return (
+            head
+            + f", lap {losses[0]['best_lap']}, over {losses[0]['laps']} other clean laps; "
+            "segments are equal shares of lap distance, the set carries no corner map):</p>"
+            + _table(
+                [
+                    "segment",
+                    "lap distance",
+                    "lost in total (s)",
+                    "mean per lap (s)",
+                    "lost most",
+                ],
+                rows,
+                numeric={2, 3},
+            )
         )
 
     def _stints_table(self) -> str:
@@ -218,13 +423,17 @@ class SessionReportGenerator:
                 st["stint"],
                 st["driver_name"],
                 st["laps"],
-                _fmt(st["best_lap_time"]),
-                _fmt(st["avg_lap_time"]),
+                format_lap_time(st["best_lap_time"]),
+                format_lap_time(st["avg_lap_time"]),
                 _fmt(st["fuel_used"], 2),
             )
             for st in self.session.stints
         ]
-        return _table(["stint", "driver", "laps", "best", "mean", "fuel used"], rows)
+        return _table(
+            ["stint", "driver", "laps", "best", "mean", "fuel used (L)"],
+            rows,
+            numeric={2, 3, 4, 5},
+        )
 
     def _consistency_table(self) -> str:
         rows = []
@@ -263,11 +472,11 @@ class SessionReportGenerator:
         ]
         if not laps:
             return "<p>No fuel use recorded.</p>"
-        text = f"Mean fuel per clean lap: <b>{statistics.fmean(laps):.3f}</b>"
+        text = f"Mean fuel per clean lap: <b>{statistics.fmean(laps):.3f} L</b>"
         if planned:
             text += (
-                f"; the plan's last figure: <b>{planned[-1]:.3f}</b> "
-                f"({statistics.fmean(laps) - planned[-1]:+.3f} per lap)"
+                f"; the plan's last figure: <b>{planned[-1]:.3f} L</b> "
+                f"({statistics.fmean(laps) - planned[-1]:+.3f} L per lap)"
             )
         else:
             text += "; no strategy plan was recorded"
@@ -373,8 +582,9 @@ class SessionReportGenerator:
             )
         ]
         return (
-            f"<p>Optimal lap (best of each section): <b>{optimal.optimal:.3f} s</b>; "
-            f"best actual lap: <b>{optimal.best_lap:.3f} s</b> "
+            "<p>Optimal lap (best of each section): "
+            f"<b>{format_lap_time(optimal.optimal)}</b>; "
+            f"best actual lap: <b>{format_lap_time(optimal.best_lap)}</b> "
             f"(gap {optimal.best_lap - optimal.optimal:.3f} s).</p>"
             + _figure(figures[-1][1])
             + _table(["section", "kind", "best (s)", "set by"], rows)
@@ -470,7 +680,12 @@ def _figure(svg: str) -> str:
     return f'<div class="figure">{svg}</div>'
 
 
-def _table(head: list[str], rows: list[tuple[Any, ...]], raw_last: bool = False) -> str:
+def _table(
+    head: list[str],
+    rows: list[tuple[Any, ...]],
+    raw_last: bool = False,
+    numeric: set[int] | None = None,
+) -> str:
     if not rows:
         return "<p>None.</p>"
     out = ["<table><tr>", *(f"<th>{html.escape(h)}</th>" for h in head), "</tr>"]
@@ -478,10 +693,35 @@ def _table(head: list[str], rows: list[tuple[Any, ...]], raw_last: bool = False)
         cells = []
         for i, value in enumerate(row):
             text = "—" if value is None else str(value)
-            cells.append(text if raw_last and i == len(row) - 1 else html.escape(text))
-        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            text = text if raw_last and i == len(row) - 1 else html.escape(text)
+            cls = ' class="n"' if numeric and i in numeric else ""
+            cells.append(f"<td{cls}>{text}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return "".join(out)
+
+
+def _clean_fuel(laps: list[Any]) -> list[float]:
+    """Fuel used (L) of the clean laps that have a figure (refuelled laps have none)."""
+    return [
+        float(lap.fuel_used)
+        for lap in laps
+        if lap.clean and lap.fuel_used is not None and lap.fuel_used > 0
+    ]
+
+
+def _session_type(info: dict[str, Any]) -> str | None:
+    """The last session's type (``Race``, ``Practice``…) from the session info."""
+    sessions = (info.get("SessionInfo") or {}).get("Sessions") or []
+    if sessions and isinstance(sessions[-1], dict) and sessions[-1].get("SessionType"):
+        return str(sessions[-1]["SessionType"])
+    event = (info.get("WeekendInfo") or {}).get("EventType")
+    return str(event) if event else None
+
+
+def _session_date(info: dict[str, Any]) -> str | None:
+    date = ((info.get("WeekendInfo") or {}).get("WeekendOptions") or {}).get("Date")
+    return str(date) if date else None
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
