@@ -28,7 +28,7 @@ from pitbox_appliance.config import ApplianceConfig, mqtt_password_from_env
 from pitbox_appliance.core.commands import SentCommand
 from pitbox_appliance.core.ingest import Handled, Ingestor, car_of_source
 from pitbox_appliance.core.live import LiveCar, LiveStamp, LiveTimings
-from pitbox_appliance.core.live_path import LIVE_QUEUE, Fresh, LivePeek
+from pitbox_appliance.core.live_path import Fresh, LivePeek
 from pitbox_appliance.models.advisor import ModelAdvisor
 from pitbox_appliance.security.devices import DeviceRegistry
 from pitbox_appliance.storage.database import open_database
@@ -60,7 +60,9 @@ _PROBE_LATE_S = 0.003  # wake-ups later than this are kept
 EXIT_INGEST_FAILED = 70
 
 Received = tuple[str, bytes, int]  # topic, payload, MQTT message id (to PUBACK)
-Peekable = tuple[str, bytes, float]  # topic, payload, when the paho thread got it
+# A car's fresh frame not yet published: its session time, when paho got it, when
+# LivePeek began and ended reading it (monotonic).
+FreshStamps = tuple[float, float, float, float]
 T = TypeVar("T")
 
 
@@ -90,11 +92,13 @@ def exit_process(reason: str) -> None:
 class CoreService:
     """Ingests every shim's messages, commits in batches, acknowledges only what is committed.
 
-    The paho thread only queues messages. One ingest thread (the database's only
-    writer) decodes, segments, stores, commits, then sends the PUBACKs and publishes
-    the events. The live thread publishes each car's live state: it reads every
-    message again as it arrives (``LivePeek``), so the pit wall never waits behind
-    ingest, a commit or the disk. (The uploader, the bulk work, runs at nice 10.)
+    The paho thread queues each message for ingest, then reads it again for its
+    live values (``LivePeek``) and publishes its car's state at once, so the pit
+    wall never waits behind ingest, a commit or the disk, nor for another thread to
+    be scheduled. One ingest thread (the database's only writer) decodes, segments,
+    stores, commits, then sends the PUBACKs and publishes the events. The live
+    thread publishes ingest's news (laps, strategy) and every car once a second.
+    (The uploader, the bulk work, runs at nice 10.)
     """
 
     def __init__(
@@ -130,8 +134,16 @@ class CoreService:
             max_inflight=1000,
         )
         self._inbox: queue.Queue[Received] = queue.Queue()
-        # The live thread's copy of every message.
-        self._live_inbox: queue.Queue[Peekable] = queue.Queue(LIVE_QUEUE)
+        # The live path: paho's thread peeks at every message as it arrives and
+        # publishes a car's fresh state at once; the live thread publishes ingest's
+        # news, the once-a-second states and fresh states held by the rate limit.
+        # _live_lock (never held by ingest) guards what the two share below.
+        self._live_lock = threading.Lock()
+        self._live_wake = threading.Event()
+        self._fresh_cars: dict[str, FreshStamps] = {}
+        self._last_live: dict[str, float] = {}  # any state of the car went out
+        self._last_fresh: dict[str, float] = {}  # one with a fresh frame went out
+        self.live_errors = 0  # faults of the live path on paho's thread (logged once)
         self._trace_path = os.environ.get(LIVE_TRACE_ENV) or None
         self.live_timings = LiveTimings(keep_all=self._trace_path is not None)
         self._probe_late: list[tuple[float, float]] = []
@@ -338,6 +350,7 @@ class CoreService:
             | {
                 "peeked": self.live_peek.peeked,
                 "skipped": dict(self.live_peek.skipped),
+                "errors": self.live_errors,
             },
         }
 
@@ -385,11 +398,37 @@ class CoreService:
             self.ingestor.set_predictions(car, typed)
 
     def _on_message(self, topic: str, payload: bytes, mid: int) -> None:
+        received = time.monotonic()
         self._inbox.put((topic, payload, mid))
         try:
-            self._live_inbox.put_nowait((topic, payload, time.monotonic()))
-        except queue.Full:
-            pass  # the live thread is behind: it skips to newer frames
+            self._peek(topic, payload, received)
+        except Exception:  # the live path must never cost ingest a message
+            self.live_errors += 1
+            if self.live_errors == 1:
+                logger.exception("live path: publishing a fresh state failed")
+
+    def _peek(self, topic: str, payload: bytes, received: float) -> None:
+        """On paho's thread: read the message's live values; publish its car if due.
+
+        No queue and no other thread between the broker and the pit wall: a thread
+        hand-off costs a wake-up and a GIL hand-over, each tens of ms when the
+        CPU is contended (docs/decisions.md, "The live path under the full load").
+        A car published less than half ``live_interval_s`` ago is left to the live
+        thread, which publishes it when due.
+        """
+        taken = time.monotonic()
+        fresh = self.live_peek.peek(payload, topics.source_of(topic))
+        if fresh is None or not self._lay_fresh(fresh):
+            return
+        car = car_of_source(fresh.source)
+        stamps = (fresh.session_time, received, taken, time.monotonic())
+        with self._live_lock:
+            self._fresh_cars[car] = stamps
+            now = time.monotonic()
+            if now - self._last_fresh.get(car, 0.0) >= self._live_interval / 2:
+                self._publish_live({car}, now)
+                return
+        self._live_wake.set()  # held back: the live thread publishes it when due
 
     # ---- the ingest thread ----------------------------------------------------------------
     def _run_ingest(self) -> None:
@@ -679,63 +718,67 @@ class CoreService:
             logger.critical("the live thread died", exc_info=True)
             self._fatal(f"the live thread died: {type(exc).__name__}: {exc}")
 
-    def _live_loop(self) -> None:
-        """Peek at each message, lay fresh values over the car, publish states due.
+    @property
+    def _live_interval(self) -> float:
+        return self.config.core.live_interval_s
 
-        A car goes out when its driving PC's newer frame is in (at most every half
-        ``live_interval_s``, so a batch that comes a little early is not held back),
-        when ingest has news of it (laps, strategy; every ``live_interval_s`` at
-        most, seen within ``LIVE_POLL_S``), and every car once a second.
+    def _live_loop(self) -> None:
+        """Publish the states paho's thread did not: ingest's news, held, heartbeat.
+
+        A car goes out when its driving PC's newer frame is in (paho's thread, at
+        most every half ``live_interval_s``; a frame that comes earlier waits here
+        until then), when ingest has news of it (laps, strategy; within
+        ``LIVE_POLL_S``, if no fresh frame went out for twice ``live_interval_s``:
+        while frames stream, the news rides on them), and every car once a second. Only fresh
+        frames count for the fresh frames' rate limit, so ingest's news never holds
+        a fresh frame back.
         """
-        interval = self.config.core.live_interval_s
-        last_live: dict[str, float] = {}
+        interval = self._live_interval
         heartbeat = 0.0
-        # Cars with a fresh frame not yet published: its session time and stamps.
-        fresh_cars: dict[str, tuple[float, float, float, float]] = {}
+        wait = LIVE_POLL_S
         while not self._stop.is_set():
-            try:
-                topic, payload, received = self._live_inbox.get(timeout=LIVE_POLL_S)
-            except queue.Empty:
-                pass
-            else:
-                taken = time.monotonic()
-                fresh = self.live_peek.peek(payload, topics.source_of(topic))
-                if fresh is not None and self._lay_fresh(fresh):
-                    fresh_cars[car_of_source(fresh.source)] = (
-                        fresh.session_time,
-                        received,
-                        taken,
-                        time.monotonic(),
-                    )
-            now = time.monotonic()
-            cars = self._live_cars()
-            due = {
-                car
-                for car in fresh_cars
-                if now - last_live.get(car, 0.0) >= interval / 2
-            } | {
-                car
-                for car in self.ingestor.publisher.dirty()
-                if now - last_live.get(car, 0.0) >= interval
-            }
-            if now - heartbeat >= 1.0:
-                due |= set(cars)
-                heartbeat = now
-            if not due:
-                continue
-            for state in self.ingestor.publisher.states(due, cars, time.time()):
-                self.connection.publish(
-                    topics.live_state(state.car), state.model_dump_json()
+            self._live_wake.wait(wait)
+            self._live_wake.clear()
+            with self._live_lock:
+                now = time.monotonic()
+                last = self._last_live
+                fresh = self._last_fresh
+                due = {
+                    car
+                    for car in self.ingestor.publisher.dirty()
+                    if now - last.get(car, 0.0) >= interval
+                    and now - fresh.get(car, 0.0) >= 2 * interval
+                }
+                wait = LIVE_POLL_S
+                for car in self._fresh_cars:
+                    next_at = self._last_fresh.get(car, 0.0) + interval / 2
+                    if now >= next_at:
+                        due.add(car)
+                    else:
+                        wait = min(wait, next_at - now)
+                if now - heartbeat >= 1.0:
+                    due |= set(self._live_cars())
+                    heartbeat = now
+                if due:
+                    self._publish_live(due, now)
+
+    def _publish_live(self, due: set[str], now: float) -> None:
+        """Publish the ``due`` cars' states (``_live_lock`` held)."""
+        cars = self._live_cars()
+        for state in self.ingestor.publisher.states(due, cars, time.time()):
+            self.connection.publish(
+                topics.live_state(state.car), state.model_dump_json()
+            )
+            self.live_published += 1
+            stamps = self._fresh_cars.pop(state.car, None)
+            if stamps is not None:
+                self._last_fresh[state.car] = now
+                self.live_timings.add(
+                    LiveStamp(state.car, *stamps, published=time.monotonic())
                 )
-                self.live_published += 1
-                stamps = fresh_cars.pop(state.car, None)
-                if stamps is not None:
-                    self.live_timings.add(
-                        LiveStamp(state.car, *stamps, published=time.monotonic())
-                    )
-            for car in due:
-                last_live[car] = now
-                fresh_cars.pop(car, None)
+        for car in due:
+            self._last_live[car] = now
+            self._fresh_cars.pop(car, None)
 
     def _live_cars(self) -> dict[str, LiveCar]:
         """Each car's live figures, read while ingest may add a session (no lock)."""
