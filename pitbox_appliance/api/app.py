@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import socket
 import weakref
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from driver_pc.protocol.device_auth import DeviceVerifier
+from driver_pc.protocol.discovery import Advertisement, local_addresses
 from pitbox_appliance.api import (
     commands,
     deadletters,
@@ -17,6 +21,7 @@ from pitbox_appliance.api import (
     health,
     openapi,
     pairing,
+    session_events,
     sessions,
     stream,
     video,
@@ -59,6 +64,7 @@ def create_app(
         driver,
         stream,
         events,
+        session_events,
         video,
         commands,
         deadletters,
@@ -79,7 +85,10 @@ async def start_api(service: CoreService) -> web.AppRunner:
     (``runner.addresses`` lists every bound socket address).
     """
     core = service.config.core
-    runner = web.AppRunner(create_app(service))
+    app = create_app(service)
+    adverts: list[Advertisement] = []
+    app.on_cleanup.append(functools.partial(_withdraw, adverts))
+    runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, core.api_host, core.api_port)
     try:
@@ -88,7 +97,41 @@ async def start_api(service: CoreService) -> web.AppRunner:
         await runner.cleanup()
         raise
     logger.info("API v1 listening on %s", runner.addresses)
+    if core.advertise and not _loopback(core.api_host):
+        advert = await _advertise(runner, service)
+        adverts.extend([advert] if advert is not None else [])
     return runner
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+async def _advertise(
+    runner: web.AppRunner, service: CoreService
+) -> Advertisement | None:
+    """Answer mDNS for ``_pitbox._tcp`` (until the API stops); a failure only logs."""
+    core = service.config.core
+    addresses = (
+        local_addresses() if core.api_host in ("", "0.0.0.0") else [core.api_host]
+    )
+    name = core.advertise_name or f"PitBox {socket.gethostname().split('.')[0]}"
+    loop = asyncio.get_running_loop()
+    try:
+        advert = await loop.run_in_executor(
+            None, Advertisement, name, bound_port(runner), addresses
+        )
+    except (OSError, ValueError) as exc:
+        logger.warning("not advertised on the LAN (mDNS): %s", exc)
+        return None
+    logger.info("advertised as %r on %s", advert.name, ", ".join(addresses))
+    return advert
+
+
+async def _withdraw(adverts: list[Advertisement], _app: web.Application) -> None:
+    loop = asyncio.get_running_loop()
+    for advert in adverts:
+        await loop.run_in_executor(None, advert.close)
 
 
 def bound_port(runner: web.AppRunner) -> int:

@@ -2,8 +2,8 @@
 
 Tokens come from ``PITBOX_API_TOKENS``: comma-separated ``token:scope+scope`` entries, e.g.
 ``PITBOX_API_TOKENS="3f9a…:commands+driver,77c1…:driver"``. Scopes: ``commands`` (send
-commands to driver PCs, retry dead letters) and ``driver`` (register a driver PC, report its status, stream
-telemetry). With no tokens configured every state-changing request is refused. Tokens are
+commands to driver PCs, retry dead letters), ``driver`` (register a driver PC, report its status, stream
+telemetry) and ``pipeline`` (the post-race pipeline posts report, goal and badge events). With no tokens configured every state-changing request is refused. Tokens are
 compared in constant time and never logged.
 
 A paired driver PC needs no token: it signs its request with its own message key
@@ -23,11 +23,12 @@ from aiohttp import web
 from driver_pc.protocol.device_auth import SCHEME, DeviceAuthError
 from pitbox_appliance.api.context import DEVICE_SOURCE, DEVICES, TOKENS, error_response
 
-SCOPES = frozenset({"commands", "driver"})
+SCOPES = frozenset({"commands", "driver", "pipeline"})
 # (method, route pattern) → scope needed; routes not listed are open reads.
 REQUIRED_SCOPE: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/cars/{car}/commands"): "commands",
     ("POST", "/api/v1/deadletters/{id}/retry"): "commands",
+    ("POST", "/api/v1/events"): "pipeline",
     ("POST", "/api/v1/driver/register"): "driver",
     ("POST", "/api/v1/status/update"): "driver",
     ("GET", "/api/v1/telemetry/stream"): "driver",

@@ -35,6 +35,7 @@ from pitbox_appliance.api.schemas import (
     StreamReply,
     VideoOut,
 )
+from pitbox_appliance.api.session_events import EventsIn, EventsOut
 from pitbox_appliance.api.video import VIDEO_TYPES
 
 routes = web.RouteTableDef()
@@ -198,6 +199,24 @@ OPERATIONS: tuple[Operation, ...] = (
             '`{"kind", "car", ...payload}`, the payload typed per kind in '
             "`driver_pc/protocol/events.py`. A client more than 1000 events behind "
             "is disconnected."
+        ),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/events",
+        "Store and publish report, goal and badge events in a stored session",
+        EventsOut,
+        status=201,
+        body=EventsIn,
+        errors=(400, 404, 503),
+        description=(
+            "Needs a token with scope `pipeline` (the post-race pipeline, `pitbox "
+            "report --api`). Kinds: `session_report_ready`, `training_goal_progress`, "
+            "`badge_earned`, `setup_impact_analysis`, each payload as its schema in "
+            "`driver_pc/protocol/events.py`. The core stores them in the session's "
+            "events and publishes them like its own (MQTT and "
+            "`/api/v1/events/stream`). An event already stored with the same kind "
+            "and payload is not stored again (`already`)."
         ),
     ),
     Operation(

@@ -56,7 +56,9 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     runner = web.AppRunner(
-        create_app(service, tokens={TOKEN: frozenset({"commands", "driver"})})
+        create_app(
+            service, tokens={TOKEN: frozenset({"commands", "driver", "pipeline"})}
+        )
     )
 
     def serve() -> None:
