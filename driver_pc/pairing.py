@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from driver_pc.protocol import data_dirs
+from driver_pc.protocol.discovery import browse
 from driver_pc.protocol.mqtt import BrokerAddress
 from driver_pc.protocol.pairing import (
     NONCE_BYTES,
@@ -146,6 +147,10 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 # ---- the driver PC's side -------------------------------------------------------------
+#: How long ``pitbox-shim pair`` listens for appliances answering mDNS.
+BROWSE_S = 3.0
+
+
 def pair(appliance_url: str, code: str, timeout: float = 15.0) -> DeviceCredentials:
     """Redeem ``code`` at the appliance's API and return this PC's credentials."""
     url = appliance_url.rstrip("/")
@@ -196,26 +201,38 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``pitbox-shim pair --appliance URL --code CODE``."""
+    """``pitbox-shim pair [--code CODE] [--appliance URL]``: finds the appliance by mDNS."""
     parser = argparse.ArgumentParser(
         prog="pitbox-shim pair",
-        description="Pair this driver PC with the appliance (code from "
-        "`pitbox devices pair` on the appliance).",
+        description="Pair this driver PC with the appliance (code from the "
+        "appliance's /devices page or `pitbox devices pair`). Without --appliance "
+        "the appliance is found on the LAN (mDNS).",
     )
     parser.add_argument(
-        "--appliance", required=True, help="API URL, e.g. http://pitbox.local:8081"
+        "--appliance",
+        help="API URL, e.g. http://pitbox.local:8081 (default: found on the LAN)",
     )
-    parser.add_argument("--code", required=True, help="the one-time pairing code")
+    parser.add_argument(
+        "--code", help="the one-time pairing code (asked for when left out)"
+    )
     parser.add_argument(
         "--credentials",
         type=Path,
         default=None,
         help="where to store the credentials (default: user config dir)",
     )
+    parser.add_argument(
+        "--browse-s",
+        type=float,
+        default=BROWSE_S,
+        help=f"how long to look for appliances on the LAN (default {BROWSE_S:g} s)",
+    )
     args = parser.parse_args(argv)
     path: Path = args.credentials or default_credentials_path()
     try:
-        creds = pair(args.appliance, args.code)
+        url = args.appliance or _find_appliance(args.browse_s)
+        code = args.code or _ask_code()
+        creds = pair(url, code)
     except PairingError as exc:
         sys.stderr.write(f"pitbox-shim pair: {exc}\n")
         return 1
@@ -224,3 +241,26 @@ def main(argv: list[str] | None = None) -> int:
         f"paired as {creds.source} (device {creds.device_id}); credentials in {path}\n"
     )
     return 0
+
+
+def _find_appliance(browse_s: float) -> str:
+    """The one appliance answering on the LAN; PairingError for none or several."""
+    found = browse(browse_s)
+    if not found:
+        raise PairingError(
+            f"no PitBox appliance answered on this network in {browse_s:g} s (mDNS); "
+            "is this PC on the appliance's LAN? Else give --appliance URL"
+        )
+    if len(found) > 1:
+        listed = "; ".join(f"{f.label} at {f.url}" for f in found)
+        raise PairingError(
+            f"{len(found)} appliances answered ({listed}): choose with --appliance URL"
+        )
+    sys.stdout.write(f"found {found[0].label} at {found[0].url}\n")
+    return found[0].url
+
+
+def _ask_code() -> str:
+    if not sys.stdin.isatty():
+        raise PairingError("--code is required (no terminal to ask for it)")
+    return input("pairing code shown on the appliance: ").strip()

@@ -65,6 +65,17 @@ class CoreConfig(_Section):
     )
     api_host: str = Field("127.0.0.1", description="API bind address")
     api_port: int = Field(8081, description="API port", ge=0, le=65535)
+    advertise: bool = Field(
+        True,
+        description="advertise the API on the LAN by mDNS (_pitbox._tcp) so driver "
+        "PCs pair without a URL; only when api_host is not a loopback address",
+    )
+    advertise_name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=60,
+        description="the name PCs see (default: 'PitBox <hostname>')",
+    )
     video_dir: str | None = Field(
         None, description="where uploaded driver POV video goes; default: data dir"
     )
