@@ -234,6 +234,10 @@ class SessionReportGenerator:
             "fuel_per_lap": statistics.fmean(fuel) if fuel else None,
             "fuel_plan_per_lap": planned[-1] if planned else None,
             "incident_points": sum(int(i.get("points") or 0) for i in incidents),
+            # Zero means zero only when something counted: detector events or the
+            # sim's incident counter (2015 .ibt files have neither).
+            "incidents_counted": bool(incidents)
+            or "PlayerCarMyIncidentCount" in s.telemetry,
             "loss_basis": "segment",
             "time_losses": self._time_losses(),
         }
@@ -359,7 +363,9 @@ class SessionReportGenerator:
             (
                 "Incidents",
                 str(sum(v["incidents"] for v in debrief["drivers"].values())),
-                f"{debrief['incident_points']} points",
+                f"{debrief['incident_points']} points"
+                if debrief["incidents_counted"]
+                else "no incident counter or events in this recording",
             ),
         ]
         kpi_html = (
@@ -402,7 +408,9 @@ class SessionReportGenerator:
         ]
         return (
             head
-            + f", lap {losses[0]['best_lap']}, over {losses[0]['laps']} other clean laps; "
+            + f", lap {losses[0]['best_lap']}, over {losses[0]['laps']} other clean "
+            + ("lap" if losses[0]["laps"] == 1 else "laps")
+            + "; "
             "segments are equal shares of lap distance, the set carries no corner map):</p>"
             + _table(
                 [

@@ -187,7 +187,7 @@ def consistency(session: CompactedSession) -> str:
                 manage_ticks=False,
             )
     ax.set_yticks(range(len(shown)), [d for d, _ in shown])
-    ax.set_ylim(-0.6, len(shown) - 0.4)
+    ax.set_ylim(len(shown) - 0.4, -0.6)  # the first driver on top
     ax.set_xlabel("clean lap time (m:ss.s)")
     ax.set_title(
         "Consistency: every clean lap per driver (box: quartiles, from 5 laps)",
