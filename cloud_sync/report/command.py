@@ -1,5 +1,9 @@
 """``pitbox report SESSION``: build the report of a compacted session, publish it and announce its events.
 
+The events go to the appliance's API (``POST /api/v1/events``, a token of scope
+``pipeline``), so the core stores them in the session and publishes them; this
+package opens no MQTT connection.
+
 Which compacted set SESSION names is not this package's business: the ``pitbox``
 command (the composition root) passes a ``SetResolver`` that finds (or first
 compacts) it, so cloud_sync reads only compacted files, never the appliance's storage.
@@ -13,7 +17,8 @@ import json
 import logging
 import os
 import sys
-import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -60,16 +65,10 @@ def add_command(sub: Any, sets: SetResolver) -> None:
         "none: local only)",
     )
     parser.add_argument(
-        "--broker",
-        default=os.environ.get("PITBOX_MQTT_BROKER"),
-        help="HOST:PORT of the broker to announce the events on ($PITBOX_MQTT_BROKER; "
-        "password from $PITBOX_MQTT_PASSWORD)",
-    )
-    parser.add_argument(
-        "--broker-user",
-        default="pitbox-report",
-        help="broker login (default pitbox-report; the broker makes it the client id, "
-        "so two reports at once would disconnect each other)",
+        "--api",
+        default=os.environ.get("PITBOX_API_URL"),
+        help="the appliance API (http://HOST:PORT) to announce the events through "
+        "($PITBOX_API_URL; token of scope 'pipeline' from $PITBOX_API_TOKEN)",
     )
     parser.add_argument("--no-pdf", action="store_true", help="HTML only")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -80,17 +79,15 @@ def run(args: argparse.Namespace, sets: SetResolver) -> int:
     """0: built (and published/announced as asked); 1: a step failed; 2: bad input."""
     from cloud_sync.compacted import load_session
     from cloud_sync.manifest import find_sets
-    from cloud_sync.report.publish import build_report, publish_report
+    from cloud_sync.report.publish import build_report, local_ready, publish_report
     from cloud_sync.targets import TargetError, parse_target
     from driver_pc.protocol.manifest import ManifestError
 
-    broker = None
-    if args.broker:
-        try:
-            broker = _broker(args.broker)
-        except ValueError as exc:
-            sys.stderr.write(f"pitbox report: {exc}\n")
-            return 2
+    if args.api and not args.api.startswith(("http://", "https://")):
+        sys.stderr.write(
+            f"pitbox report: --api {args.api!r}: expected http://HOST:PORT\n"
+        )
+        return 2
     target = None
     if args.target:
         try:
@@ -130,11 +127,19 @@ def run(args: argparse.Namespace, sets: SetResolver) -> int:
         except TargetError as exc:
             sys.stderr.write(f"pitbox report: publishing failed: {exc}\n")
             status = 1
+    else:
+        local_ready(built)
     published = 0
-    if broker is not None:
+    if args.api and (target is None or built.url is not None):
         try:
-            published = announce(session.car, built.events, *broker, args.broker_user)
-        except RuntimeError as exc:
+            published = announce(
+                args.api,
+                session.car,
+                session.session_key,
+                built.events,
+                os.environ.get("PITBOX_API_TOKEN", ""),
+            )
+        except AnnounceError as exc:
             sys.stderr.write(f"pitbox report: {exc}\n")
             status = 1
     result = {
@@ -160,54 +165,49 @@ def run(args: argparse.Namespace, sets: SetResolver) -> int:
     return status
 
 
-def _broker(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--broker {text!r}: expected HOST:PORT")
-    return host, int(port)
+class AnnounceError(RuntimeError):
+    """The appliance did not take the events; the message says why (never the token)."""
 
 
 def announce(
+    api: str,
     car: str,
+    session_key: str,
     events: list[tuple[str, dict[str, Any]]],
-    host: str,
-    port: int,
-    user: str,
+    token: str,
     *,
     timeout: float = 10.0,
 ) -> int:
-    """Publish ``events`` on ``topics.events(car)`` (QoS 1); waits for every PUBACK."""
-    from driver_pc.protocol import topics
-    from driver_pc.protocol.events import encode_event
-    from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
+    """POST ``events`` of the session to the appliance (``/api/v1/events``); stored count.
 
-    messages = [
-        json.dumps(encode_event(car, kind, payload)) for kind, payload in events
-    ]
-    topic = topics.events(car)
-    password = os.environ.get("PITBOX_MQTT_PASSWORD", "")
-    # The broker replaces the client id with the login (use_username_as_clientid).
-    connection = MqttConnection(user, BrokerAddress(host, port, user, password))
-    acked: set[int] = set()
-    done = threading.Condition()
-
-    def on_published(mid: int) -> None:
-        with done:
-            acked.add(mid)
-            done.notify_all()
-
-    connection.on_published = on_published
-    connection.start()
+    The core stores each in the session and publishes it; one it already holds is
+    not stored again, so announcing twice is harmless.
+    """
+    body = json.dumps(
+        {
+            "car": car,
+            "session_key": session_key,
+            "events": [{"kind": k, "payload": p} for k, p in events],
+        }
+    ).encode()
+    request = urllib.request.Request(
+        api.rstrip("/") + "/api/v1/events",
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {token}",
+        },
+    )
     try:
-        if not connection.connected.wait(timeout):
-            reason = connection.refused or "no answer"
-            raise RuntimeError(f"broker {host}:{port} not reachable ({reason})")
-        mids = [connection.publish(topic, body) for body in messages]
-        if -1 in mids:
-            raise RuntimeError(f"broker {host}:{port}: publish refused (disconnected)")
-        with done:
-            if not done.wait_for(lambda: acked >= set(mids), timeout):
-                raise RuntimeError(f"broker {host}:{port}: events not acknowledged")
-        return len(mids)
-    finally:
-        connection.stop()
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:500].decode("utf-8", "replace")
+        raise AnnounceError(
+            f"appliance {api} refused the events: {exc.code} {detail}"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise AnnounceError(f"appliance {api} not reachable ({exc})") from None
+    stored: int = answer.get("stored", 0)
+    return stored

@@ -96,6 +96,18 @@ def publish_report(built: PublishedReport, target: Target) -> PublishedReport:
     return built
 
 
+def local_ready(built: PublishedReport) -> PublishedReport:
+    """No target: ``session_report_ready`` names the local report (``file://``)."""
+    session = built.report.session
+    payload = {
+        "session_key": session.session_key,
+        "url": built.local_html.resolve().as_uri(),
+        "pdf_url": built.local_pdf.resolve().as_uri() if built.local_pdf else None,
+    }
+    built.events = [("session_report_ready", payload), *built.report.events]
+    return built
+
+
 def _address(target: Target, key: str) -> str:
     bucket = getattr(target, "bucket", None)
     return f"s3://{bucket}/{key}" if bucket else target.object_url(key)

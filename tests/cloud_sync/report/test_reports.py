@@ -8,7 +8,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from cloud_sync.targets import FileTarget
 from cloud_sync.uploader import Uploader
 from driver_pc.protocol.events import event_payload
 from tests.cloud_sync.conftest import FAST, REGION, MotoServer, Team, build_team
-from tests.conftest import REPO_ROOT, BrokerHandle
+from tests.conftest import REPO_ROOT
 
 ROOT = REPO_ROOT
 ARTIFACTS = ROOT / "test-artifacts" / "reports"
@@ -287,55 +286,36 @@ def test_report_in_a_real_browser(cloud_build: dict[str, Any], team: Team) -> No
 
 
 @needs_chromium
-def test_pitbox_report_command_publishes_and_announces(
-    team: Team, broker: BrokerHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_pitbox_report_command_publishes_and_lists_its_events(
+    team: Team,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from driver_pc.protocol import topics
-    from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
+    """The events announced; tests/system/test_postrace.py posts them to a real core."""
     from pitbox_appliance.cli import main as pitbox
 
-    received: list[dict[str, Any]] = []
-    got = threading.Event()
-    listener = MqttConnection(
-        "report-listener",
-        BrokerAddress(
-            broker.host, broker.port, broker.appliance_user, broker.appliance_password
-        ),
-    )
-
-    def on_message(_topic: str, payload: bytes, _mid: int) -> None:
-        received.append(json.loads(payload))
-        if any(m["kind"] == "session_report_ready" for m in received):
-            got.set()
-
-    listener.subscribe(topics.events("import").name, 1, on_message)
-    listener.start()
-    assert listener.connected.wait(10)
     target = tmp_path / "bucket"
     target.mkdir()
-    monkeypatch.setenv("PITBOX_MQTT_PASSWORD", broker.appliance_password)
-    try:
-        status = pitbox(
-            [
-                "report",
-                "2",
-                "--db",
-                team.db_url,
-                "--outbox",
-                str(team.outbox),
-                "--out",
-                str(tmp_path / "rep"),
-                "--target",
-                f"file://{target}",
-                "--broker",
-                f"{broker.host}:{broker.port}",
-            ]
-        )
-        assert status == 0
-        assert got.wait(10)
-        time.sleep(0.3)
-    finally:
-        listener.stop()
+    capsys.readouterr()
+    status = pitbox(
+        [
+            "report",
+            "2",
+            "--db",
+            team.db_url,
+            "--outbox",
+            str(team.outbox),
+            "--out",
+            str(tmp_path / "rep"),
+            "--target",
+            f"file://{target}",
+            "--json",
+        ]
+    )
+    assert status == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["announced"] == 0  # no --api given
+    received = [{"car": "import", **e} for e in result["events"]]
     kinds = [m["kind"] for m in received]
     assert "session_report_ready" in kinds
     assert "training_goal_progress" in kinds
@@ -415,8 +395,8 @@ def test_report_command_bad_input(
         pitbox(["report", "1", "--db", f"sqlite:///{tmp_path / 'none.sqlite3'}"]) == 2
     )
     assert "no database" in capsys.readouterr().err
-    assert pitbox(["report", "1", "--db", team.db_url, "--broker", "nohostport"]) == 2
-    assert "HOST:PORT" in capsys.readouterr().err
+    assert pitbox(["report", "1", "--db", team.db_url, "--api", "nohostport"]) == 2
+    assert "http://HOST:PORT" in capsys.readouterr().err
 
 
 def test_uploader_program_runs_under_the_rendered_supervisor_config(
