@@ -90,6 +90,15 @@ class DrivingPcElection:
 
     def elect(self, now: float) -> str | None:
         """Keep the driving PC while it is in and talking; else the PC that is."""
+        if len(self._pcs) == 1:
+            # One PC (the common case, every message): it drives while it is in the
+            # car and talking; its frames are the newest by definition.
+            (pc,) = self._pcs.values()
+            new = pc.source if pc.in_car and now - pc.seen < QUIET_S else None
+            if new != self.elected and new is not None:
+                self.handovers += self.elected is not None
+            self.elected = new
+            return new
         newest = max((pc.session_time for pc in self._pcs.values()), default=0.0)
 
         def talking(pc: _Pc) -> bool:
@@ -108,6 +117,11 @@ class DrivingPcElection:
 
     def roles(self, now: float) -> dict[str, PcRole]:
         """Each PC's role right now."""
+        if len(self._pcs) == 1:
+            ((source, pc),) = self._pcs.items()
+            if source == self.elected:
+                return {source: PcRole.DRIVING}
+            return {source: PcRole.STANDBY if now - pc.seen < QUIET_S else PcRole.GONE}
         newest = max((pc.session_time for pc in self._pcs.values()), default=0.0)
         return {
             source: PcRole.DRIVING

@@ -43,6 +43,10 @@ class BatchContext:
     car_numbers: dict[int, str]
 
 
+#: A batch's context, or a function that makes it when the detectors look.
+Context = BatchContext | Callable[[], BatchContext]
+
+
 @dataclass(frozen=True, slots=True)
 class LapContext:
     """A lap that just completed and was stored, with its input metrics."""
@@ -189,8 +193,12 @@ class DetectorSet:
         """The detector registered as ``name``, if it is in this set."""
         return next((d for d in self.detectors if d.name == name), None)
 
-    def on_frames(self, frames: Frames, ctx: BatchContext) -> list[Emission]:
-        """Feed one batch (pooled up to ``min_frames``); everything the detectors emitted."""
+    def on_frames(self, frames: Frames, ctx: Context) -> list[Emission]:
+        """Feed one batch (pooled up to ``min_frames``); everything the detectors emitted.
+
+        ``ctx`` may be a function that makes the context: it is called only when the
+        detectors look, once in ``min_frames`` (the core builds it per batch otherwise).
+        """
         if len(frames) == 0:
             return []
         out: list[Emission] = []
@@ -202,16 +210,17 @@ class DetectorSet:
             out += self.flush(ctx)
         return out
 
-    def flush(self, ctx: BatchContext) -> list[Emission]:
+    def flush(self, ctx: Context) -> list[Emission]:
         """Look at the pooled frames now (before a lap completes, or when told)."""
         if not self._pending:
             return []
+        context = ctx if isinstance(ctx, BatchContext) else ctx()
         pooled = (
             self._pending[0] if len(self._pending) == 1 else join_frames(self._pending)
         )
         self._pending = []
         self._pending_frames = 0
-        return self._run(lambda d: d.on_frames(pooled, ctx, self.shared))
+        return self._run(lambda d: d.on_frames(pooled, context, self.shared))
 
     def on_lap(self, lap: LapContext) -> list[Emission]:
         """Tell every detector a lap completed; everything they emitted."""
