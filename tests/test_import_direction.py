@@ -96,6 +96,19 @@ ALLOWED: dict[str, set[str]] = {
         "pitbox_appliance.storage",
     },
     "pitbox_appliance.dashboard.__main__": {CONTRACT, "pitbox_appliance.config"},
+    # The post-race worker: reads the database, compacts; sync and report run as
+    # child processes (it never imports cloud_sync).
+    "pitbox_appliance.postrace": {
+        CONTRACT,
+        "pitbox_appliance.compaction",
+        "pitbox_appliance.storage",
+    },
+    "pitbox_appliance.postrace.__main__": {
+        CONTRACT,
+        "pitbox_appliance.api",  # the pipeline token out of PITBOX_API_TOKENS
+        "pitbox_appliance.config",
+        "pitbox_appliance.storage",
+    },
     # ---- the cloud side: the compacted files and the contract, never the appliance --
     "cloud_sync.targets": {CONTRACT, "cloud_sync.manifest"},
     "cloud_sync.s3": {"cloud_sync.manifest", "cloud_sync.targets"},
