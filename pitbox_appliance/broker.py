@@ -374,9 +374,11 @@ def render_supervisor_config(
     api_tokens: str = "",
     sync_target: str = "",
     s3_endpoint_url: str = "",
+    postrace: bool = False,
 ) -> Path:
-    """Render ``supervisord.conf`` (broker, core, dashboard; uploader if ``sync_target``).
+    """Render ``supervisord.conf``: broker, core, dashboard, and optional programs.
 
+    The uploader when ``sync_target`` is set; the post-race worker if ``postrace``.
     The file carries the team key and MQTT password for the programs'
     environment, so it is written with mode 0600.
     """
@@ -411,6 +413,16 @@ def render_supervisor_config(
             "supervisord.uploader.conf.template",
             python=_supervisor_escape(python),
             run_dir=_supervisor_escape(str(run_dir)),
+            sync_target=_supervisor_escape(sync_target),
+            s3_endpoint_url=_supervisor_escape(s3_endpoint_url),
+        )
+    if postrace:
+        text += "\n" + _render(
+            "supervisord.postrace.conf.template",
+            python=_supervisor_escape(python),
+            config=_supervisor_escape(str(config)),
+            run_dir=_supervisor_escape(str(run_dir)),
+            api_tokens=_supervisor_escape(api_tokens),
             sync_target=_supervisor_escape(sync_target),
             s3_endpoint_url=_supervisor_escape(s3_endpoint_url),
         )
