@@ -93,6 +93,28 @@ class LiveCar:
         self.recent_laps = (row, *self.recent_laps)[:RECENT_LAPS]
         return row
 
+    def news_key(self) -> tuple[Any, ...]:
+        """What the pit wall shows besides the live channels, to tell news apart.
+
+        The big parts are replaced whole when they change, never changed in place,
+        so their identity tells; the PC roles are rebuilt on every batch: by value.
+        """
+        return (
+            self.session_key,
+            self.driver,
+            self.source,
+            self.laps_completed,
+            self.last_lap_time,
+            self.best_lap_time,
+            self.fuel_per_lap,
+            self.stint,
+            id(self.strategy),
+            id(self.others),
+            id(self.recent_laps),
+            id(self.predictions),
+            tuple(sorted(self.pcs.items())),
+        )
+
     def newest_values(self) -> dict[str, float]:
         """The live channels of the newest frame, from ingest or the live thread."""
         values, fresh = self.values, self.fresh

@@ -28,7 +28,7 @@ from pitbox_appliance.config import ApplianceConfig, mqtt_password_from_env
 from pitbox_appliance.core.commands import SentCommand
 from pitbox_appliance.core.ingest import Handled, Ingestor, car_of_source
 from pitbox_appliance.core.live import LiveCar, LiveStamp, LiveTimings
-from pitbox_appliance.core.live_path import Fresh, LivePeek
+from pitbox_appliance.core.live_path import LIVE_QUEUE, Fresh, LivePeek
 from pitbox_appliance.models.advisor import ModelAdvisor
 from pitbox_appliance.security.devices import DeviceRegistry
 from pitbox_appliance.storage.database import open_database
@@ -60,6 +60,7 @@ _PROBE_LATE_S = 0.003  # wake-ups later than this are kept
 EXIT_INGEST_FAILED = 70
 
 Received = tuple[str, bytes, int]  # topic, payload, MQTT message id (to PUBACK)
+Peekable = tuple[str, bytes, float]  # topic, payload, when the paho thread got it
 # A car's fresh frame not yet published: its session time, when paho got it, when
 # LivePeek began and ended reading it (monotonic).
 FreshStamps = tuple[float, float, float, float]
@@ -92,13 +93,11 @@ def exit_process(reason: str) -> None:
 class CoreService:
     """Ingests every shim's messages, commits in batches, acknowledges only what is committed.
 
-    The paho thread queues each message for ingest, then reads it again for its
-    live values (``LivePeek``) and publishes its car's state at once, so the pit
-    wall never waits behind ingest, a commit or the disk, nor for another thread to
-    be scheduled. One ingest thread (the database's only writer) decodes, segments,
-    stores, commits, then sends the PUBACKs and publishes the events. The live
-    thread publishes ingest's news (laps, strategy) and every car once a second.
-    (The uploader, the bulk work, runs at nice 10.)
+    The paho thread only queues messages. One ingest thread (the database's only
+    writer) decodes, segments, stores, commits, then sends the PUBACKs and publishes
+    the events. The live thread publishes each car's live state: it reads every
+    message again as it arrives (``LivePeek``), so the pit wall never waits behind
+    ingest, a commit or the disk. (The uploader, the bulk work, runs at nice 10.)
     """
 
     def __init__(
@@ -134,16 +133,13 @@ class CoreService:
             max_inflight=1000,
         )
         self._inbox: queue.Queue[Received] = queue.Queue()
-        # The live path: paho's thread peeks at every message as it arrives and
-        # publishes a car's fresh state at once; the live thread publishes ingest's
-        # news, the once-a-second states and fresh states held by the rate limit.
-        # _live_lock (never held by ingest) guards what the two share below.
-        self._live_lock = threading.Lock()
-        self._live_wake = threading.Event()
+        # The live thread's copy of every message, and what it keeps of each car.
+        self._live_inbox: queue.Queue[Peekable] = queue.Queue(LIVE_QUEUE)
         self._fresh_cars: dict[str, FreshStamps] = {}
         self._last_live: dict[str, float] = {}  # any state of the car went out
-        self._last_fresh: dict[str, float] = {}  # one with a fresh frame went out
-        self.live_errors = 0  # faults of the live path on paho's thread (logged once)
+        self._last_frame: dict[str, float] = {}  # one with a newer frame went out
+        self._shown: dict[str, float] = {}  # SessionTime of the car's last state
+        self._news: dict[str, tuple[Any, ...]] = {}  # and the rest it showed
         self._trace_path = os.environ.get(LIVE_TRACE_ENV) or None
         self.live_timings = LiveTimings(keep_all=self._trace_path is not None)
         self._probe_late: list[tuple[float, float]] = []
@@ -350,7 +346,6 @@ class CoreService:
             | {
                 "peeked": self.live_peek.peeked,
                 "skipped": dict(self.live_peek.skipped),
-                "errors": self.live_errors,
             },
         }
 
@@ -398,37 +393,11 @@ class CoreService:
             self.ingestor.set_predictions(car, typed)
 
     def _on_message(self, topic: str, payload: bytes, mid: int) -> None:
-        received = time.monotonic()
         self._inbox.put((topic, payload, mid))
         try:
-            self._peek(topic, payload, received)
-        except Exception:  # the live path must never cost ingest a message
-            self.live_errors += 1
-            if self.live_errors == 1:
-                logger.exception("live path: publishing a fresh state failed")
-
-    def _peek(self, topic: str, payload: bytes, received: float) -> None:
-        """On paho's thread: read the message's live values; publish its car if due.
-
-        No queue and no other thread between the broker and the pit wall: a thread
-        hand-off costs a wake-up and a GIL hand-over, each tens of ms when the
-        CPU is contended (docs/decisions.md, "The live path under the full load").
-        A car published less than half ``live_interval_s`` ago is left to the live
-        thread, which publishes it when due.
-        """
-        taken = time.monotonic()
-        fresh = self.live_peek.peek(payload, topics.source_of(topic))
-        if fresh is None or not self._lay_fresh(fresh):
-            return
-        car = car_of_source(fresh.source)
-        stamps = (fresh.session_time, received, taken, time.monotonic())
-        with self._live_lock:
-            self._fresh_cars[car] = stamps
-            now = time.monotonic()
-            if now - self._last_fresh.get(car, 0.0) >= self._live_interval / 2:
-                self._publish_live({car}, now)
-                return
-        self._live_wake.set()  # held back: the live thread publishes it when due
+            self._live_inbox.put_nowait((topic, payload, time.monotonic()))
+        except queue.Full:
+            pass  # the live thread is behind: it skips to newer frames
 
     # ---- the ingest thread ----------------------------------------------------------------
     def _run_ingest(self) -> None:
@@ -723,48 +692,72 @@ class CoreService:
         return self.config.core.live_interval_s
 
     def _live_loop(self) -> None:
-        """Publish the states paho's thread did not: ingest's news, held, heartbeat.
+        """Peek at each message, lay fresh values over the car, publish states due.
 
-        A car goes out when its driving PC's newer frame is in (paho's thread, at
-        most every half ``live_interval_s``; a frame that comes earlier waits here
-        until then), when ingest has news of it (laps, strategy; within
-        ``LIVE_POLL_S``, if no fresh frame went out for twice ``live_interval_s``:
-        while frames stream, the news rides on them), and every car once a second. Only fresh
-        frames count for the fresh frames' rate limit, so ingest's news never holds
-        a fresh frame back.
+        A car goes out when a newer frame of it is in, from the live thread's peek
+        or from ingest, whichever is first (at once, unless a newer frame of it went
+        out less than half ``live_interval_s`` ago: then when that time is up); when
+        ingest has other news of it (laps, strategy; every ``live_interval_s`` at
+        most, seen within ``LIVE_POLL_S``); and every car once a second. Ingest
+        marks a car on every batch: before, that sent the same frame a second time
+        and held the next fresh one back by up to half ``live_interval_s``; a mark
+        with neither a newer frame nor news (``LiveCar.news_key``) sends nothing.
         """
         interval = self._live_interval
         heartbeat = 0.0
         wait = LIVE_POLL_S
         while not self._stop.is_set():
-            self._live_wake.wait(wait)
-            self._live_wake.clear()
-            with self._live_lock:
-                now = time.monotonic()
-                last = self._last_live
-                fresh = self._last_fresh
-                due = {
-                    car
-                    for car in self.ingestor.publisher.dirty()
-                    if now - last.get(car, 0.0) >= interval
-                    and now - fresh.get(car, 0.0) >= 2 * interval
-                }
-                wait = LIVE_POLL_S
-                for car in self._fresh_cars:
-                    next_at = self._last_fresh.get(car, 0.0) + interval / 2
-                    if now >= next_at:
-                        due.add(car)
-                    else:
-                        wait = min(wait, next_at - now)
-                if now - heartbeat >= 1.0:
-                    due |= set(self._live_cars())
-                    heartbeat = now
-                if due:
-                    self._publish_live(due, now)
+            try:
+                topic, payload, received = self._live_inbox.get(timeout=wait)
+            except queue.Empty:
+                pass
+            else:
+                taken = time.monotonic()
+                fresh = self.live_peek.peek(payload, topics.source_of(topic))
+                if fresh is not None and self._lay_fresh(fresh):
+                    self._fresh_cars[car_of_source(fresh.source)] = (
+                        fresh.session_time,
+                        received,
+                        taken,
+                        time.monotonic(),
+                    )
+            now = time.monotonic()
+            cars = self._live_cars()
+            due: set[str] = set()
+            wait = LIVE_POLL_S
+            for car in self.ingestor.publisher.dirty() | set(self._fresh_cars):
+                live = cars.get(car)
+                if live is None:
+                    continue
+                if _newest_time(live) > self._shown.get(car, _NEVER):
+                    next_at = self._last_frame.get(car, 0.0) + interval / 2
+                elif live.news_key() != self._news.get(car):  # news, no newer frame
+                    next_at = self._last_live.get(car, 0.0) + interval
+                else:  # ingest caught up with a frame already shown: nothing new
+                    continue
+                if now >= next_at:
+                    due.add(car)
+                else:
+                    wait = min(wait, next_at - now)
+            if now - heartbeat >= 1.0:
+                due |= set(cars)
+                heartbeat = now
+            if due:
+                self._publish_live(due, cars, now)
 
-    def _publish_live(self, due: set[str], now: float) -> None:
-        """Publish the ``due`` cars' states (``_live_lock`` held)."""
-        cars = self._live_cars()
+    def _publish_live(
+        self, due: set[str], cars: dict[str, LiveCar], now: float
+    ) -> None:
+        """Publish the ``due`` cars' states; stamp the fresh frames among them."""
+        for car in due:
+            live = cars.get(car)
+            if live is not None:
+                newest = _newest_time(live)
+                if newest > self._shown.get(car, _NEVER):
+                    self._last_frame[car] = now
+                self._shown[car] = newest
+                self._news[car] = live.news_key()
+            self._last_live[car] = now
         for state in self.ingestor.publisher.states(due, cars, time.time()):
             self.connection.publish(
                 topics.live_state(state.car), state.model_dump_json()
@@ -772,12 +765,10 @@ class CoreService:
             self.live_published += 1
             stamps = self._fresh_cars.pop(state.car, None)
             if stamps is not None:
-                self._last_fresh[state.car] = now
                 self.live_timings.add(
                     LiveStamp(state.car, *stamps, published=time.monotonic())
                 )
         for car in due:
-            self._last_live[car] = now
             self._fresh_cars.pop(car, None)
 
     def _live_cars(self) -> dict[str, LiveCar]:
@@ -856,6 +847,13 @@ class CoreService:
 
 
 _NEVER = float("-inf")
+
+
+def _newest_time(live: LiveCar) -> float:
+    """The SessionTime of the car's newest frame, from ingest or the live thread."""
+    return max(
+        live.values.get("SessionTime", _NEVER), live.fresh.get("SessionTime", _NEVER)
+    )
 
 
 def _short(exc: BaseException | None) -> str:
