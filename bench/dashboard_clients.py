@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import REPO, machine
+from _common import REPO, machine, write_result
 
 from driver_pc.adapters.base import Frames
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
@@ -512,6 +512,7 @@ def main() -> None:
                 raise SystemExit("the core could not connect to the broker")
             shim_thread.start()
             dashboard, url = start_dashboard(tmp, broker, tmp / "dashboard.log")
+            results: list[tuple[str, int, dict[str, Any]]] = []
             meter = ProcessMeter(dashboard.pid)
             idle0, t0 = meter.cpu_s(), time.monotonic()
             time.sleep(5.0)
@@ -522,12 +523,11 @@ def main() -> None:
             if args.mode == "socket":
                 for path in ("/", "/map"):
                     print(f"socket-level clients on {path}:")
-                    report(
-                        socket_phase(
-                            url, path, args.clients, args.seconds, meter, core
-                        ),
-                        args.clients,
+                    result = socket_phase(
+                        url, path, args.clients, args.seconds, meter, core
                     )
+                    report(result, args.clients)
+                    results.append(("socket", args.clients, result))
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(
                     executable_path=CHROMIUM,
@@ -548,10 +548,11 @@ def main() -> None:
                         runs = [("/", args.clients), ("/map", args.clients), *runs]
                     for path, count in runs:
                         print(f"Chromium pages on {path}:")
-                        report(
-                            phase(browser, url, path, count, args.seconds, meter, core),
-                            count,
+                        result = phase(
+                            browser, url, path, count, args.seconds, meter, core
                         )
+                        report(result, count)
+                        results.append(("chromium", count, result))
                 finally:
                     browser.close()
         finally:
@@ -567,6 +568,66 @@ def main() -> None:
             broker.stop()
             if args.keep_log is not None:
                 args.keep_log.write_bytes((tmp / "dashboard.log").read_bytes())
+    write_dashboard_result(results, args.browser_clients)
+
+
+def write_dashboard_result(
+    results: list[tuple[str, int, dict[str, Any]]], browsers: int
+) -> None:
+    """The headline figures (bench/out, for RESULTS.md's summary) and every phase."""
+    headline: dict[str, Any] = {}
+    for kind, count, result in results:
+        lat = np.array(result["latencies_ms"])
+        rates = np.array(result["rates"])
+        where = (
+            f"{count} Chromium pages on {result['path']} rendering on this machine"
+            if kind == "chromium"
+            else f"{count} socket-level clients on {result['path']}"
+        )
+        bar = (
+            "Dashboard, one shim at real time through Mosquitto and the core (in"
+            f" process), the dashboard process: {where}"
+        )
+        if kind == "chromium" and result["path"] == "/" and count == browsers:
+            if lat.size:
+                headline["shim read → DOM change p99"] = {
+                    "value": round(float(np.percentile(lat, 99)), 1),
+                    "unit": "ms",
+                    "target": 100.0,
+                    "better": "lower",
+                    "bar": bar,
+                }
+        elif kind == "socket" and rates.size:
+            headline[f"updates per second per client, slowest ({result['path']})"] = {
+                "value": round(float(rates.min()), 1),
+                "unit": "updates/s",
+                "target": TARGET_RATE,
+                "better": "higher",
+                "bar": bar,
+            }
+            headline[f"dashboard process CPU ({result['path']})"] = {
+                "value": round(result["cpu_cores"], 3),
+                "unit": "cores",
+                "target": 0.5,
+                "better": "lower",
+                "bar": bar,
+            }
+    raw = [
+        {
+            "kind": kind,
+            "clients": count,
+            **{k: v for k, v in result.items() if k != "latencies_ms"},
+            "latency_ms": {
+                q: float(np.percentile(result["latencies_ms"], p))
+                for q, p in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
+            }
+            if len(result["latencies_ms"])
+            else None,
+            "latency_n": len(result["latencies_ms"]),
+        }
+        for kind, count, result in results
+    ]
+    write_result("dashboard_clients", headline, {"phases": raw})
 
 
 if __name__ == "__main__":
