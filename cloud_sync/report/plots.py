@@ -103,6 +103,11 @@ def _color(drivers: list[str], driver: str) -> str:
 
 
 def lap_times(session: CompactedSession) -> str:
+    """SVG of :func:`lap_times_figure`."""
+    return svg_text(lap_times_figure(session))
+
+
+def lap_times_figure(session: CompactedSession) -> Figure:
     """Clean lap times over the session by driver; stints shaded, pit laps dotted.
 
     A stint with at least ``TREND_MIN_LAPS`` clean laps gets its running median
@@ -134,6 +139,7 @@ def lap_times(session: CompactedSession) -> str:
                 color=_color(drivers, laps[0].driver),
                 linewidth=1.2,
                 alpha=0.8,
+                gid=f"lap-trend-stint-{stint['stint']}",
             )
     for lap in session.laps:
         if lap.pit_lap:
@@ -148,10 +154,15 @@ def lap_times(session: CompactedSession) -> str:
     )
     if clean:
         ax.legend(fontsize=8)
-    return svg_text(fig)
+    return fig
 
 
 def consistency(session: CompactedSession) -> str:
+    """SVG of :func:`consistency_figure`."""
+    return svg_text(consistency_figure(session))
+
+
+def consistency_figure(session: CompactedSession) -> Figure:
     """Every clean lap time per driver; a box (quartiles) over them from 5 laps on."""
     drivers = session.drivers()
     data = [
@@ -193,10 +204,15 @@ def consistency(session: CompactedSession) -> str:
         "Consistency: every clean lap per driver (box: quartiles, from 5 laps)",
         fontsize=9,
     )
-    return svg_text(fig)
+    return fig
 
 
 def fuel(session: CompactedSession, plan: list[SessionEvent]) -> str:
+    """SVG of :func:`fuel_figure`."""
+    return svg_text(fuel_figure(session, plan))
+
+
+def fuel_figure(session: CompactedSession, plan: list[SessionEvent]) -> Figure:
     """Fuel used per lap (litres) against the strategy's planned fuel per lap."""
     fig, ax = _fig()
     laps = [
@@ -231,10 +247,15 @@ def fuel(session: CompactedSession, plan: list[SessionEvent]) -> str:
     ax.set_title("Fuel used per lap against plan", fontsize=9)
     if laps or points:
         ax.legend(fontsize=8, loc="lower right")
-    return svg_text(fig)
+    return fig
 
 
 def tyres(session: CompactedSession) -> str:
+    """SVG of :func:`tyres_figure`."""
+    return svg_text(tyres_figure(session))
+
+
+def tyres_figure(session: CompactedSession) -> Figure:
     """Lap time against clean lap in stint; a linear trend (s/lap) from 5 laps on."""
     fig, ax = _fig()
     clean = [lap for lap in session.laps if lap.clean and lap.lap_time]
@@ -251,7 +272,14 @@ def tyres(session: CompactedSession) -> str:
         label = f"stint {stint['stint']} ({stint['driver_name']})"
         if len(laps) >= TREND_MIN_LAPS:
             slope, icpt = trend(x, y)
-            ax.plot(x, np.minimum(slope * x + icpt, top), "--", color=color, lw=1)
+            ax.plot(
+                x,
+                np.minimum(slope * x + icpt, top),
+                "--",
+                color=color,
+                lw=1,
+                gid=f"tyre-trend-stint-{stint['stint']}",
+            )
             label += f": {slope:+.3f} s/lap"
         else:
             label += f": {len(laps)} laps, too few for a trend"
@@ -266,7 +294,7 @@ def tyres(session: CompactedSession) -> str:
     )
     if clean:
         ax.legend(fontsize=8)
-    return svg_text(fig)
+    return fig
 
 
 def track_map(session: CompactedSession, marks: list[dict[str, Any]]) -> str:
