@@ -118,8 +118,13 @@ ABLATIONS: tuple[tuple[str, PredictionConfig, tuple[str, ...]], ...] = (
         ("pit_green", "pit_all"),
     ),
     (
-        "yellow laps count as full laps of fuel (factor 1.0 instead of 0.5)",
-        replace(DEFAULTS, yellow_fuel_factor=1.0),
+        "yellow laps count half a lap of fuel (factor 0.5 instead of 1.0)",
+        replace(DEFAULTS, yellow_fuel_factor=0.5),
+        ("pit_green", "pit_all"),
+    ),
+    (
+        "class stints: plain conditional median (running stints not counted)",
+        replace(DEFAULTS, censored=False),
         ("pit_green", "pit_all"),
     ),
     (

@@ -596,3 +596,20 @@ def test_under_yellow_the_field_sets_the_next_lap_time(chart: Path) -> None:
         own_by_lap[(lap.car, lap.lap)].next_lap_time_s == lap.lap_time_s
         for lap in yellow
     )
+
+
+def test_censored_median_counts_running_stints_as_lower_bounds() -> None:
+    from pitbox_appliance.strategy.predict import _censored_median
+
+    # Nothing running: the plain median of the stints longer than ``after``.
+    assert _censored_median([10, 20, 30, 40, 50], [], 0) == 30
+    assert _censored_median([10, 20, 30, 40, 50], [], 25) == 40
+    # Early in a race only short stints have ended; many longer ones still run.
+    ended = [8.0, 9.0, 10.0]
+    running = [12.0, 13.0, 14.0, 15.0, 16.0, 17.0]
+    assert statistics.median(ended) == 9.0
+    assert _censored_median(ended, running, 0) == 17.0  # most outlast every end
+    # Running stints shorter than an ended one do not change its weight.
+    assert _censored_median([20.0, 30.0, 40.0], [5.0, 6.0], 0) == 30.0
+    # Conditioning: only lengths over ``after`` count.
+    assert _censored_median([20.0, 30.0, 40.0], [35.0], 25) == 40.0
