@@ -93,6 +93,7 @@ ALLOWED: dict[str, set[str]] = {
         "pitbox_appliance.analysis",  # track outline and corners (pure numpy)
         "pitbox_appliance.api",
         "pitbox_appliance.config",
+        "pitbox_appliance.postrace",  # the post-race progress file, read-only
         "pitbox_appliance.storage",
     },
     "pitbox_appliance.dashboard.__main__": {CONTRACT, "pitbox_appliance.config"},

@@ -19,7 +19,7 @@ from driver_pc.protocol import data_dirs
 from driver_pc.protocol.logs import setup_logging
 from pitbox_appliance.api.auth import TokenConfigError, tokens_from_env
 from pitbox_appliance.config import ConfigError, load_config
-from pitbox_appliance.postrace.progress import default_progress_file
+from pitbox_appliance.postrace.progress import progress_file_for
 from pitbox_appliance.postrace.worker import PostRaceConfig, PostRaceService
 from pitbox_appliance.storage.database import default_db_url
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--progress",
         type=Path,
-        help=f"progress file (default {default_progress_file()})",
+        help="progress file (default: postrace.sqlite3 beside the database)",
     )
     parser.add_argument(
         "--idle-s",
@@ -60,11 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     core = config.core
     host = "127.0.0.1" if core.api_host in LOOPBACK else core.api_host
+    db_url = core.db_url or default_db_url()
     service = PostRaceService(
         PostRaceConfig(
-            db_url=core.db_url or default_db_url(),
+            db_url=db_url,
             outbox=args.outbox or data_dirs.outbox_dir(),
-            progress=args.progress or default_progress_file(),
+            progress=args.progress or progress_file_for(db_url),
             reports=args.reports or data_dirs.reports_dir(),
             target=os.environ.get("PITBOX_SYNC_TARGET") or None,
             endpoint_url=os.environ.get("PITBOX_S3_ENDPOINT_URL") or None,

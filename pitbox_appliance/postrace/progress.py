@@ -67,9 +67,15 @@ class Progress:
         return str(self.step)
 
 
-def default_progress_file() -> Path:
-    """``postrace.sqlite3`` in the appliance's data directory."""
-    return data_dirs.appliance_data_dir() / "postrace.sqlite3"
+PROGRESS_FILE = "postrace.sqlite3"
+
+
+def progress_file_for(db_url: str) -> Path:
+    """``postrace.sqlite3`` beside the appliance database (where the pit wall looks)."""
+    database = db_url.removeprefix("sqlite:///")
+    if db_url.startswith("sqlite:///") and database and database != ":memory:":
+        return Path(database).parent / PROGRESS_FILE
+    return data_dirs.appliance_data_dir() / PROGRESS_FILE
 
 
 class ProgressBook:

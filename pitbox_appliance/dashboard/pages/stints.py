@@ -14,6 +14,7 @@ from pitbox_appliance.dashboard.core_api import ShimHealth
 from pitbox_appliance.dashboard.crew_store import HANDOFF_ITEMS, Checklist, handoff_key
 from pitbox_appliance.dashboard.live_state import CarState
 from pitbox_appliance.dashboard.pages import page
+from pitbox_appliance.dashboard.postrace_status import PostRaceStatus
 from pitbox_appliance.dashboard.session_data import SessionHistory, StintInfo
 from pitbox_appliance.dashboard.widgets import note, tid
 
@@ -150,6 +151,7 @@ class StintsView:
                 self.state_label = tid(ui.label(""), "handoff-state").classes(
                     "pb-handoff-state"
                 )
+                PostRaceStatus.of(ctx)  # after the race: compacting … report ready
         self._checklist: Checklist | None = None
 
     # ---- timers ----------------------------------------------------------------------
