@@ -430,3 +430,30 @@ def assert_analytics_match_database(
     for spot in (h for s in stints for h in s["mistakeHotspots"]):
         assert spot["frequency"] >= 1
         assert spot["type"] in {"braking", "throttle", "line", "spin"}
+
+
+def test_tyre_wear_is_measured_at_the_stop(tmp_path: Path) -> None:
+    """The endurance simulator publishes tread like iRacing: measured in the pit box."""
+    from driver_pc.adapters.simulator import write_simulated_ibt
+
+    url = f"sqlite:///{tmp_path / 'e.sqlite3'}"
+    race = write_simulated_ibt(
+        tmp_path / "e.ibt", laps=12, seed=7, endurance=True, start_fuel=3.0
+    )
+    import_into(url, race)
+    engine = readonly_engine(url)
+    manifest = compact_session(engine, 1, tmp_path / "outbox")
+    frames = stored_frames(engine, 1)
+    engine.dispose()
+    first, second = manifest.analytics["stints"]
+    wear = first["tireWear"]
+    # What the stop measured: the lowest mean tread before the fresh set went on.
+    for key, corner in (("frontLeft", "LF"), ("frontRight", "RF")):
+        mean = sum(frames[f"{corner}wear{t}"].astype(float) for t in "LMR") / 3
+        assert wear[key] == pytest.approx(mean[0] - mean.min(), abs=1e-4)
+    # An oval turns left: the right-hand tyres work harder.
+    assert wear["frontRight"] > wear["frontLeft"]
+    assert wear["rearRight"] > wear["rearLeft"]
+    assert second["tireWear"] is None  # no stop after it: unmeasured
+    overall = manifest.analytics["overallPerformance"]
+    assert 0.0 < overall["tireManagementScore"] < 100.0
