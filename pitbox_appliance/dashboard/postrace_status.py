@@ -24,7 +24,7 @@ _TONES = {"done": "pb-ok", "failed": "pb-bad"}
 
 
 class PostRaceStatus:
-    """ "Post-race" and one line per recent session: compacting … done, or failed: why.
+    """A "Post-race" caption and one line per recent session: its step, or failed: why.
 
     Reads the worker's progress file read-only off the event loop; shows nothing
     while no session has entered the pipeline.
