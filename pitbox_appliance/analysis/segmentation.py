@@ -111,23 +111,25 @@ class LapSegmenter:
     _continued: tuple[float, bool] | None = None
 
     def feed(self, frames: np.ndarray[Any, np.dtype[np.void]]) -> list[CompletedLap]:
+        # The columns as Python numbers once (the same values ``float(col[i])`` gave):
+        # the walk below is per frame, and a numpy scalar per access cost more.
         names = frames.dtype.names or ()
-        t = frames["SessionTime"].astype(np.float64)
-        p = frames["LapDistPct"].astype(np.float64)
-        lap = frames["Lap"].astype(np.int64) if "Lap" in names else None
-        fuel = frames["FuelLevel"].astype(np.float64) if "FuelLevel" in names else None
-        pit = frames["OnPitRoad"].astype(bool) if "OnPitRoad" in names else None
-        speed = frames["Speed"].astype(np.float64) if "Speed" in names else None
-        dist = frames["LapDist"].astype(np.float64) if "LapDist" in names else None
-        llt = (
-            frames["LapLastLapTime"].astype(np.float64)
-            if "LapLastLapTime" in names
-            else None
+        t = _floats(frames, "SessionTime")
+        p = _floats(frames, "LapDistPct")
+        lap: list[int] | None = (
+            frames["Lap"].astype(np.int64).tolist() if "Lap" in names else None
         )
+        fuel = _floats(frames, "FuelLevel") if "FuelLevel" in names else None
+        pit: list[bool] | None = (
+            frames["OnPitRoad"].astype(bool).tolist() if "OnPitRoad" in names else None
+        )
+        speed = _floats(frames, "Speed") if "Speed" in names else None
+        dist = _floats(frames, "LapDist") if "LapDist" in names else None
+        llt = _floats(frames, "LapLastLapTime") if "LapLastLapTime" in names else None
         period = 1.0 / self.tick_rate
         done: list[CompletedLap] = []
         for i in range(len(t)):
-            ti, pi = float(t[i]), float(p[i])
+            ti, pi = t[i], p[i]
             if self._continued is not None:
                 start, was_pit = self._continued
                 self._continued = None
@@ -138,7 +140,7 @@ class LapSegmenter:
                 )
             rise = 0.0
             if fuel is not None:
-                level = float(fuel[i])
+                level = fuel[i]
                 if self._prev_fuel is not None and level > self._prev_fuel:
                     rise = level - self._prev_fuel
                     self._lap.fuel_added += rise
@@ -160,9 +162,9 @@ class LapSegmenter:
                     and speed is not None
                     and self._prev_dist is not None
                 ):
-                    moved = float(dist[i]) - self._prev_dist
+                    moved = dist[i] - self._prev_dist
                     if 1.5 * period < step < 2.5 * period:
-                        one_tick = max(float(speed[i]) * period, 1e-3)
+                        one_tick = max(speed[i] * period, 1e-3)
                         if 0.0 < moved < 1.5 * one_tick:
                             step = period
                             self.clock_glitches += 1
@@ -170,11 +172,11 @@ class LapSegmenter:
                         # LapDist restarts at the line: the lap's length is the rest.
                         moved += self._prev_dist / self._prev_p
                 jumped = self._jumped(
-                    int(lap[i]) if lap is not None else None,
+                    lap[i] if lap is not None else None,
                     pi,
                     wrapped,
                     moved,
-                    float(speed[i]) if speed is not None else 0.0,
+                    speed[i] if speed is not None else 0.0,
                     ti - self._prev_t,
                 )
                 if jumped:
@@ -205,7 +207,7 @@ class LapSegmenter:
                         )
                 self._clock += step
             if llt is not None:
-                published = float(llt[i])
+                published = llt[i]
                 pending = self._pending
                 if pending is not None:
                     if published != pending.before:
@@ -216,7 +218,7 @@ class LapSegmenter:
                         done.append(self._release(False if published <= 0 else None))
                 self._prev_llt = published
             if pit is not None:
-                on_pit = bool(pit[i])
+                on_pit = pit[i]
                 if self._prev_pit is not None and on_pit != self._prev_pit:
                     at = ti if self._pit_change_at is None else self._pit_change_at
                     (self.pit_entries if on_pit else self.pit_exits).append(at)
@@ -225,15 +227,15 @@ class LapSegmenter:
                 if on_pit:
                     self._lap.pit = True
             if speed is not None:
-                s = float(speed[i])
+                s = speed[i]
                 if not s <= self._lap.max_speed:
                     self._lap.max_speed = s
                 self._prev_speed = s
             self._prev_t, self._prev_p = ti, pi
             if dist is not None:
-                self._prev_dist = float(dist[i])
+                self._prev_dist = dist[i]
             if lap is not None:
-                self._prev_lap = int(lap[i])
+                self._prev_lap = lap[i]
         return done
 
     def flush(self) -> list[CompletedLap]:
@@ -288,12 +290,12 @@ class LapSegmenter:
         number: int,
         crossing: float,
         clock: float,
-        fuel: np.ndarray[Any, Any] | None,
+        fuel: list[float] | None,
         i: int,
     ) -> tuple[CompletedLap, float | None]:
         """The lap ending at ``crossing`` (and its measured time); starts the next one."""
         acc = self._lap
-        fuel_now = float(fuel[i]) if fuel is not None else None
+        fuel_now = fuel[i] if fuel is not None else None
         measured = clock - acc.start_clock if acc.start_clock is not None else None
         fuel_used = (
             acc.start_fuel - fuel_now
@@ -332,3 +334,9 @@ class LapSegmenter:
         return replace(
             lap, invalid=invalid, lap_time=None if invalid else pending.measured
         )
+
+
+def _floats(frames: np.ndarray[Any, np.dtype[np.void]], name: str) -> list[float]:
+    """A column as Python floats (float64 first, as ``float()`` of each would give)."""
+    values: list[float] = frames[name].astype(np.float64).tolist()
+    return values

@@ -112,19 +112,20 @@ class FieldTracker:
         names = frames.dtype.names or ()
         if "CarIdxOnPitRoad" not in names or "CarIdxLap" not in names:
             return []
-        t = frames["SessionTime"].astype(np.float64)
         on = np.asarray(frames["CarIdxOnPitRoad"]).astype(bool)
-        laps = np.asarray(frames["CarIdxLap"]).astype(np.int64)
         n_cars = on.shape[1]
         if self._stall is None or self._stall.shape[0] != n_cars:
             self._stall = np.zeros(n_cars)
             self._prev_on = on[0].copy()
-            self._prev_t = float(t[0])
+            self._prev_t = float(frames["SessionTime"][0])
         assert self._prev_on is not None
         if not self._prev_on.any() and not on.any():
-            # Nobody on pit road: nothing to time (the common case at 60 Hz).
-            self._prev_t = float(t[-1])
+            # Nobody on pit road: nothing to time (the common case at 60 Hz), and
+            # nothing else of the batch is read.
+            self._prev_t = float(frames["SessionTime"][-1])
             return []
+        t = frames["SessionTime"].astype(np.float64)
+        laps = np.asarray(frames["CarIdxLap"]).astype(np.int64)
         prev_t = self._prev_t if self._prev_t is not None else float(t[0])
         dt = np.empty_like(t)
         dt[0] = t[0] - prev_t
