@@ -325,7 +325,7 @@ class SessionReportGenerator:
                 _fmt(v["fuel_per_lap"], 3),
                 f"{v['incidents']} ({v['incident_points']}x)"
                 if v["incidents"]
-                else "0",
+                else ("0" if debrief["incidents_counted"] else "—"),
             )
             for d, v in debrief["drivers"].items()
         ]
@@ -362,8 +362,11 @@ class SessionReportGenerator:
             fuel_kpi,
             (
                 "Incidents",
-                str(sum(v["incidents"] for v in debrief["drivers"].values())),
-                f"{debrief['incident_points']} points"
+                str(sum(v["incidents"] for v in debrief["drivers"].values()))
+                if debrief["incidents_counted"]
+                else "—",
+                f"{debrief['incident_points']} point"
+                + ("" if debrief["incident_points"] == 1 else "s")
                 if debrief["incidents_counted"]
                 else "no incident counter or events in this recording",
             ),

@@ -215,7 +215,7 @@ def test_summary_figures_equal_what_the_tables_say(endurance: Path) -> None:
         assert f">{plots.format_lap_time(got['mean_lap'])}<" in first
     assert f"on lap {', '.join(map(str, stops))}" in first
     assert f"{summary['fuel_per_lap']:.3f} / {plan[-1]:.3f} L" in first
-    assert f"{points} points" in first
+    assert f"{points} point{'' if points == 1 else 's'}" in first
     for x in losses:
         assert f"<td>{x['segment']}</td>" in first
         assert f">{x['total_loss_s']:+.3f}<" in first
