@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +35,12 @@ from pitbox_appliance.detectors import DETECTOR_CHANNELS
 from pitbox_appliance.storage.reader import StoredChunk
 from pitbox_appliance.strategy.engine import STRATEGY_CHANNELS
 
+logger = logging.getLogger(__name__)
+
 # What the core decodes of each batch: segmentation, live state, lap inputs, detectors
 # and strategy. The full batch is stored as received, so nothing else is lost by not
-# decoding it here.
+# decoding it here; a delta's other columns are not even rebuilt (the chain states
+# hold these columns alone).
 DECODED_CHANNELS = frozenset(
     (
         *LIVE_CHANNELS,
@@ -90,7 +94,8 @@ class WireDecoder:
     decodes the body and checks every field against the contract's limits, raising
     DecodeError or InvalidMessage (naming the field) for an authentic message that
     is malformed. ``accepted`` records a message once it is stored (or put aside as a
-    dead letter), so the next one of that source must come after it.
+    dead letter), so the next one of that source must come after it. ``channels``:
+    what a telemetry batch is decoded to (every batch must carry REQUIRED_CHANNELS).
     """
 
     def __init__(
@@ -99,8 +104,10 @@ class WireDecoder:
         last_seqs: dict[str, int],
         dictionaries: Iterable[ChannelDictionary] = (),
         stored: StoredChain | None = None,
+        channels: frozenset[str] = DECODED_CHANNELS,
     ) -> None:
         self.codec = codec
+        self.channels = channels | frozenset(REQUIRED_CHANNELS)
         self._last_seq = dict(last_seqs)
         self._dicts = {d.dict_id: d for d in dictionaries}
         # Delta-chained telemetry: the states a next batch builds on; ``stored`` gives
@@ -145,7 +152,7 @@ class WireDecoder:
         message: Message
         if opened.kind is MessageType.TELEMETRY:
             message, state, base = self._chains.decode(
-                opened.source, opened.seq, body, self._dicts, DECODED_CHANNELS
+                opened.source, opened.seq, body, self._dicts, self.channels
             )
             if state is not None:
                 # Its values are right even if the batch ends up a dead letter (an
@@ -153,9 +160,11 @@ class WireDecoder:
                 # after a gap carries its base (chunk_to_store).
                 self._chains.remember(opened.source, state)
             if base is not None:
-                compressed = ChainedPayload(compressed, base)
+                compressed = ChainedPayload(
+                    compressed, self._full_base(opened.source, base)
+                )
         else:
-            message = parse_body(opened.kind, body, self._dicts, DECODED_CHANNELS)
+            message = parse_body(opened.kind, body, self._dicts, self.channels)
         validate_message(message)
         if isinstance(message, TelemetryBatch):
             names = message.frames.dtype.names or ()
@@ -165,6 +174,15 @@ class WireDecoder:
             if _has_raw_columns(body):
                 check_numbers(message.frames)
         return Decoded(opened.source, opened.seq, opened.kind, message, compressed)
+
+    def _full_base(
+        self, source: str, base: ChainState
+    ) -> Callable[[], ChainState | None]:
+        """The base of every column, rebuilt only if asked (a chunk stored with it)."""
+        chains, dicts = self._chains, self._dicts
+        if base.only is None:
+            return lambda: base
+        return lambda: chains.full_state(source, base.seq, dicts, base.key_seq)
 
     def accepted(self, source: str, seq: int, message: Message | None = None) -> None:
         """``seq`` of ``source`` is dealt with: anything up to it is a duplicate from now.
@@ -194,7 +212,7 @@ class WireDecoder:
                 continue
             body = self.codec.decompress(chunk.data)
             batch, state, _base = chains.decode(
-                chunk.source, chunk.seq, body, self._dicts, DECODED_CHANNELS
+                chunk.source, chunk.seq, body, self._dicts, self.channels
             )
             if state is not None:
                 chains.remember(chunk.source, state)
@@ -202,13 +220,19 @@ class WireDecoder:
 
 
 class ChainedPayload(bytes):
-    """A delta payload as received, with the state it was decoded on (its base)."""
+    """A delta payload as received, with a way to the state it builds on (its base).
 
-    base: ChainState
+    ``full_base`` gives the base with every column (the core decodes only some), or
+    None when it cannot be rebuilt.
+    """
 
-    def __new__(cls, payload: bytes, base: ChainState) -> ChainedPayload:
+    full_base: Callable[[], ChainState | None]
+
+    def __new__(
+        cls, payload: bytes, full_base: Callable[[], ChainState | None]
+    ) -> ChainedPayload:
         made = super().__new__(cls, payload)
-        made.base = base
+        made.full_base = full_base
         return made
 
 
@@ -223,7 +247,14 @@ def chunk_to_store(payload: bytes, last_stored: int | None) -> bytes:
     if link is None or link.standalone or link.base_seq == last_stored:
         return payload
     if isinstance(payload, ChainedPayload):
-        return with_base(payload, payload.base)
+        base = payload.full_base()
+        if base is not None:
+            return with_base(payload, base)
+        logger.warning(
+            "telemetry chunk stored without its base (base %s not rebuilt): it decodes "
+            "only after its stored predecessors",
+            link.base_seq,
+        )
     return payload
 
 
