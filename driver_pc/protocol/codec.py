@@ -14,10 +14,10 @@ precision). Decoding checks every size before it allocates.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import struct
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -331,10 +331,24 @@ def decompress_body(
     return head + body
 
 
-@functools.cache
+_THREAD_DECOMPRESSORS = threading.local()
+
+
 def _body_decompressor() -> zstandard.ZstdDecompressor:
-    """The decompressor of bodies compressed with body_dictionary's dictionary 1."""
-    return zstandard.ZstdDecompressor(dict_data=body_dictionary.dictionary())
+    """The calling thread's decompressor of bodies compressed with body_dictionary's dictionary 1.
+
+    A ZstdDecompressor must not be used by two threads at once (the ingest and the live
+    peek decode in parallel), so each thread keeps its own.
+    """
+    decompressor: zstandard.ZstdDecompressor | None = getattr(
+        _THREAD_DECOMPRESSORS, "dictionary", None
+    )
+    if decompressor is None:
+        # The dictionary object too: it builds its zstd digest lazily, on first use.
+        own = zstandard.ZstdCompressionDict(body_dictionary.dictionary().as_bytes())
+        decompressor = zstandard.ZstdDecompressor(dict_data=own)
+        _THREAD_DECOMPRESSORS.dictionary = decompressor
+    return decompressor
 
 
 def parse_body(

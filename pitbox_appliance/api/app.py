@@ -16,6 +16,7 @@ from driver_pc.protocol.discovery import Advertisement, local_addresses
 from pitbox_appliance.api import (
     commands,
     deadletters,
+    devices,
     driver,
     events,
     health,
@@ -68,6 +69,7 @@ def create_app(
         video,
         commands,
         deadletters,
+        devices,
         pairing,
         openapi,
     ):

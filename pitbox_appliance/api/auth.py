@@ -33,6 +33,8 @@ REQUIRED_SCOPE: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/status/update"): "driver",
     ("GET", "/api/v1/telemetry/stream"): "driver",
     ("POST", "/api/v1/video/upload"): "driver",
+    ("POST", "/api/v1/devices/pairings"): "commands",
+    ("POST", "/api/v1/devices/{id}/revoke"): "commands",
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

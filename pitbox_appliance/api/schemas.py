@@ -332,3 +332,56 @@ class VideoOut(_Model):
     sha256: str = Field(description="SHA-256 of the stored bytes (hex)")
     start_time: float = Field(description="session time the segment starts")
     end_time: float = Field(description="session time the segment ends")
+
+
+# ---- devices (the engineer's /devices page) -------------------------------------------
+class DeviceOut(_Model):
+    """A paired driver PC and what the core last heard from it (never its keys)."""
+
+    device_id: str = Field(description="the device's id")
+    source: str = Field(description="its source id, `<car>-<pc>`")
+    car: str = Field(description="the car it belongs to")
+    paired_at: float = Field(description="UNIX time it paired")
+    revoked_at: float | None = Field(None, description="UNIX time it was revoked")
+    role: str | None = Field(
+        None, description="driving, standby or gone (None: not heard this session)"
+    )
+    state: str | None = Field(None, description="the shim's last reported state")
+    spool_depth: int | None = Field(
+        None, description="messages waiting in its spool, as it last reported"
+    )
+    driver_name: str | None = Field(None, description="who last registered at it")
+
+
+class PendingOut(_Model):
+    """A pairing code not yet redeemed (the code itself is shown once, when made)."""
+
+    source: str = Field(description="the source id the code pairs")
+    expires_at: float = Field(description="UNIX time the code stops working")
+
+
+class DeviceList(_Model):
+    """Every device ever paired, and the pairings waiting for their PC."""
+
+    devices: list[DeviceOut]
+    pending: list[PendingOut]
+
+
+class PairingIn(_Model):
+    """Start pairing one driver PC."""
+
+    source: str = Field(
+        pattern=SOURCE_PATTERN, description="its source id, e.g. car42-pc2"
+    )
+
+
+class PairingOut(_Model):
+    """A new one-time code: show it (and its QR code) to the driver; it works once."""
+
+    source: str = Field(description="the source id it pairs")
+    code: str = Field(description="the one-time code, `XXXX-XXXX`")
+    expires_at: float = Field(description="UNIX time it stops working")
+    command: str = Field(description="what to run on the driver PC")
+    pair_uri: str = Field(
+        description="`pitbox://pair?api=<url>&code=<code>` (the QR code's content)"
+    )

@@ -1,4 +1,4 @@
-"""The dashboard's client of the core's HTTP API: commands to driver PCs and shim health.
+"""The dashboard's client of the core's HTTP API: commands, shim health and paired devices.
 
 Commands (camera switch, team message) go ``POST /api/v1/cars/{car}/commands``; the core
 forwards them over MQTT to the car's active shim, and the page polls
@@ -176,6 +176,44 @@ class CoreApi:
                 )
             )
         return tuple(out)
+
+    # ---- devices (/devices) -----------------------------------------------------------
+    async def devices(self) -> dict[str, Any] | None:
+        """``GET /api/v1/devices``: paired PCs and waiting codes; None if unreachable."""
+        answer = await self._call("GET", "/api/v1/devices")
+        return answer[1] if answer is not None and answer[0] == 200 else None
+
+    async def start_pairing(self, source: str) -> tuple[bool, dict[str, Any]]:
+        """A new pairing code for ``source``: (True, the code's record) or (False, why)."""
+        return await self._changed(
+            "POST", "/api/v1/devices/pairings", {"source": source}, 201
+        )
+
+    async def revoke(self, device_id: str) -> tuple[bool, dict[str, Any]]:
+        """Revoke a paired PC: (True, its record) or (False, why)."""
+        path = f"/api/v1/devices/{quote(device_id, safe='')}/revoke"
+        return await self._changed("POST", path, {}, 200)
+
+    async def _changed(
+        self, method: str, path: str, body: dict[str, Any], wanted: int
+    ) -> tuple[bool, dict[str, Any]]:
+        answer = await self._call(method, path, body)
+        if answer is None:
+            return False, {"error": "the core's API does not answer"}
+        status, data = answer
+        if status != wanted:
+            return False, {"error": str(data.get("error") or f"HTTP {status}")}
+        return True, data
+
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]] | None:
+        if self.base_url is None:
+            return None
+        try:
+            return await self._request(method, path, body)
+        except (aiohttp.ClientError, TimeoutError):
+            return None
 
     async def poll_health(self) -> CoreHealth | None:
         """``health()`` at most once per HEALTH_POLL_S for the whole process.

@@ -155,6 +155,11 @@ class DeviceRegistry:
         """Every device ever paired (revoked ones included)."""
         return self._read().devices
 
+    def pending(self) -> list[PendingPairing]:
+        """The pairings whose code still works (not redeemed, not expired)."""
+        now = time.time()
+        return [p for p in self._read().pairings if p.expires_at > now]
+
     def revoke(self, which: str) -> Device:
         """Revoke a device by id or source: its login goes, its key is refused."""
         with self._locked() as state:

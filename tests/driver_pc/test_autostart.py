@@ -271,9 +271,10 @@ def test_the_shim_needs_none_of_the_appliances_packages() -> None:
     import tomllib
 
     project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
-    driver = project["project"]["dependencies"] + project["project"][
-        "optional-dependencies"
-    ]["driver"]
+    driver = (
+        project["project"]["dependencies"]
+        + project["project"]["optional-dependencies"]["driver"]
+    )
     names = {d.split("=")[0].split(">")[0].split("<")[0].lower() for d in driver}
     assert not names & {n.replace("_", "-") for n in APPLIANCE_ONLY}
     loaded = subprocess.run(

@@ -364,7 +364,8 @@ def test_paired_shim_command_streams_with_its_stored_credentials(
     ) as reply:
         registered = json.load(reply)["registrations"]
     assert [r["source"] for r in registered] == ["car11-pc1"]
-    assert registered[0]["driver_name"] and registered[0]["session_id"] is not None
+    assert registered[0]["driver_name"]
+    assert registered[0]["session_id"] is not None
     [video] = stored.rglob("*.mp4")
     assert video.parent.name == "car11-pc1"
     assert video.read_bytes() == (recordings / "pov-001.mp4").read_bytes()
@@ -626,3 +627,38 @@ class _Client:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return json.load(reply)
+
+
+def test_the_engineer_pairs_and_revokes_through_the_api(
+    secure: SecureAppliance,
+) -> None:
+    """What the /devices page does: a code from the API, the PC pairs, then is revoked."""
+    api = f"{secure.api_url}/api/v1/devices"
+    with pytest.raises(PairingError, match="401"):
+        _post(f"{api}/pairings", {"source": "car12-pc1"})  # no token: refused
+    made = _post(f"{api}/pairings", {"source": "car12-pc1"}, API_TOKEN)
+    assert made["command"] == f"pitbox-shim pair --code {made['code']}"
+    assert made["pair_uri"].startswith("pitbox://pair?api=http")
+    listed = _get(api)
+    assert [p["source"] for p in listed["pending"]] == ["car12-pc1"]
+    assert "code" not in json.dumps(listed["pending"])  # shown once, when made
+    creds = pair(secure.api_url, made["code"])
+    with pytest.raises(PairingError, match="409"):  # paired now: revoke it first
+        _post(f"{api}/pairings", {"source": "car12-pc1"}, API_TOKEN)
+    listed = _get(api)
+    assert listed["pending"] == []
+    [device] = [d for d in listed["devices"] if d["source"] == "car12-pc1"]
+    assert device["car"] == "car12"
+    assert device["revoked_at"] is None
+    assert device["device_id"] == creds.device_id
+    assert "message_key" not in json.dumps(listed)
+    revoked = _post(f"{api}/{device['device_id']}/revoke", {}, API_TOKEN)
+    assert revoked["revoked_at"] is not None
+    assert creds.source not in secure.registry.password_file.read_text()
+    with pytest.raises(PairingError, match="404"):
+        _post(f"{api}/{device['device_id']}/revoke", {}, API_TOKEN)
