@@ -15,15 +15,12 @@ from driver_pc.protocol.events import (
 )
 from driver_pc.protocol.live import StrategySnapshot
 from pitbox_appliance.dashboard import formatting as fmt
-from pitbox_appliance.dashboard import mistakes as mk
 from pitbox_appliance.dashboard.live_state import CarState, LiveEvent
 
 #: Events that are not alerts: every lap shows in the lap table already.
 NOT_ALERTS = frozenset({EventKind.LAP_COMPLETED.value})
 #: Alerts needing the engineer's attention now (shown in the warning colour).
-URGENT = frozenset(
-    {EventKind.DAMAGE_ALERT.value, EventKind.INCIDENT_DETECTED.value, "mistake"}
-)
+URGENT = frozenset({EventKind.DAMAGE_ALERT.value, EventKind.INCIDENT_DETECTED.value})
 NOT_AVAILABLE = "not available yet"
 
 
@@ -50,14 +47,9 @@ def alert_text(event: LiveEvent) -> str:
         return f"Fatigue {p.driver}: {_pct(p.fatigue)}{advice}"
     if isinstance(p, DraftingOpportunity):
         return f"Draft: #{p.other_car} {p.direction} {p.gap_s} s"
+    # Mistakes are stored for /heatmap, never published: one per corner per lap would
+    # bury the alerts that need the engineer now (docs/dashboard.md).
     fields = p.model_dump()
-    if event.kind == "mistake":  # stored-only today; parsed as the mistakes page does
-        found = mk.parse_mistake(fields, event.received_at)
-        if found is not None:
-            return (
-                f"Mistake: {found.kind} in section {found.section}, lap {found.lap}"
-                f" ({found.driver or 'driver ?'})"
-            )
     first = ", ".join(f"{k} {v}" for k, v in list(fields.items())[:3])
     return f"{event.kind.replace('_', ' ').replace('.', ' ')}: {first}"
 

@@ -63,6 +63,7 @@ PAGE_CSS = """
                   white-space: nowrap; }
 .pb-figtable th:first-child, .pb-figtable td:first-child { text-align: left; }
 .pb-advice { font-size: 18px; font-weight: 800; color: var(--pb-accent); }
+.pb-advice.pb-calm { color: #cbd5e1; }
 .pb-classdot { display: inline-block; width: 10px; height: 10px; border-radius: 5px;
                margin-right: 4px; }
 .pb-strat-wide { grid-column: 2 / 4; }
@@ -132,6 +133,14 @@ class StrategyView:
 
 
 # ---- what each tile shows (pure: tested without a browser) -----------------------------
+#: Advice that asks nothing of anyone: shown calm, so the accent colour means "act".
+CALM_ADVICE = frozenset({"stay_out", "keep", "stay"})
+
+
+def _advice_class(advice: str) -> str:
+    return "pb-advice pb-calm" if advice in CALM_ADVICE else "pb-advice"
+
+
 def _missing(what: str, testid: str) -> str:
     return f'<div class="pb-note" data-testid="{testid}">{html.escape(what)}: {NOT_YET}</div>'
 
@@ -142,7 +151,7 @@ def window_html(strategy: StrategySnapshot | None) -> str:
     advice = strategy.recommendation if strategy is not None else None
     if advice is not None and advice.action:
         out.append(
-            f'<div class="pb-advice" data-testid="strat-advice">'
+            f'<div class="{_advice_class(advice.action)}" data-testid="strat-advice">'
             f"{html.escape(advice.action.replace('_', ' ').upper())}</div>"
         )
         if advice.reason:
@@ -202,7 +211,8 @@ def tyres_html(strategy: StrategySnapshot | None) -> str:
             continue
         if part.advice:
             out.append(
-                f'<div class="pb-advice" data-testid="strat-{key}-advice">'
+                f'<div class="{_advice_class(part.advice)}" '
+                f'data-testid="strat-{key}-advice">'
                 f"{html.escape(what)}: {html.escape(part.advice.upper())}</div>"
             )
         pairs = [(k, v) for k, v in part.model_dump().items() if k != "advice"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Collection, Mapping, Sequence
 
 from nicegui import ui
 
@@ -177,14 +178,23 @@ class MapView:
                             f'font-size="{self._unit * 0.025:.1f}" fill="#c9d1d9"'
                         )
                     self._other_dots[other.idx] = (group, circle, label)
+        spots = {o.idx: self.outline.at_pct(o.lap_dist_pct) for o in others}
+        ours = [self._position(c) for c in self._cars_on_map(selected)]
+        labelled = labels_that_fit(
+            spots,
+            label_priority(others, self._faster, selected),
+            ours,
+            self._unit * 0.07,
+        )
         for other in others:
             group, circle, label = self._other_dots[other.idx]
-            x, y = self.outline.at_pct(other.lap_dist_pct)
+            x, y = spots[other.idx]
             transform = f"translate({x:.1f},{-y:.1f})"
             if self._other_shown.get(other.idx) != transform:
                 self._other_shown[other.idx] = transform
                 group.props(f'transform="{transform}"')
             style, text = other_look(other, other.idx in self._faster)
+            text = text if other.idx in labelled else ""
             if self._other_style.get(other.idx) != style + text:
                 self._other_style[other.idx] = style + text
                 circle.props(style)
@@ -334,6 +344,40 @@ class MapView:
         if content != self._list_html:
             self._list_html = content
             self.car_list.set_content(content)
+
+
+def label_priority(
+    others: Sequence[OtherCar], faster: Collection[int], selected: CarState | None
+) -> list[int]:
+    """Which other cars most deserve a label: closing faster cars, then the nearest."""
+    here = selected.lap_dist_pct if selected is not None else 0.0
+
+    def rank(other: OtherCar) -> tuple[bool, float, int]:
+        apart = abs(other.lap_dist_pct - here) % 1.0
+        return (other.idx not in faster, min(apart, 1.0 - apart), other.position or 999)
+
+    return [o.idx for o in sorted(others, key=rank)]
+
+
+def labels_that_fit(
+    spots: Mapping[int, tuple[float, float]],
+    priority: Sequence[int],
+    taken: Sequence[tuple[float, float]],
+    min_apart: float,
+) -> set[int]:
+    """Cars whose label does not overlap a team car's or a better-ranked car's label.
+
+    A pack of a 63-car field would print its numbers on top of each other; every dot
+    stays, and a closing faster car keeps its label first.
+    """
+    placed = list(taken)
+    chosen: set[int] = set()
+    for idx in priority:
+        x, y = spots[idx]
+        if all(math.hypot(x - px, y - py) >= min_apart for px, py in placed):
+            placed.append((x, y))
+            chosen.add(idx)
+    return chosen
 
 
 def other_look(other: OtherCar, closing: bool) -> tuple[str, str]:

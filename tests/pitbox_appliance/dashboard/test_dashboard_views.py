@@ -248,9 +248,7 @@ def test_alert_lines_and_the_recommendation() -> None:
         lap=7,
     )
     assert alerts.alert_text(incident) == "Incident: off track at 42 % of lap 7"
-    assert "braking in section 4" in alerts.alert_text(
-        event("mistake", **mistake("braking", 0.5, 4, 0.8, "A"))
-    )
+    assert "mistake" not in alerts.URGENT  # stored for /heatmap, never an alert
     damage = event(
         "damage_alert",
         session_time=1.0,
@@ -295,6 +293,32 @@ def test_split_and_map_helpers() -> None:
     assert spot is not None
     assert spot[0] == pytest.approx(0.75)
     assert track_map.rejoin_spot(state_with()) is None
+
+
+def test_map_labels_of_a_pack_do_not_overlap() -> None:
+    # A pack of five cars within a label's width, one car alone down the road, and a
+    # team car on top of the pack's tail.
+    spots = {i: (float(i), 0.0) for i in range(5)} | {9: (100.0, 0.0)}
+    shown = track_map.labels_that_fit(spots, [3, 0, 1, 2, 4, 9], [(4.5, 0.0)], 2.5)
+    assert shown == {0, 9}  # 3 overlaps our car; 1, 2 overlap 0; 4 overlaps our car
+    everyone = track_map.labels_that_fit(spots, list(spots), [], 0.5)
+    assert everyone == set(spots)
+    car = state_with(others=OTHERS)
+    order = track_map.label_priority(car.others, (car.others[2].idx,), car)
+    assert order[0] == car.others[2].idx  # the closing faster car is labelled first
+
+
+def test_advice_that_asks_nothing_is_calm() -> None:
+    calm = StrategySnapshot.model_validate(
+        STRATEGY | {"recommendation": {"action": "stay_out", "reason": "no stop due"}}
+    )
+    assert 'class="pb-advice pb-calm" data-testid="strat-advice"' in (
+        strategy.window_html(calm)
+    )
+    urgent = StrategySnapshot.model_validate(STRATEGY)
+    assert 'class="pb-advice" data-testid="strat-advice"' in strategy.window_html(
+        urgent
+    )
 
 
 # ---- theme ---------------------------------------------------------------------------------
