@@ -24,7 +24,7 @@ from pitbox_appliance.api.context import (
     json_response,
     read_body,
 )
-from pitbox_appliance.core.service import CoreService, StorageUnavailable
+from pitbox_appliance.core.service import StorageUnavailable
 from pitbox_appliance.storage.reader import SessionReader
 
 routes = web.RouteTableDef()
@@ -116,7 +116,7 @@ async def post_events(request: web.Request) -> web.Response:
     if fresh:
         try:
             await loop.run_in_executor(
-                None, _record, request.app[SERVICE], race.id, fresh
+                None, request.app[SERVICE].record_session_events, race.id, fresh
             )
         except StorageUnavailable as exc:
             return error_response(503, str(exc))
@@ -126,28 +126,6 @@ async def post_events(request: web.Request) -> web.Response:
         ),
         status=201,
     )
-
-
-def _record(
-    service: CoreService, session_id: int, events: list[tuple[Event, float]]
-) -> None:
-    """Store the events in ``session_id`` and queue them for publishing, as one commit.
-
-    Through the core's own transaction (lock held, pending ingest committed first),
-    so the database keeps one writer; the ingest loop publishes them within ~10 ms.
-    """
-    ingestor = service.ingestor
-
-    def work() -> None:
-        for event, at in events:
-            ingestor.writer.add_event(
-                session_id, event.kind.value, at, event.payload.model_dump(mode="json")
-            )
-            ingestor.publisher.emit(event)
-
-    # A public CoreService.record_session_event would be cleaner; core/service.py
-    # belongs to the core's engineers (see docs/decisions.md, post-race pipeline).
-    service._exclusively(work)
 
 
 def _canonical(payload: dict[str, Any]) -> str:

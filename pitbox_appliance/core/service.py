@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -267,6 +267,30 @@ class CoreService:
                 car, event.kind, session_time, event.payload
             )
         )
+
+    def record_session_events(
+        self, session_id: int, events: Sequence[tuple[Event, float]]
+    ) -> None:
+        """Store events raised after the fact (reports, goals) and publish them.
+
+        They go into ``session_id`` as one commit of their own (lock held, pending
+        ingest committed first), so the database keeps one writer.
+
+        Blocking. Raises StorageUnavailable when the database cannot commit now.
+        """
+        ingestor = self.ingestor
+
+        def work() -> None:
+            for event, at in events:
+                ingestor.writer.add_event(
+                    session_id,
+                    event.kind.value,
+                    at,
+                    event.payload.model_dump(mode="json"),
+                )
+                ingestor.publisher.emit(event)
+
+        self._exclusively(work)
 
     def ingest_frame(self, frame: bytes) -> Handled:
         """Ingest and commit one wire message from the API's telemetry stream.
