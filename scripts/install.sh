@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-appliance,driver,cloud,dev}"
 apt_pkgs=(mosquitto mosquitto-clients supervisor chromium chromium-driver poppler-utils python3-venv python3-dev)
+# Tests only: tests/system/test_provisioning.py runs ansible/ against a debootstrapped
+# Debian 12 root booted with systemd-nspawn.
+if [[ ",${extras}," == *",dev,"* ]]; then apt_pkgs+=(debootstrap systemd-container); fi
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
