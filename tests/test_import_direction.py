@@ -94,6 +94,7 @@ ALLOWED: dict[str, set[str]] = {
         "pitbox_appliance.api",
         "pitbox_appliance.config",
         "pitbox_appliance.postrace",  # the post-race progress file, read-only
+        "pitbox_appliance.security",  # dashboard logins (users.json), read-only
         "pitbox_appliance.storage",
     },
     "pitbox_appliance.dashboard.__main__": {CONTRACT, "pitbox_appliance.config"},
