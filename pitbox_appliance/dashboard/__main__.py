@@ -36,7 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here so that --help and config errors do not pay for NiceGUI's import.
     from pitbox_appliance.dashboard.app import run
 
-    run(dashboard, config.mqtt, mqtt_password_from_env(), config.core, config.theme)
+    run(
+        dashboard,
+        config.mqtt,
+        mqtt_password_from_env(),
+        config.core,
+        config.theme,
+        config.security,
+    )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Assembles the dashboard: one LiveState fed by MQTT, the session data, the pages, the server."""
+"""Assembles the dashboard: one LiveState fed by MQTT, the session data, the logins, the pages, the server."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ from sqlalchemy.engine.url import make_url
 
 from driver_pc.protocol import data_dirs
 from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
-from pitbox_appliance.config import CoreConfig, DashboardConfig, MqttConfig, ThemeConfig
+from pitbox_appliance.config import (
+    CoreConfig,
+    DashboardConfig,
+    MqttConfig,
+    SecurityConfig,
+    ThemeConfig,
+)
+from pitbox_appliance.dashboard import auth as logins
+from pitbox_appliance.dashboard.auth import DashboardAuth
 from pitbox_appliance.dashboard.context import PageContext, Services
 from pitbox_appliance.dashboard.core_api import CoreApi, api_base_url, command_token
 from pitbox_appliance.dashboard.crew_store import FILE_NAME, CrewStore
@@ -23,6 +31,9 @@ from pitbox_appliance.dashboard.live_state import LiveState
 from pitbox_appliance.dashboard.pages import PageSpec, pages
 from pitbox_appliance.dashboard.session_data import SessionData
 from pitbox_appliance.dashboard.theme import branding as theme_branding
+from pitbox_appliance.dashboard.widgets import note, tid
+from pitbox_appliance.security.devices import security_dir
+from pitbox_appliance.security.users import Role, UserStore
 from pitbox_appliance.storage.database import default_db_url
 
 logger = logging.getLogger(__name__)
@@ -35,21 +46,43 @@ def build_root(
     data: SessionData | None = None,
     api: CoreApi | None = None,
     crew: CrewStore | None = None,
+    auth: DashboardAuth | None = None,
 ) -> Callable[[], None]:
     """The root page function NiceGUI calls for every new browser tab.
 
     The header and navigation are built once per tab; ``ui.sub_pages`` swaps the page
-    below them when a navigation link is followed, without reloading the tab.
+    below them when a navigation link is followed, without reloading the tab. With
+    ``auth`` (``run`` always passes it) the tab belongs to the logged-in user: the
+    navigation offers only the pages their role may open, and the others are refused.
+    Without it (the in-process tests) every page is open.
     """
-    services = Services(state, branding, data, api, crew)
+    services = Services(state, branding, data, api, crew, auth)
     every_page = pages()
     # Every page's own CSS, added once per tab (sub pages come and go, styles stay).
     css = "".join(p.css for p in every_page)
 
     def root() -> None:
         selection = CarSelection(state)
-        ctx = PageContext(services, selection)
-        with frame(branding, state, selection, css=css):
+        user = None
+        if auth is not None:
+            # The gate let the request through, so the cookie held a session; it
+            # may have ended since (a logout in another tab).
+            user = auth.current(ui.context.client.request.cookies.get(logins.COOKIE))
+            if user is None:
+                ui.context.client.open(logins.login_url("/", "expired"))
+                return
+        ctx = PageContext(services, selection, user)
+        shown = [p for p in every_page if ctx.may(p.role)]
+        watch = (lambda: ctx.may(Role.VIEWER)) if auth is not None else None
+        with frame(
+            branding,
+            state,
+            selection,
+            css=css,
+            shown=shown,
+            user=user,
+            still_valid=watch,
+        ):
             ui.sub_pages({p.path: _builder(p, ctx) for p in every_page})
 
     return root
@@ -61,10 +94,23 @@ def run(
     password: str,
     core: CoreConfig | None = None,
     theme: ThemeConfig | None = None,
+    security: SecurityConfig | None = None,
 ) -> None:
-    """Serve the dashboard until SIGTERM or SIGINT (blocks; uvicorn handles both)."""
+    """Serve the dashboard until SIGTERM or SIGINT (blocks; uvicorn handles both).
+
+    Everyone logs in: the people of ``users.json`` in the security directory.
+    """
     core = core or CoreConfig()
+    security = security or SecurityConfig()
     brand, logo = theme_branding(dashboard, theme or ThemeConfig())
+    auth = DashboardAuth(UserStore.from_config(security), security_dir(security))
+    if not auth.has_users():
+        logger.warning(
+            "no dashboard users yet: nobody can log in until "
+            "'pitbox users add NAME --role engineer' (users file %s)",
+            auth.users.path,
+        )
+    logins.install(auth, team=brand.team_name, accent=brand.accent_color)
     if logo is not None and brand.logo_url is not None:
         app.add_static_file(local_file=logo, url_path=brand.logo_url)
     state = LiveState()
@@ -107,6 +153,7 @@ def run(
             data=data,
             api=api,
             crew=crew,
+            auth=auth,
         ),
         host=dashboard.host,
         port=dashboard.port,
@@ -122,7 +169,23 @@ def run(
 
 
 def _builder(spec: PageSpec, ctx: PageContext) -> Callable[[], None]:
-    return lambda: spec.create(ctx)
+    def build() -> None:
+        # Checked when the page is opened, not only when the navigation was drawn:
+        # a typed URL or a role changed since must not open it.
+        if ctx.may(spec.role):
+            spec.create(ctx)
+            return
+        who = ctx.user_name or "nobody"
+        logger.warning("refused %s to %s: needs %s", spec.path, who, spec.role.label)
+        with tid(ui.element("div"), "refused").classes("pb-tile"):
+            ui.label(f"{spec.label}: for the {spec.role.label} role").classes("pb-cap")
+            note(
+                f"You are logged in as {who}. Ask an engineer for access "
+                "(pitbox users add … --replace --role …).",
+                "refused-note",
+            )
+
+    return build
 
 
 def crew_file(db_url: str) -> Path:

@@ -1,11 +1,11 @@
-"""Shared chrome of every dashboard page: theme, team header, car selector, navigation, link status."""
+"""Shared chrome of every dashboard page: theme, team header, car selector, navigation, link status, who is logged in."""
 
 from __future__ import annotations
 
 import html
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -14,12 +14,15 @@ from nicegui import ui
 from nicegui.events import ValueChangeEventArguments
 
 from pitbox_appliance.dashboard import formatting
+from pitbox_appliance.dashboard.auth import Principal, login_url
 from pitbox_appliance.dashboard.live_state import STALE_AFTER_S, LiveState
-from pitbox_appliance.dashboard.pages import pages
+from pitbox_appliance.dashboard.pages import PageSpec, pages
 from pitbox_appliance.dashboard.widgets import tid
 
 #: How often the header re-checks the broker link, data age, cars and driver.
 STATUS_REFRESH_S = 0.5
+#: How often a tab checks that its login still holds (logout elsewhere, expiry, removal).
+SESSION_CHECK_S = 2.0
 _COLOR = re.compile(r"#[0-9a-fA-F]{3,8}")
 
 # Sizes are for the 7" 800×480 touchscreen read at arm's length; tablets get the
@@ -45,6 +48,7 @@ body { color: #f0f3f6; font-family: "Inter", "DejaVu Sans", system-ui, sans-seri
 .pb-ok { color: var(--pb-ok); } .pb-warn { color: var(--pb-warn); }
 .pb-bad { color: var(--pb-bad); } .pb-muted { color: var(--pb-muted); }
 .pb-touch { min-width: 44px !important; min-height: 44px !important; }
+.pb-user { font-size: 13px; color: var(--pb-muted); white-space: nowrap; }
 .pb-nav { position: fixed; z-index: 2000; left: 0; top: 55px; bottom: 0; width: var(--pb-nav);
           display: flex; flex-direction: column; gap: 4px; padding: 6px 4px;
           background: #06080a; border-right: 1px solid #1d232b; }
@@ -164,9 +168,21 @@ class CarSelection:
 
 @contextmanager
 def frame(
-    branding: Branding, state: LiveState, selection: CarSelection, css: str = ""
+    branding: Branding,
+    state: LiveState,
+    selection: CarSelection,
+    css: str = "",
+    *,
+    shown: Sequence[PageSpec] | None = None,
+    user: Principal | None = None,
+    still_valid: Callable[[], bool] | None = None,
 ) -> Iterator[ui.element]:
-    """Lay out header, navigation and body; yields the body for the page content."""
+    """Lay out header, navigation and body; yields the body for the page content.
+
+    ``shown`` are the pages the navigation offers (default: all); with a ``user`` the
+    header names them and offers a logout, and ``still_valid`` is asked every
+    SESSION_CHECK_S: once it says no, the tab goes to the login page.
+    """
     ui.dark_mode(True)
     ui.add_css(
         CSS
@@ -183,9 +199,13 @@ def frame(
             )
         ui.label(branding.team_name).classes("pb-team").mark("team")
         header = _Header(state, selection)
-    _navigation()
+        if user is not None:
+            _account(user)
+    _navigation(tuple(shown) if shown is not None else pages())
     header.refresh()
     ui.timer(STATUS_REFRESH_S, header.refresh)
+    if still_valid is not None:
+        _watch_session(still_valid)
     with ui.element("div").classes("pb-main") as main:
         yield main
 
@@ -237,11 +257,32 @@ class _Header:
             self.selection.select(str(event.value))
 
 
-def _navigation() -> None:
+def _account(user: Principal) -> None:
+    """Who is logged in, and the way out."""
+    client = ui.context.client
+    tid(ui.label(f"{user.name} · {user.role.label}"), "user").classes("pb-user")
+    tid(
+        ui.button(icon="logout", on_click=lambda: client.open("/logout")),
+        "logout",
+    ).props('flat round color=white aria-label="log out"').classes("pb-touch")
+
+
+def _watch_session(still_valid: Callable[[], bool]) -> None:
+    client = ui.context.client
+
+    def check() -> None:
+        if not still_valid():
+            path = client.sub_pages_router.current_path
+            client.open(login_url(path, "expired"))
+
+    ui.timer(SESSION_CHECK_S, check)
+
+
+def _navigation(shown: Sequence[PageSpec]) -> None:
     router = ui.context.client.sub_pages_router
     links: dict[str, ui.link] = {}
     with ui.element("nav").classes("pb-nav").props('aria-label="pages"'):
-        for item in pages():
+        for item in shown:
             name = item.path.strip("/") or "live"
             with (
                 ui.link(target=item.path)

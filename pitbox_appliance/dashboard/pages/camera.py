@@ -14,6 +14,7 @@ from pitbox_appliance.dashboard.crew_store import LogEntry
 from pitbox_appliance.dashboard.pages import page
 from pitbox_appliance.dashboard.session_data import SessionExtras
 from pitbox_appliance.dashboard.widgets import note, tid
+from pitbox_appliance.security.users import Role
 
 #: How often the page re-reads the car's session info and the shared log.
 RELOAD_S = 2.0
@@ -43,7 +44,14 @@ PAGE_CSS = """
 """
 
 
-@page("/camera", icon="videocam", label="Camera", order=80, css=PAGE_CSS)
+@page(
+    "/camera",
+    icon="videocam",
+    label="Camera",
+    order=80,
+    css=PAGE_CSS,
+    role=Role.ENGINEER,
+)
 def create(ctx: PageContext) -> None:
     """Build the camera/message page for one tab."""
     view = CameraView(ctx)
@@ -178,6 +186,9 @@ class CameraView:
         status: ui.label,
         button: ui.button,
     ) -> CommandOutcome | None:
+        if not self.ctx.allow(Role.ENGINEER, "sending commands"):
+            self._status(status, "Refused: engineers only.", "pb-bad")
+            return None
         api = self.ctx.services.api
         car = self.ctx.car()
         if api is None:

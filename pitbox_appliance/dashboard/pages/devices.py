@@ -12,6 +12,7 @@ from nicegui import ui
 from pitbox_appliance.dashboard.context import PageContext
 from pitbox_appliance.dashboard.pages import page
 from pitbox_appliance.dashboard.widgets import note, tid
+from pitbox_appliance.security.users import Role
 
 RELOAD_S = 2.0
 
@@ -38,7 +39,14 @@ PAGE_CSS = """
 """
 
 
-@page("/devices", icon="devices", label="Devices", order=90, css=PAGE_CSS)
+@page(
+    "/devices",
+    icon="devices",
+    label="Devices",
+    order=90,
+    css=PAGE_CSS,
+    role=Role.ENGINEER,
+)
 def create(ctx: PageContext) -> None:
     """Build the devices page for one tab."""
     view = DevicesView(ctx)
@@ -116,7 +124,7 @@ class DevicesView:
 
     async def revoke(self, device_id: str, source: str) -> None:
         api = self.ctx.services.api
-        if api is None:
+        if api is None or not self.ctx.allow(Role.ENGINEER, "revoking a PC"):
             return
         ok, answer = await api.revoke(device_id)
         self.status.set_text(
@@ -125,6 +133,8 @@ class DevicesView:
         await self.reload()
 
     async def pair(self) -> None:
+        if not self.ctx.allow(Role.ENGINEER, "pairing a PC"):
+            return
         api = self.ctx.services.api
         source = (self.source.value or "").strip()
         if api is None or not source:

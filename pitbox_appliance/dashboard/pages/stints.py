@@ -17,6 +17,7 @@ from pitbox_appliance.dashboard.pages import page
 from pitbox_appliance.dashboard.postrace_status import PostRaceStatus
 from pitbox_appliance.dashboard.session_data import SessionHistory, StintInfo
 from pitbox_appliance.dashboard.widgets import note, tid
+from pitbox_appliance.security.users import Role
 
 #: The open stint's clock and other tablets' ticks show within a second.
 REFRESH_S = 1.0
@@ -132,7 +133,11 @@ class StintsView:
                     "no-caps toggle-color=primary text-color=white"
                 )
                 self.checks: dict[str, ui.button] = {}
-                for item, label in HANDOFF_ITEMS:
+                # A viewer sees how far the handoff is, not the controls.
+                self.editable = ctx.may(Role.CREW)
+                if not self.editable:
+                    note("Read-only: the crew ticks the checklist.", "handoff-readonly")
+                for item, label in HANDOFF_ITEMS if self.editable else ():
                     button = tid(
                         ui.button(
                             label,
@@ -193,6 +198,8 @@ class StintsView:
         crew = self.ctx.services.crew
         if crew is None or self.key is None:
             return
+        if not self.ctx.allow(Role.CREW, "the handoff checklist"):
+            return
         done = item not in crew.checklist(self.key).ticked
         await crew.tick(self.key, item, done)
         self._show_checklist(self.ctx.car(), self.history)
@@ -208,6 +215,8 @@ class StintsView:
         crew = self.ctx.services.crew
         value = getattr(event, "value", None)
         if crew is None or self.key is None or value is None:
+            return
+        if not self.ctx.allow(Role.CREW, "choosing the next driver"):
             return
         if value != crew.checklist(self.key).next_driver:
             await crew.set_next_driver(self.key, str(value))
@@ -277,8 +286,8 @@ class StintsView:
             self.next_driver.set_options(drivers)
         if self.next_driver.value != (checklist.next_driver or None):
             self.next_driver.set_value(checklist.next_driver or None)
-        self.next_driver.set_visibility(bool(drivers))
-        self.next_caption.set_visibility(bool(drivers))
+        self.next_driver.set_visibility(bool(drivers) and self.editable)
+        self.next_caption.set_visibility(bool(drivers) and self.editable)
         self.shim_list.set_content(_shims_html(car, self.shims))
         ticked = len(checklist.ticked)
         self.state_label.set_text(
