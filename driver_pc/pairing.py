@@ -54,6 +54,9 @@ class DeviceCredentials:
     mqtt_password: str = field(repr=False)
     message_key: bytes = field(repr=False)
     ca_pem: str = field(repr=False)
+    #: The appliance's public name or address (router port-forward): tried when
+    #: ``mqtt_host`` (the LAN address) does not answer. None: LAN only.
+    mqtt_public_host: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceCredentials:
@@ -69,6 +72,9 @@ class DeviceCredentials:
                 mqtt_password=str(data["mqtt_password"]),
                 message_key=key,
                 ca_pem=str(data["ca_pem"]),
+                mqtt_public_host=str(data["mqtt_public_host"])
+                if data.get("mqtt_public_host")
+                else None,
             )
         except KeyError as exc:
             raise ValueError(f"credentials lack {exc.args[0]!r}") from None
@@ -82,6 +88,9 @@ class DeviceCredentials:
 
     def to_json(self) -> dict[str, Any]:
         """The credentials as stored (and as the appliance sends them)."""
+        extra = (
+            {"mqtt_public_host": self.mqtt_public_host} if self.mqtt_public_host else {}
+        )
         return {
             "device_id": self.device_id,
             "source": self.source,
@@ -91,16 +100,22 @@ class DeviceCredentials:
             "mqtt_password": self.mqtt_password,
             "message_key": self.message_key.hex(),
             "ca_pem": self.ca_pem,
+            **extra,
         }
 
     def broker_address(self, ca_file: Path) -> BrokerAddress:
-        """The TLS broker address, trusting only the CA stored at ``ca_file``."""
+        """The TLS broker address, trusting only the CA stored at ``ca_file``.
+
+        The LAN address first; the public one (if pairing gave one) when the LAN
+        address does not answer.
+        """
         return BrokerAddress(
             self.mqtt_host,
             self.mqtt_port,
             self.mqtt_username,
             self.mqtt_password,
             ca_file=str(ca_file),
+            fallback_hosts=(self.mqtt_public_host,) if self.mqtt_public_host else (),
         )
 
 

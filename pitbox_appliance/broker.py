@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -11,7 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -63,6 +64,117 @@ class TlsListener:
         )
 
 
+#: The PitBox topics a bridge carries (below ``pitbox/v1/``) and their direction
+#: seen from the appliance: shims' data comes in from the cloud broker; the core's
+#: commands and end-to-end acknowledgements go out to it. Live state, events and
+#: everything else stay on the appliance.
+BRIDGE_TOPICS = (("shim/+/data", "in"), ("shim/+/cmd", "out"), ("shim/+/ack", "out"))
+_BRIDGE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    """A Mosquitto bridge from the appliance to a cloud broker (behind CGNAT).
+
+    The appliance dials out to ``host:port`` over TLS (verified against
+    ``ca_file``) with a password login; driver PCs off the LAN publish to the
+    cloud broker under the same topics. Stored by ``pitbox remote
+    bridge`` as ``bridge.json`` in the broker's run dir (mode 0600: it holds the
+    cloud password) and rendered into mosquitto.conf by :meth:`render`.
+    """
+
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    ca_file: str
+    client_id: str = "pitbox-appliance"
+
+    def __post_init__(self) -> None:
+        for name, value in (
+            ("host", self.host),
+            ("username", self.username),
+            ("password", self.password),
+            ("ca_file", self.ca_file),
+        ):
+            if (
+                not value
+                or any(c in value for c in "\n\r\x00")
+                or value != value.strip()
+            ):
+                raise ValueError(f"bridge {name} must be one non-empty line")
+        if any(c in self.host for c in " :/#+"):
+            raise ValueError(f"bridge host {self.host!r}: a hostname or IPv4 address")
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"bridge port {self.port} out of range")
+        if not _BRIDGE_NAME.fullmatch(self.client_id):
+            raise ValueError(
+                f"bridge client id {self.client_id!r}: letters, digits, _.-"
+            )
+
+    def render(self) -> str:
+        """The ``connection`` section of mosquitto.conf."""
+        topics = "".join(
+            f"topic pitbox/v1/{pattern} {direction} 1\n"
+            for pattern, direction in BRIDGE_TOPICS
+        )
+        return (
+            "\n# Bridge to the cloud broker (pitbox remote bridge; docs/remote.md).\n"
+            "# Must come last: every setting below belongs to this connection.\n"
+            f"connection {self.client_id}\n"
+            f"address {self.host}:{self.port}\n"
+            "bridge_protocol_version mqttv311\n"
+            f"remote_clientid {self.client_id}\n"
+            f"local_clientid {self.client_id}-local\n"
+            f"remote_username {self.username}\n"
+            f"remote_password {self.password}\n"
+            f"bridge_cafile {self.ca_file}\n"
+            "bridge_insecure false\n"
+            "bridge_tls_version tlsv1.2\n"
+            # A persistent session on both sides: what arrives while the link is
+            # down waits (QoS 1) on the broker that has it.
+            "cleansession false\n"
+            "try_private false\n"
+            "notifications false\n"
+            "keepalive_interval 20\n"
+            "restart_timeout 1 15\n"
+            "start_type automatic\n"
+            f"{topics}"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """As stored in ``bridge.json``."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "username": self.username,
+            "password": self.password,
+            "ca_file": self.ca_file,
+            "client_id": self.client_id,
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> BridgeConfig | None:
+        """The bridge stored at ``path``; None if there is none. ValueError if bad."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        try:
+            return cls(
+                host=str(data["host"]),
+                port=int(data["port"]),
+                username=str(data["username"]),
+                password=str(data["password"]),
+                ca_file=str(data["ca_file"]),
+                client_id=str(data.get("client_id", "pitbox-appliance")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: not a bridge config ({exc})") from None
+
+
 class MosquittoBroker:
     """One Mosquitto process with its config, password file and ACL in ``run_dir``.
 
@@ -90,6 +202,8 @@ class MosquittoBroker:
         self.config_file = run_dir / "mosquitto.conf"
         self.data_dir = run_dir / "data"
         self.log_file = run_dir / "logs" / "mosquitto.log"
+        #: Written by ``pitbox remote bridge``; rendered by :meth:`write_config`.
+        self.bridge_file = run_dir / "bridge.json"
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -165,6 +279,9 @@ class MosquittoBroker:
             # cannot read our 0600 password file or write the persistence dir.
             conf += "\n# Started as root: keep root rather than drop privileges.\n"
             conf += "user root\n"
+        bridge = BridgeConfig.load(self.bridge_file)
+        if bridge is not None:
+            conf += bridge.render()  # last: a connection's settings follow it
         _write_private(self.config_file, conf)
         return self.config_file
 

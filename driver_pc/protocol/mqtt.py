@@ -17,6 +17,7 @@ from driver_pc.protocol.topics import Topic
 logger = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes, int], None]
+KEEPALIVE_S = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,9 @@ class BrokerAddress:
 
     With ``ca_file`` the connection uses TLS and accepts only a broker certificate
     signed by that CA for ``host`` (the appliance's own CA, received at pairing).
+    ``fallback_hosts`` are tried in turn when ``host`` cannot be reached (a paired
+    PC off the appliance's LAN reaches it by its public name); the connection
+    stays on whichever host answered until that one fails.
     """
 
     host: str
@@ -32,6 +36,12 @@ class BrokerAddress:
     username: str
     password: str = field(repr=False)
     ca_file: str | None = None
+    fallback_hosts: tuple[str, ...] = ()
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """``host`` first, then each fallback (without repeats)."""
+        return tuple(dict.fromkeys((self.host, *self.fallback_hosts)))
 
 
 class MqttConnection:
@@ -72,6 +82,7 @@ class MqttConnection:
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)
         self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
@@ -84,11 +95,15 @@ class MqttConnection:
         self._resend_on_reconnect = resend_on_reconnect
         # Counts the connections made; a publish for an older one is refused.
         self.session = 0
+        #: The host of the current or next connection attempt (see ``fallback_hosts``).
+        self.host = address.host
         self._session_lock = threading.Lock()
 
     def start(self) -> None:
         """Connect in the background; paho reconnects with backoff after any drop."""
-        self._client.connect_async(self.address.host, self.address.port, keepalive=10)
+        self._client.connect_async(
+            self.address.host, self.address.port, keepalive=KEEPALIVE_S
+        )
         self._client.loop_start()
 
     def stop(self) -> None:
@@ -149,9 +164,26 @@ class MqttConnection:
                 client.drop_out_messages()
             self.session += 1
             self.connected.set()
-        logger.info("connected to %s:%s", self.address.host, self.address.port)
+        logger.info("connected to %s:%s", self.host, self.address.port)
         if self.on_connection_change:
             self.on_connection_change(True)
+
+    def _on_connect_fail(self, client: Any, _u: Any) -> None:
+        """The host did not answer (TCP or TLS): try the next of ``address.hosts``."""
+        hosts = self.address.hosts
+        if len(hosts) < 2 or self._stopping:
+            return
+        following = hosts[(hosts.index(self.host) + 1) % len(hosts)]
+        # paho's own way to change host (its socket is closed after a failure); its
+        # network thread tries the new host after the reconnect delay.
+        client.connect_async(following, self.address.port, keepalive=KEEPALIVE_S)
+        logger.warning(
+            "broker at %s:%s unreachable; trying %s next",
+            self.host,
+            self.address.port,
+            following,
+        )
+        self.host = following
 
     def _on_disconnect(
         self, _c: Any, _u: Any, flags: Any, reason: Any, _p: Any
@@ -167,7 +199,7 @@ class MqttConnection:
             logger.warning(
                 "broker %s:%s dropped the connection of %s (client id %s): %s%s; "
                 "reconnecting",
-                self.address.host,
+                self.host,
                 self.address.port,
                 self.address.username,
                 self.client_id,

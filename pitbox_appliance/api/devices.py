@@ -71,7 +71,8 @@ async def start_pairing(request: web.Request) -> web.Response:
     def start() -> tuple[str, float]:
         directory = service.devices.path.parent
         if not (directory / "ca.crt").exists():
-            ensure_pki(directory, appliance_names())
+            public = [security.public_host] if security.public_host else []
+            ensure_pki(directory, appliance_names(public))
         pending = service.devices.start_pairing(body.source, security.pairing_ttl_s)
         return pending.code, pending.expires_at
 

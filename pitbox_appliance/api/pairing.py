@@ -144,13 +144,17 @@ async def pair(request: web.Request) -> web.Response:
     payload = {
         "device_id": device.device_id,
         "source": device.source,
-        "mqtt_host": security.public_host or request.url.host or "127.0.0.1",
+        # LAN first (the address the PC reached us by); the public name, when
+        # set, is the shim's fallback off the LAN (docs/remote.md).
+        "mqtt_host": request.url.host or security.public_host or "127.0.0.1",
         "mqtt_port": security.tls_port,
         "mqtt_username": device.source,
         "mqtt_password": new.mqtt_password,
         "message_key": device.message_key,
         "ca_pem": pki.ca_cert.read_text(encoding="ascii"),
     }
+    if security.public_host and security.public_host != payload["mqtt_host"]:
+        payload["mqtt_public_host"] = security.public_host
     try:
         sealed = seal_reply(new.code, nonce, payload)
     except (PairingError, ValueError):  # pragma: no cover - the code was just matched

@@ -96,6 +96,7 @@ def _command_plugins() -> list[Callable[[Any], None]]:
     from pitbox_appliance.cli.deadletters import add_command as add_deadletters
     from pitbox_appliance.cli.users import add_command as add_users
     from pitbox_appliance.security.command import add_command as add_devices
+    from pitbox_appliance.security.remote import add_command as add_remote
     from pitbox_appliance.strategy.command import add_command as add_timing
     from training.train_command import add_command as add_train
 
@@ -106,6 +107,7 @@ def _command_plugins() -> list[Callable[[Any], None]]:
         add_train,
         add_report,
         add_devices,
+        add_remote,
         add_deadletters,
         add_users,
     ]

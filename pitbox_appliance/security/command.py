@@ -83,7 +83,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _setup(config: ApplianceConfig, extra: list[str]) -> int:
-    files = ensure_pki(security_dir(config.security), appliance_names(extra))
+    # The public name (router port-forward, docs/remote.md) is in the certificate
+    # too; a changed name re-issues it here.
+    public = [config.security.public_host] if config.security.public_host else []
+    files = ensure_pki(
+        security_dir(config.security), appliance_names([*extra, *public])
+    )
     sys.stdout.write(
         f"CA and broker certificate in {files.directory}\n"
         f"CA fingerprint (SHA-256): {ca_fingerprint(files)}\n"
@@ -117,7 +122,8 @@ def secure_broker(config: ApplianceConfig, run_dir: Path) -> MosquittoBroker:
 def _pair(config: ApplianceConfig, registry: DeviceRegistry, name: str) -> int:
     directory = security_dir(config.security)
     if not (directory / "ca.crt").exists():
-        ensure_pki(directory, appliance_names())
+        public = [config.security.public_host] if config.security.public_host else []
+        ensure_pki(directory, appliance_names(public))
     pending = registry.start_pairing(name, config.security.pairing_ttl_s)
     minutes = max(1, round((pending.expires_at - time.time()) / 60))
     code = f"{pending.code[:4]}-{pending.code[4:]}"

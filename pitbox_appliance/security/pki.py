@@ -153,7 +153,33 @@ def _create_ca(files: PkiFiles) -> None:
     files.server_cert.unlink(missing_ok=True)
 
 
-def _issue_server_cert(files: PkiFiles, alt_names: list[x509.GeneralName]) -> None:
+def issue_cert(files: PkiFiles, names: Iterable[str], cert: Path, key: Path) -> None:
+    """Issue another server certificate from the appliance CA, for ``names``.
+
+    For a broker PitBox renders elsewhere (the cloud broker a bridge reaches,
+    docs/remote.md): driver PCs trust only this CA, so it must sign that one too.
+    """
+    _issue_server_cert(files, _alt_names(names), cert, key)
+
+
+def server_cert_names(files: PkiFiles) -> list[str]:
+    """The names (DNS and IP) the broker's current certificate is valid for."""
+    if not files.server_cert.exists():
+        return []
+    cert = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    return sorted(str(name.value) for name in san.value)
+
+
+def _issue_server_cert(
+    files: PkiFiles,
+    alt_names: list[x509.GeneralName],
+    cert_path: Path | None = None,
+    key_path: Path | None = None,
+) -> None:
     ca_key = serialization.load_pem_private_key(files.ca_key.read_bytes(), None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{files.ca_key}: not an EC private key")
@@ -181,8 +207,10 @@ def _issue_server_cert(files: PkiFiles, alt_names: list[x509.GeneralName]) -> No
         )
         .sign(ca_key, hashes.SHA256())
     )
-    write_private(files.server_key, _private_pem(key))
-    write_private(files.server_cert, cert.public_bytes(serialization.Encoding.PEM))
+    write_private(key_path or files.server_key, _private_pem(key))
+    write_private(
+        cert_path or files.server_cert, cert.public_bytes(serialization.Encoding.PEM)
+    )
 
 
 def _server_cert_current(files: PkiFiles, wanted: list[x509.GeneralName]) -> bool:
