@@ -79,6 +79,8 @@ class CommandResultEvent(_Payload):
     command_id: str
     ok: bool
     detail: str
+    # Who sent the command (the dashboard's logged-in user); None for an API token.
+    by: str | None = None
 
 
 class DriverFatigueUpdate(_Payload):

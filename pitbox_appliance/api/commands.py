@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import re
 
 from aiohttp import web
@@ -15,6 +17,7 @@ from pitbox_appliance.api.context import (
 )
 from pitbox_appliance.api.schemas import CommandIn, CommandKind, CommandOut
 
+logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 _CAR = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
 
@@ -35,10 +38,21 @@ async def send_command(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
     try:
         command = await loop.run_in_executor(
-            None, service.send_command, car, body.kind.value, dict(body.args)
+            None,
+            functools.partial(
+                service.send_command, car, body.kind.value, dict(body.args), by=body.by
+            ),
         )
     except LookupError as exc:
         return error_response(404, str(exc), ["car"])
+    # The audit line: who asked for what (never a message's text: it may be private).
+    logger.info(
+        "command %s (%s) to %s by %s",
+        command.command_id,
+        body.kind.value,
+        car,
+        body.by or "an API token",
+    )
     status = await loop.run_in_executor(
         None, service.command_status, command.command_id
     )

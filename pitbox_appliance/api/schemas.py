@@ -110,6 +110,12 @@ class CommandIn(_Model):
 
     kind: CommandKind = Field(description="camera or message")
     args: dict[str, str | int] = Field(default_factory=dict, description="per kind")
+    by: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$",
+        description="who sent it: the dashboard's logged-in user (audited with the "
+        "command and its result)",
+    )
 
 
 class CommandOut(_Model):
@@ -121,6 +127,7 @@ class CommandOut(_Model):
     kind: str = Field(description="camera or message")
     args: dict[str, Any] = Field(description="as sent")
     sent_at: float = Field(description="unix time sent")
+    by: str | None = Field(None, description="who sent it (the dashboard user)")
     result: dict[str, Any] | None = Field(
         description="null while pending, else {ok, detail} from the shim"
     )

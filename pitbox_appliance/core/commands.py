@@ -19,6 +19,7 @@ class SentCommand:
     args: dict[str, Any]
     sent_at: float  # unix time
     result: CommandResult | None = None
+    by: str | None = None  # who sent it (the dashboard's logged-in user)
 
     def status(self) -> dict[str, Any]:
         """As the API reports it: ``result`` is None while the shim has not answered."""
@@ -28,6 +29,7 @@ class SentCommand:
             "kind": self.kind,
             "args": self.args,
             "sent_at": self.sent_at,
+            "by": self.by,
             "result": None
             if self.result is None
             else {"ok": self.result.ok, "detail": self.result.detail},

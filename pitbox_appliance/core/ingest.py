@@ -416,7 +416,10 @@ class Ingestor:
     def _command_result(self, source: str, result: CommandResult) -> None:
         command = self.commands.answered(source, result)
         payload = CommandResultEvent(
-            command_id=result.command_id, ok=result.ok, detail=result.detail
+            command_id=result.command_id,
+            ok=result.ok,
+            detail=result.detail,
+            by=command.by,
         )
         self.publisher.emit(Event(command.car, EventKind.COMMAND_RESULT, payload))
         if command.kind == "message":
@@ -440,6 +443,7 @@ class Ingestor:
                 "ok": result.ok,
                 "detail": result.detail,
                 "sent_at": command.sent_at,
+                "by": command.by,
             },
         )
 

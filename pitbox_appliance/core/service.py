@@ -227,8 +227,13 @@ class CoreService:
         if self._trace_path is not None:
             self._write_trace(self._trace_path)
 
-    def send_command(self, car: str, kind: str, args: dict[str, Any]) -> Command:
+    def send_command(
+        self, car: str, kind: str, args: dict[str, Any], *, by: str | None = None
+    ) -> Command:
         """Send a command to the PC that drives ``car`` now, and only to it.
+
+        ``by`` names who sent it (the dashboard's logged-in user): kept with the
+        command, its ``command_result`` event and a team message's stored event.
 
         Raises LookupError when no PC of that car is driving (none streamed yet, or a
         driver swap is under way): spectating teammates never get the car's commands.
@@ -248,7 +253,9 @@ class CoreService:
             except ValueError as exc:  # the device was revoked
                 raise LookupError(f"car {car!r}: {exc}") from None
             self.ingestor.commands.sent(
-                SentCommand(command.command_id, car, source, kind, args, time.time())
+                SentCommand(
+                    command.command_id, car, source, kind, args, time.time(), by=by
+                )
             )
         self.connection.publish(topics.shim_commands(source), payload)
         return command

@@ -3,15 +3,16 @@
 Commands (camera switch, team message) go ``POST /api/v1/cars/{car}/commands``; the core
 forwards them over MQTT to the car's active shim, and the page polls
 ``GET /api/v1/commands/{id}`` until the shim's answer arrives. The dashboard never
-publishes on MQTT itself (docs/api.md). Sending needs a bearer token with the
-``commands`` scope: the dashboard takes it from ``PITBOX_API_TOKENS``, the variable
-supervisor gives the core and the dashboard alike.
+publishes on MQTT itself (docs/api.md). Every call but health needs a bearer token:
+the dashboard's own (``service:dashboard``, scopes ``read`` and ``commands``) from
+``PITBOX_API_TOKEN``, which supervisor gives it (``command_token``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -103,8 +104,13 @@ class CoreApi:
             await self._session.close()
         self._session = None
 
-    async def send(self, car: str, kind: str, args: dict[str, Any]) -> CommandOutcome:
-        """Send a command to ``car``'s active shim and wait for its confirmation."""
+    async def send(
+        self, car: str, kind: str, args: dict[str, Any], *, by: str | None = None
+    ) -> CommandOutcome:
+        """Send a command to ``car``'s active shim and wait for its confirmation.
+
+        ``by`` is the logged-in user: the core keeps it with the command and its result.
+        """
         if self.base_url is None:
             return CommandOutcome(
                 Outcome.UNREACHABLE, "the core API address is unknown"
@@ -114,7 +120,7 @@ class CoreApi:
             status, body = await self._request(
                 "POST",
                 f"/api/v1/cars/{quote(car, safe='')}/commands",
-                {"kind": kind, "args": args},
+                {"kind": kind, "args": args} | ({"by": by} if by else {}),
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             return CommandOutcome(Outcome.UNREACHABLE, f"core API unreachable: {exc}")
@@ -287,7 +293,15 @@ def api_base_url(host: str, port: int) -> str | None:
 
 
 def command_token(tokens: str) -> str | None:
-    """The first token of a ``PITBOX_API_TOKENS`` value that may send commands."""
+    """The dashboard's API token: its own ``PITBOX_API_TOKEN`` (read+commands).
+
+    Supervisor gives the dashboard that variable only; a dashboard started by hand
+    beside the core may instead pick the first ``commands`` token (with its secret)
+    out of ``tokens``, a ``PITBOX_API_TOKENS`` value.
+    """
+    own = os.environ.get("PITBOX_API_TOKEN", "")
+    if own:
+        return own
     try:
         parsed = parse_tokens(tokens)
     except TokenConfigError as exc:

@@ -59,6 +59,8 @@ class LogEntry:
     text: str
     outcome: str
     detail: str
+    #: Who sent it (the logged-in user; "" in files from before logins).
+    user: str = ""
 
 
 def handoff_key(car: str, session_key: str, stint: int) -> str:

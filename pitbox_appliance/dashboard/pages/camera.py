@@ -200,7 +200,7 @@ class CameraView:
         self._status(status, f"Sending to {car.car}… waiting for the shim", "pb-muted")
         button.disable()
         try:
-            outcome = await api.send(car.car, kind, args)
+            outcome = await api.send(car.car, kind, args, by=self.ctx.user_name)
         finally:
             if not button.is_deleted:
                 button.enable()
@@ -216,6 +216,7 @@ class CameraView:
                     text=summary,
                     outcome=outcome.outcome.value,
                     detail=outcome.detail,
+                    user=self.ctx.user_name or "",
                 )
             )
         if status.is_deleted:
@@ -291,8 +292,9 @@ class CameraView:
         for entry in crew.log(limit=8):
             tone = "pb-ok" if entry.outcome == Outcome.CONFIRMED.value else "pb-bad"
             clock = time.strftime("%H:%M:%S", time.localtime(entry.at))
+            who = f" · {html.escape(entry.user)}" if entry.user else ""
             rows.append(
-                f'<span title="{html.escape(entry.detail)}">{clock} '
+                f'<span title="{html.escape(entry.detail)}">{clock}{who} '
                 f"<b>{html.escape(entry.car)}</b> {html.escape(entry.kind)}: "
                 f'{html.escape(entry.text)} <span class="{tone}">'
                 f"{html.escape(entry.outcome)}</span></span>"
