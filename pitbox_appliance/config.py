@@ -193,6 +193,11 @@ class DetectorsConfig(_Section):
     mistake: bool = Field(
         True, description="mistakes per track section (stored for the heatmap)"
     )
+    training: bool = Field(
+        True,
+        description="live training mode: goal progress and badges per lap "
+        "(silent unless a session is marked as training)",
+    )
 
     def enabled(self) -> tuple[str, ...]:
         """The names of the detectors switched on."""

@@ -59,7 +59,16 @@ ALLOWED: dict[str, set[str]] = {
     "pitbox_appliance.storage": {CONTRACT},
     "pitbox_appliance.analysis": set(),
     "pitbox_appliance.models": set(),
-    "pitbox_appliance.detectors": {CONTRACT, "pitbox_appliance.analysis"},
+    "pitbox_appliance.detectors": {
+        CONTRACT,
+        "pitbox_appliance.analysis",
+        "pitbox_appliance.coaching",  # the training detector runs coaching's trainer
+    },
+    "pitbox_appliance.coaching": {
+        CONTRACT,
+        "pitbox_appliance.analysis",
+        "pitbox_appliance.storage",
+    },
     "pitbox_appliance.strategy": {CONTRACT, "pitbox_appliance.models"},
     "pitbox_appliance.security": {
         CONTRACT,
@@ -79,6 +88,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "pitbox_appliance.api": {
         CONTRACT,
+        "pitbox_appliance.coaching",  # /api/v1/drivers and training mode
         "pitbox_appliance.core",
         "pitbox_appliance.security",
         "pitbox_appliance.storage",
