@@ -42,7 +42,7 @@ chmod 0755 "$tmp/usr/sbin/policy-rc.d"
 # A container without boot or network isolation: /proc and /dev for the maintainer
 # scripts, the host's network for apt.
 in_root() {
-  systemd-nspawn --quiet --register=no --resolv-conf=copy-host --timezone=off \
+  systemd-nspawn --quiet --register=no --keep-unit --resolv-conf=copy-host --timezone=off \
     -D "$tmp" --setenv=DEBIAN_FRONTEND=noninteractive "$@"
 }
 in_root apt-get update -qq >&2
@@ -59,10 +59,10 @@ in_root useradd -m -s /bin/bash -G sudo pi
 echo 'pi ALL=(ALL) NOPASSWD: ALL' >"$tmp/etc/sudoers.d/010_pi-nopasswd"
 chmod 0440 "$tmp/etc/sudoers.d/010_pi-nopasswd"
 in_root systemctl enable ssh >&2
-: >"$tmp/etc/machine-id"
-rm -f "$tmp/var/lib/dbus/machine-id"
 # The container has no getty to serve and no console login.
 in_root systemctl mask getty@tty1.service serial-getty@console.service console-getty.service >&2 || true
+: >"$tmp/etc/machine-id"
+rm -f "$tmp/var/lib/dbus/machine-id"
 touch "$tmp/.pitbox-ci-ready"
 mv "$tmp" "$root"
 echo "$root"
