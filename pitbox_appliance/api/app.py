@@ -7,6 +7,7 @@ import functools
 import logging
 import socket
 import weakref
+from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -18,6 +19,7 @@ from pitbox_appliance.api import (
     deadletters,
     devices,
     driver,
+    drivers,
     events,
     health,
     openapi,
@@ -27,14 +29,14 @@ from pitbox_appliance.api import (
     stream,
     video,
 )
-from pitbox_appliance.api.auth import require_scope, tokens_from_env
+from pitbox_appliance.api.access_log import PathOnlyAccessLogger
+from pitbox_appliance.api.auth import TOKENS, TokenStore, require_scope, tokens_from_env
 from pitbox_appliance.api.context import (
     DEVICES,
     READ_ENGINE,
     REGISTRATIONS,
     SERVICE,
     STREAMS,
-    TOKENS,
     error_response,
 )
 from pitbox_appliance.core.service import CoreService
@@ -44,14 +46,20 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(
-    service: CoreService, tokens: dict[str, frozenset[str]] | None = None
+    service: CoreService,
+    tokens: TokenStore | Mapping[str, Iterable[str]] | None = None,
 ) -> web.Application:
     """The API application for ``service``; reads go through a read-only engine.
 
-    ``tokens`` (token → scopes) default to ``PITBOX_API_TOKENS``; see ``auth.py``.
+    ``tokens``: a :class:`TokenStore`, or ``{secret: scopes}`` (each then its own
+    ``service:token-<n>``); default ``PITBOX_API_TOKENS``. See ``auth.py``.
     """
     app = web.Application(middlewares=[json_errors, require_scope])
-    app[TOKENS] = tokens_from_env() if tokens is None else tokens
+    if tokens is None:
+        tokens = tokens_from_env()
+    elif not isinstance(tokens, TokenStore):
+        tokens = TokenStore.from_secrets(tokens)
+    app[TOKENS] = tokens
     app[SERVICE] = service
     app[DEVICES] = DeviceVerifier(service.keyring)
     app[READ_ENGINE] = make_engine(
@@ -70,11 +78,13 @@ def create_app(
         commands,
         deadletters,
         devices,
+        drivers,
         pairing,
         openapi,
     ):
         app.router.add_routes(module.routes)
     pairing.setup(app)
+    drivers.setup(app)
     app.on_shutdown.append(stream.close_streams)
     app.on_cleanup.append(_dispose_engine)
     return app
@@ -90,7 +100,7 @@ async def start_api(service: CoreService) -> web.AppRunner:
     app = create_app(service)
     adverts: list[Advertisement] = []
     app.on_cleanup.append(functools.partial(_withdraw, adverts))
-    runner = web.AppRunner(app)
+    runner = make_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, core.api_host, core.api_port)
     try:
@@ -103,6 +113,11 @@ async def start_api(service: CoreService) -> web.AppRunner:
         advert = await _advertise(runner, service)
         adverts.extend([advert] if advert is not None else [])
     return runner
+
+
+def make_runner(app: web.Application) -> web.AppRunner:
+    """A runner whose access log records paths only, never query strings."""
+    return web.AppRunner(app, access_log_class=PathOnlyAccessLogger)
 
 
 def _loopback(host: str) -> bool:

@@ -1,31 +1,77 @@
-"""API tokens with scopes: who may change state through the API (reads stay open on the LAN).
+"""API tokens bound to a principal, with scopes: who may read and who may change what.
 
-Tokens come from ``PITBOX_API_TOKENS``: comma-separated ``token:scope+scope`` entries, e.g.
-``PITBOX_API_TOKENS="3f9a…:commands+driver,77c1…:driver"``. Scopes: ``commands`` (send
-commands to driver PCs, retry dead letters), ``driver`` (register a driver PC, report its status, stream
-telemetry) and ``pipeline`` (the post-race pipeline posts report, goal and badge events). With no tokens configured every state-changing request is refused. Tokens are
-compared in constant time and never logged.
+Every route but ``GET /api/v1/health`` and ``POST /api/v1/pair`` (authenticated by its
+code) needs ``Authorization: Bearer <token>`` (or a driver PC's signature, below), and
+the token must hold the route's scope (``ROUTE_SCOPES``):
+
+- ``read``: every GET and WebSocket read (sessions, commands, devices, the event stream,
+  the OpenAPI document);
+- ``commands``: send commands to driver PCs, retry dead letters, pair and revoke PCs;
+- ``driver``: what a driver PC does (register, report status, upload video, stream
+  telemetry);
+- ``pipeline``: the post-race pipeline posts report, goal and badge events.
+
+**Principals.** Each token belongs to one principal: ``device:<source>`` (a driver PC),
+``user:<name>`` (a person) or ``service:<name>`` (an appliance program: the dashboard,
+the post-race worker). A request that names a driver PC (``source`` of a registration,
+a status update, a video upload) is refused with 403 unless it comes from *that* PC: its
+signature or a ``device:<source>`` token (:func:`source_refusal`). Handlers read who
+called from ``request[PRINCIPAL]`` and what it may do from ``request[SCOPES_GRANTED]``.
+
+**Storage.** The core keeps only SHA-256 digests of the secrets (:class:`TokenStore`);
+the secrets are 256-bit random strings (:func:`mint_token`), so a fast hash is enough
+(nothing to brute-force) and a lookup by digest gives nothing away by its timing.
+Tokens are never logged.
+
+**Configuration.** ``PITBOX_API_TOKENS``: comma-separated entries
+``[principal@]secret:scope+scope`` or ``[principal@]sha256=<64 hex>:scope+scope``, e.g.
+``service:dashboard@sha256=9f2c…:read+commands``. An entry without a principal belongs to
+``service:token-<n>`` (n = its position). The core's environment holds digests only;
+each program gets its own secret in ``PITBOX_API_TOKEN`` (``program_tokens`` mints
+them for ``supervisord.conf``).
+
+**Minting and verifying in code** (the dashboard's per-user tokens, tests)::
+
+    minted = mint_token("user:alice", {"read", "commands"})
+    store = TokenStore([minted.token])      # the core side: digests only
+    store.verify(minted.secret)             # -> ApiToken(principal="user:alice", ...)
+    minted.token.spec()                     # "user:alice@sha256=…:commands+read"
+
+``create_app(service, tokens=store)`` serves with that store; ``store.add(token)`` adds
+one later (the core's own process only).
 
 A paired driver PC needs no token: it signs its request with its own message key
-(``Authorization: PitBox-Device ...``, ``driver_pc/protocol/device_auth.py``). That
-grants the ``driver`` scope for that PC's own source only (handlers read it from
-``request[DEVICE_SOURCE]``); a revoked PC is refused.
+(``Authorization: PitBox-Device ...``, ``driver_pc/protocol/device_auth.py``). That grants
+the ``driver`` scope as ``device:<its source>``; a revoked PC is refused.
 """
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import os
-from collections.abc import Awaitable, Callable
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from driver_pc.protocol.device_auth import SCHEME, DeviceAuthError
-from pitbox_appliance.api.context import DEVICE_SOURCE, DEVICES, TOKENS, error_response
+from pitbox_appliance.api.context import (
+    DEVICE_SOURCE,
+    DEVICES,
+    PRINCIPAL,
+    SCOPES_GRANTED,
+    error_response,
+)
 
-SCOPES = frozenset({"commands", "driver", "pipeline"})
-# (method, route pattern) → scope needed; routes not listed are open reads.
-REQUIRED_SCOPE: dict[tuple[str, str], str] = {
+SCOPES = frozenset({"read", "commands", "driver", "pipeline"})
+#: Routes anyone may call: the health check (load balancers, the kiosk's watchdog) and
+#: pairing, which its one-time code authenticates.
+OPEN_ROUTES = frozenset({("GET", "/api/v1/health"), ("POST", "/api/v1/pair")})
+#: (method, route pattern) → the scope needed. Every route of the app is in this table
+#: or in OPEN_ROUTES (a test holds it); a GET not listed still needs ``read``.
+ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/cars/{car}/commands"): "commands",
     ("POST", "/api/v1/deadletters/{id}/retry"): "commands",
     ("POST", "/api/v1/events"): "pipeline",
@@ -35,7 +81,25 @@ REQUIRED_SCOPE: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/video/upload"): "driver",
     ("POST", "/api/v1/devices/pairings"): "commands",
     ("POST", "/api/v1/devices/{id}/revoke"): "commands",
+    ("GET", "/api/v1/commands/{command_id}"): "read",
+    ("GET", "/api/v1/deadletters"): "read",
+    ("GET", "/api/v1/deadletters/{id}"): "read",
+    ("GET", "/api/v1/devices"): "read",
+    ("GET", "/api/v1/driver/registrations"): "read",
+    ("GET", "/api/v1/events/stream"): "read",
+    ("GET", "/api/v1/openapi.json"): "read",
+    ("GET", "/api/v1/sessions"): "read",
+    ("GET", "/api/v1/sessions/{id}"): "read",
+    ("GET", "/api/v1/sessions/{id}/laps"): "read",
+    ("GET", "/api/v1/sessions/{id}/stints"): "read",
 }
+# Kept for callers of the old name (state-changing routes only were listed).
+REQUIRED_SCOPE = ROUTE_SCOPES
+
+PRINCIPAL_KINDS = ("device", "user", "service")
+_PRINCIPAL = re.compile(r"(device|user|service):[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_DIGEST = re.compile(r"sha256=([0-9a-f]{64})")
+MIN_SECRET = 16
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -44,38 +108,219 @@ class TokenConfigError(ValueError):
     """``PITBOX_API_TOKENS`` is malformed; the message says which entry (never the token)."""
 
 
-def parse_tokens(text: str) -> dict[str, frozenset[str]]:
-    """``token:scope+scope,...`` → token → scopes."""
-    tokens: dict[str, frozenset[str]] = {}
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """What the core knows of a token: whose it is, what it may do, its secret's digest."""
+
+    principal: str
+    scopes: frozenset[str]
+    digest: str = field(repr=False)
+
+    def spec(self) -> str:
+        """The ``PITBOX_API_TOKENS`` entry for this token (digest only, no secret)."""
+        return f"{self.principal}@sha256={self.digest}:{'+'.join(sorted(self.scopes))}"
+
+    @property
+    def device(self) -> str | None:
+        """The driver PC's source for a ``device:`` principal, else None."""
+        kind, _, name = self.principal.partition(":")
+        return name if kind == "device" else None
+
+
+@dataclass(frozen=True, slots=True)
+class MintedToken:
+    """A new token: the secret (give it to its holder once) and what the core stores."""
+
+    secret: str = field(repr=False)
+    token: ApiToken
+
+    def plain_spec(self) -> str:
+        """The entry with the secret itself (for a holder that also serves the API)."""
+        return f"{self.token.principal}@{self.secret}:{'+'.join(sorted(self.token.scopes))}"
+
+
+def check_principal(principal: str) -> str:
+    """Raise ValueError unless ``principal`` is ``device:|user:|service:<name>``."""
+    if not _PRINCIPAL.fullmatch(principal):
+        raise ValueError(
+            f"principal {principal!r}: use device:<source>, user:<name> or "
+            "service:<name> (letters, digits, '_', '.', '-')"
+        )
+    return principal
+
+
+def check_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """The scopes as a frozenset; ValueError when empty or unknown."""
+    wanted = frozenset(scopes)
+    if not wanted or not wanted <= SCOPES:
+        raise ValueError(f"scopes must be among {sorted(SCOPES)}, got {sorted(wanted)}")
+    return wanted
+
+
+def token_digest(secret: str) -> str:
+    """The SHA-256 (hex) under which a secret is stored."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def mint_token(principal: str, scopes: Iterable[str]) -> MintedToken:
+    """A new random token (256 bits, URL-safe) for ``principal`` with ``scopes``."""
+    secret = secrets.token_urlsafe(32)
+    token = ApiToken(
+        check_principal(principal), check_scopes(scopes), token_digest(secret)
+    )
+    return MintedToken(secret, token)
+
+
+class TokenStore:
+    """The tokens the API accepts, by digest; the secrets themselves are never kept."""
+
+    def __init__(self, tokens: Iterable[ApiToken] = ()) -> None:
+        self._by_digest: dict[str, ApiToken] = {}
+        for token in tokens:
+            self.add(token)
+
+    @classmethod
+    def from_spec(cls, text: str) -> TokenStore:
+        """Parse a ``PITBOX_API_TOKENS`` value (raises TokenConfigError)."""
+        return cls(entry.token for entry in parse_token_entries(text))
+
+    @classmethod
+    def from_secrets(cls, tokens: Mapping[str, Iterable[str]]) -> TokenStore:
+        """``{secret: scopes}`` as ``service:token-<n>`` tokens (tests, tools)."""
+        return cls(
+            ApiToken(f"service:token-{n}", check_scopes(scopes), token_digest(secret))
+            for n, (secret, scopes) in enumerate(tokens.items(), 1)
+        )
+
+    def add(self, token: ApiToken) -> None:
+        """Accept ``token`` from now on (replacing one with the same digest)."""
+        self._by_digest[token.digest] = token
+
+    def verify(self, secret: str) -> ApiToken | None:
+        """The token whose secret this is, or None."""
+        if not secret:
+            return None
+        return self._by_digest.get(token_digest(secret))
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+    def __iter__(self) -> Iterator[ApiToken]:
+        return iter(list(self._by_digest.values()))
+
+
+TOKENS = web.AppKey("tokens", TokenStore)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEntry:
+    """One parsed ``PITBOX_API_TOKENS`` entry; ``secret`` is None for a digest entry."""
+
+    token: ApiToken
+    secret: str | None = field(default=None, repr=False)
+
+
+def parse_token_entries(text: str) -> list[TokenEntry]:
+    """Every entry of a ``PITBOX_API_TOKENS`` value; TokenConfigError names a bad one."""
+    entries: list[TokenEntry] = []
     for number, entry in enumerate(
         filter(None, (e.strip() for e in text.split(","))), 1
     ):
-        token, _, scopes_text = entry.partition(":")
-        scopes = frozenset(filter(None, scopes_text.split("+")))
-        if len(token) < 16:
-            raise TokenConfigError(
-                f"PITBOX_API_TOKENS entry {number}: token shorter than 16"
-            )
-        if not scopes or not scopes <= SCOPES:
-            raise TokenConfigError(
-                f"PITBOX_API_TOKENS entry {number}: scopes must be among {sorted(SCOPES)}"
-            )
-        tokens[token] = scopes
-    return tokens
+        where = f"PITBOX_API_TOKENS entry {number}"
+        principal, at, rest = entry.partition("@")
+        if not at:
+            principal, rest = f"service:token-{number}", entry
+        secret, _, scopes_text = rest.rpartition(":")
+        try:
+            check_principal(principal)
+            scopes = check_scopes(filter(None, scopes_text.split("+")))
+        except ValueError as exc:
+            raise TokenConfigError(f"{where}: {exc}") from None
+        hashed = _DIGEST.fullmatch(secret)
+        if hashed is not None:
+            entries.append(TokenEntry(ApiToken(principal, scopes, hashed.group(1))))
+            continue
+        if len(secret) < MIN_SECRET:
+            raise TokenConfigError(f"{where}: token shorter than {MIN_SECRET}")
+        if secret.startswith("sha256="):
+            raise TokenConfigError(f"{where}: sha256= needs 64 lowercase hex digits")
+        entries.append(
+            TokenEntry(ApiToken(principal, scopes, token_digest(secret)), secret)
+        )
+    return entries
 
 
-def tokens_from_env() -> dict[str, frozenset[str]]:
-    return parse_tokens(os.environ.get("PITBOX_API_TOKENS", ""))
+def parse_tokens(text: str) -> dict[str, frozenset[str]]:
+    """The entries that carry their secret: secret → scopes (for a client picking one)."""
+    return {
+        e.secret: e.token.scopes
+        for e in parse_token_entries(text)
+        if e.secret is not None
+    }
+
+
+def tokens_from_env() -> TokenStore:
+    """The tokens of ``PITBOX_API_TOKENS`` (raises TokenConfigError)."""
+    return TokenStore.from_spec(os.environ.get("PITBOX_API_TOKENS", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramTokens:
+    """Each appliance program's own token, and what the core is told of them."""
+
+    core: str = field(repr=False)  # PITBOX_API_TOKENS of the core: digests only
+    dashboard: str = field(repr=False)  # PITBOX_API_TOKEN of the dashboard
+    postrace: str = field(repr=False)  # PITBOX_API_TOKEN of the post-race worker
+
+
+def program_tokens(extra: str = "") -> ProgramTokens:
+    """Mint the dashboard's (read+commands) and the post-race worker's (read+pipeline).
+
+    ``extra`` entries (a ``PITBOX_API_TOKENS`` value, e.g. a tool's token) are added to
+    the core's list as digests.
+    """
+    dashboard = mint_token("service:dashboard", {"read", "commands"})
+    postrace = mint_token("service:postrace", {"read", "pipeline"})
+    core = [dashboard.token, postrace.token]
+    core += [e.token for e in parse_token_entries(extra)]
+    return ProgramTokens(
+        core=",".join(t.spec() for t in core),
+        dashboard=dashboard.secret,
+        postrace=postrace.secret,
+    )
+
+
+def source_refusal(request: web.Request, source: str) -> web.Response | None:
+    """403 unless the request comes from the driver PC ``source`` itself, else None.
+
+    That PC's signature or a ``device:<source>`` token; any other principal (another
+    PC, a person, a service) may not act as a driver PC.
+    """
+    principal = request.get(PRINCIPAL, "")
+    if principal == f"device:{source}":
+        return None
+    if principal.startswith("device:"):
+        why = (
+            f"the request comes from {principal!r}: a driver PC may act only as itself"
+        )
+    else:
+        why = (
+            f"the token belongs to {principal!r}, not to a driver PC: only "
+            f"device:{source}'s own token or signature may act as it"
+        )
+    return error_response(403, f"source: {source!r}, but {why}", ["source"])
 
 
 @web.middleware
 async def require_scope(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse a state-changing request without a token holding the route's scope."""
+    """Refuse a request without a token (or device signature) holding the route's scope."""
     route = request.match_info.route.resource
-    pattern = route.canonical if route is not None else request.path
-    scope = REQUIRED_SCOPE.get((request.method, pattern))
-    if scope is None:
+    if route is None:  # no such route: the 404/405 needs no token
         return await handler(request)
+    key = (request.method, route.canonical)
+    if key in OPEN_ROUTES:
+        return await handler(request)
+    scope = ROUTE_SCOPES.get(key, "read" if request.method == "GET" else "commands")
     header = request.headers.get("Authorization", "")
     if header.startswith(SCHEME + " "):
         return await _device_signed(request, handler, header, scope)
@@ -86,16 +331,18 @@ async def require_scope(request: web.Request, handler: Handler) -> web.StreamRes
             f"Authorization: a bearer token with scope {scope!r} is required",
             ["Authorization"],
         )
-    for token, scopes in request.app[TOKENS].items():
-        if hmac.compare_digest(token.encode(), presented.encode()):
-            if scope in scopes:
-                return await handler(request)
-            return error_response(
-                403,
-                f"Authorization: the token lacks scope {scope!r}",
-                ["Authorization"],
-            )
-    return error_response(401, "Authorization: unknown token", ["Authorization"])
+    token = request.app[TOKENS].verify(presented)
+    if token is None:
+        return error_response(401, "Authorization: unknown token", ["Authorization"])
+    if scope not in token.scopes:
+        return error_response(
+            403,
+            f"Authorization: the token of {token.principal} lacks scope {scope!r}",
+            ["Authorization"],
+        )
+    request[PRINCIPAL] = token.principal
+    request[SCOPES_GRANTED] = token.scopes
+    return await handler(request)
 
 
 async def _device_signed(
@@ -118,4 +365,6 @@ async def _device_signed(
             ["Authorization"],
         )
     request[DEVICE_SOURCE] = source
+    request[PRINCIPAL] = f"device:{source}"
+    request[SCOPES_GRANTED] = frozenset({"driver"})
     return await handler(request)

@@ -18,10 +18,13 @@ SERVICE = web.AppKey("service", CoreService)
 READ_ENGINE = web.AppKey("read_engine", Engine)
 REGISTRATIONS = web.AppKey("registrations", dict[str, RegistrationOut])
 STREAMS = web.AppKey("streams", weakref.WeakSet[web.WebSocketResponse])
-TOKENS = web.AppKey("tokens", dict[str, frozenset[str]])
 DEVICES = web.AppKey("devices", DeviceVerifier)
 # The source a device-signed request came from (``PitBox-Device``; see auth.py).
 DEVICE_SOURCE = web.RequestKey("device_source", str)
+# Who made the request (``device:<source>``, ``user:<name>``, ``service:<name>``) and the
+# scopes it holds; set by ``auth.require_scope`` on every route but the open ones.
+PRINCIPAL = web.RequestKey("principal", str)
+SCOPES_GRANTED = web.RequestKey("scopes_granted", frozenset[str])
 
 Model = TypeVar("Model", bound=BaseModel)
 

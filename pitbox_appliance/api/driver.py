@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from driver_pc.protocol.events import EventKind
+from pitbox_appliance.api.auth import source_refusal
 from pitbox_appliance.api.context import (
-    DEVICE_SOURCE,
     REGISTRATIONS,
     SERVICE,
     error_response,
@@ -54,11 +54,9 @@ async def register_driver(request: web.Request) -> web.Response:
             f"(source ids are <car>-<pc>)",
             ["car"],
         )
-    signer = request.get(DEVICE_SOURCE)
-    if signer is not None and signer != body.source:
-        return error_response(
-            403, f"source: {body.source!r}, but the request is signed by {signer!r}"
-        )
+    refused = source_refusal(request, body.source)
+    if refused is not None:
+        return refused
     service = request.app[SERVICE]
     registered_at = time.time()
     loop = asyncio.get_running_loop()
@@ -111,6 +109,9 @@ async def update_status(request: web.Request) -> web.Response:
     body = await read_body(request, StatusUpdate)
     if isinstance(body, web.Response):
         return body
+    refused = source_refusal(request, body.source)
+    if refused is not None:
+        return refused
     service = request.app[SERVICE]
     merged = await asyncio.get_running_loop().run_in_executor(
         None, _merge_status, service, body

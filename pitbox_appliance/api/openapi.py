@@ -13,6 +13,13 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from driver_pc.protocol.events import PAYLOADS
+from pitbox_appliance.api.auth import OPEN_ROUTES, ROUTE_SCOPES, SCOPES
+from pitbox_appliance.api.drivers import (
+    DriverDetail,
+    DriverList,
+    TrainingIn,
+    TrainingOut,
+)
 from pitbox_appliance.api.pairing import PairIn, PairOut
 from pitbox_appliance.api.schemas import (
     CommandIn,
@@ -41,6 +48,7 @@ from pitbox_appliance.api.schemas import (
 )
 from pitbox_appliance.api.session_events import EventsIn, EventsOut
 from pitbox_appliance.api.video import VIDEO_TYPES
+from pitbox_appliance.coaching.profile import DriverSettings
 
 routes = web.RouteTableDef()
 
@@ -279,6 +287,44 @@ OPERATIONS: tuple[Operation, ...] = (
             "client address (failures) and overall (attempts)."
         ),
     ),
+    Operation(
+        "GET",
+        "/api/v1/drivers",
+        "Drivers with a profile or a stored lap: goals, badges, settings",
+        DriverList,
+    ),
+    Operation(
+        "GET",
+        "/api/v1/drivers/{id}",
+        "A driver's profile (ExtendedDriverProfile, camelCase) and latest plan",
+        DriverDetail,
+        errors=(404,),
+        description="`id` is the driver's name as the sim gives it (URL-encoded).",
+    ),
+    Operation(
+        "POST",
+        "/api/v1/drivers/{id}/settings",
+        "Replace a driver's settings: units, alerts sent to their shim, messages",
+        DriverSettings,
+        body=DriverSettings,
+        errors=(400,),
+        description="Needs a token with scope `commands`. Settings follow the "
+        "driver to whichever PC drives.",
+    ),
+    Operation(
+        "POST",
+        "/api/v1/sessions/{id}/training",
+        "Mark a practice session as training: goals, reference lap, plan",
+        TrainingOut,
+        body=TrainingIn,
+        errors=(400, 404),
+        description=(
+            "Needs a token with scope `commands`. Goals come from the driver's "
+            "weakest corners against the team's best driver in the same car and "
+            "track (or the reference lap given); progress and badges are then "
+            "measured live on every lap (docs/training.md). `active: false` ends it."
+        ),
+    ),
     Operation("GET", "/api/v1/openapi.json", "This document", None),
 )
 
@@ -316,8 +362,35 @@ def openapi_document() -> dict[str, Any]:
             "description": "Served by the core process; see docs/api.md.",
         },
         "paths": paths,
-        "components": {"schemas": top.get("$defs", {})},
+        "components": {
+            "schemas": top.get("$defs", {}),
+            "securitySchemes": SECURITY_SCHEMES,
+        },
     }
+
+
+#: How callers authenticate (docs/security.md): a bearer token bound to a principal
+#: with scopes, or a paired driver PC's signature (the ``driver`` scope only).
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": (
+            "An API token bound to a principal (device:, user:, service:) with "
+            f"scopes among {', '.join(sorted(SCOPES))}; see docs/api.md."
+        ),
+    },
+    "pitboxDevice": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": (
+            "`PitBox-Device source=…,ts=…,nonce=…,sig=…`: a paired driver PC's "
+            "request signed with its message key (driver_pc/protocol/device_auth.py); "
+            "grants the `driver` scope for that PC only."
+        ),
+    },
+}
 
 
 def _operation(op: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict[str, Any]:
@@ -333,6 +406,14 @@ def _operation(op: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict[str, A
     }
     if op.description:
         doc["description"] = op.description
+    if (op.method, op.path) in OPEN_ROUTES:
+        doc["security"] = []
+    else:
+        scope = ROUTE_SCOPES.get((op.method, op.path), "read")
+        doc["security"] = [{"bearer": [scope]}]
+        if scope == "driver":
+            doc["security"].append({"pitboxDevice": [scope]})
+        doc["x-required-scope"] = scope
     if op.status == 101:
         doc["x-websocket-frames"] = {
             "send": op.sends,
@@ -371,7 +452,10 @@ def _operation(op: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict[str, A
             "content": _json(refs[(model, "serialization")]),
         }
     error_ref = refs[(ErrorOut, "serialization")]
-    for status in op.errors:
+    errors = op.errors
+    if (op.method, op.path) not in OPEN_ROUTES:
+        errors = tuple(sorted({*errors, 401, 403}))
+    for status in errors:
         doc["responses"][str(status)] = {
             "description": ERROR_MEANINGS[status],
             "content": _json(error_ref),
@@ -381,7 +465,11 @@ def _operation(op: Operation, refs: Mapping[Any, dict[str, Any]]) -> dict[str, A
 
 ERROR_MEANINGS = {
     400: "bad request; names the field",
-    403: "refused (pairing code wrong, used or expired)",
+    401: "no token, or an unknown one (Authorization)",
+    403: (
+        "refused: the token lacks the route's scope, a driver PC's request names "
+        "another PC, or the pairing code is wrong, used or expired"
+    ),
     404: "unknown id",
     409: "conflicts with what is stored (no session yet, name taken)",
     413: "body too large",

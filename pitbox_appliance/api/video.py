@@ -13,8 +13,8 @@ from aiohttp import web
 
 from driver_pc.protocol import data_dirs
 from driver_pc.protocol.events import EventKind
+from pitbox_appliance.api.auth import source_refusal
 from pitbox_appliance.api.context import (
-    DEVICE_SOURCE,
     SERVICE,
     error_response,
     json_response,
@@ -47,11 +47,9 @@ async def upload_video(request: web.Request) -> web.Response:
     name = query.get("name", "")
     if not _SAFE_SOURCE.fullmatch(source):
         return error_response(400, "source: give the driver PC id, e.g. car42-pc1")
-    signer = request.get(DEVICE_SOURCE)
-    if signer is not None and signer != source:
-        return error_response(
-            403, f"source: {source!r}, but the request is signed by {signer!r}"
-        )
+    refused = source_refusal(request, source)
+    if refused is not None:
+        return refused
     if not _SAFE_NAME.fullmatch(name) or ".." in name:
         return error_response(
             400, "name: a plain file name of letters, digits, '.', '_' or '-'"

@@ -119,7 +119,7 @@ def run_demo(args: argparse.Namespace) -> int:
         config_path,
         team_key.hex(),
         appliance_password,
-        api_tokens=f"{api_token}:commands+driver",
+        api_tokens=f"{api_token}:read+commands+driver",
     )
     supervisord = subprocess.Popen(
         [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],

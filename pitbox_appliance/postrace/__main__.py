@@ -17,7 +17,7 @@ from pathlib import Path
 
 from driver_pc.protocol import data_dirs
 from driver_pc.protocol.logs import setup_logging
-from pitbox_appliance.api.auth import TokenConfigError, tokens_from_env
+from pitbox_appliance.api.auth import TokenConfigError, parse_tokens
 from pitbox_appliance.config import ConfigError, load_config
 from pitbox_appliance.postrace.progress import progress_file_for
 from pitbox_appliance.postrace.worker import PostRaceConfig, PostRaceService
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _pipeline_token() -> str:
-    for token, scopes in tokens_from_env().items():
+    for token, scopes in parse_tokens(os.environ.get("PITBOX_API_TOKENS", "")).items():
         if "pipeline" in scopes:
             return token
     return ""

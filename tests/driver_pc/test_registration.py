@@ -16,6 +16,8 @@ from driver_pc.registration import DriverRegistrar
 from pitbox_appliance.api.app import create_app
 from tests.conftest import RunningAppliance, wait_for
 
+READER = "registrations-reader-0123456789"
+
 
 def _change(user_id: int, name: str, at: float) -> DriverChange:
     return DriverChange("s1", at, 0, user_id, name)
@@ -31,7 +33,8 @@ def test_each_new_driver_is_registered_once_and_stored_in_the_session(
     core.event_listeners.append(events.append)
 
     async def scenario() -> tuple[DriverRegistrar, list[dict[str, Any]]]:
-        app = create_app(core, tokens={})  # no token: the PC signs with its key
+        # The PC signs with its key (no token); the list is read with a read token.
+        app = create_app(core, tokens={READER: {"read"}})
         async with TestClient(TestServer(app)) as client:
             api = ApplianceApi(
                 str(client.make_url("/")), "car1-pc2", key=appliance.team_key
@@ -55,7 +58,10 @@ def test_each_new_driver_is_registered_once_and_stored_in_the_session(
             finally:
                 stop.set()
                 await loop.run_in_executor(None, thread.join, 5)
-            listed = await client.get("/api/v1/driver/registrations")
+            listed = await client.get(
+                "/api/v1/driver/registrations",
+                headers={"Authorization": f"Bearer {READER}"},
+            )
             return registrar, (await listed.json())["registrations"]
 
     registrar, listed = asyncio.run(scenario())

@@ -17,10 +17,12 @@ from driver_pc.appliance_api import ApplianceApi
 from driver_pc.protocol.device_auth import sign_request
 from driver_pc.video import SessionClock, VideoSegmentWatcher
 from pitbox_appliance.api.app import create_app
+from pitbox_appliance.api.auth import TokenStore
 from pitbox_appliance.core.service import CoreService
 from tests.conftest import RunningAppliance, wait_for
 
 TOKEN = "driver-token-0123456789"
+CAR9_TOKEN = "car9-driver-token-0123456789"
 
 
 def _use_video_dir(core: CoreService, folder: Path, max_bytes: int) -> None:
@@ -115,7 +117,11 @@ def test_bad_uploads_are_refused_by_name(
     good = {"source": "car1-pc1", "name": "a.mp4", "start": "1", "end": "2"}
 
     async def scenario() -> list[tuple[int, str]]:
-        app = create_app(core, tokens={TOKEN: frozenset({"driver"})})
+        # Tokens bound to their PCs: car9-pc1's own token reaches "no session".
+        tokens = TokenStore.from_spec(
+            f"device:car1-pc1@{TOKEN}:driver,device:car9-pc1@{CAR9_TOKEN}:driver"
+        )
+        app = create_app(core, tokens=tokens)
         async with TestClient(TestServer(app)) as client:
             url = "/api/v1/video/upload"
             mp4 = {"Content-Type": "video/mp4", **auth}
@@ -137,7 +143,10 @@ def test_bad_uploads_are_refused_by_name(
                     url, params={**good, "start": "nan"}, data=b"x", headers=mp4
                 ),
                 await client.post(
-                    url, params={**good, "source": "car9-pc1"}, data=b"x", headers=mp4
+                    url,
+                    params={**good, "source": "car9-pc1"},
+                    data=b"x",
+                    headers={**mp4, "Authorization": f"Bearer {CAR9_TOKEN}"},
                 ),
                 await client.post(url, params=good, data=b"x" * 5000, headers=mp4),
             ]
@@ -233,7 +242,7 @@ def test_device_signatures_speak_only_for_their_own_pc(
             "clock",
             "does not match",
             "does not match",
-            "signed by",
+            "act only as itself",
             "does not match",
         ],
         strict=True,

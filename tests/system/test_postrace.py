@@ -39,7 +39,7 @@ class Api:
         self.frames: list[dict[str, Any]] = []
         self._loop = asyncio.new_event_loop()
         self._runner = web.AppRunner(
-            create_app(appliance.core, tokens={TOKEN: frozenset({"pipeline"})})
+            create_app(appliance.core, tokens={TOKEN: frozenset({"pipeline", "read"})})
         )
         ready = threading.Event()
 
@@ -58,7 +58,10 @@ class Api:
     async def _listen(self, ready: threading.Event) -> None:
         async with (
             aiohttp.ClientSession() as http,
-            http.ws_connect(f"{self.url}/api/v1/events/stream?car=car1") as ws,
+            http.ws_connect(
+                f"{self.url}/api/v1/events/stream?car=car1",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ) as ws,
         ):
             ready.set()
             async for message in ws:

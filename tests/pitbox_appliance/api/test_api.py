@@ -17,6 +17,7 @@ from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol.codec import MAX_MESSAGE_BYTES, Codec
 from pitbox_appliance.api.app import bound_port, create_app, start_api
+from pitbox_appliance.api.auth import TokenStore
 from pitbox_appliance.api.openapi import openapi_document
 from pitbox_appliance.config import ApplianceConfig, CoreConfig
 from pitbox_appliance.core.service import CoreService
@@ -52,10 +53,12 @@ def service(tmp_path: Path, team_key: bytes) -> Iterator[CoreService]:
 
 API_TOKEN = "test-token-0123456789abcdef"
 DRIVER_TOKEN = "driver-token-0123456789abcdef"
-TOKENS = {
-    API_TOKEN: frozenset({"commands", "driver"}),
-    DRIVER_TOKEN: frozenset({"driver"}),
-}
+# Both belong to the driver PC the tests stream as (a driver route acts only for its
+# own device); the first also reads and sends commands, the second only drives.
+TOKENS = TokenStore.from_spec(
+    f"device:{SOURCE}@{API_TOKEN}:read+commands+driver,"
+    f"device:{SOURCE}@{DRIVER_TOKEN}:driver"
+)
 
 
 @pytest.fixture
@@ -290,7 +293,7 @@ async def test_openapi_document_matches_the_routes(client: Client) -> None:
 async def test_start_api_on_port_zero(
     tmp_path: Path, team_key: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PITBOX_API_TOKENS", f"{API_TOKEN}:driver")
+    monkeypatch.setenv("PITBOX_API_TOKENS", f"device:{SOURCE}@{API_TOKEN}:driver")
     config = ApplianceConfig(
         core=CoreConfig(db_url=f"sqlite:///{tmp_path / 'p.db'}", api_port=0)
     )
@@ -344,8 +347,15 @@ async def test_state_changes_need_a_token_with_the_scope(service: CoreService) -
             headers={"Authorization": f"Bearer {DRIVER_TOKEN}"},
         )
         assert allowed.status == 200
-        reads = await anonymous.get("/api/v1/health")
-        assert reads.status == 200  # reads stay open on the team LAN
+        health = await anonymous.get("/api/v1/health")
+        assert health.status == 200  # the one open read
+        reads = await anonymous.get("/api/v1/sessions")
+        assert reads.status == 401
+        narrow_read = await anonymous.get(
+            "/api/v1/sessions", headers={"Authorization": f"Bearer {DRIVER_TOKEN}"}
+        )
+        assert narrow_read.status == 403
+        assert "'read'" in (await narrow_read.json())["error"]
         with pytest.raises(aiohttp.WSServerHandshakeError):
             await anonymous.ws_connect("/api/v1/telemetry/stream")
 
@@ -371,6 +381,12 @@ def test_token_config_errors_never_show_the_token() -> None:
     assert parse_tokens(f"{API_TOKEN}:commands+driver") == {
         API_TOKEN: frozenset({"commands", "driver"})
     }
+    assert parse_tokens(f"user:alice@{API_TOKEN}:read") == {
+        API_TOKEN: frozenset({"read"})
+    }
+    with pytest.raises(TokenConfigError, match="principal") as info:
+        parse_tokens(f"admin:root@{API_TOKEN}:read")
+    assert API_TOKEN not in str(info.value)
     with pytest.raises(TokenConfigError, match="entry 1") as info:
         parse_tokens("qzx9:driver")
     assert "qzx9" not in str(info.value)

@@ -29,7 +29,10 @@ from pitbox_appliance.core.service import CoreService
 SOURCE = "car42-pc1"
 TOKEN = "deadletters-token-0123456789"
 DRIVER_TOKEN = "driver-only-token-0123456789"
-TOKENS = {TOKEN: frozenset({"commands", "driver"}), DRIVER_TOKEN: frozenset({"driver"})}
+TOKENS = {
+    TOKEN: frozenset({"read", "commands", "driver"}),
+    DRIVER_TOKEN: frozenset({"driver"}),
+}
 Client = TestClient[web.Request, web.Application]
 KEY = os.urandom(32)
 

@@ -7,6 +7,8 @@ import json
 import threading
 from typing import Any
 
+import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
@@ -15,6 +17,8 @@ from driver_pc.protocol.events import event_payload
 from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from pitbox_appliance.api.app import create_app
 from tests.conftest import RunningAppliance, wait_for
+
+READER = "event-reader-token-0123456789"
 
 
 def test_events_reach_the_websocket_as_on_mqtt(appliance: RunningAppliance) -> None:
@@ -38,7 +42,15 @@ def test_events_reach_the_websocket_as_on_mqtt(appliance: RunningAppliance) -> N
     core = appliance.core
 
     async def scenario() -> tuple[list[dict[str, Any]], list[str]]:
-        async with TestClient(TestServer(create_app(core, tokens={}))) as client:
+        app = create_app(core, tokens={READER: {"read"}})
+        reader = {"Authorization": f"Bearer {READER}"}
+        async with TestClient(TestServer(app), headers=reader) as client:
+            # The stream tells command ids; reading it needs the read scope.
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await client.ws_connect(
+                    "/api/v1/events/stream", headers={"Authorization": ""}
+                )
+            assert refused.value.status == 401
             mine = await client.ws_connect("/api/v1/events/stream?car=car1")
             other = await client.ws_connect("/api/v1/events/stream?car=car9")
             bad = await client.get("/api/v1/events/stream?car=")

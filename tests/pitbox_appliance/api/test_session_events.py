@@ -16,7 +16,12 @@ from tests.conftest import RunningAppliance, readonly_engine, wait_for
 
 PIPELINE = "p" * 32
 COMMANDS = "c" * 32
-TOKENS = {PIPELINE: frozenset({"pipeline"}), COMMANDS: frozenset({"commands"})}
+READER = "r" * 32
+TOKENS = {
+    PIPELINE: frozenset({"pipeline"}),
+    COMMANDS: frozenset({"commands"}),
+    READER: frozenset({"read"}),
+}
 
 
 def stored(db_url: str, kind: str) -> list[Event]:
@@ -52,7 +57,10 @@ def test_posted_events_are_stored_streamed_and_not_repeated(
     async def scenario() -> tuple[list[int], list[dict[str, Any]], list[Any]]:
         app = create_app(appliance.core, tokens=TOKENS)
         async with TestClient(TestServer(app)) as client:
-            stream = await client.ws_connect("/api/v1/events/stream?car=car1")
+            stream = await client.ws_connect(
+                "/api/v1/events/stream?car=car1",
+                headers={"Authorization": f"Bearer {READER}"},
+            )
             statuses = []
             answers = []
             for headers in ({}, {"Authorization": f"Bearer {COMMANDS}"}):

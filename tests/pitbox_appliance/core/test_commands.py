@@ -48,7 +48,9 @@ def test_command_api_round_trip(appliance: RunningAppliance) -> None:
 
     async def scenario() -> None:
         token = "commands-token-0123456789"
-        app = create_app(appliance.core, tokens={token: frozenset({"commands"})})
+        app = create_app(
+            appliance.core, tokens={token: frozenset({"commands", "read"})}
+        )
         headers = {"Authorization": f"Bearer {token}"}
         async with TestClient(TestServer(app), headers=headers) as client:
             bad = await client.post(
@@ -75,6 +77,12 @@ def test_command_api_round_trip(appliance: RunningAppliance) -> None:
                     break
                 await asyncio.sleep(0.05)
             assert reply["result"]["ok"] is True
+            # A command's text and result are not for anyone on the LAN (issue 14).
+            anonymous = await client.get(
+                f"/api/v1/commands/{command_id}", headers={"Authorization": ""}
+            )
+            assert anonymous.status == 401
+            assert command_id not in await anonymous.text()
             unknown = await client.get("/api/v1/commands/nope")
             assert unknown.status == 404
 

@@ -58,7 +58,7 @@ def core_with_api(
     core = CoreService(config, os.urandom(32))
     core.start()
     loop = asyncio.new_event_loop()
-    monkeypatch.setenv("PITBOX_API_TOKENS", f"{TOKEN}:commands")
+    monkeypatch.setenv("PITBOX_API_TOKENS", f"{TOKEN}:read+commands")
     runner = loop.run_until_complete(start_api(core))
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -95,7 +95,7 @@ def _dashboard(
     env = {
         **os.environ,
         "PITBOX_MQTT_PASSWORD": broker.appliance_password,
-        "PITBOX_API_TOKENS": f"{TOKEN}:commands",
+        "PITBOX_API_TOKENS": f"{TOKEN}:read+commands",
     }
     env.pop("PYTEST_CURRENT_TEST", None)
     log = (tmp_path / "dashboard.log").open("wb")

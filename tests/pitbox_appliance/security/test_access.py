@@ -121,7 +121,7 @@ def secure(
     tls_broker: TlsBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SecureAppliance]:
     monkeypatch.setenv("PITBOX_MQTT_PASSWORD", APPLIANCE_PASSWORD)
-    monkeypatch.setenv("PITBOX_API_TOKENS", f"{API_TOKEN}:commands+driver")
+    monkeypatch.setenv("PITBOX_API_TOKENS", f"{API_TOKEN}:read+commands+driver")
     config = ApplianceConfig(
         mqtt=MqttConfig(host="127.0.0.1", port=tls_broker.port, username="appliance"),
         core=CoreConfig(db_url=f"sqlite:///{tmp_path / 'a.sqlite3'}", api_port=0),
@@ -359,10 +359,9 @@ def test_paired_shim_command_streams_with_its_stored_credentials(
     assert creds_path.read_text().count("message_key") == 1
     assert load_credentials(creds_path).message_key.hex() not in streamed.stderr
     # ... and it said who sits at it.
-    with urllib.request.urlopen(
-        f"{secure.api_url}/api/v1/driver/registrations", timeout=10
-    ) as reply:
-        registered = json.load(reply)["registrations"]
+    registered = _get(f"{secure.api_url}/api/v1/driver/registrations")[
+        "registrations"
+    ]
     assert [r["source"] for r in registered] == ["car11-pc1"]
     assert registered[0]["driver_name"]
     assert registered[0]["session_id"] is not None
@@ -629,8 +628,10 @@ class _Client:
         self.client.loop_stop()
 
 
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as reply:
+def _get(url: str, token: str = API_TOKEN) -> Any:
+    """GET with a read token (every read of the API but health needs one)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as reply:
         return json.load(reply)
 
 
