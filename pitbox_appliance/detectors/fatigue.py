@@ -9,6 +9,7 @@ from typing import Protocol
 import numpy as np
 
 from driver_pc.protocol.events import EventKind
+from pitbox_appliance.coaching.live import BOARD
 from pitbox_appliance.detectors.base import (
     BatchContext,
     Emission,
@@ -103,8 +104,14 @@ class DriverFatigueAnalyzer:
         history.precision.append(lap.inputs.precision)
         history.smoothness.append(lap.inputs.smoothness)
         history.aggression.append(lap.inputs.aggression)
+        # The driver's own fatigue model (coaching profile), when one was learned:
+        # its fresh baseline stands in until this stint's first clean laps set one,
+        # and its risk threshold replaces the team-wide swap advice level.
+        learned = BOARD.fatigue_model(lap.driver)
         if history.baseline is None and len(history.precision) >= BASELINE_LAPS:
             history.baseline = float(np.median(history.precision[:BASELINE_LAPS]))
+        elif history.baseline is None and learned and learned.baseline:
+            history.baseline = learned.baseline
         minutes = (
             max(0.0, lap.end_time - lap.stint_started) / 60.0
             if math.isfinite(lap.stint_started)
@@ -119,9 +126,10 @@ class DriverFatigueAnalyzer:
             return []
         history.last_emitted, history.last_emitted_lap = level, lap.lap_number
         advice = None
-        if level >= SWAP_NOW:
+        advise_at = learned.risk_threshold if learned is not None else SWAP_ADVICE
+        if level >= max(SWAP_NOW, advise_at):
             advice = "swap the driver at the next stop"
-        elif level >= SWAP_ADVICE:
+        elif level >= advise_at:
             advice = "plan a driver swap"
         payload = {
             "driver": lap.driver,

@@ -315,7 +315,7 @@ def test_a_detector_is_switched_off_in_the_config(tmp_path: Path) -> None:
     path = tmp_path / "pitbox.yaml"
     path.write_text("detectors:\n  drafting: false\n  mistake: no\n")
     enabled = load_config(path).detectors.enabled()
-    assert enabled == ("incident", "fatigue", "damage")
+    assert enabled == ("incident", "fatigue", "damage", "training")
     assert {d.name for d in DetectorSet(enabled).detectors} == set(enabled)
     path.write_text("strategy: {}\ndetectors:\n  drafts: false\n")
     with pytest.raises(ConfigError, match=r"detectors\.drafts \(line 3\)"):
