@@ -2,8 +2,10 @@
 
 The code is the secret, and it never crosses the network: the request carries a nonce
 and a proof made from the code, the answer is sealed with a key made from the code
-(``driver_pc.pairing``). Attempts are rate-limited per client address and overall,
-which also bounds the scrypt work an attacker can make the appliance do.
+(``driver_pc.pairing``). Attempts are limited per client address (reserved before any
+work, so a concurrent burst gets no more tries than a sequential one) and in flight
+overall, and each pending code dies after a number of wrong guesses; the proof check
+runs on a thread of its own, so a burst never stalls health, reads or ingest.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -32,8 +35,13 @@ logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 FAILURES_PER_CLIENT = 5
-ATTEMPTS_OVERALL = 30
 WINDOW_S = 60.0
+#: Attempts admitted to the proof check at once, all addresses together (running or
+#: waiting for the one pairing thread); more are answered 429 at once.
+MAX_ADMITTED = 8
+#: Threads that run scrypt and mosquitto_passwd for pairing. Not the loop's default
+#: executor: health, reads and ingest keep theirs while a burst of guesses waits.
+PAIRING_THREADS = 1
 
 
 class PairIn(BaseModel):
@@ -59,35 +67,46 @@ class PairOut(BaseModel):
 
 @dataclass
 class PairingLimiter:
-    """Sliding-window limits: failures per client address, attempts overall."""
+    """Who may try a pairing proof now: per client address, and how many at once.
+
+    An attempt is *reserved* before any work is done (before the body is read, long
+    before scrypt), and the reservation counts against its address until it ends:
+    300 concurrent guesses from one address get ``per_client`` tries, not 300. A
+    failed attempt stays counted for ``window_s``; a successful one is forgotten.
+    There is no overall lockout (it let a guesser lock out a genuine PC from
+    another address); the overall bound is ``max_admitted`` attempts in flight, and
+    each pending code dies after a number of wrong guesses (``DeviceRegistry``).
+    """
 
     per_client: int = FAILURES_PER_CLIENT
-    overall: int = ATTEMPTS_OVERALL
     window_s: float = WINDOW_S
+    max_admitted: int = MAX_ADMITTED
     _failures: dict[str, deque[float]] = field(default_factory=dict)
-    _attempts: deque[float] = field(default_factory=deque)
+    _in_flight: dict[str, int] = field(default_factory=dict)
 
-    def retry_after(self, client: str, now: float) -> float:
-        """Seconds until ``client`` may try again (0: now)."""
+    def reserve(self, client: str, now: float) -> float:
+        """Admit one attempt of ``client`` (0.0), or the seconds to wait first."""
         self._expire(now)
-        waits = [0.0]
-        failures = self._failures.get(client)
-        if failures is not None and len(failures) >= self.per_client:
-            waits.append(failures[0] + self.window_s - now)
-        if len(self._attempts) >= self.overall:
-            waits.append(self._attempts[0] + self.window_s - now)
-        return max(waits)
+        failures = self._failures.get(client, deque())
+        if len(failures) + self._in_flight.get(client, 0) >= self.per_client:
+            return failures[0] + self.window_s - now if failures else 1.0
+        if sum(self._in_flight.values()) >= self.max_admitted:
+            return 1.0
+        self._in_flight[client] = self._in_flight.get(client, 0) + 1
+        return 0.0
 
-    def attempt(self, client: str, now: float, failed: bool) -> None:
-        """Record one attempt of ``client``."""
-        self._attempts.append(now)
+    def release(self, client: str, now: float, failed: bool) -> None:
+        """End a reserved attempt; a failed one counts for ``window_s``."""
+        left = self._in_flight.get(client, 0) - 1
+        if left > 0:
+            self._in_flight[client] = left
+        else:
+            self._in_flight.pop(client, None)
         if failed:
             self._failures.setdefault(client, deque()).append(now)
 
     def _expire(self, now: float) -> None:
         horizon = now - self.window_s
-        while self._attempts and self._attempts[0] < horizon:
-            self._attempts.popleft()
         for client in list(self._failures):
             queue = self._failures[client]
             while queue and queue[0] < horizon:
@@ -97,11 +116,18 @@ class PairingLimiter:
 
 
 LIMITER = web.AppKey("pairing_limiter", PairingLimiter)
+EXECUTOR = web.AppKey("pairing_executor", ThreadPoolExecutor)
 
 
 def setup(app: web.Application) -> None:
-    """Give ``app`` its pairing rate limiter."""
+    """Give ``app`` its pairing rate limiter and the thread its proofs are checked on."""
     app[LIMITER] = PairingLimiter()
+    app[EXECUTOR] = ThreadPoolExecutor(PAIRING_THREADS, "pitbox-pairing")
+    app.on_cleanup.append(_stop_executor)
+
+
+async def _stop_executor(app: web.Application) -> None:
+    app[EXECUTOR].shutdown(wait=False, cancel_futures=True)
 
 
 @routes.post("/api/v1/pair")
@@ -109,14 +135,26 @@ async def pair(request: web.Request) -> web.Response:
     """Redeem a pairing code: register the device, answer with its sealed credentials."""
     limiter = request.app[LIMITER]
     client = request.remote or "?"
-    wait = limiter.retry_after(client, time.monotonic())
+    # The limit is checked (and the attempt reserved) before anything costly.
+    wait = limiter.reserve(client, time.monotonic())
     if wait > 0:
         response = error_response(429, "pairing: too many attempts; try again later")
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
+    failed = True
+    try:
+        response = await _redeem(request)
+        failed = response.status != 200
+        return response
+    finally:
+        limiter.release(client, time.monotonic(), failed)
+
+
+async def _redeem(request: web.Request) -> web.Response:
+    """Check the proof against the pending codes; the sealed answer, or the refusal."""
+    client = request.remote or "?"
     body = await read_body(request, PairIn)
     if isinstance(body, web.Response):
-        limiter.attempt(client, time.monotonic(), failed=True)
         return body
     service = request.app[SERVICE]
     security = service.config.security
@@ -129,16 +167,17 @@ async def pair(request: web.Request) -> web.Response:
     registry: DeviceRegistry = service.devices
     loop = asyncio.get_running_loop()
     try:
-        # scrypt and mosquitto_passwd are slow: keep them off the event loop.
-        new = await loop.run_in_executor(None, registry.redeem, nonce, proof)
+        # scrypt and mosquitto_passwd are slow: off the event loop, on the pairing
+        # thread (queued attempts never hold the threads health and reads use).
+        new = await loop.run_in_executor(
+            request.app[EXECUTOR], registry.redeem, nonce, proof
+        )
     except PairingRefused as exc:
-        limiter.attempt(client, time.monotonic(), failed=True)
         logger.warning("pairing refused from %s: %s", client, exc.reason)
         return error_response(403, f"pairing: {exc}")
     except (RuntimeError, OSError, ValueError) as exc:  # registry or mosquitto_passwd
         logger.error("pairing failed: %s", exc)
         return error_response(503, "pairing: the appliance could not add the device")
-    limiter.attempt(client, time.monotonic(), failed=False)
     service.refresh_keys(force=True)
     device = new.device
     payload = {

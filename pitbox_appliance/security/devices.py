@@ -20,7 +20,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,11 @@ class Device:
         return self.revoked_at is None
 
 
+#: Wrong pairing attempts that retire a pending code (its owner makes a new one). The appliance cannot tell which code a wrong proof was
+#: meant for, so every wrong attempt counts against every pending code.
+MAX_WRONG_GUESSES = 20
+
+
 @dataclass(frozen=True, slots=True)
 class PendingPairing:
     """A code shown to the engineer, waiting for its driver PC."""
@@ -81,6 +86,7 @@ class PendingPairing:
     code: str
     source: str
     expires_at: float
+    wrong_guesses: int = 0
 
     def __repr__(self) -> str:
         return f"PendingPairing({self.source!r}, expires_at={self.expires_at})"
@@ -179,13 +185,18 @@ class DeviceRegistry:
         return revoked
 
     # ---- the pairing endpoint's side --------------------------------------------------
-    def redeem(self, nonce: bytes, proof: bytes) -> NewDevice:
+    def redeem(
+        self, nonce: bytes, proof: bytes, max_wrong: int = MAX_WRONG_GUESSES
+    ) -> NewDevice:
         """The device for the pending code that ``proof`` was made with.
 
-        Each code works once; an expired code is removed. Raises PairingRefused.
+        Each code works once; an expired code is removed. A wrong proof counts
+        against every pending code, and a code with ``max_wrong`` wrong guesses
+        is retired. Raises PairingRefused.
         """
         now = time.time()
         new: NewDevice | None = None
+        retired: list[str] = []
         with self._locked() as state:
             live = [p for p in state.pairings if p.expires_at > now]
             expired = [p for p in state.pairings if p.expires_at <= now]
@@ -196,6 +207,16 @@ class DeviceRegistry:
             if match is not None:
                 state.pairings = [p for p in live if p is not match]
                 new = self._add_device(state, match, now)
+            else:
+                counted = [replace(p, wrong_guesses=p.wrong_guesses + 1) for p in live]
+                state.pairings = [p for p in counted if p.wrong_guesses < max_wrong]
+                retired = [p.source for p in counted if p.wrong_guesses >= max_wrong]
+        for source in retired:
+            logger.warning(
+                "pairing code for %s retired after %d wrong guesses; make a new one",
+                source,
+                max_wrong,
+            )
         if new is None:
             if _matching(expired, nonce, proof) is not None:
                 raise PairingRefused("expired_code", "the pairing code has expired")

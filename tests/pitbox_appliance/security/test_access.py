@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 # These tests talk MQTT directly to check what the broker allows, not our transport.
 import paho.mqtt.client as mqtt  # noqa: TID251
 import pytest
@@ -53,7 +55,7 @@ from driver_pc.protocol import topics
 from driver_pc.protocol.codec import Codec, DecodeError, Keyring
 from driver_pc.protocol.messages import TelemetryBatch
 from driver_pc.protocol.mqtt import MqttConnection
-from driver_pc.protocol.pairing import PairingError
+from driver_pc.protocol.pairing import PairingError, open_reply, pairing_proof
 from driver_pc.service import ShimConfig, ShimService
 from pitbox_appliance.api.app import bound_port, start_api
 from pitbox_appliance.broker import MosquittoBroker, TlsListener, free_port
@@ -65,7 +67,7 @@ from pitbox_appliance.config import (
     SecurityConfig,
 )
 from pitbox_appliance.core.service import CoreService
-from pitbox_appliance.security.devices import DeviceRegistry
+from pitbox_appliance.security.devices import DeviceRegistry, PairingRefused
 from pitbox_appliance.security.pki import PkiFiles, ensure_pki
 from tests.conftest import mosquitto_available, wait_for
 
@@ -359,9 +361,7 @@ def test_paired_shim_command_streams_with_its_stored_credentials(
     assert creds_path.read_text().count("message_key") == 1
     assert load_credentials(creds_path).message_key.hex() not in streamed.stderr
     # ... and it said who sits at it.
-    registered = _get(f"{secure.api_url}/api/v1/driver/registrations")[
-        "registrations"
-    ]
+    registered = _get(f"{secure.api_url}/api/v1/driver/registrations")["registrations"]
     assert [r["source"] for r in registered] == ["car11-pc1"]
     assert registered[0]["driver_name"]
     assert registered[0]["session_id"] is not None
@@ -422,6 +422,124 @@ def test_pairing_attempts_are_rate_limited(secure: SecureAppliance) -> None:
             pair(secure.api_url, "0000-0000")
     with pytest.raises(PairingError, match=r"\(429\).*too many"):
         pair(secure.api_url, "0000-0000")
+
+
+# ``python -c GUESSING_BURST URL N``: N concurrent wrong pairing proofs from
+# 127.0.0.1; prints their statuses as JSON.
+GUESSING_BURST = """
+import asyncio, json, os, sys
+import aiohttp
+
+async def main(url, count):
+    connector = aiohttp.TCPConnector(limit=0, local_addr=("127.0.0.1", 0))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async def guess():
+            body = {"nonce": os.urandom(16).hex(), "proof": os.urandom(32).hex()}
+            async with http.post(url, json=body) as response:
+                return response.status
+        print(json.dumps(await asyncio.gather(*(guess() for _ in range(count)))))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_concurrent_guessing_burst_gets_few_tries_and_stalls_nothing(
+    secure: SecureAppliance,
+) -> None:
+    """300 concurrent guesses from one address while /health is polled (issue 14 §3).
+
+    The address gets its 5 tries, the rest are refused before any scrypt; health stays
+    quick; the real code, from a second address, still pairs.
+    """
+    pending = secure.registry.start_pairing("car3-pc2")
+    url = f"{secure.api_url}/api/v1/pair"
+
+    async def poll_health(
+        http: aiohttp.ClientSession, burst: asyncio.subprocess.Process
+    ) -> list[float]:
+        latencies: list[float] = []
+        while burst.returncode is None or len(latencies) < 20:
+            started = time.perf_counter()
+            async with http.get(f"{secure.api_url}/api/v1/health") as response:
+                assert response.status == 200
+                await response.read()
+            latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(0.02)
+        return latencies
+
+    async def pair_from(address: str) -> tuple[int, dict[str, Any]]:
+        nonce = os.urandom(16)
+        body = {"nonce": nonce.hex(), "proof": pairing_proof(pending.code, nonce).hex()}
+        connector = aiohttp.TCPConnector(local_addr=(address, 0))
+        async with (
+            aiohttp.ClientSession(connector=connector) as http,
+            http.post(url, json=body) as response,
+        ):
+            answer = await response.json()
+        if response.status != 200:
+            return response.status, answer
+        return 200, open_reply(pending.code, nonce, answer)
+
+    async def scenario() -> tuple[list[int], list[float], int, tuple[int, Any]]:
+        # The guesser is a process of its own, as an attacker's laptop would be: its
+        # 300 connections do not compete with the appliance for this process's GIL.
+        burst = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            GUESSING_BURST,
+            url,
+            "300",
+            stdout=subprocess.PIPE,
+        )
+        watcher = aiohttp.TCPConnector(local_addr=("127.0.0.3", 0))
+        async with aiohttp.ClientSession(connector=watcher) as http:
+            health = asyncio.create_task(poll_health(http, burst))
+            output, _ = await burst.communicate()
+            latencies = await health
+        # The guessing address stays locked out, even with the real code...
+        locked, _ = await pair_from("127.0.0.1")
+        # ... while the real PC, from its own address, pairs.
+        statuses = json.loads(output)
+        return statuses, latencies, locked, await pair_from("127.0.0.2")
+
+    statuses, latencies, locked, (status, credentials) = asyncio.run(scenario())
+    assert statuses.count(403) == 5, sorted(set(statuses))
+    assert statuses.count(429) == 295
+    assert locked == 429
+    assert status == 200, credentials
+    assert credentials["source"] == "car3-pc2"
+    latencies.sort()
+    p99 = latencies[max(0, round(len(latencies) * 0.99) - 1)]
+    logging.getLogger(__name__).info(
+        "health during the burst: %d polls, p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+        len(latencies),
+        latencies[len(latencies) // 2] * 1000,
+        p99 * 1000,
+        latencies[-1] * 1000,
+    )
+    assert p99 < 1.0, f"health p99 {p99 * 1000:.0f} ms during the burst"
+
+
+def test_a_code_dies_after_too_many_wrong_guesses(
+    tls_broker: TlsBroker, tmp_path: Path
+) -> None:
+    registry = DeviceRegistry(tls_broker.pki.directory, tls_broker.broker.run_dir)
+    pending = registry.start_pairing("car4-pc1")
+    for _ in range(3):
+        nonce = os.urandom(16)
+        with pytest.raises(PairingRefused, match="used or wrong"):
+            registry.redeem(nonce, os.urandom(32), max_wrong=3)
+    # Retired after the third wrong guess: the real code no longer works.
+    assert registry.pending() == []
+    nonce = os.urandom(16)
+    with pytest.raises(PairingRefused, match="used or wrong"):
+        registry.redeem(nonce, pairing_proof(pending.code, nonce), max_wrong=3)
+    # Its owner makes a new one, which works.
+    again = registry.start_pairing("car4-pc1")
+    nonce = os.urandom(16)
+    new = registry.redeem(nonce, pairing_proof(again.code, nonce), max_wrong=3)
+    assert new.device.source == "car4-pc1"
 
 
 def test_bad_pairing_requests_get_clear_errors(secure: SecureAppliance) -> None:
