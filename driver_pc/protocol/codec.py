@@ -1203,7 +1203,7 @@ def _decode_version3(
         )
     if pos != len(body):
         raise DecodeError("bad_batch", f"{len(body) - pos} trailing bytes")
-    if link.raw != bool(np.any(channel_modes == _MODE_RAW)):
+    if link.raw != (_MODE_RAW in channel_modes.tobytes()):
         raise DecodeError("bad_batch", "raw columns and the head's flag disagree")
     ints = _reconstruct(residuals, base, samples)
     state = _next_state(
@@ -1435,7 +1435,10 @@ def _read_channels(
     """:func:`_read_residuals` of a version-3 body, for ``sub``'s columns only.
 
     A channel's columns lie together in the body, so where each wanted column sits is
-    worked out per channel (a few hundred) rather than per column (thousands).
+    worked out per channel (a few hundred) rather than per column (thousands). Every
+    column of the body is laid in one matrix in body order (one ``concatenate`` of
+    the blocks of each width, constants and all-zero columns as rows of their own),
+    and the wanted ones taken from it in a single gather.
     """
     groups = _BODY_GROUP[channel_modes]
     counts = np.bincount(groups, weights=layout.counts, minlength=9).astype(np.intp)
@@ -1446,47 +1449,65 @@ def _read_channels(
     first = np.empty_like(order)
     first[order] = np.cumsum(sizes) - sizes  # each channel's first column in the body
     want = first[sub.channel] + sub.offset
-    residuals = np.zeros((n, len(want)), dtype=np.int64)
-    at = 0
+    per_group = counts.tolist()
+    parts: list[np.ndarray[Any, Any]] = []
     for code, width in enumerate(_WIDTHS):
-        k = int(counts[code])
+        k = per_group[code]
         if not k:
             continue
         size = k * n * width
         if pos + size > len(body):
             raise DecodeError("truncated", f"{width}-byte columns run past the end")
-        hit = (want >= at) & (want < at + k)
-        if hit.any():
-            block = np.frombuffer(body, dtype=f"<i{width}", count=k * n, offset=pos)
-            residuals[:, hit] = block.reshape(k, n)[want[hit] - at].T
-        at += k
+        parts.append(
+            np.frombuffer(body, dtype=f"<i{width}", count=k * n, offset=pos).reshape(
+                k, n
+            )
+        )
         pos += size
-    for code, width in enumerate(_WIDTHS):
-        k = int(counts[4 + code])
-        if not k:
-            continue
-        size = k * width
-        if pos + size > len(body):
-            raise DecodeError("truncated", f"{width}-byte constants run past the end")
-        hit = (want >= at) & (want < at + k)
-        if hit.any():
-            values = np.frombuffer(body, dtype=f"<i{width}", count=k, offset=pos)
-            residuals[0, hit] = values[want[hit] - at]
-        at += k
-        pos += size
-    raw_values: dict[int, np.ndarray[Any, Any]] = {}
-    for raw_channel in np.flatnonzero(channel_modes == _MODE_RAW):
-        start = int(layout.starts[raw_channel])
-        for index in range(start, start + int(layout.counts[raw_channel])):
-            kind = plan.column_types[index]
-            size = n * np.dtype(kind).itemsize
+    constants = sum(per_group[4:8])
+    if constants:
+        block = np.zeros((constants, n), dtype=np.int64)
+        at = 0
+        for code, width in enumerate(_WIDTHS):
+            k = per_group[4 + code]
+            if not k:
+                continue
+            size = k * width
             if pos + size > len(body):
-                raise DecodeError("truncated", f"raw column {index} runs past the end")
-            place = int(sub.position[index])
-            if place >= 0:
-                raw_values[place] = np.frombuffer(body, dtype=kind, count=n, offset=pos)
+                raise DecodeError(
+                    "truncated", f"{width}-byte constants run past the end"
+                )
+            block[at : at + k, 0] = np.frombuffer(
+                body, dtype=f"<i{width}", count=k, offset=pos
+            )
+            at += k
             pos += size
+        parts.append(block)
+    if per_group[8]:
+        parts.append(np.zeros((per_group[8], n), dtype=np.int64))
+    in_body = np.concatenate(parts, dtype=np.int64) if parts else _NO_COLUMNS
+    residuals: np.ndarray[Any, np.dtype[np.int64]] = in_body[want].T
+    raw_values: dict[int, np.ndarray[Any, Any]] = {}
+    if per_group[8] and _MODE_RAW in channel_modes.tobytes():
+        for raw_channel in np.flatnonzero(channel_modes == _MODE_RAW):
+            start = int(layout.starts[raw_channel])
+            for index in range(start, start + int(layout.counts[raw_channel])):
+                kind = plan.column_types[index]
+                size = n * np.dtype(kind).itemsize
+                if pos + size > len(body):
+                    raise DecodeError(
+                        "truncated", f"raw column {index} runs past the end"
+                    )
+                place = int(sub.position[index])
+                if place >= 0:
+                    raw_values[place] = np.frombuffer(
+                        body, dtype=kind, count=n, offset=pos
+                    )
+                pos += size
     return residuals, raw_values, pos
+
+
+_NO_COLUMNS = np.zeros((0, 0), dtype=np.int64)
 
 
 def _frames(
