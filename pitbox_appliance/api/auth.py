@@ -240,10 +240,10 @@ def parse_token_entries(text: str) -> list[TokenEntry]:
         if hashed is not None:
             entries.append(TokenEntry(ApiToken(principal, scopes, hashed.group(1))))
             continue
-        if len(secret) < MIN_SECRET:
-            raise TokenConfigError(f"{where}: token shorter than {MIN_SECRET}")
         if secret.startswith("sha256="):
             raise TokenConfigError(f"{where}: sha256= needs 64 lowercase hex digits")
+        if len(secret) < MIN_SECRET:
+            raise TokenConfigError(f"{where}: token shorter than {MIN_SECRET}")
         entries.append(
             TokenEntry(ApiToken(principal, scopes, token_digest(secret)), secret)
         )

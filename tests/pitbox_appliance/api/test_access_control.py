@@ -1,0 +1,252 @@
+"""Who may call the API (issue 14 §3): reads need a token, tokens belong to a principal
+and are stored as digests, a device acts only as itself, the access log keeps no query.
+
+Against the real aiohttp application over a real SQLite file (and a real TCP socket for
+the access log).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from pitbox_appliance.api.app import create_app, make_runner
+from pitbox_appliance.api.auth import (
+    OPEN_ROUTES,
+    ROUTE_SCOPES,
+    TokenConfigError,
+    TokenStore,
+    mint_token,
+    parse_token_entries,
+    program_tokens,
+)
+from pitbox_appliance.broker import free_port
+from pitbox_appliance.config import ApplianceConfig, CoreConfig
+from pitbox_appliance.core.service import CoreService
+
+Client = TestClient[web.Request, web.Application]
+
+READER = mint_token("user:sponsor", {"read"})
+ENGINEER = mint_token("user:engineer", {"read", "commands"})
+CAR42 = mint_token("device:car42-pc1", {"driver"})
+BENCH = mint_token("service:bench", {"driver"})
+STORE = TokenStore([READER.token, ENGINEER.token, CAR42.token, BENCH.token])
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[CoreService]:
+    db_url = f"sqlite:///{tmp_path / 'pitbox.sqlite3'}"
+    core = CoreService(ApplianceConfig(core=CoreConfig(db_url=db_url)), os.urandom(32))
+    yield core
+    core.writer.close()
+    core.engine.dispose()
+
+
+@pytest.fixture
+async def client(service: CoreService) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(create_app(service, tokens=STORE))) as test:
+        yield test
+
+
+def _bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def _concrete(pattern: str) -> str:
+    """A path of the route pattern (ids are 1, names car42 / car42-pc1)."""
+    return re.sub(r"{(\w+)}", lambda m: "1" if m.group(1) == "id" else "car42", pattern)
+
+
+# ---- every route has a rule ---------------------------------------------------------------
+async def test_every_route_is_open_on_purpose_or_has_a_scope(client: Client) -> None:
+    served = {
+        (route.method, route.resource.canonical)
+        for route in client.app.router.routes()
+        if route.resource is not None
+    }
+    assert served == set(ROUTE_SCOPES) | OPEN_ROUTES
+    assert OPEN_ROUTES == {("GET", "/api/v1/health"), ("POST", "/api/v1/pair")}
+    reads = {key for key in served if key[0] == "GET"} - OPEN_ROUTES
+    assert {ROUTE_SCOPES[key] for key in reads} == {"read", "driver"}
+
+
+async def test_every_read_needs_a_token_with_the_read_scope(client: Client) -> None:
+    gets = sorted(
+        path
+        for (method, path), scope in ROUTE_SCOPES.items()
+        if method == "GET" and scope == "read"
+    )
+    assert "/api/v1/commands/{command_id}" in gets
+    assert "/api/v1/events/stream" in gets
+    for pattern in gets:
+        path = _concrete(pattern)
+        anonymous = await client.get(path)
+        assert anonymous.status == 401, path
+        assert "'read'" in (await anonymous.json())["error"]
+        unknown = await client.get(path, headers=_bearer("x" * 43))
+        assert unknown.status == 401, path
+        narrow = await client.get(path, headers=_bearer(CAR42.secret))
+        assert narrow.status == 403, path
+        assert "device:car42-pc1 lacks scope 'read'" in (await narrow.json())["error"]
+        allowed = await client.get(path, headers=_bearer(READER.secret))
+        assert allowed.status not in (401, 403), path
+    assert (await client.get("/api/v1/health")).status == 200
+    # The WebSocket that tells command ids refuses the handshake without a token.
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/api/v1/events/stream")
+    assert refused.value.status == 401
+    ws = await client.ws_connect(
+        "/api/v1/events/stream", headers=_bearer(READER.secret)
+    )
+    await ws.close()
+
+
+async def test_a_command_cannot_be_read_without_a_token(
+    client: Client, service: CoreService
+) -> None:
+    # No shim is connected: the id of a command that never existed answers the same.
+    anonymous = await client.get("/api/v1/commands/abc123")
+    assert anonymous.status == 401
+    read = await client.get("/api/v1/commands/abc123", headers=_bearer(READER.secret))
+    assert read.status == 404
+    sent = await client.post(
+        "/api/v1/cars/car42/commands",
+        json={"kind": "message", "args": {"text": "Box now"}},
+        headers=_bearer(READER.secret),
+    )
+    assert sent.status == 403  # reading is not sending
+
+
+# ---- tokens are bound to their principal ----------------------------------------------
+async def test_a_device_token_acts_only_as_its_own_device(client: Client) -> None:
+    params = {"source": "car42-attacker", "name": "a.mp4", "start": "1", "end": "2"}
+    headers = {"Content-Type": "video/mp4", **_bearer(CAR42.secret)}
+    response = await client.post(
+        "/api/v1/video/upload", params=params, data=b"x", headers=headers
+    )
+    assert response.status == 403
+    error = (await response.json())["error"]
+    assert error == (
+        "source: 'car42-attacker', but the request comes from 'device:car42-pc1': "
+        "a driver PC may act only as itself"
+    )
+    registration = {"source": "car7-pc1", "driver_name": "A", "sim": "iracing"}
+    for route, body in (
+        ("/api/v1/driver/register", registration),
+        (
+            "/api/v1/status/update",
+            {"source": "car7-pc1", "state": "streaming", "spool_depth": 0},
+        ),
+    ):
+        refused = await client.post(route, json=body, headers=_bearer(CAR42.secret))
+        assert refused.status == 403, route
+    # Its own source passes the check (and then meets the route's own rules).
+    own = await client.post(
+        "/api/v1/driver/register",
+        json={**registration, "source": "car42-pc1"},
+        headers=_bearer(CAR42.secret),
+    )
+    assert own.status == 201
+    assert (await own.json())["source"] == "car42-pc1"
+
+
+async def test_a_service_token_with_the_driver_scope_names_no_device(
+    client: Client,
+) -> None:
+    params = {"source": "car42-pc1", "name": "a.mp4", "start": "1", "end": "2"}
+    headers = {"Content-Type": "video/mp4", **_bearer(BENCH.secret)}
+    response = await client.post(
+        "/api/v1/video/upload", params=params, data=b"x", headers=headers
+    )
+    assert response.status == 403
+    assert (
+        "belongs to 'service:bench', not to a driver PC"
+        in (await response.json())["error"]
+    )
+
+
+# ---- tokens are stored as digests -------------------------------------------------------
+def test_the_core_keeps_digests_only() -> None:
+    minted = mint_token("user:alice", frozenset({"read", "commands"}))
+    assert minted.secret not in repr(minted)
+    spec = minted.token.spec()
+    assert minted.secret not in spec
+    assert spec == f"user:alice@sha256={minted.token.digest}:commands+read"
+    store = TokenStore.from_spec(spec)
+    found = store.verify(minted.secret)
+    assert found is not None
+    assert (found.principal, found.scopes) == (
+        "user:alice",
+        frozenset({"read", "commands"}),
+    )
+    assert store.verify(minted.token.digest) is None  # the digest is no password
+    assert store.verify("") is None
+    held = " ".join(repr(vars(t)) if hasattr(t, "__dict__") else repr(t) for t in store)
+    assert minted.secret not in held
+    # A plain entry is hashed at once; only a client's parse keeps its secret.
+    [entry] = parse_token_entries(f"device:car1-pc1@{'s' * 32}:driver")
+    assert entry.token.device == "car1-pc1"
+    assert entry.token.digest != "s" * 32
+    with pytest.raises(TokenConfigError, match="sha256= needs 64"):
+        parse_token_entries("service:x@sha256=abc:read")
+    robot = "robot:x@" + "s" * 32 + ":read"
+    with pytest.raises(TokenConfigError, match="principal"):
+        parse_token_entries(robot)
+
+
+def test_program_tokens_give_the_core_digests_and_each_program_its_own() -> None:
+    tokens = program_tokens(extra=f"service:tool@{'t' * 32}:read")
+    store = TokenStore.from_spec(tokens.core)
+    assert tokens.dashboard not in tokens.core
+    assert tokens.postrace not in tokens.core
+    assert "t" * 32 not in tokens.core
+    dashboard = store.verify(tokens.dashboard)
+    postrace = store.verify(tokens.postrace)
+    assert dashboard is not None
+    assert postrace is not None
+    assert (dashboard.principal, dashboard.scopes) == (
+        "service:dashboard",
+        frozenset({"read", "commands"}),
+    )
+    assert (postrace.principal, postrace.scopes) == (
+        "service:postrace",
+        frozenset({"read", "pipeline"}),
+    )
+    assert store.verify("t" * 32) is not None
+
+
+# ---- the access log ---------------------------------------------------------------------
+async def test_the_access_log_records_the_path_never_the_query(
+    service: CoreService, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = make_runner(create_app(service, tokens=STORE))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    secret_query = {"token": "query-secret-0123456789", "code": "7KQ2-M9XD"}
+    try:
+        with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+            async with aiohttp.ClientSession() as http:
+                for path in ("/api/v1/health", "/api/v1/sessions"):
+                    async with http.get(
+                        f"http://127.0.0.1:{port}{path}", params=secret_query
+                    ) as response:
+                        await response.read()
+    finally:
+        await runner.cleanup()
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert len(lines) == 2, lines
+    assert '"GET /api/v1/health" 200' in lines[0]
+    assert '"GET /api/v1/sessions" 401' in lines[1]
+    for line in lines:
+        assert "?" not in line
+        assert "query-secret" not in line
+        assert "7KQ2" not in line
