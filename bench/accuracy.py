@@ -14,14 +14,14 @@ For each lap chart in ../shared/data/imsa (40 IMSA races 2021-2024, .csv and
 
 On the real .ibt files in ../shared/data/iracing/ibt it measures fuel per lap (the
 segmenter's, and the strategy's prediction) against the fuel drop iRacing's own lap
-counter shows; on simulated races (training/detector_scoring.py) the
-precision and recall of incident, fatigue, damage and pass detection against the
-simulator's ground truth. It writes the tables to docs/accuracy.md, keeping any
+counter shows. The detectors' scores (REAL and SIMULATED) are
+bench/detector_accuracy.py's block; ``--sim-seeds N`` still renders the old
+simulated-only section here. It writes the tables to docs/accuracy.md, keeping any
 block between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` that another
 script wrote there (bench/track_outline_accuracy.py's, for one).
 
     .venv/bin/python bench/accuracy.py [--data DIR] [--out docs/accuracy.md]
-        [--sim-laps 150] [--sim-seeds 3]
+        [--sim-laps 150] [--sim-seeds 0]
 """
 
 from __future__ import annotations
@@ -208,7 +208,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=REAL_DATA / "imsa")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "accuracy.md")
     parser.add_argument("--sim-laps", type=int, default=SIM_LAPS)
-    parser.add_argument("--sim-seeds", type=int, default=len(SIM_SEEDS))
+    # The detectors: bench/detector_accuracy.py (issue 13 §3); 0 keeps its block alone.
+    parser.add_argument("--sim-seeds", type=int, default=0)
     args = parser.parse_args()
     files = lap_chart_files(args.data) if args.data.is_dir() else []
     if not files:

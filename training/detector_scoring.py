@@ -1,12 +1,15 @@
-"""Scores the detectors against the race simulator's ground truth (precision, recall, errors)."""
+"""Scores the detectors: against the simulator's independent truth and against iRacing's own counter in real files."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter, TruthEvent, TruthKind
 from pitbox_appliance.detectors.base import Emission
@@ -17,6 +20,14 @@ DAMAGE_MATCH_S = 2.0
 FATIGUED = 0.5  # "fatigued" = level at or above this, for precision/recall
 PASS_LOOKAHEAD_LAPS = 2.0  # a pass predicted within this many laps is scored
 INCIDENT_KINDS = ("off_track", "spin", "contact")
+# Every stage type the simulator's truth can name, least severe first; "save" and
+# "light_contact" (the independent model's) add no points.
+STAGE_ORDER = ("save", "light_contact", "off_track", "spin", "contact")
+# The races scored in docs/accuracy.md; anything tuned on the simulator must use other
+# seeds (TUNING_SEEDS), never these.
+SCORING_SEEDS = (21, 22, 23, 24, 25)
+TUNING_SEEDS = (5, 6, 7)
+COUNTER_CHANNELS = ("PlayerCarTeamIncidentCount", "PlayerCarMyIncidentCount")
 # Without these the incident detector has only the car's motion (yaw, accelerations):
 # what older recordings and other sims give.
 COUNTER_AND_SURFACE = (
@@ -50,6 +61,27 @@ class Counts:
     def recall(self) -> float:
         return self.reference_hits / self.reference if self.reference else float("nan")
 
+    @property
+    def precision_ci(self) -> tuple[float, float]:
+        """Wilson 95 % interval of the precision (nan, nan without detections)."""
+        return wilson(self.hits, self.found)
+
+    @property
+    def recall_ci(self) -> tuple[float, float]:
+        """Wilson 95 % interval of the recall (nan, nan without reference events)."""
+        return wilson(self.reference_hits, self.reference)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (95 % for z = 1.96)."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
 
 @dataclass
 class RaceScore:
@@ -70,14 +102,22 @@ class RaceScore:
     motion_only: Counts = field(default_factory=Counts)
     motion_only_type_right: int = 0
     motion_by_type: dict[str, Counts] = field(default_factory=dict)
+    uncounted: int = 0  # 0x sequences (saves, light contacts) in the truth
+    uncounted_found: int = 0  # detections that matched one of them (not a counted one)
     detector_s: float = 0.0
     frames: int = 0
     batch_s: list[float] = field(default_factory=list)
 
 
-def simulate_and_score(label: str, **options: Any) -> RaceScore:
-    """Run one simulated race flat out, feed it to the detectors, score every detector."""
-    sim = RaceSimulatorAdapter(speed=0, **options)
+def simulate_and_score(
+    label: str, truth_model: str = "independent", **options: Any
+) -> RaceScore:
+    """Run one simulated race flat out, feed it to the detectors, score every detector.
+
+    ``truth_model="independent"`` (the default) draws the race's fatigue and incident
+    causes from constants the detectors do not share (docs/simulator.md).
+    """
+    sim = RaceSimulatorAdapter(speed=0, truth_model=truth_model, **options)
     batches = list(sim.ticks())
     changes = [
         (e.session_time, str(e.data["driver_in"]))
@@ -112,41 +152,67 @@ def simulate_and_score(label: str, **options: Any) -> RaceScore:
     return score
 
 
+def _worse(a: str, b: str) -> bool:
+    """Stage ``a`` is more severe than ``b``."""
+    return STAGE_ORDER.index(a) > STAGE_ORDER.index(b)
+
+
 def incident_sequences(truth: Sequence[TruthEvent]) -> list[dict[str, Any]]:
-    """Truth incident stages grouped by sequence: start, worst stage, points counted."""
+    """Truth incident stages grouped by sequence.
+
+    Each: ``start``, ``type`` (worst stage), ``points`` (what the counter added),
+    ``counted_type`` (worst stage that added points; None for a 0x sequence).
+    """
     seqs: dict[int, dict[str, Any]] = {}
     for e in truth:
+        kind = str(e.data["type"])
         s = seqs.setdefault(
             int(e.data["sequence"]),
-            {"start": e.session_time, "type": str(e.data["type"]), "points": 0},
+            {"start": e.session_time, "type": kind, "points": 0, "counted_type": None},
         )
         s["points"] += int(e.data["counted"])
-        if INCIDENT_KINDS.index(str(e.data["type"])) > INCIDENT_KINDS.index(s["type"]):
-            s["type"] = str(e.data["type"])
+        if _worse(kind, s["type"]):
+            s["type"] = kind
+        if int(e.data["points"]) > 0 and (
+            s["counted_type"] is None or _worse(kind, s["counted_type"])
+        ):
+            s["counted_type"] = kind
     return list(seqs.values())
 
 
 def _score_incidents(
     score: RaceScore, run: OfflineRun, truth: Sequence[TruthEvent]
 ) -> None:
-    seqs = incident_sequences(truth)
+    """Detections against the sequences iRacing's counter counts (points > 0).
+
+    A detection that matches only a 0x sequence (a save, a light contact) is a false
+    positive against the counter; it is also counted in ``uncounted_found``.
+    """
+    every = incident_sequences(truth)
+    seqs = [s for s in every if s["points"] > 0]
+    zero = [s for s in every if s["points"] == 0]
     found = run.of("incident_detected")
     counts = score.incidents
     counts.found, counts.reference = len(found), len(seqs)
-    counts.hits = sum(
-        any(abs(e.session_time - s["start"]) < MATCH_S for s in seqs) for e in found
-    )
+
+    def near(e: Emission, pool: list[dict[str, Any]]) -> bool:
+        return any(abs(e.session_time - s["start"]) < MATCH_S for s in pool)
+
+    counts.hits = sum(near(e, seqs) for e in found)
+    score.uncounted = len(zero)
+    score.uncounted_found = sum(near(e, zero) and not near(e, seqs) for e in found)
     for kind in INCIDENT_KINDS:
         score.by_type[kind] = Counts()
     for s in seqs:
-        by_type = score.by_type[s["type"]]
+        kind = str(s["counted_type"])
+        by_type = score.by_type.setdefault(kind, Counts())
         by_type.reference += 1
         match = [e for e in found if abs(e.session_time - s["start"]) < MATCH_S]
         if not match:
             continue
         counts.reference_hits += 1
         by_type.reference_hits += 1
-        score.incident_type_right += match[0].payload["incident"] == s["type"]
+        score.incident_type_right += match[0].payload["incident"] == kind
         score.incident_points_right += match[0].payload["points"] == s["points"]
 
 
@@ -228,3 +294,167 @@ def _score_passes(
     counts.reference_hits = sum(
         any(came_true(e, p) for e in predictions) for p in gained
     )
+
+
+# ---- real data: iRacing's own incident counter -----------------------------------------
+@dataclass
+class RealFileScore:
+    """The incident detector on one real .ibt against iRacing's counter in the same file."""
+
+    name: str
+    seconds: float = 0.0
+    counter: str | None = None  # the counter channel used, None when the file has none
+    counter_range: tuple[int, int] | None = None
+    events: int = 0  # counter increments (those within MATCH_S of each other = one)
+    points: int = 0
+    full: Counts = field(default_factory=Counts)  # every channel the detector reads
+    motion: Counts = field(default_factory=Counts)  # counter and surface removed
+    detections: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
+
+
+def counter_events(
+    frames: np.ndarray[Any, Any], name: str
+) -> tuple[list[float], int, tuple[int, int]]:
+    """Times of the counter's increments (grouped within MATCH_S), total points, range."""
+    count = frames[name].astype(np.int64)
+    t = frames["SessionTime"].astype(np.float64)
+    rise = np.flatnonzero(np.diff(count) > 0) + 1
+    times: list[float] = []
+    for i in rise:
+        if not times or t[i] - times[-1] > MATCH_S:
+            times.append(float(t[i]))
+    points = int(np.clip(np.diff(count), 0, None).sum())
+    return times, points, (int(count.min()), int(count.max()))
+
+
+def score_real_file(path: Path) -> RealFileScore:
+    """Run the incident detector on a real recording; score it where the counter exists."""
+    from driver_pc.adapters.ibt_file import IbtError, IbtReader
+
+    score = RealFileScore(path.stem)
+    try:
+        with IbtReader(path) as reader:
+            batches = list(reader.rows())
+    except (IbtError, OSError, ValueError) as exc:
+        score.note = f"unreadable: {exc}"
+        return score
+    batches = [b for b in batches if len(b)]
+    if not batches:
+        score.note = "no rows"
+        return score
+    frames = np.concatenate(batches)
+    score.seconds = float(frames["SessionTime"][-1] - frames["SessionTime"][0])
+    names = frames.dtype.names or ()
+    counter = next((c for c in COUNTER_CHANNELS if c in names), None)
+    run = run_detectors(batches, names=["incident"])
+    keep = [n for n in names if n not in COUNTER_AND_SURFACE]
+    motion = run_detectors([b[keep] for b in batches], names=["incident"])
+    found = run.of("incident_detected")
+    score.detections = [
+        {
+            "t": round(e.session_time, 2),
+            "incident": e.payload["incident"],
+            "points": e.payload["points"],
+            "confidence": e.payload["confidence"],
+        }
+        for e in found
+    ]
+    score.full.found = len(found)
+    score.motion.found = len(motion.of("incident_detected"))
+    if counter is None:
+        score.note = "no incident counter in this file: detections cannot be scored"
+        return score
+    times, points, span = counter_events(frames, counter)
+    score.counter, score.points, score.counter_range = counter, points, span
+    score.events = len(times)
+    for counts, emitted in (
+        (score.full, found),
+        (score.motion, motion.of("incident_detected")),
+    ):
+        counts.reference = len(times)
+        counts.hits = sum(
+            any(abs(e.session_time - t) < MATCH_S for t in times) for e in emitted
+        )
+        counts.reference_hits = sum(
+            any(abs(e.session_time - t) < MATCH_S for e in emitted) for t in times
+        )
+    if not times:
+        score.note = f"the counter stays at {span[0]}: no real incident to find"
+    return score
+
+
+@dataclass
+class SessionUpdatesSurvey:
+    """What a folder of session-info updates holds about incidents, per session."""
+
+    updates: int = 0
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="latin-1")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load(text, Loader=loader)
+    return data if isinstance(data, dict) else {}
+
+
+def survey_session_updates(folder: Path) -> SessionUpdatesSurvey:
+    """Per session: updates carrying results, cars, laps, incident points and their increments.
+
+    An increment is a rise of a car's ``ResultsPositions[].Incidents`` from one update to
+    the next: the only timed incident truth session info can give.
+    """
+    files = sorted(
+        folder.glob("*.yaml"),
+        key=lambda p: int(p.name.split("_")[2]) if p.name.count("_") > 2 else 0,
+    )
+    survey = SessionUpdatesSurvey(updates=len(files))
+    last: dict[tuple[int, int], int] = {}
+    for path in files:
+        info = _load_yaml(path)
+        for ses in (info.get("SessionInfo") or {}).get("Sessions") or []:
+            num = int(ses.get("SessionNum", -1))
+            key = f"{num} {ses.get('SessionType', '?')}"
+            entry = survey.sessions.setdefault(
+                key,
+                {
+                    "updates_with_results": 0,
+                    "cars": 0,
+                    "laps": 0,
+                    "points": 0,
+                    "cars_with_points": 0,
+                    "increments": 0,
+                    "points_nonzero_updates": 0,
+                },
+            )
+            rows = ses.get("ResultsPositions") or []
+            if not rows:
+                continue
+            entry["updates_with_results"] += 1
+            entry["cars"] = max(entry["cars"], len(rows))
+            entry["laps"] = max(
+                entry["laps"], max(int(r.get("LapsComplete", 0)) for r in rows)
+            )
+            total = sum(int(r.get("Incidents", 0)) for r in rows)
+            entry["points"] = max(entry["points"], total)
+            entry["cars_with_points"] = max(
+                entry["cars_with_points"],
+                sum(int(r.get("Incidents", 0)) > 0 for r in rows),
+            )
+            entry["points_nonzero_updates"] += total > 0
+            for r in rows:
+                car = (num, int(r.get("CarIdx", -1)))
+                now = int(r.get("Incidents", 0))
+                if car in last and now > last[car]:
+                    entry["increments"] += 1
+                last[car] = now
+    return survey
+
+
+def pooled(scores: Iterable[Counts]) -> Counts:
+    """The sum of several counts."""
+    total = Counts()
+    for c in scores:
+        total.add(c)
+    return total

@@ -139,6 +139,7 @@ class RaceSimulatorAdapter(SimAdapter):
         team_pcs: int = 1,
         pc: int = 1,
         race_start: float | None = None,
+        truth_model: str = "classic",
     ) -> None:
         _check(0 <= opponents < CAR_SLOTS, "opponents must be 0..63")
         _check(1 <= classes <= len(CAR_CLASSES), "classes must be 1..3")
@@ -180,6 +181,8 @@ class RaceSimulatorAdapter(SimAdapter):
             yellows=float(yellows),
             drafting=float(drafting),
             stints_per_driver=int(stints_per_driver),
+            model=truth_model,
+            model_seed=int(seed),
         )
         self._tables = track_tables()
         self.entries: list[Entry] = build_entries(

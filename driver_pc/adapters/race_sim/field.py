@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from driver_pc.adapters.race_sim import behaviour as bh
 from driver_pc.adapters.race_sim.entries import Entry
 from driver_pc.adapters.race_sim.track import TRACK_M, TrackTables
 from driver_pc.adapters.race_sim.truth import TruthEvent, TruthKind, TruthValue
@@ -54,8 +55,15 @@ CORNER_WEAR = np.array(
 )
 
 NONE, OFF_TRACK, SPIN, CONTACT = 0, 1, 2, 3
-INCIDENT_NAMES = {OFF_TRACK: "off_track", SPIN: "spin", CONTACT: "contact"}
-INCIDENT_POINTS = {OFF_TRACK: 1, SPIN: 2, CONTACT: 4}
+SAVE, LIGHT_CONTACT = bh.SAVE, bh.LIGHT_CONTACT  # the independent model's 0x stages
+INCIDENT_NAMES = {
+    OFF_TRACK: "off_track",
+    SPIN: "spin",
+    CONTACT: "contact",
+    SAVE: "save",
+    LIGHT_CONTACT: "light_contact",
+}
+INCIDENT_POINTS = {OFF_TRACK: 1, SPIN: 2, CONTACT: 4, SAVE: 0, LIGHT_CONTACT: 0}
 SEQUENCE_CLOSE_S = 2.0
 CONTACT_RANGE_M = 25.0
 
@@ -80,6 +88,10 @@ class FieldOptions:
     yellows: float = 1.0
     drafting: float = 1.0
     stints_per_driver: int = 1
+    # "classic": the documented fixed rates and shapes; "independent": behaviour.py's
+    # per-race draws (seeded by model_seed), for scoring detectors.
+    model: str = "classic"
+    model_seed: int = 0
 
 
 @dataclass(slots=True)
@@ -218,6 +230,14 @@ class RaceField:
         self._seq_of = np.zeros(n, dtype=np.int64)
         self._hazard = f(n)
         self._inc_rate = f(n)  # per second
+        # Each stage's magnitudes (the classic model's constants unless drawn).
+        self.inc_speed = np.full(n, 0.55)  # target × this while off track
+        self.inc_decel = np.full(n, 6.0)  # extra deceleration while spinning
+        self.inc_hit = np.full(n, 30.0)  # deceleration of an impact
+        self.inc_hit_s = np.full(n, 0.15)  # ... lasting this long
+        self.inc_off = np.zeros(n, dtype=bool)  # TrackSurface reads OffTrack
+        self._esc_to = np.zeros(n, dtype=np.int64)
+        self.inc_shape: dict[int, bh.StageShape] = {}
         self.gap_ahead = np.full(n, np.inf)
         self.gap_behind = np.full(n, np.inf)
         self.ahead_of = np.full(n, -1, dtype=np.int64)
@@ -237,6 +257,13 @@ class RaceField:
         self._lap_acc = _LapAccumulator()
         self._prev_ahead = -1
         self._prev_behind = -1
+        self.model: bh.TeamModel | None = None
+        if opts.model == "independent" and self.race:
+            self.model = bh.TeamModel(
+                opts.model_seed, drivers, tables.profile, tables.curvature
+            )
+        elif opts.model != "classic":
+            raise ValueError(f"simulator: unknown truth model {opts.model!r}")
         self._grid(rng)
         self.fuel_at_line = self.fuel.copy()
         if not self.race:
@@ -299,6 +326,13 @@ class RaceField:
             target *= gain
         else:
             target *= self.pace
+        model = self.model
+        if model is not None:
+            p = self.p
+            target[p] *= model.mod[idx[p]]
+            self._corner_entry(model)
+            if model.pending and self.t >= model.pending[0][0]:
+                self._count_pending(model)
         if self.fcy is not None:
             np.minimum(target, self.fcy_cap, out=target)
         phase = self.phase
@@ -361,12 +395,14 @@ class RaceField:
         active = kind != NONE
         self.inc_t[active] += dt
         tau = self.inc_t
-        off = kind == OFF_TRACK
+        off = (kind == OFF_TRACK) | (kind == SAVE)
         spin = (kind == SPIN) & (tau < 0.7 * self.inc_dur)
-        contact = (kind == CONTACT) & (tau < 0.15)
-        target[off] *= 0.55
+        contact = ((kind == CONTACT) | (kind == LIGHT_CONTACT)) & (tau < self.inc_hit_s)
+        target[off] *= self.inc_speed[off]
         target[spin] = 0.0
-        extra = np.where(spin, 6.0, 0.0) + np.where(contact, 30.0, 0.0)
+        extra = np.where(spin, self.inc_decel, 0.0) + np.where(
+            contact, self.inc_hit, 0.0
+        )
         for i in np.flatnonzero(active & (tau >= self._esc_at)):
             self._escalate(int(i))
         for i in np.flatnonzero((kind != NONE) & (tau >= self.inc_dur)):
@@ -423,6 +459,8 @@ class RaceField:
             self.s_prev[i] -= TRACK_M
             self.lap[i] += 1
             self.pace_lap[i] = self._next_lap_pace()
+            if self.model is not None and i == self.p:
+                self.model.new_lap(float(self.fatigue[i]), self._driver_traits())
             if self.race:
                 self.pace[i] = self.skill[i] * self.pace_lap[i] / (1.0 + self.loss[i])
             self._after_crossing(i, crossing, timed)
@@ -730,7 +768,9 @@ class RaceField:
         o = self.opts
         p = self.p
         driving = ~self.pit_road
-        if o.fatigue > 0:
+        if o.fatigue > 0 and self.model is not None:
+            self._fatigue_independent(period, driving, self.model)
+        elif o.fatigue > 0:
             tau = FATIGUE_TAU_S / o.fatigue
             k = 1.0 - math.exp(-period / tau)
             self.fatigue[driving] += (1.0 - self.fatigue[driving]) * k
@@ -777,6 +817,8 @@ class RaceField:
             * (1.0 + 0.5 * traffic)
         )
         rate[self.pit_road | self.finished] = 0.0
+        if self.model is not None:
+            rate[self.p] = 0.0  # the team car's incidents have causes (corner entries)
         if self.fcy is not None:
             rate *= 0.2
         self._inc_rate = rate
@@ -792,9 +834,12 @@ class RaceField:
         damage = np.minimum(
             DAMAGE_LOSS_PER_S * (self.repair + 0.3 * self.opt_repair), 0.08
         )
-        self.loss = (
-            tyre + FATIGUE_LOSS * self.fatigue + FUEL_LOSS_PER_L * self.fuel + damage
-        )
+        fatigue_loss = FATIGUE_LOSS * self.fatigue
+        if self.model is not None:
+            fatigue_loss[self.p] = (
+                self._driver_traits().pace_loss * self.fatigue[self.p]
+            )
+        self.loss = tyre + fatigue_loss + FUEL_LOSS_PER_L * self.fuel + damage
         self.pace = self.skill * self.pace_lap / (1.0 + self.loss)
         if self.fuel.min() <= 0.0:
             self.pace = np.where(self.fuel <= 0.0, 0.3, self.pace)
@@ -810,62 +855,165 @@ class RaceField:
             kind = OFF_TRACK if self.rng.random() < 0.7 else SPIN
         self._stage(i, kind, cause=None)
 
-    def _stage(self, i: int, kind: int, cause: int | None) -> None:
+    def _stage(
+        self, i: int, kind: int, cause: int | None, overshoot: float | None = None
+    ) -> None:
         """Begin one incident stage for car ``i``; count it with iRacing's escalation."""
         rng = self.rng
+        model = self.model if i == self.p else None
         ongoing = self.inc_kind[i] != NONE or self.t <= self._seq_close[i]
         if not ongoing:  # a new sequence; an escalation continues the current one
             self._seq_id += 1
             self._seq_of[i] = self._seq_id
             self._seq_points[i] = 0
+        shape: bh.StageShape | None = None
+        if model is not None:
+            over = model.overshoot() if overshoot is None else overshoot
+            shape = bh.stage_shape(kind, over, model.race, model.rng)
+            if kind == CONTACT and shape.points == 0:
+                kind = LIGHT_CONTACT
+            elif kind == OFF_TRACK and not shape.surface_off:
+                kind = SAVE  # ran wide, never fully off: no points
         if self.inc_kind[i] == NONE:
             self._n_inc += 1
         self.inc_kind[i] = kind
         self.inc_t[i] = 0.0
         self.version += 1
-        if kind == OFF_TRACK:
-            dur = float(rng.uniform(1.5, 4.0))
-        elif kind == SPIN:
-            dur = float(rng.uniform(2.5, 4.0))
-        else:
-            dur = 0.8
-        self.inc_dur[i] = dur
         self._esc_at[i] = np.inf
+        if shape is not None:
+            dur = shape.duration_s
+            self.inc_speed[i] = shape.speed_factor
+            self.inc_decel[i] = shape.decel if kind == SPIN else 6.0
+            self.inc_hit[i] = shape.decel if kind in (CONTACT, LIGHT_CONTACT) else 0.0
+            self.inc_hit_s[i] = shape.impact_s
+            self.inc_off[i] = shape.surface_off
+            self.inc_shape[i] = shape
+            points = shape.points
+        else:
+            if kind == OFF_TRACK:
+                dur = float(rng.uniform(1.5, 4.0))
+            elif kind == SPIN:
+                dur = float(rng.uniform(2.5, 4.0))
+            else:
+                dur = 0.8
+            self.inc_off[i] = kind in (OFF_TRACK, SPIN)
+            if kind == OFF_TRACK and rng.random() < 0.25:
+                self._esc_at[i] = rng.uniform(0.4, 0.8) * dur
+            elif kind == SPIN and rng.random() < 0.35:
+                self._esc_at[i] = 0.3 * dur
+            points = INCIDENT_POINTS[kind]
+        self.inc_dur[i] = dur
         other = -1
-        if kind == OFF_TRACK and rng.random() < 0.25:
-            self._esc_at[i] = rng.uniform(0.4, 0.8) * dur
-        elif kind == SPIN and rng.random() < 0.35:
-            self._esc_at[i] = 0.3 * dur
-        if kind == CONTACT:
+        if kind in (CONTACT, LIGHT_CONTACT):
             other = self._contact_partner(i) if cause is None else cause
-        points = INCIDENT_POINTS[kind]
         counted = max(0, points - int(self._seq_points[i]))
         self._seq_points[i] = max(int(self._seq_points[i]), points)
         if i == self.p:
-            self.incidents_team += counted
-            self.incidents_driver[self.entries[i].driver_idx] += counted
             self._lap_acc.incidents += counted
-        self._event(
-            TruthKind.INCIDENT,
-            i,
-            {
-                "type": INCIDENT_NAMES[kind],
-                "points": points,
-                "counted": counted,
-                "sequence": int(self._seq_of[i]),
-                "other_car_idx": other,
-                "duration_s": round(float(dur), 3),
-                "fatigue": round(float(self.fatigue[i]), 4),
-            },
-        )
-        if kind == CONTACT and other >= 0 and cause is None:
-            if self.inc_kind[other] != CONTACT:
-                self._stage(other, CONTACT, cause=i)
+            if model is not None:  # the counter moves a little after the cause
+                delay = float(model.rng.uniform(*model.race.counter_delay))
+                drv = self.entries[i].driver_idx
+                model.pending.append((self.t + delay, counted, drv))
+                model.pending.sort()
+            else:
+                self.incidents_team += counted
+                self.incidents_driver[self.entries[i].driver_idx] += counted
+        data: dict[str, TruthValue] = {
+            "type": INCIDENT_NAMES[kind],
+            "points": points,
+            "counted": counted,
+            "sequence": int(self._seq_of[i]),
+            "other_car_idx": other,
+            "duration_s": round(float(dur), 3),
+            "fatigue": round(float(self.fatigue[i]), 4),
+        }
+        if shape is not None:
+            data["surface_off"] = shape.surface_off
+            data["overshoot_m"] = round(float(over), 3)
+            data["cause"] = "contact_from" if cause is not None else "corner_entry"
+        self._event(TruthKind.INCIDENT, i, data)
+        if kind in (CONTACT, LIGHT_CONTACT) and other >= 0 and cause is None:
+            if self.inc_kind[other] not in (CONTACT, LIGHT_CONTACT):
+                self._stage(other, kind, cause=i)
         self._damage(i, kind)
         if cause is None and kind in (SPIN, CONTACT) and self.opts.yellows > 0:
             chance = (0.04 if kind == SPIN else 0.1) * self.opts.yellows
             if rng.random() < chance:
                 self._start_fcy(INCIDENT_NAMES[kind], i)
+
+    # ------------------------------------------------------------------ independent
+    def _driver_traits(self) -> bh.DriverTraits:
+        assert self.model is not None
+        return self.model.traits[self.entries[self.p].driver_idx]
+
+    def _corner_entry(self, model: bh.TeamModel) -> None:
+        """At each turn-in of the team car: did the driver brake too late, and what follows."""
+        p = self.p
+        s0, s1 = float(self.s_prev[p]), float(self.s[p])
+        entry = next((e for e in model.entries if s0 < e <= s1), None)
+        if entry is None or self.phase[p] >= PIT_INBOUND or self.finished[p]:
+            return
+        if self.inc_kind[p] != NONE:
+            return
+        worn = 1.0 - float(self.tread[p].mean())
+        near = min(float(self.gap_ahead[p]), float(self.gap_behind[p]))
+        chance = (
+            model.race.error_rate
+            * self.opts.incidents
+            * (1.0 + self._driver_traits().error_gain * float(self.fatigue[p]))
+            * (1.0 + 1.5 * worn)
+            * (1.4 if near < 30.0 else 1.0)
+            * (0.2 if self.fcy is not None else 1.0)
+        )
+        err = bh.corner_error(
+            model.race, model.rng, min(chance, 0.5), float(self.gap_ahead[p])
+        )
+        if err is None:
+            return
+        kind = err.kind if err.kind != NONE else CONTACT
+        self._stage(p, kind, cause=None, overshoot=err.overshoot_m)
+        self._plan_next(p, err.then)
+
+    def _plan_next(self, i: int, then: int | None) -> None:
+        """The independent model's escalation: an off-track that spins, a spin that is hit."""
+        assert self.model is not None
+        r = self.model.rng
+        kind = int(self.inc_kind[i])
+        dur = float(self.inc_dur[i])
+        if then:
+            self._esc_at[i] = float(r.uniform(0.3, 0.7)) * dur
+            self._esc_to[i] = then
+        elif kind == SPIN and self._contact_partner(i) >= 0 and r.random() < 0.5:
+            self._esc_at[i] = float(r.uniform(0.2, 0.6)) * dur
+            self._esc_to[i] = CONTACT
+
+    def _count_pending(self, model: bh.TeamModel) -> None:
+        """Show the counter increments that are due."""
+        while model.pending and self.t >= model.pending[0][0]:
+            _, points, drv = model.pending.pop(0)
+            self.incidents_team += points
+            self.incidents_driver[drv] += points
+
+    def _fatigue_independent(
+        self, period: float, driving: BOOL, model: bh.TeamModel
+    ) -> None:
+        p = self.p
+        o = self.opts
+        k = 1.0 - math.exp(-period * o.fatigue / model.race.opponent_tau_s)
+        self.fatigue[driving] += (1.0 - self.fatigue[driving]) * k
+        drv = self.entries[p].driver_idx
+        df = self.driver_fatigue
+        for d, process in enumerate(model.fatigue):
+            df[d] = process.step(period, d == drv and bool(driving[p]), o.fatigue)
+        self.fatigue[p] = df[drv]
+        step = int(df[drv] * 10)
+        if step != self._fatigue_step:
+            self._fatigue_step = step
+            self._event(
+                TruthKind.FATIGUE,
+                p,
+                {"level": round(float(df[drv]), 4), "driver": self.entries[p].driver},
+            )
 
     def _contact_partner(self, i: int) -> int:
         ahead, behind = int(self.ahead_of[i]), int(self.behind_of[i])
@@ -875,6 +1023,13 @@ class RaceField:
 
     def _escalate(self, i: int) -> None:
         kind = int(self.inc_kind[i])
+        if self.model is not None and i == self.p:
+            to = int(self._esc_to[i])
+            self._esc_to[i] = NONE
+            if to != NONE:
+                self._stage(i, to, cause=None)
+                self._plan_next(i, None)
+            return
         if kind == OFF_TRACK:
             self._stage(i, SPIN, cause=None)
         elif kind == SPIN:
@@ -886,21 +1041,37 @@ class RaceField:
 
     def _end_incident(self, i: int) -> None:
         self.inc_kind[i] = NONE
+        self.inc_off[i] = False
         self.version += 1
         self._esc_at[i] = np.inf
         self._n_inc -= 1
-        self._seq_close[i] = self.t + SEQUENCE_CLOSE_S
+        window = SEQUENCE_CLOSE_S
+        if self.model is not None and i == self.p:
+            window = self.model.race.sequence_s
+        self._seq_close[i] = self.t + window
 
     def _damage(self, i: int, kind: int) -> None:
         rng = self.rng
         repair = opt = 0.0
-        if kind == CONTACT:
+        shape = self.inc_shape.get(i) if self.model is not None else None
+        if shape is not None and i == self.p:
+            r = self.model.rng if self.model is not None else rng
+            dv = shape.decel * shape.impact_s
+            if kind == CONTACT:
+                if r.random() < min(0.9, 0.15 * dv):
+                    repair = float(r.uniform(5.0, 12.0 * dv))
+                opt = float(r.uniform(3.0, 15.0 * dv))
+            elif kind == LIGHT_CONTACT and r.random() < 0.2:
+                opt = float(r.uniform(2.0, 8.0))
+            elif kind == SPIN and shape.surface_off and r.random() < 0.3:
+                opt = float(r.uniform(4.0, 25.0))
+        elif kind == CONTACT:
             if rng.random() < 0.35:  # otherwise a light hit: optional repairs only
                 repair = float(rng.uniform(8.0, 40.0))
             opt = float(rng.uniform(10.0, 60.0))
         elif kind == SPIN and rng.random() < 0.25:
             opt = float(rng.uniform(5.0, 20.0))
-        if kind in (SPIN, CONTACT):  # flat spots
+        if kind in (SPIN, CONTACT, LIGHT_CONTACT):  # flat spots
             self.tread[i] = np.maximum(self.tread[i] - rng.uniform(0.005, 0.02), 0.02)
         if repair == 0.0 and opt == 0.0:
             return

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from driver_pc.adapters.race_sim import behaviour as bh
 from driver_pc.adapters.race_sim.channels import (
     EMPTY_SLOT,
     WEAR_CHANNELS,
@@ -19,10 +20,12 @@ from driver_pc.adapters.race_sim.field import (
     CONTACT,
     IN_STALL,
     KG_PER_L,
+    LIGHT_CONTACT,
     NONE,
     OFF_TRACK,
     PHASE_SURFACE,
     PIT_INBOUND,
+    SAVE,
     SPIN,
     TANK_L,
     RaceField,
@@ -75,6 +78,7 @@ class FramePublisher:
         self._wander = np.zeros(field.n)
         self._ar = 0.0
         self._yaw_prev = 0.0
+        self._inputs = _IndependentInputs(field.model) if field.model else None
 
     def write(self, k: int) -> None:
         """Write the field's current tick as row ``k``."""
@@ -95,12 +99,17 @@ class FramePublisher:
         fatigue = float(f.fatigue[p]) if self._race else 0.0
         yaw_off = steer_off = lat_off = wobble = lat_extra = 0.0
         kind = int(f.inc_kind[p])
-        if kind != NONE:
+        shape = f.inc_shape.get(p) if self._inputs is not None else None
+        if kind != NONE and shape is not None:
+            yaw_off, steer_off, lat_off, wobble, lat_extra = _independent_shape(
+                kind, float(f.inc_t[p]), float(f.inc_dur[p]), shape
+            )
+        elif kind != NONE:
             yaw_off, steer_off, lat_off, wobble, lat_extra = _incident_shape(
                 kind, float(f.inc_t[p]), float(f.inc_dur[p])
             )
-            if not WOBBLE_MARGIN_M < s < TRACK_M - WOBBLE_MARGIN_M:
-                wobble = 0.0
+        if kind != NONE and not WOBBLE_MARGIN_M < s < TRACK_M - WOBBLE_MARGIN_M:
+            wobble = 0.0
         v["SessionTime"][k] = t
         v["SessionTick"][k] = f.tick
         v["SessionState"][k] = (
@@ -124,8 +133,15 @@ class FramePublisher:
         v["RPM"][k] = 2500 + (speed % 14.0) / 14.0 * 5000 if moving else 900
         throttle = float(f.throttle[p])
         brake = float(f.brake[p])
-        steer_noise = float(noise[0]) * 0.004 * (1.0 + 4.0 * fatigue)
-        if self._race:
+        long_extra = 0.0
+        if self._inputs is not None:
+            steer_noise, throttle, brake, kerb, long_extra = self._inputs.step(
+                f, float(noise[0]), throttle, brake
+            )
+            lat_extra += kerb
+        else:
+            steer_noise = float(noise[0]) * 0.004 * (1.0 + 4.0 * fatigue)
+        if self._race and self._inputs is None:
             self._ar = 0.98 * self._ar + 0.2 * float(noise[1])
             steer_noise += 0.02 * fatigue * self._ar
             pedal = 0.02 * (1.0 + 4.0 * fatigue)
@@ -141,7 +157,7 @@ class FramePublisher:
         v["FuelLevel"][k] = fuel
         v["FuelLevelPct"][k] = fuel / TANK_L
         v["LatAccel"][k] = (speed * speed / pt.radius if turn else 0.0) + lat_extra
-        v["LongAccel"][k] = (speed - float(f.v_prev[p])) / f.dt
+        v["LongAccel"][k] = (speed - float(f.v_prev[p])) / f.dt + long_extra
         v["Yaw"][k] = (pt.heading + yaw_off + math.pi) % TWO_PI - math.pi
         x = pt.x + lat_off * math.sin(pt.heading)
         y = pt.y - lat_off * math.cos(pt.heading)
@@ -164,7 +180,7 @@ class FramePublisher:
         v["PlayerCarMyIncidentCount"][k] = driver_count
         v["PlayerCarDriverIncidentCount"][k] = driver_count
         v["PlayerCarTeamIncidentCount"][k] = f.incidents_team
-        if kind in (OFF_TRACK, SPIN):
+        if f.inc_off[p]:
             surface = int(TrackSurface.OFF_TRACK)
         else:
             surface = int(PHASE_SURFACE[phase])
@@ -224,8 +240,7 @@ class FramePublisher:
         lap = f.lap.copy()
         surface = PHASE_SURFACE[f.phase]
         if f.n_incidents:
-            kind = f.inc_kind
-            surface[(kind == OFF_TRACK) | (kind == SPIN)] = TrackSurface.OFF_TRACK
+            surface[f.inc_off] = TrackSurface.OFF_TRACK
         return {
             "CarIdxLap": lap,
             "CarIdxLapCompleted": np.maximum(lap - 1, 0),
@@ -313,5 +328,115 @@ def _incident_shape(
             0.0,
             0.3 * e * math.sin(25.0 * tau),
             15.0 * math.exp(-tau / 0.08),
+        )
+    return (0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+class _IndependentInputs:
+    """The team car's inputs under the independent model: skill noise, fatigue-driven corrections, kerbs.
+
+    Steering: the driver's own noise plus discrete corrections (half-sine bumps of 0.2-0.6 s)
+    arriving as a Poisson process whose rate and size grow with fatigue by the driver's
+    steering weight; throttle and brake: a slow pedal wobble that grows by the throttle
+    and braking weights. Kerbs at corner exits (lateral spikes) and bumps (short
+    longitudinal spikes) happen to everyone and are not incidents.
+    """
+
+    def __init__(self, model: bh.TeamModel) -> None:
+        self.model = model
+        self.rng = model.pub_rng
+        self.bump_t = 0.0
+        self.bump_len = 0.0
+        self.bump_amp = 0.0
+        self.pedal = 0.0
+        self.kerb_left = 0
+        self.kerb_amp = 0.0
+        self.hit_left = 0
+        self.hit_amp = 0.0
+
+    def step(
+        self, f: RaceField, base: float, throttle: float, brake: float
+    ) -> tuple[float, float, float, float, float]:
+        """Steering noise, throttle, brake, extra lateral and longitudinal acceleration."""
+        rng = self.rng
+        p = f.p
+        traits = self.model.traits[f.entries[p].driver_idx]
+        fat = float(f.fatigue[p])
+        dt = f.dt
+        steer = traits.steer_base * base
+        if self.bump_len > 0.0:
+            self.bump_t += dt
+            if self.bump_t >= self.bump_len:
+                self.bump_len = 0.0
+            else:
+                steer += self.bump_amp * math.sin(math.pi * self.bump_t / self.bump_len)
+        else:
+            rate = traits.corr_rate * (1.0 + traits.corr_gain * traits.w_steer * fat)
+            if rng.random() < rate * dt:
+                self.bump_t = 0.0
+                self.bump_len = float(rng.uniform(0.2, 0.6))
+                size = traits.corr_amp * (1.0 + 2.0 * traits.w_steer * fat)
+                self.bump_amp = float(rng.normal(0.0, size))
+        self.pedal = 0.9 * self.pedal + 0.1 * float(rng.standard_normal())
+        if throttle > 0:
+            wobble = 0.03 * (1.0 + 3.0 * traits.w_throttle * fat) * self.pedal
+            throttle = min(1.0, max(0.0, throttle + wobble))
+        if brake > 0:
+            wobble = 0.03 * (1.0 + 3.0 * traits.w_brake * fat) * self.pedal
+            brake = min(1.0, max(0.0, brake + wobble))
+        s0, s1 = float(f.s_prev[p]), float(f.s[p])
+        if any(s0 < e <= s1 for e in self.model.exits) and rng.random() < 0.15:
+            self.kerb_left = int(rng.integers(2, 6))
+            self.kerb_amp = float(rng.uniform(8.0, 34.0)) * (
+                1 if rng.random() < 0.5 else -1
+            )
+        kerb = 0.0
+        if self.kerb_left > 0:
+            self.kerb_left -= 1
+            kerb = self.kerb_amp
+        if f.v[p] > 10.0 and rng.random() < 0.0004:  # a bump: ~once in 40 s
+            self.hit_left = int(rng.integers(1, 3))
+            self.hit_amp = -float(rng.uniform(6.0, 28.0))
+        hit = 0.0
+        if self.hit_left > 0:
+            self.hit_left -= 1
+            hit = self.hit_amp
+        return steer, throttle, brake, kerb, hit
+
+
+def _independent_shape(
+    kind: int, tau: float, dur: float, shape: bh.StageShape
+) -> tuple[float, float, float, float, float]:
+    """Yaw, steering, lateral offset, LapDist wobble and extra lateral g of a drawn stage."""
+    x = min(tau / dur, 1.0)
+    bump = math.sin(math.pi * x)
+    if kind in (SAVE, OFF_TRACK):
+        swing = math.sin(TWO_PI * tau / max(shape.yaw_period_s, 0.1))
+        yaw = shape.yaw * swing * bump
+        return (
+            yaw,
+            -1.1 * yaw,
+            shape.lateral_m * bump,
+            (0.8 if kind == OFF_TRACK else 0.0) * swing * bump,
+            shape.lat_g * math.sin(TWO_PI * x),
+        )
+    if kind == SPIN:
+        y = min(1.0, tau / (0.7 * dur))
+        turn = shape.yaw * (3 * y * y - 2 * y * y * y)
+        return (
+            turn,
+            -0.4 * math.sin(math.pi * y),
+            shape.lateral_m * bump,
+            -0.25 * shape.lateral_m * bump,
+            shape.lat_g * math.sin(math.pi * y),
+        )
+    if kind in (CONTACT, LIGHT_CONTACT):
+        e = math.exp(-tau / 0.25)
+        return (
+            shape.yaw * e * math.sin(25.0 * tau),
+            0.15 * e,
+            0.0,
+            0.0,
+            shape.lat_g * math.exp(-tau / 0.08),
         )
     return (0.0, 0.0, 0.0, 0.0, 0.0)
