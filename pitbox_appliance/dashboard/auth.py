@@ -26,6 +26,7 @@ import hmac
 import html
 import json
 import logging
+import math
 import os
 import secrets
 import time
@@ -167,7 +168,7 @@ class DashboardAuth:
             return LoginResult(
                 None,
                 429,
-                f"Too many failed logins for {who}: try again in {wait:.0f} s.",
+                f"Too many failed logins for {who}: try again in {math.ceil(wait)} s.",
             )
         async with self._checks:
             try:

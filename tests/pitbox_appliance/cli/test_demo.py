@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -45,8 +47,21 @@ def test_demo_serves_dashboard_and_stores_laps(tmp_path: Path) -> None:
         assert demo.stdout is not None
         line = demo.stdout.readline()
         assert f"http://127.0.0.1:{port}/" in line
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+        # The dashboard asks for a login; the demo made one and printed it.
+        login = re.search(r"Dashboard login: (\S+) / (\S+)", demo.stdout.readline())
+        assert login is not None
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/", timeout=10) as page:
+            assert page.url == f"{base}/login?next=/"
+        form = urllib.parse.urlencode(
+            {"name": login[1], "password": login[2], "next": "/"}
+        ).encode()
+        jar = urllib.request.HTTPCookieProcessor()
+        opener = urllib.request.build_opener(jar)
+        with opener.open(f"{base}/login", data=form, timeout=10) as page:
             assert page.status == 200
+            assert page.url == f"{base}/"
+        assert [c.name for c in jar.cookiejar] == ["pitbox_session"]
         db = f"sqlite:///{tmp_path / 'pitbox.sqlite3'}"
         deadline = time.monotonic() + 40
         laps: list[dict[str, object]] = []

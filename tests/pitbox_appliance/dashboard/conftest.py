@@ -1,4 +1,4 @@
-"""Fixtures of the dashboard tests: live-state payloads as the core publishes them, an imported session."""
+"""Fixtures of the dashboard tests: live-state payloads as the core publishes them, an imported session, logins."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from driver_pc.adapters.simulator import (
     write_simulated_ibt,
 )
 from pitbox_appliance.cli import main as pitbox
+from pitbox_appliance.security.users import USERS_FILE, UserStore
 
 
 def live_payload(
@@ -163,3 +164,31 @@ def mistake(
         "severity": severity,
         "driver": driver,
     }
+
+
+# ---- logins (issue 14 §3) ---------------------------------------------------------------
+#: The people every browser test's dashboard knows: name → (role, password).
+LOGINS: dict[str, tuple[str, str]] = {
+    "eng": ("engineer", "engineer-pass-1"),
+    "crew": ("crew", "crew-pass-1"),
+    "view": ("viewer", "viewer-pass-1"),
+}
+
+
+def add_logins(security_dir: Path, names: tuple[str, ...] = ("eng",)) -> None:
+    """Put ``names`` (of LOGINS) in the dashboard's users file under ``security_dir``."""
+    store = UserStore(security_dir / USERS_FILE)
+    for name in names:
+        role, password = LOGINS[name]
+        store.add(name, role, password, replace=True)
+
+
+def log_in(page: Any, base_url: str, name: str = "eng") -> None:
+    """Log ``name`` in through the login form (``base_url`` ends with '/')."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{base_url}login")
+    page.get_by_test_id("login-name").fill(name)
+    page.get_by_test_id("login-password").fill(LOGINS[name][1])
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("user")).to_contain_text(name, timeout=15_000)

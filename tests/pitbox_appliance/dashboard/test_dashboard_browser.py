@@ -36,7 +36,9 @@ from tests.pitbox_appliance.dashboard.conftest import (
     OTHERS,
     STRATEGY,
     ImportedDb,
+    add_logins,
     import_sim_session,
+    log_in,
     mistake,
 )
 
@@ -103,8 +105,11 @@ dashboard:
 theme:
   header_color: "#101820"
   logo: {logo}
+security:
+  dir: {tmp_path / "security"}
 """
     )
+    add_logins(tmp_path / "security")
     env = {**os.environ, "PITBOX_MQTT_PASSWORD": broker.appliance_password}
     env.pop("PYTEST_CURRENT_TEST", None)
     log = tmp_path / "dashboard.log"
@@ -335,7 +340,7 @@ def test_every_page_in_a_real_browser(
                 "console",
                 lambda msg: errors.append(msg.text) if msg.type == "error" else None,
             )
-            page.goto(dashboard.url)
+            log_in(page, dashboard.url)
             speed = page.get_by_test_id("speed")
             lap = page.get_by_test_id("lap")
             expect(page.get_by_test_id("driver")).to_have_text(

@@ -24,6 +24,7 @@ from pitbox_appliance.dashboard import formatting as fmt
 from pitbox_appliance.storage.database import make_engine
 from pitbox_appliance.storage.reader import SessionReader
 from tests.conftest import REPO_ROOT, RunningAppliance, wait_for
+from tests.pitbox_appliance.dashboard.conftest import add_logins, log_in
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -61,8 +62,11 @@ core:
 dashboard:
   host: 127.0.0.1
   port: {port}
+security:
+  dir: {tmp_path / "security"}
 """
     )
+    add_logins(tmp_path / "security")
     env = {**os.environ, "PITBOX_MQTT_PASSWORD": broker.appliance_password}
     env.pop("PYTEST_CURRENT_TEST", None)
     log = tmp_path / "dashboard.log"
@@ -121,7 +125,7 @@ def test_the_pit_wall_shows_what_the_real_core_computed(
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(dashboard_url)
+            log_in(page, dashboard_url)
             assert wait_for(lambda: "car1" in core.ingestor.live, 30)
             # The race is over: the core's last state is final; the page must match it.
             thread.join(120)

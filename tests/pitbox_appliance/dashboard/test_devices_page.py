@@ -28,6 +28,7 @@ from pitbox_appliance.config import (
 )
 from pitbox_appliance.core.service import CoreService
 from tests.conftest import REPO_ROOT, BrokerHandle, wait_for
+from tests.pitbox_appliance.dashboard.conftest import add_logins, log_in
 
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "engineer-token-0123456789"
@@ -89,9 +90,11 @@ def _dashboard(
                     "api_port": int(api_url.rsplit(":", 1)[1]),
                 },
                 "dashboard": {"host": "127.0.0.1", "port": port},
+                "security": {"dir": str(tmp_path / "security")},
             }
         )
     )
+    add_logins(tmp_path / "security")
     env = {
         **os.environ,
         "PITBOX_MQTT_PASSWORD": broker.appliance_password,
@@ -144,6 +147,7 @@ def test_pair_and_revoke_from_the_touchscreen(
             )
             try:
                 page = browser.new_page(viewport={"width": 800, "height": 480})
+                log_in(page, url.removesuffix("devices"))
                 page.goto(url)
                 expect(page.get_by_test_id("dev-table")).to_contain_text(
                     "no PC paired yet", timeout=15_000

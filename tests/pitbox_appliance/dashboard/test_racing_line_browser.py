@@ -22,7 +22,7 @@ from pitbox_appliance.cli import main as pitbox
 from pitbox_appliance.storage.database import make_engine
 from pitbox_appliance.storage.writer import SessionWriter
 from tests.conftest import REPO_ROOT, BrokerHandle, real_file
-from tests.pitbox_appliance.dashboard.conftest import mistake
+from tests.pitbox_appliance.dashboard.conftest import add_logins, log_in, mistake
 from tests.pitbox_appliance.dashboard.test_dashboard_browser import (
     CHROMIUM,
     STOP_TIMEOUT_S,
@@ -71,8 +71,11 @@ core:
 dashboard:
   host: 127.0.0.1
   port: {port}
+security:
+  dir: {tmp_path / "security"}
 """
     )
+    add_logins(tmp_path / "security")
     env = {**os.environ, "PITBOX_MQTT_PASSWORD": broker.appliance_password}
     env.pop("PYTEST_CURRENT_TEST", None)
     log = tmp_path / "dashboard.log"
@@ -136,7 +139,7 @@ def test_map_heatmap_and_racing_line_without_gps(dashboard: Dashboard) -> None:
             page = browser.new_page(viewport={"width": width, "height": height})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(dashboard.url)
+            log_in(page, dashboard.url)
 
             _open(page, "map")
             expect(page.get_by_test_id("map-outline")).to_contain_text(
