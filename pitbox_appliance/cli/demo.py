@@ -37,8 +37,11 @@ from pitbox_appliance.broker import (
 )
 from pitbox_appliance.security.devices import DeviceRegistry
 from pitbox_appliance.security.pki import ensure_pki
+from pitbox_appliance.security.users import USERS_FILE, Role, UserStore
 
 logger = logging.getLogger(__name__)
+#: The dashboard login ``pitbox demo`` makes (an engineer; password printed at start).
+DEMO_USER = "demo"
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -80,6 +83,11 @@ def run_demo(args: argparse.Namespace) -> int:
             (f"car{43 + i}-pc1", IbtReplayAdapter(str(path), speed=args.speed))
         )
     broker.write_config(appliance_user="appliance")
+    # The dashboard needs a login: a demo engineer with a new password every run.
+    demo_password = secrets.token_urlsafe(9)
+    UserStore(pki.directory / USERS_FILE).add(
+        DEMO_USER, Role.ENGINEER, demo_password, replace=True
+    )
     api_port = free_port()
     config_path = work / "appliance.yaml"
     config_path.write_text(
@@ -163,6 +171,8 @@ def run_demo(args: argparse.Namespace) -> int:
         sys.stdout.write(
             f"PitBox demo running: dashboard http://127.0.0.1:{args.port}/  "
             f"(logs: {broker.run_dir / 'logs'}). Ctrl-C stops everything.\n"
+            f"Dashboard login: {DEMO_USER} / {demo_password}  (engineer; more people: "
+            f"pitbox users --config {config_path} add NAME --role viewer|crew|engineer)\n"
         )
         sys.stdout.flush()
         deadline = time.monotonic() + args.duration if args.duration > 0 else None
