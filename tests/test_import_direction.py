@@ -141,9 +141,27 @@ ALLOWED: dict[str, set[str]] = {
     "cloud_sync.__main__": {CONTRACT, "cloud_sync.command"},
     "cloud_sync.compacted": {CONTRACT, "cloud_sync.manifest", "cloud_sync.targets"},
     "cloud_sync.analytics": {"cloud_sync.compacted"},
+    # Team plans and white-label: the team config is in the contract (the appliance's
+    # theme reads the same file).
+    "cloud_sync.plans": {CONTRACT},
+    "cloud_sync.branding": {CONTRACT},
+    "cloud_sync.sponsor": {
+        CONTRACT,
+        "cloud_sync.branding",
+        "cloud_sync.compacted",
+        "cloud_sync.report",
+        "cloud_sync.targets",
+    },
+    "cloud_sync.premium": {
+        CONTRACT,
+        "cloud_sync.manifest",
+        "cloud_sync.plans",
+        "cloud_sync.targets",
+    },
     "cloud_sync.report": {
         CONTRACT,
         "cloud_sync.analytics",
+        "cloud_sync.branding",
         "cloud_sync.command",
         "cloud_sync.compacted",
         "cloud_sync.manifest",
@@ -151,6 +169,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "cloud_sync.statboard": {
         "cloud_sync.analytics",
+        "cloud_sync.branding",
         "cloud_sync.compacted",
         "cloud_sync.report",
         "cloud_sync.targets",
@@ -158,7 +177,10 @@ ALLOWED: dict[str, set[str]] = {
     "cloud_sync.cloud_command": {
         CONTRACT,
         "cloud_sync.compacted",
+        "cloud_sync.plans",
+        "cloud_sync.premium",
         "cloud_sync.report",
+        "cloud_sync.sponsor",
         "cloud_sync.statboard",
         "cloud_sync.targets",
     },

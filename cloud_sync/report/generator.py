@@ -16,6 +16,7 @@ from cloud_sync.analytics.performance import DriverPerformanceAnalyzer
 from cloud_sync.analytics.sections import SECTIONS, lap_sections, section_names
 from cloud_sync.analytics.setup_impact import SetupImpactAnalyzer
 from cloud_sync.analytics.training import TrainingTracker
+from cloud_sync.branding import Branding, brand_css, brand_header
 from cloud_sync.compacted import CompactedSession
 from cloud_sync.report import plots
 from cloud_sync.report.plots import format_lap_time
@@ -63,10 +64,15 @@ class SessionReportGenerator:
     """
 
     def __init__(
-        self, session: CompactedSession, history: list[CompactedSession] | None = None
+        self,
+        session: CompactedSession,
+        history: list[CompactedSession] | None = None,
+        brand: Branding | None = None,
     ) -> None:
         self.session = session
         self.history = [h for h in (history or []) if h.path != session.path]
+        # White-label (the team config's, when its plan includes it): header and colours.
+        self.brand = brand or Branding()
 
     def build(self) -> Report:
         s = self.session
@@ -138,11 +144,12 @@ class SessionReportGenerator:
             f"Generated from the compacted set {html.escape(s.path)} "
             f"(manifest created {html.escape(s.manifest.created_at)}).</p>",
         ]
-        title = f"PitBox session report: {s.track}, {s.car_name}"
+        title = f"{self.brand.team_name} session report: {s.track}, {s.car_name}"
         page = (
             f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
-            f"<body>{''.join(body)}</body></html>\n"
+            f"<title>{html.escape(title)}</title><style>{STYLE}"
+            f"{brand_css(self.brand)}</style></head>"
+            f"<body>{brand_header(self.brand)}{''.join(body)}</body></html>\n"
         )
         events: list[tuple[str, dict[str, Any]]] = []
         events += [("setup_impact_analysis", i.payload()) for i in impacts]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloud_sync.branding import Branding
 from cloud_sync.compacted import CompactedSession
 from cloud_sync.report.generator import Report, SessionReportGenerator, write_report
 from cloud_sync.report.pdf import PdfError, html_to_pdf
@@ -38,10 +39,11 @@ def build_report(
     *,
     history: list[CompactedSession] | None = None,
     pdf: bool = True,
+    brand: Branding | None = None,
 ) -> PublishedReport:
     """Write ``report.html`` (+ ``report.pdf`` unless ``pdf`` is False) into ``out_dir``."""
     started = time.monotonic()
-    report = SessionReportGenerator(session, history).build()
+    report = SessionReportGenerator(session, history, brand).build()
     html_path = write_report(report, out_dir)
     pdf_path: Path | None = None
     error = None

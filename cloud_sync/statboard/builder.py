@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cloud_sync.analytics.sections import robust_spread
+from cloud_sync.branding import Branding, brand_css, brand_header
 from cloud_sync.compacted import CompactedSession
 from cloud_sync.report.plots import COLORS, svg_text
 
@@ -60,9 +61,19 @@ class Stats:
 class StatboardBuilder:
     """The statboard of one team from its compacted sessions (oldest first)."""
 
-    def __init__(self, team: str, sessions: list[CompactedSession]) -> None:
+    def __init__(
+        self,
+        team: str,
+        sessions: list[CompactedSession],
+        brand: Branding | None = None,
+        sections: list[str] | None = None,
+    ) -> None:
         self.team = team
         self.sessions = sessions
+        # White-label (when the team's plan includes it) and extra sections (HTML),
+        # e.g. the sponsor exposure of cloud_sync.sponsor.
+        self.brand = brand or Branding()
+        self.sections = sections or []
 
     def stats(self) -> tuple[dict[str, Stats], dict[str, Stats]]:
         drivers: dict[str, Stats] = {}
@@ -100,7 +111,7 @@ class StatboardBuilder:
         """The board as one self-contained page (so a single presigned link opens all of it)."""
         data = self.data()
         parts = [
-            f"<h1>Team statboard: {html.escape(self.team)}</h1>",
+            f"<h1>Team statboard: {html.escape(self._title())}</h1>",
             f'<p class="muted">{len(self.sessions)} sessions. Pace: mean clean lap; '
             "consistency: robust spread (1.4826 × MAD) of clean laps; clean lap: timed, "
             "not a pit lap.</p>",
@@ -111,12 +122,18 @@ class StatboardBuilder:
             _table(data["cars"], "car"),
             "<h2>Sessions</h2>",
             self._sessions(reports or {}),
+            *self.sections,
         ]
         return (
             '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f"<title>PitBox statboard: {html.escape(self.team)}</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n"
+            f"<title>{html.escape(self.brand.team_name)} statboard: "
+            f"{html.escape(self._title())}</title>"
+            f"<style>{STYLE}{brand_css(self.brand)}</style></head><body>"
+            f"{brand_header(self.brand)}{''.join(parts)}</body></html>\n"
         )
+
+    def _title(self) -> str:
+        return self.brand.team_name if self.brand.white_label else self.team
 
     def _trend_svg(self) -> str:
         fig = Figure(figsize=(7.5, 3.0))

@@ -17,6 +17,11 @@ from driver_pc.adapters.base import (
     SimAdapter,
     register_adapter,
 )
+from driver_pc.adapters.race_sim.broadcast import (
+    BROADCAST_CHANNELS,
+    BroadcastDirector,
+    camera_info_yaml,
+)
 from driver_pc.adapters.race_sim.channels import (
     CAR_IDX_CHANNELS,
     CAR_SLOTS,
@@ -139,6 +144,7 @@ class RaceSimulatorAdapter(SimAdapter):
         team_pcs: int = 1,
         pc: int = 1,
         race_start: float | None = None,
+        broadcast: bool = False,
         truth_model: str = "classic",
     ) -> None:
         _check(0 <= opponents < CAR_SLOTS, "opponents must be 0..63")
@@ -201,6 +207,11 @@ class RaceSimulatorAdapter(SimAdapter):
         )
         if team_pcs > 1:
             self._channels += TEAM_CHANNELS
+        # A broadcast PC's camera (CamCarIdx, CamGroupNumber) cutting between cars.
+        self.broadcast = broadcast and self.endurance
+        if self.broadcast:
+            self._channels += BROADCAST_CHANNELS
+        self.director: BroadcastDirector | None = None
         self._yaml_cache = (-1, "")
         self.field: RaceField | None = None
         self.truth: list[TruthEvent] = []
@@ -234,6 +245,8 @@ class RaceSimulatorAdapter(SimAdapter):
                 if self.team_pcs > 1
                 else None,
             )
+            if self.broadcast:
+                text += camera_info_yaml()
             self._yaml_cache = (update, text)
         return self._yaml_cache[1]
 
@@ -255,6 +268,12 @@ class RaceSimulatorAdapter(SimAdapter):
             field, self._channels, batch, np.random.default_rng([self.seed, 2])
         )
         rows = publisher.rows
+        director = (
+            BroadcastDirector(np.random.default_rng([self.seed, 3]))
+            if self.broadcast
+            else None
+        )
+        self.director = director
         team = self.entries[self._options.player_idx]
         driving = np.ones(batch, dtype=bool)
         if self.race_start is not None:
@@ -270,6 +289,8 @@ class RaceSimulatorAdapter(SimAdapter):
         while not field.done:
             field.step()
             publisher.write(k)
+            if director is not None:
+                director.write(field, rows, k)
             driving[k] = pc_of_driver(team.driver_idx, self.team_pcs) == self.pc - 1
             k += 1
             if k == batch:

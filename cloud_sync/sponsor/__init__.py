@@ -1,0 +1,1 @@
+"""Sponsor exposure: the livery config, SponsorExposureTracker and the per-race sponsor report."""
