@@ -36,6 +36,13 @@ _BAD_USERNAME = re.compile(r"[:+#/\s\x00]")
 #: have the appliance login's password. Kept in step with
 #: ``pitbox_appliance.config`` (which this module may not import) by a test.
 PROGRAM_USERS = ("pitbox-core", "pitbox-dashboard", "pitbox-report")
+#: Program logins that may have a password of their own (``add_user`` before
+#: ``write_config``): the dashboard's, so that its process never holds the
+#: appliance password (docs/security.md).
+OWN_LOGIN_USERS = ("pitbox-dashboard",)
+#: Program logins that only read the live topics (state and events): the dashboard
+#: shows them and sends everything else through the core's API.
+READ_ONLY_USERS = ("pitbox-dashboard",)
 
 #: Seconds between two snapshots of the broker's in-memory state (see
 #: mosquitto.conf.template): the most a kill -9 of the broker can lose of what
@@ -254,11 +261,20 @@ class MosquittoBroker:
                 raise ValueError(f"invalid appliance username {user!r}")
         for folder in (self.run_dir, self.data_dir, self.log_file.parent):
             folder.mkdir(parents=True, exist_ok=True)
-        copy_login(self.password_file, appliance_user, program_users)
+        # A program login with a password of its own (the dashboard's, set with
+        # add_user) keeps it; the others open with the appliance password.
+        own = password_users(self.password_file) & set(OWN_LOGIN_USERS)
+        copy_login(
+            self.password_file,
+            appliance_user,
+            [u for u in program_users if u not in own],
+        )
         acl = _render(
             "mosquitto.acl.template",
             appliance_users="".join(
-                f"user {user}\ntopic readwrite pitbox/v1/#\n"
+                f"user {user}\ntopic read pitbox/v1/live/#\n"
+                if user in READ_ONLY_USERS
+                else f"user {user}\ntopic readwrite pitbox/v1/#\n"
                 for user in dict.fromkeys(users)
             ),
         )
@@ -492,12 +508,22 @@ def render_supervisor_config(
     sync_target: str = "",
     s3_endpoint_url: str = "",
     postrace: bool = False,
+    *,
+    dashboard_api_token: str = "",
+    postrace_api_token: str = "",
+    dashboard_mqtt_password: str = "",
 ) -> Path:
     """Render ``supervisord.conf``: broker, core, dashboard, and optional programs.
 
     The uploader when ``sync_target`` is set; the post-race worker if ``postrace``.
-    The file carries the team key and MQTT password for the programs'
-    environment, so it is written with mode 0600.
+    Each program gets only the secrets it uses: the core ``team_key_hex``,
+    ``mqtt_password`` and ``api_tokens`` (the tokens it accepts, digests:
+    ``pitbox_appliance.api.auth.program_tokens``); the dashboard
+    ``dashboard_mqtt_password`` (its own broker login, ``MosquittoBroker.add_user``
+    before ``write_config``) and ``dashboard_api_token``; the post-race worker
+    ``postrace_api_token``. Left out, they fall back to what every program got
+    before: the appliance password (a warning says so) and ``api_tokens``. The file
+    is written with mode 0600.
     """
     if not re.fullmatch(r"[0-9a-fA-F]+", team_key_hex):
         raise ValueError("team_key_hex must be a non-empty hex string")
@@ -506,9 +532,17 @@ def render_supervisor_config(
         raise ValueError('mqtt_password must be non-empty without " \\ or newlines')
     if any(c in api_tokens for c in '"\\\n\r '):
         raise ValueError("api_tokens must not hold quotes, backslashes or spaces")
+    if not dashboard_mqtt_password:
+        logger.warning(
+            "the dashboard gets the appliance's MQTT password: give it a login of "
+            "its own (dashboard_mqtt_password)"
+        )
     for name, value in (
         ("sync_target", sync_target),
         ("s3_endpoint_url", s3_endpoint_url),
+        ("dashboard_api_token", dashboard_api_token),
+        ("postrace_api_token", postrace_api_token),
+        ("dashboard_mqtt_password", dashboard_mqtt_password),
     ):
         if any(c in value for c in '"\\\n\r '):
             raise ValueError(f"{name} must not hold quotes, backslashes or spaces")
@@ -524,6 +558,14 @@ def render_supervisor_config(
         team_key_hex=team_key_hex,
         mqtt_password=_supervisor_escape(mqtt_password),
         api_tokens=_supervisor_escape(api_tokens),
+        dashboard_mqtt_password=_supervisor_escape(
+            dashboard_mqtt_password or mqtt_password
+        ),
+        dashboard_token_env=(
+            f'PITBOX_API_TOKEN="{_supervisor_escape(dashboard_api_token)}"'
+            if dashboard_api_token
+            else f'PITBOX_API_TOKENS="{_supervisor_escape(api_tokens)}"'
+        ),
     )
     if sync_target:
         text += "\n" + _render(
@@ -539,7 +581,11 @@ def render_supervisor_config(
             python=_supervisor_escape(python),
             config=_supervisor_escape(str(config)),
             run_dir=_supervisor_escape(str(run_dir)),
-            api_tokens=_supervisor_escape(api_tokens),
+            postrace_token_env=(
+                f'PITBOX_API_TOKEN="{_supervisor_escape(postrace_api_token)}"'
+                if postrace_api_token
+                else f'PITBOX_API_TOKENS="{_supervisor_escape(api_tokens)}"'
+            ),
             sync_target=_supervisor_escape(sync_target),
             s3_endpoint_url=_supervisor_escape(s3_endpoint_url),
         )

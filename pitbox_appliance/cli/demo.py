@@ -29,12 +29,14 @@ from driver_pc.pairing import (
 )
 from driver_pc.protocol.pairing import PairingError
 from driver_pc.service import ShimConfig, ShimService
+from pitbox_appliance.api.auth import program_tokens
 from pitbox_appliance.broker import (
     MosquittoBroker,
     TlsListener,
     free_port,
     render_supervisor_config,
 )
+from pitbox_appliance.config import DASHBOARD_MQTT_USER
 from pitbox_appliance.security.devices import DeviceRegistry
 from pitbox_appliance.security.pki import ensure_pki
 from pitbox_appliance.security.users import USERS_FILE, Role, UserStore
@@ -59,6 +61,10 @@ def run_demo(args: argparse.Namespace) -> int:
         tls=TlsListener(tls_port, pki.server_cert, pki.server_key, "127.0.0.1"),
     )
     broker.add_user("appliance", appliance_password)
+    # The dashboard's own broker login (read-only on the live topics): its process
+    # never holds the appliance password.
+    dashboard_password = secrets.token_hex(16)
+    broker.add_user(DASHBOARD_MQTT_USER, dashboard_password)
     # Every team PC runs a shim for car 42 (--team-pcs): one drives, the others
     # spectate, all on one race clock; driver i sits at PC i mod N.
     seed, race_start = int(time.time()), time.time() + 5.0
@@ -118,16 +124,18 @@ def run_demo(args: argparse.Namespace) -> int:
             }
         )
     )
-    # One token for the pit wall (commands) and the driver endpoints; the core and the
-    # dashboard get it through supervisor's environment.
-    api_token = secrets.token_hex(20)
+    # Each program its own API token; the core is told their digests only.
+    tokens = program_tokens()
     conf = render_supervisor_config(
         broker.run_dir,
         sys.executable,
         config_path,
         team_key.hex(),
         appliance_password,
-        api_tokens=f"{api_token}:read+commands+driver",
+        api_tokens=tokens.core,
+        dashboard_api_token=tokens.dashboard,
+        postrace_api_token=tokens.postrace,
+        dashboard_mqtt_password=dashboard_password,
     )
     supervisord = subprocess.Popen(
         [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],

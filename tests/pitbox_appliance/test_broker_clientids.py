@@ -25,6 +25,7 @@ from driver_pc.protocol.mqtt import BrokerAddress, MqttConnection
 from driver_pc.service import ShimConfig, ShimService
 from pitbox_appliance.broker import (
     PROGRAM_USERS,
+    READ_ONLY_USERS,
     MosquittoBroker,
     TlsListener,
     free_port,
@@ -311,7 +312,13 @@ def test_every_listener_ties_client_ids_to_logins_and_programs_have_logins(
     assert set(PROGRAM_USERS) <= logins
     acl = site.broker.acl_file.read_text()
     for user in (APPLIANCE_USER, *PROGRAM_USERS):
-        assert f"user {user}\ntopic readwrite pitbox/v1/#\n" in acl
+        # The dashboard only reads the live topics (it sends through the API).
+        access = (
+            "read pitbox/v1/live/#"
+            if user in READ_ONLY_USERS
+            else ("readwrite pitbox/v1/#")
+        )
+        assert f"user {user}\ntopic {access}\n" in acl
     # Each program login opens with the appliance password, and only with it.
     for user in PROGRAM_USERS:
         good = MqttConnection(user, site.address(user, APPLIANCE_PASSWORD, False))
