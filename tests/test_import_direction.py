@@ -75,7 +75,11 @@ ALLOWED: dict[str, set[str]] = {
         "pitbox_appliance.broker",
         "pitbox_appliance.config",
     },
-    "pitbox_appliance.compaction": {CONTRACT, "pitbox_appliance.storage"},
+    "pitbox_appliance.compaction": {
+        CONTRACT,
+        "pitbox_appliance.coaching",  # driver profiles travel with the session
+        "pitbox_appliance.storage",
+    },
     "pitbox_appliance.core": {
         CONTRACT,
         "pitbox_appliance.analysis",

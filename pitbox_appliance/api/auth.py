@@ -16,7 +16,10 @@ the token must hold the route's scope (``ROUTE_SCOPES``):
 the post-race worker). A request that names a driver PC (``source`` of a registration,
 a status update, a video upload) is refused with 403 unless it comes from *that* PC: its
 signature or a ``device:<source>`` token (:func:`source_refusal`). Handlers read who
-called from ``request[PRINCIPAL]`` and what it may do from ``request[SCOPES_GRANTED]``.
+called from ``request[PRINCIPAL]`` and what it may do from ``request[SCOPES_GRANTED]``;
+a command's ``by`` (the person it is audited under) comes from :func:`acting_user`: a
+``user:`` token acts for its own person only, the dashboard's ``service:`` token names
+the person logged in on it.
 
 **Storage.** The core keeps only SHA-256 digests of the secrets (:class:`TokenStore`);
 the secrets are 256-bit random strings (:func:`mint_token`), so a fast hash is enough
@@ -309,6 +312,30 @@ def source_refusal(request: web.Request, source: str) -> web.Response | None:
             f"device:{source}'s own token or signature may act as it"
         )
     return error_response(403, f"source: {source!r}, but {why}", ["source"])
+
+
+def acting_user(request: web.Request, claimed: str | None) -> str | web.Response:
+    """Who a request acts for, for the audit: a 403 when the token cannot say so.
+
+    A ``user:<name>`` token acts for that person only (``claimed`` must be the same
+    name or absent). A ``service:`` token (the dashboard) may name the person it
+    logged in; a device's may not name anyone. ``""`` when nobody is named.
+    """
+    principal: str = request.get(PRINCIPAL, "")
+    kind, _, name = principal.partition(":")
+    if kind == "user":
+        if claimed not in (None, name):
+            return error_response(
+                403, f"by: {claimed!r}, but the token belongs to {principal!r}", ["by"]
+            )
+        return name
+    if claimed is not None and kind != "service":
+        return error_response(
+            403,
+            f"by: only a service's token may name a user, not {principal!r}",
+            ["by"],
+        )
+    return claimed or ""
 
 
 @web.middleware

@@ -9,7 +9,9 @@ import re
 
 from aiohttp import web
 
+from pitbox_appliance.api.auth import acting_user
 from pitbox_appliance.api.context import (
+    PRINCIPAL,
     SERVICE,
     error_response,
     json_response,
@@ -34,24 +36,32 @@ async def send_command(request: web.Request) -> web.Response:
     problem = _check_args(body)
     if problem is not None:
         return error_response(400, problem, ["args"])
+    by = acting_user(request, body.by)
+    if isinstance(by, web.Response):
+        return by
     service = request.app[SERVICE]
     loop = asyncio.get_running_loop()
     try:
         command = await loop.run_in_executor(
             None,
             functools.partial(
-                service.send_command, car, body.kind.value, dict(body.args), by=body.by
+                service.send_command,
+                car,
+                body.kind.value,
+                dict(body.args),
+                by=by or None,
             ),
         )
     except LookupError as exc:
         return error_response(404, str(exc), ["car"])
     # The audit line: who asked for what (never a message's text: it may be private).
     logger.info(
-        "command %s (%s) to %s by %s",
+        "command %s (%s) to %s by %s (token of %s)",
         command.command_id,
         body.kind.value,
         car,
-        body.by or "an API token",
+        by or "nobody named",
+        request.get(PRINCIPAL, "?"),
     )
     status = await loop.run_in_executor(
         None, service.command_status, command.command_id

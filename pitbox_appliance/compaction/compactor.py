@@ -40,6 +40,11 @@ from pitbox_appliance.compaction.summary import (
     stints_table,
     team_of,
 )
+from pitbox_appliance.coaching.sync import (
+    PROFILES_FILE,
+    PROFILES_TABLE,
+    session_profiles,
+)
 from pitbox_appliance.compaction.telemetry import TelemetryWriter
 from pitbox_appliance.storage.reader import (
     ChunkDecoder,
@@ -272,6 +277,15 @@ def _write_set(
     }
     for table, data in tables.items():
         files.append(_write_table(root, table, data))
+    # Driver profiles (issue 15): an extra file, so older readers just skip it.
+    profiles = session_profiles(engine, race.id)
+    if profiles is not None:
+        (root / PROFILES_FILE).write_text(_dumps(profiles), encoding="utf-8")
+        files.append(
+            file_entry(
+                root, PROFILES_FILE, PROFILES_TABLE, len(profiles["profiles"])
+            )
+        )
     if race.session_info:
         info_path = root / TABLE_FILES["session_info"]
         info_path.write_text(race.session_info, encoding="utf-8")

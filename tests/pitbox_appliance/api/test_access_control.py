@@ -250,3 +250,20 @@ async def test_the_access_log_records_the_path_never_the_query(
         assert "?" not in line
         assert "query-secret" not in line
         assert "7KQ2" not in line
+
+
+async def test_a_users_token_acts_for_that_user_only(client: Client) -> None:
+    """A command's ``by`` (its audit) is the token's person, or the dashboard's claim."""
+    route = "/api/v1/cars/car42/commands"
+    body = {"kind": "message", "args": {"text": "Box now"}}
+    forged = await client.post(
+        route, json={**body, "by": "alice"}, headers=_bearer(ENGINEER.secret)
+    )
+    assert forged.status == 403
+    assert "belongs to 'user:engineer'" in (await forged.json())["error"]
+    # Its own name, or none (then it is filled in), passes on to the car (none here).
+    for claim in ({"by": "engineer"}, {}):
+        own = await client.post(
+            route, json={**body, **claim}, headers=_bearer(ENGINEER.secret)
+        )
+        assert own.status == 404, await own.text()
