@@ -27,6 +27,11 @@ from driver_pc.protocol.manifest import (
 )
 from driver_pc.protocol.messages import ChannelDictionary
 from driver_pc.protocol.session_info import SessionInfoError, parse_session_info
+from pitbox_appliance.coaching.sync import (
+    PROFILES_FILE,
+    PROFILES_TABLE,
+    session_profiles,
+)
 from pitbox_appliance.compaction.summary import (
     SessionRows,
     StintFuel,
@@ -39,11 +44,6 @@ from pitbox_appliance.compaction.summary import (
     stint_summaries,
     stints_table,
     team_of,
-)
-from pitbox_appliance.coaching.sync import (
-    PROFILES_FILE,
-    PROFILES_TABLE,
-    session_profiles,
 )
 from pitbox_appliance.compaction.telemetry import TelemetryWriter
 from pitbox_appliance.storage.reader import (
@@ -282,9 +282,7 @@ def _write_set(
     if profiles is not None:
         (root / PROFILES_FILE).write_text(_dumps(profiles), encoding="utf-8")
         files.append(
-            file_entry(
-                root, PROFILES_FILE, PROFILES_TABLE, len(profiles["profiles"])
-            )
+            file_entry(root, PROFILES_FILE, PROFILES_TABLE, len(profiles["profiles"]))
         )
     if race.session_info:
         info_path = root / TABLE_FILES["session_info"]
