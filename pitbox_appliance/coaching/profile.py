@@ -52,7 +52,10 @@ MEASURES: dict[MetricType, tuple[str, str, str]] = {
 
 class _Model(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid"
+        alias_generator=to_camel,
+        populate_by_name=True,
+        serialize_by_alias=True,
+        extra="forbid",
     )
 
     def as_json(self) -> dict[str, Any]:

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 CONFIRM_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.2
 REQUEST_TIMEOUT_S = 3.0
+#: Marking a session as training measures every stored lap of the track first.
+TRAINING_TIMEOUT_S = 180.0
 #: How often the pit wall asks the core whether ingest keeps up (one poll per process).
 HEALTH_POLL_S = 1.0
 HEALTH_TIMEOUT_S = 1.5
@@ -199,6 +201,40 @@ class CoreApi:
         """Revoke a paired PC: (True, its record) or (False, why)."""
         path = f"/api/v1/devices/{quote(device_id, safe='')}/revoke"
         return await self._changed("POST", path, {}, 200)
+
+    # ---- drivers and training (/drivers) ----------------------------------------------
+    async def drivers(self) -> dict[str, Any] | None:
+        """``GET /api/v1/drivers``: every driver's counts; None if unreachable."""
+        answer = await self._call("GET", "/api/v1/drivers")
+        return answer[1] if answer is not None and answer[0] == 200 else None
+
+    async def driver(self, name: str) -> dict[str, Any] | None:
+        """``GET /api/v1/drivers/{name}``: the profile and plan; None if not there."""
+        answer = await self._call("GET", f"/api/v1/drivers/{quote(name, safe='')}")
+        return answer[1] if answer is not None and answer[0] == 200 else None
+
+    async def sessions(self) -> dict[str, Any] | None:
+        """``GET /api/v1/sessions``: stored sessions, newest first."""
+        answer = await self._call("GET", "/api/v1/sessions")
+        return answer[1] if answer is not None and answer[0] == 200 else None
+
+    async def mark_training(
+        self, session_id: int, driver: str, *, active: bool = True
+    ) -> tuple[bool, dict[str, Any]]:
+        """Mark (or end) a session as training for ``driver``: (True, goals) or why not."""
+        if self.base_url is None:
+            return False, {"error": "the core's API does not answer"}
+        body = {"driver": driver, "active": active}
+        path = f"/api/v1/sessions/{session_id}/training"
+        try:  # goals are measured from stored telemetry: seconds, not milliseconds
+            status, data = await self._request(
+                "POST", path, body, timeout_s=TRAINING_TIMEOUT_S
+            )
+        except (aiohttp.ClientError, TimeoutError):
+            return False, {"error": "the core's API does not answer"}
+        if status != 200:
+            return False, {"error": str(data.get("error") or f"HTTP {status}")}
+        return True, data
 
     async def _changed(
         self, method: str, path: str, body: dict[str, Any], wanted: int

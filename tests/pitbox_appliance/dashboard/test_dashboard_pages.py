@@ -231,7 +231,7 @@ def test_every_module_of_the_pages_package_is_a_page() -> None:
     modules = {m.name for m in pkgutil.iter_modules(package.__path__)}
     found = {p.create.__module__.rsplit(".", 1)[1] for p in pages()}
     assert found == modules
-    labels = "Live Map Laps Line Stints Strategy Heatmap Split Camera Devices".split()
+    labels = "Live Map Laps Line Stints Strategy Heatmap Split Camera Drivers Devices".split()
     assert [p.label for p in pages()] == labels
 
 
