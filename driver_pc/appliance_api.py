@@ -1,12 +1,15 @@
 """The driver PC's client of the appliance's HTTP API: where it is, and how a request is signed.
 
 A paired PC signs each request with its message key (``driver_pc/protocol/device_auth.py``);
-a legacy set-up without pairing presents a bearer token with the ``driver`` scope.
+a legacy set-up without pairing presents a bearer token with the ``driver`` scope that
+belongs to this very PC (``device:<source>`` on the appliance): the appliance refuses a
+request naming any other source (403).
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -33,6 +36,9 @@ class ApplianceApi:
     token: str = field(default="", repr=False)
     key: bytes | None = field(default=None, repr=False)
     timeout_s: float = 60.0
+    #: The appliance CA received at pairing: an ``https`` API must present a
+    #: certificate it signed (None: the system's CAs).
+    ca_file: str | None = None
 
     def authorization(
         self,
@@ -68,7 +74,9 @@ class ApplianceApi:
     def send(self, request: urllib.request.Request) -> dict[str, Any]:
         """Send a prepared request; its JSON answer, or ApiError (HTTP status and detail)."""
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
+            with urllib.request.urlopen(
+                request, timeout=self.timeout_s, context=self._tls()
+            ) as reply:
                 answer: dict[str, Any] = json.load(reply)
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:300]
@@ -76,3 +84,8 @@ class ApplianceApi:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise ApiError(str(exc)) from None
         return answer
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.api_url.startswith("https:"):
+            return None
+        return ssl.create_default_context(cafile=self.ca_file)
