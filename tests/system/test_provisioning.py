@@ -318,7 +318,7 @@ def test_playbook_provisions_a_booted_debian_12_root(tmp_path: Path) -> None:
 
         # pitbox devices setup made the CA; driver PCs reach the broker's TLS port.
         pki = pi.ssh("sudo ls /var/lib/pitbox/security")
-        assert {"ca.crt", "server.crt"} <= set(pki.stdout.split()), pki.stdout
+        assert {"ca.crt", "broker.crt"} <= set(pki.stdout.split()), pki.stdout
         tls = _run(
             net.on_pc(
                 "openssl", "s_client", "-connect", f"{net.appliance_ip}:8883",
