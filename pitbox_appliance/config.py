@@ -111,6 +111,12 @@ class ThemeConfig(_Section):
         None,
         description="team logo file (.png, .jpg, .svg or .webp), served by the dashboard",
     )
+    team_config: Path | None = Field(
+        None,
+        description="the team config (plan and white-label) the reports and "
+        "statboards use too; when set it wins over the fields above, and only a "
+        "plan with white-label shows it (docs/business.md)",
+    )
 
 
 class SecurityConfig(_Section):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from driver_pc.protocol.team_config import ConfigFileError, load_team_config
 from pitbox_appliance.config import DashboardConfig, ThemeConfig
 from pitbox_appliance.dashboard.layout import Branding
 
@@ -42,9 +43,14 @@ def branding(
 ) -> tuple[Branding, Path | None]:
     """The branding every page shows, and the logo file to serve (None: no logo).
 
-    ``theme`` wins over the older ``dashboard.team_name``/``accent_color``. A logo that
-    cannot be served is logged and left out: the pit wall runs without it.
+    ``theme`` wins over the older ``dashboard.team_name``/``accent_color``; a
+    ``theme.team_config`` (the one file the reports and boards use) wins over both,
+    shown only when the team's plan includes white-label (else PitBox's look). A logo
+    that cannot be served is logged and left out: the pit wall runs without it. A
+    malformed team config is a ThemeError naming its key and line.
     """
+    if theme.team_config is not None:
+        return _from_team_config(theme.team_config)
     logo: Path | None = None
     if theme.logo is not None:
         try:
@@ -58,3 +64,29 @@ def branding(
         logo_url=f"{LOGO_URL}{logo.suffix.lower()}" if logo is not None else None,
     )
     return result, logo
+
+
+def _from_team_config(path: Path) -> tuple[Branding, Path | None]:
+    try:
+        config = load_team_config(path)
+    except ConfigFileError as exc:
+        raise ThemeError(f"theme.team_config: {exc}") from None
+    brand = config.branding()
+    if not brand.white_label:
+        logger.warning(
+            "theme.team_config %s: team %r is on the %s plan, which does not include "
+            "white-label; the pit wall shows PitBox's look",
+            path,
+            config.team,
+            config.plan.value,
+        )
+    logo = brand.logo
+    return (
+        Branding(
+            team_name=brand.team_name,
+            accent_color=brand.accent_color,
+            header_color=brand.header_color,
+            logo_url=f"{LOGO_URL}{logo.suffix.lower()}" if logo is not None else None,
+        ),
+        logo,
+    )
