@@ -70,6 +70,29 @@ class SessionEvent:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class TrackCorner:
+    """One row of ``corners.parquet``: a corner and the zone of lap distance it counts.
+
+    The zone runs from ``zone_start`` to ``zone_end`` (across the line when
+    ``zone_end < zone_start``) and takes in the braking before the corner.
+    """
+
+    number: int
+    label: str
+    apex: float
+    zone_start: float
+    zone_end: float
+
+    def holds(self, pct: float) -> bool:
+        """Whether lap distance ``pct`` (0..1) is in this corner's zone."""
+        if self.zone_start == self.zone_end:  # the track's one corner: the whole lap
+            return True
+        if self.zone_start < self.zone_end:
+            return self.zone_start <= pct < self.zone_end
+        return pct >= self.zone_start or pct < self.zone_end
+
+
 @dataclass
 class CompactedSession:
     """A compacted session read from its directory: manifest, laps, stints, events, telemetry."""
@@ -80,6 +103,8 @@ class CompactedSession:
     stints: list[dict[str, Any]]
     events: list[SessionEvent]
     telemetry: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+    #: The track's corners as the pit wall numbered them (empty: the set has none).
+    corners: tuple[TrackCorner, ...] = ()
     _session_info: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -125,6 +150,11 @@ class CompactedSession:
     @property
     def partition(self) -> dict[str, Any]:
         return asdict(self.manifest.partition)
+
+    def corner_at(self, pct: float) -> TrackCorner | None:
+        """The corner whose zone holds lap distance ``pct``; None without corners."""
+        p = pct % 1.0
+        return next((c for c in self.corners if c.holds(p)), None)
 
     def events_of(self, kind: str) -> list[SessionEvent]:
         return [e for e in self.events if e.kind == kind]
@@ -173,7 +203,19 @@ def load_session(root: Path, *, telemetry: bool = True) -> CompactedSession:
     columns: dict[str, np.ndarray[Any, Any]] = {}
     if telemetry and "telemetry" in tables and tables["telemetry"].is_file():
         columns = _telemetry(tables["telemetry"])
-    return CompactedSession(root, manifest, laps, stints, events, columns)
+    corners: tuple[TrackCorner, ...] = ()
+    if "corners" in tables and tables["corners"].is_file():
+        corners = tuple(
+            TrackCorner(
+                number=int(r["number"]),
+                label=str(r["label"]),
+                apex=float(r["apex_pct"]),
+                zone_start=float(r["zone_start_pct"]),
+                zone_end=float(r["zone_end_pct"]),
+            )
+            for r in pq.read_table(tables["corners"]).to_pylist()
+        )
+    return CompactedSession(root, manifest, laps, stints, events, columns, corners)
 
 
 def _session_info(root: Path, manifest: Manifest) -> dict[str, Any]:

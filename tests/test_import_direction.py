@@ -77,6 +77,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "pitbox_appliance.compaction": {
         CONTRACT,
+        "pitbox_appliance.analysis",  # the set's track map: outline and corners
         "pitbox_appliance.coaching",  # driver profiles travel with the session
         "pitbox_appliance.storage",
     },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -31,14 +32,42 @@ def section_names(count: int = SECTIONS) -> list[str]:
     return [f"S{i + 1}" for i in range(count)]
 
 
-def lap_sections(session: CompactedSession, count: int = SECTIONS) -> list[LapSections]:
-    """Every clean lap with telemetry cut into ``count`` sections (empty without telemetry)."""
+def corner_pieces(session: CompactedSession) -> tuple[list[float], list[str]]:
+    """Lap-distance edges that cut a lap at every corner zone's start, and each piece's corner.
+
+    A zone that crosses the line is two pieces with the same label (``T1``, ``T3
+    Hairpin``…); empty lists when the set has no corners.
+    """
+    if not session.corners:
+        return [], []
+    starts = {c.zone_start % 1.0 for c in session.corners} - {0.0}
+    edges = [0.0, *sorted(starts), 1.0]
+    labels = []
+    for lo, hi in pairwise(edges):
+        corner = session.corner_at((lo + hi) / 2)
+        labels.append(corner.label if corner is not None else "?")
+    return edges, labels
+
+
+def lap_sections(
+    session: CompactedSession,
+    count: int = SECTIONS,
+    edges: list[float] | None = None,
+) -> list[LapSections]:
+    """Every clean lap with telemetry cut into ``count`` equal sections, or at ``edges``.
+
+    ``edges`` (sorted, from 0.0 to 1.0) cut the lap into ``len(edges) - 1`` pieces,
+    e.g. at the corner zones of :func:`corner_pieces`. Empty without telemetry.
+    """
     tel = session.telemetry
     if not tel:
         return []
     time = tel["SessionTime"]
     pct = tel["LapDistPct"]
-    edges = np.linspace(0.0, 1.0, count + 1)
+    edges_arr = (
+        np.asarray(edges, dtype=np.float64) if edges else np.linspace(0, 1, count + 1)
+    )
+    count = len(edges_arr) - 1
     out = []
     for lap in session.laps:
         if not lap.clean or lap.start_time is None:
@@ -54,12 +83,12 @@ def lap_sections(session: CompactedSession, count: int = SECTIONS) -> list[LapSe
         p = np.maximum.accumulate(raw[start:])
         if len(p) < 4 * count or p[-1] < 0.95:
             continue
-        inner = np.interp(edges[1:-1], p, t)
+        inner = np.interp(edges_arr[1:-1], p, t)
         bounds = np.concatenate(([lap.start_time], inner, [lap.end_time]))
         times = np.diff(bounds)
         if np.any(times <= 0):
             continue
-        index = np.clip(np.searchsorted(edges, p, "right") - 1, 0, count - 1)
+        index = np.clip(np.searchsorted(edges_arr, p, "right") - 1, 0, count - 1)
         brake = tel.get("Brake")
         throttle = tel.get("Throttle")
         speed = tel.get("Speed")

@@ -13,7 +13,12 @@ from typing import Any
 import numpy as np
 
 from cloud_sync.analytics.performance import DriverPerformanceAnalyzer
-from cloud_sync.analytics.sections import SECTIONS, lap_sections, section_names
+from cloud_sync.analytics.sections import (
+    SECTIONS,
+    corner_pieces,
+    lap_sections,
+    section_names,
+)
 from cloud_sync.analytics.setup_impact import SetupImpactAnalyzer
 from cloud_sync.analytics.training import TrainingTracker
 from cloud_sync.branding import Branding, brand_css, brand_header
@@ -38,8 +43,8 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 .kpi{border:1px solid #ccc;border-radius:4px;padding:5px 10px;font-size:12px;
 min-width:150px}.kpi b{display:block;font-size:17px;font-variant-numeric:tabular-nums}
 """
-# Losses per lap-distance segment against the session's best lap: the set carries no
-# corner map, so the summary names segments (the report's S1…S10), not corners.
+# Losses against the session's best lap by corner (the set's corner map, as the pit
+# wall numbered them); sets without one: by segment (the report's S1…S10).
 LOSS_SEGMENTS = SECTIONS
 TOP_LOSSES = 3
 
@@ -245,42 +250,55 @@ class SessionReportGenerator:
             # sim's incident counter (2015 .ibt files have neither).
             "incidents_counted": bool(incidents)
             or "PlayerCarMyIncidentCount" in s.telemetry,
-            "loss_basis": "segment",
+            "loss_basis": "corner" if s.corners else "segment",
             "time_losses": self._time_losses(),
         }
 
     def _time_losses(self) -> list[dict[str, Any]]:
-        """The ``TOP_LOSSES`` segments where the clean laps lost most against the best lap.
+        """The ``TOP_LOSSES`` corners (or segments) where clean laps lost most to the best.
 
-        Each clean lap with telemetry is cut into ``LOSS_SEGMENTS`` equal shares of
-        lap distance; a segment's loss on a lap is its time there minus the best
-        lap's. Ranked by the loss summed over the session's clean laps (time given
-        away in the race); the mean per lap and the driver who lost most are given.
+        With the set's corner map each clean lap with telemetry is cut at the corner
+        zones (a zone takes in the braking before its corner; one that crosses the
+        line is summed from its two pieces); without one, into ``LOSS_SEGMENTS``
+        equal shares of lap distance. A place's loss on a lap is its time there minus
+        the best lap's. Ranked by the loss summed over the session's clean laps (time
+        given away in the race); the mean per lap and the driver who lost most.
         """
-        cut = lap_sections(self.session, LOSS_SEGMENTS)
+        s = self.session
+        edges, labels = corner_pieces(s)
+        if not edges:
+            edges = list(np.linspace(0.0, 1.0, LOSS_SEGMENTS + 1))
+            labels = section_names(LOSS_SEGMENTS)
+        cut = lap_sections(s, edges=edges)
         if len(cut) < 2:
             return []
         best = min(cut, key=lambda c: float(c.times.sum()))
         others = [c for c in cut if c is not best]
-        loss = np.vstack([c.times - best.times for c in others])
-        names = section_names(LOSS_SEGMENTS)
-        length_m = (
-            float(self.session.manifest.session.get("track_length_km") or 0) * 1e3
+        pieces = np.vstack([c.times - best.times for c in others])
+        names = list(dict.fromkeys(labels))  # in lap order, each place once
+        loss = np.column_stack(
+            [
+                pieces[:, [i for i, label in enumerate(labels) if label == name]].sum(
+                    axis=1
+                )
+                for name in names
+            ]
         )
+        spans = {name: _span(edges, labels, name) for name in names}
+        length_m = float(s.manifest.session.get("track_length_km") or 0) * 1e3
         out = []
         for i in np.argsort(-loss.sum(axis=0), kind="stable")[:TOP_LOSSES]:
             per_driver: dict[str, float] = {}
             for c, value in zip(others, loss[:, i], strict=True):
                 per_driver[c.lap.driver] = per_driver.get(c.lap.driver, 0.0) + value
+            lo, hi = spans[names[i]]
             out.append(
                 {
                     "segment": names[i],
-                    "from_pct": i / LOSS_SEGMENTS,
-                    "to_pct": (i + 1) / LOSS_SEGMENTS,
-                    "from_m": round(length_m * i / LOSS_SEGMENTS) if length_m else None,
-                    "to_m": round(length_m * (i + 1) / LOSS_SEGMENTS)
-                    if length_m
-                    else None,
+                    "from_pct": lo,
+                    "to_pct": hi,
+                    "from_m": round(length_m * lo) if length_m else None,
+                    "to_m": round(length_m * hi) if length_m else None,
                     "total_loss_s": float(loss[:, i].sum()),
                     "mean_loss_s": float(loss[:, i].mean()),
                     "laps": len(others),
@@ -398,7 +416,9 @@ class SessionReportGenerator:
         )
 
     def _losses_html(self, losses: list[dict[str, Any]]) -> str:
-        head = "<p><b>Biggest time losses by segment</b> (against the best lap"
+        by_corner = bool(self.session.corners)
+        place = "corner" if by_corner else "segment"
+        head = f"<p><b>Biggest time losses by {place}</b> (against the best lap"
         if not losses:
             return (
                 head
@@ -416,15 +436,21 @@ class SessionReportGenerator:
             )
             for x in losses
         ]
+        basis = (
+            "a corner's zone takes in the braking before it; corners as numbered on "
+            "the pit wall's track map"
+            if by_corner
+            else "segments are equal shares of lap distance, the set carries no "
+            "corner map"
+        )
         return (
             head
             + f", lap {losses[0]['best_lap']}, over {losses[0]['laps']} other clean "
             + ("lap" if losses[0]["laps"] == 1 else "laps")
-            + "; "
-            "segments are equal shares of lap distance, the set carries no corner map):</p>"
+            + f"; {basis}):</p>"
             + _table(
                 [
-                    "segment",
+                    place,
                     "lap distance",
                     "lost in total (s)",
                     "mean per lap (s)",
@@ -750,3 +776,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def _clock(seconds: float) -> str:
     return str(dt.timedelta(seconds=round(float(seconds))))
+
+
+def _span(edges: list[float], labels: list[str], name: str) -> tuple[float, float]:
+    """Where a place starts and ends along the lap (a zone across the line: end < start)."""
+    pieces = [i for i, label in enumerate(labels) if label == name]
+    if len(pieces) > 1 and pieces[0] == 0 and pieces[-1] == len(labels) - 1:
+        return edges[pieces[-1]], edges[1]  # across the line: starts in the last piece
+    return edges[pieces[0]], edges[pieces[-1] + 1]

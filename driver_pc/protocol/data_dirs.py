@@ -31,6 +31,11 @@ def database_file() -> Path:
     return appliance_data_dir() / "pitbox.sqlite3"
 
 
+def track_outlines_dir(database: Path) -> Path:
+    """The per-track outline cache, beside the database it was built from."""
+    return database.parent / "track_outlines"
+
+
 def outbox_dir() -> Path:
     """Compacted sessions waiting for upload (``pitbox compact`` writes, ``sync`` reads)."""
     return appliance_data_dir() / "outbox"

@@ -229,9 +229,10 @@ def gps_lap_paths(
     x = (lon - lon0) * math.cos(math.radians(lat0)) * 111_320.0
     y = (lat - lat0) * 111_320.0
     pit = on_pit if on_pit is not None else frames.get("OnPitRoad")
+    speed = frames.get("Speed")  # where the apexes are (the slowest point)
     out = []
     for a, b in _lap_spans(time, pct, pit):
-        path = _close_lap(pct, x, y, a, b, points, close=False)
+        path = _close_lap(pct, x, y, a, b, points, close=False, speed=speed)
         if path is not None:
             out.append(path)
     return out

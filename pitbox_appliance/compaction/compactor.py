@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import Engine
 
+from driver_pc.protocol.data_dirs import track_outlines_dir
 from driver_pc.protocol.manifest import (
     MANIFEST_NAME,
     FileEntry,
@@ -46,6 +47,7 @@ from pitbox_appliance.compaction.summary import (
     team_of,
 )
 from pitbox_appliance.compaction.telemetry import TelemetryWriter
+from pitbox_appliance.compaction.track import TrackCollector, track_map
 from pitbox_appliance.storage.reader import (
     ChunkDecoder,
     MissingChannelSetError,
@@ -69,6 +71,9 @@ TABLE_FILES = {
     # The sim's last session-info YAML as stored; every CarSetup change before it is a
     # ``car_setup`` event in the events table.
     "session_info": "session/session_info.yaml",
+    # The track map the pit wall used (compaction/track.py): outline and corners.
+    "track_outline": "track_outline/track_outline.parquet",
+    "corners": "corners/corners.parquet",
 }
 
 
@@ -87,13 +92,15 @@ def compact_session(
     *,
     team: str | None = None,
     replace: bool = False,
+    outlines: Path | None = None,
 ) -> Manifest:
     """Write session ``session_id`` as a compacted set under ``out_dir``; returns its manifest.
 
     The set is written in ``out_dir/.staging`` and renamed into
     ``out_dir/team=…/season=…/track=…/session=…`` only when complete (manifest last),
     so a reader (the uploader) never sees half a session. ``team`` overrides the team
-    name found in the data.
+    name found in the data. ``outlines``: the per-track outline cache (default: beside
+    the database), whose outline the set's corner map is taken from when it has one.
     """
     rows, dictionaries = _load(engine, session_id)
     info = _session_info(rows.race)
@@ -114,6 +121,7 @@ def compact_session(
             team_name,
             season_source,
             staging,
+            outlines if outlines is not None else _outlines_beside(engine),
         )
         _fsync_tree(staging)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -221,8 +229,10 @@ def _write_set(
     team_name: str | None,
     season_source: str,
     root: Path,
+    outlines: Path | None,
 ) -> Manifest:
     race = rows.race
+    collector = TrackCollector()
     fuel = StintFuel([s.start_time for s in rows.stints])
     tyres = StintTyres([s.start_time for s in rows.stints])
     files: list[FileEntry] = []
@@ -237,6 +247,7 @@ def _write_set(
         exceptions.parent.mkdir(parents=True)
         for source, frames in _chunks(engine, race.id, dictionaries):
             writer.add(source, frames)
+            collector(source, frames)
             fuel(source, frames)
             tyres(source, frames)
         fuel.finish()
@@ -284,6 +295,15 @@ def _write_set(
         files.append(
             file_entry(root, PROFILES_FILE, PROFILES_TABLE, len(profiles["profiles"]))
         )
+    weekend = info.get("WeekendInfo")
+    found = track_map(
+        collector, weekend if isinstance(weekend, dict) else None, race.track, outlines
+    )
+    if found is not None:
+        files.append(_write_table(root, "track_outline", found.outline_table()))
+        files.append(_write_table(root, "corners", found.corners_table()))
+    else:
+        notes.append("no track map: no clean lap with GPS or speed and yaw")
     if race.session_info:
         info_path = root / TABLE_FILES["session_info"]
         info_path.write_text(race.session_info, encoding="utf-8")
@@ -303,6 +323,8 @@ def _write_set(
             "last_time": race.last_time,
             "stored_at": dt.datetime.fromtimestamp(race.created_at, dt.UTC).isoformat(),
             "season_source": season_source,
+            "track_key": found.key if found is not None else None,
+            "track_map": found.source if found is not None else None,
             "drivers": sorted(
                 (
                     {
@@ -324,6 +346,17 @@ def _write_set(
     tmp.write_text(manifest.dumps())
     tmp.rename(root / MANIFEST_NAME)
     return manifest
+
+
+def _outlines_beside(engine: Engine) -> Path | None:
+    database = engine.url.database
+    if (
+        engine.url.get_backend_name() != "sqlite"
+        or not database
+        or database == ":memory:"
+    ):
+        return None
+    return track_outlines_dir(Path(database))
 
 
 def _write_table(root: Path, table: str, data: pa.Table) -> FileEntry:

@@ -28,6 +28,7 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from driver_pc.protocol.codec import DecodeError
+from driver_pc.protocol.data_dirs import track_outlines_dir
 from driver_pc.protocol.session_info import SessionInfoError, parse_session_info
 from pitbox_appliance.analysis.track_outline import (
     LapPath,
@@ -90,7 +91,7 @@ TRACE_CHANNELS = frozenset(
 )
 #: Where the per-track outlines from live channels are kept: beside the database
 #: (the appliance's data directory, ``driver_pc.protocol.data_dirs``), across sessions.
-OUTLINE_DIR_NAME = "track_outlines"
+OUTLINE_DIR_NAME = track_outlines_dir(Path("db")).name
 #: Clean laps of a session added to its track's outline per outline query (each is
 #: one lap's telemetry decoded), and the count after which no more are added.
 REFINE_LAPS_PER_QUERY = 4
@@ -264,7 +265,7 @@ class SessionData:
         self._path = _sqlite_path(db_url)
         #: The per-track outline cache (None: build in memory, keep nothing).
         self.outline_dir = outline_dir or (
-            self._path.parent / OUTLINE_DIR_NAME if self._path is not None else None
+            track_outlines_dir(self._path) if self._path is not None else None
         )
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()

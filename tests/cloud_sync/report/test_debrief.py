@@ -127,8 +127,11 @@ def _expected_stops(rows: list[dict[str, Any]]) -> list[int]:
     ]
 
 
-def _segment_times(root: Path, rows: list[dict[str, Any]]) -> dict[int, np.ndarray]:
-    """Per clean lap: time in each tenth of lap distance, from telemetry.parquet."""
+def _segment_times(
+    root: Path, rows: list[dict[str, Any]], edges: list[float] | None = None
+) -> dict[int, np.ndarray]:
+    """Per clean lap: time between lap-distance ``edges`` (tenths), from telemetry.parquet."""
+    edges = edges or [k / SEGMENTS for k in range(SEGMENTS + 1)]
     table = pq.read_table(
         root / "telemetry" / "telemetry.parquet",
         columns=["source", "SessionTime", "LapDistPct"],
@@ -155,7 +158,7 @@ def _segment_times(root: Path, rows: list[dict[str, Any]]) -> dict[int, np.ndarr
         t, p = t[keep], np.maximum.accumulate(p[keep])
         marks = [
             r["start_time"],
-            *(np.interp(k / SEGMENTS, p, t) for k in range(1, SEGMENTS)),
+            *(np.interp(e, p, t) for e in edges[1:-1]),
             r["end_time"],
         ]
         out[r["lap_number"]] = np.diff(marks)
@@ -193,14 +196,32 @@ def test_summary_figures_equal_what_the_tables_say(endurance: Path) -> None:
     assert sum(d["incidents"] for d in summary["drivers"].values()) == len(incidents)
     points = sum(int(p.get("points") or 0) for _, p in incidents)
     assert summary["incident_points"] == points
-    # The three biggest losses against the best lap, per tenth of lap distance.
-    times = _segment_times(endurance, rows)
+    # The three biggest losses against the best lap, by corner: each corner's zone
+    # from corners.parquet (a zone across the line is two pieces, summed).
+    corners = pq.read_table(endurance / "corners" / "corners.parquet").to_pylist()
+    assert len(corners) >= 2  # the simulated track has its corners found
+    edges = sorted({0.0, 1.0, *(c["zone_start_pct"] for c in corners)})
+
+    def zone_of(pct: float) -> str:
+        for c in corners:
+            lo, hi = c["zone_start_pct"], c["zone_end_pct"]
+            if (lo <= pct < hi) if lo < hi else (pct >= lo or pct < hi):
+                return str(c["label"])
+        raise AssertionError(pct)
+
+    labels = [zone_of((a + b) / 2) for a, b in itertools.pairwise(edges)]
+    names = list(dict.fromkeys(labels))
+    pieces = _segment_times(endurance, rows, edges)
+    times = {
+        n: np.array([sum(v[i] for i, x in enumerate(labels) if x == m) for m in names])
+        for n, v in pieces.items()
+    }
     best = min(times, key=lambda n: times[n].sum())
     loss = np.vstack([times[n] - times[best] for n in sorted(times) if n != best])
     order = np.argsort(-loss.sum(axis=0), kind="stable")[:3]
     losses = summary["time_losses"]
-    assert summary["loss_basis"] == "segment"
-    assert [x["segment"] for x in losses] == [f"S{i + 1}" for i in order]
+    assert summary["loss_basis"] == "corner"
+    assert [x["segment"] for x in losses] == [names[i] for i in order]
     for x, i in zip(losses, order, strict=True):
         assert x["best_lap"] == best
         assert x["laps"] == len(times) - 1
@@ -219,8 +240,8 @@ def test_summary_figures_equal_what_the_tables_say(endurance: Path) -> None:
     for x in losses:
         assert f"<td>{x['segment']}</td>" in first
         assert f">{x['total_loss_s']:+.3f}<" in first
-    assert "segment" in first
-    assert "corner map" in first  # says that these are not corners
+    assert "Biggest time losses by corner" in first
+    assert "as numbered on the pit wall" in first
 
 
 def test_lap_time_format() -> None:
@@ -451,7 +472,7 @@ def test_summary_fits_one_screen_in_chromium(endurance: Path, tmp_path: Path) ->
                 assert driver in text
             assert "Stops" in text
             assert "Fuel per lap vs plan" in text
-            assert "Biggest time losses by segment" in text
+            assert "Biggest time losses by corner" in text
             page.screenshot(path=str(ARTIFACTS / "debrief-summary.png"))
             assert errors == []
         finally:
