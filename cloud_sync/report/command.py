@@ -70,6 +70,13 @@ def add_command(sub: Any, sets: SetResolver) -> None:
         help="the appliance API (http://HOST:PORT) to announce the events through "
         "($PITBOX_API_URL; token of scope 'pipeline' from $PITBOX_API_TOKEN)",
     )
+    parser.add_argument(
+        "--team-config",
+        type=Path,
+        default=os.environ.get("PITBOX_TEAM_CONFIG"),
+        help="team config whose white-label the report shows when the plan "
+        "includes it ($PITBOX_TEAM_CONFIG; docs/business.md)",
+    )
     parser.add_argument("--no-pdf", action="store_true", help="HTML only")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=functools.partial(run, sets=sets))
@@ -82,12 +89,20 @@ def run(args: argparse.Namespace, sets: SetResolver) -> int:
     from cloud_sync.report.publish import build_report, local_ready, publish_report
     from cloud_sync.targets import TargetError, parse_target
     from driver_pc.protocol.manifest import ManifestError
+    from driver_pc.protocol.team_config import ConfigFileError, load_team_config
 
     if args.api and not args.api.startswith(("http://", "https://")):
         sys.stderr.write(
             f"pitbox report: --api {args.api!r}: expected http://HOST:PORT\n"
         )
         return 2
+    brand = None
+    if args.team_config is not None:
+        try:
+            brand = load_team_config(args.team_config).branding()
+        except ConfigFileError as exc:
+            sys.stderr.write(f"pitbox report: {exc}\n")
+            return 2
     target = None
     if args.target:
         try:
@@ -119,7 +134,9 @@ def run(args: argparse.Namespace, sets: SetResolver) -> int:
         <= str(session.manifest.session.get("stored_at"))
     ]
     out_dir = args.out or default_reports() / session.path
-    built = build_report(session, out_dir, history=history, pdf=not args.no_pdf)
+    built = build_report(
+        session, out_dir, history=history, pdf=not args.no_pdf, brand=brand
+    )
     status = 0 if built.pdf_error is None else 1
     if target is not None:
         try:

@@ -232,3 +232,38 @@ def test_build_gates_private_boards_and_brands_what_it_publishes(
     body = client.get_object(Bucket=bucket, Key=report)["Body"].read().decode()
     assert "Night Owls" in body
     assert result["sponsor_reports"]
+
+
+def test_pitbox_report_takes_the_team_config(race: Race, tmp_path: Path) -> None:
+    """The appliance-side `pitbox report` (the post-race worker's) is branded too."""
+    from pitbox_appliance.cli import main as pitbox
+
+    teams = _team_dir(tmp_path, "pro")
+    db = race.root.parents[3].parent / "race.sqlite3"
+    common = [
+        "report", "1", "--db", f"sqlite:///{db}",
+        "--outbox", str(race.root.parents[3]), "--no-pdf", "--json",
+    ]  # fmt: skip
+    out = tmp_path / "rep"
+    assert (
+        pitbox(
+            [*common, "--out", str(out), "--team-config", str(teams / "pitbox.yaml")]
+        )
+        == 0
+    )
+    page = (out / "report.html").read_text()
+    assert "Night Owls" in page
+    assert 'data-white-label="true"' in page
+    (teams / "bad.yaml").write_text("team: x\nname: y\nplan: gold\n")
+    assert (
+        pitbox(
+            [
+                *common,
+                "--out",
+                str(tmp_path / "bad"),
+                "--team-config",
+                str(teams / "bad.yaml"),
+            ]
+        )
+        == 2
+    )
