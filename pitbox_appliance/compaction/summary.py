@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from pitbox_appliance.analysis.corners import CornerMap
 from pitbox_appliance.storage.reader import (
     DriverRow,
     EventRow,
@@ -46,7 +47,9 @@ RULES = {
     "tireWear": "fraction of tread used per corner: decreases of the mean of "
     "<corner>wear{L,M,R}",
     "incidents": "incident_detected events in the stint",
-    "mistakeHotspots": "mistake events by detector section and type",
+    "mistakeHotspots": "mistake events by corner (the zone holding their lap "
+    "distance, as on the pit wall's map) and type; by detector section without a "
+    "corner map",
     "overallPerformance": "scores 0-100, see docs/cloud.md; targetAchievement is "
     "their mean",
 }
@@ -286,20 +289,37 @@ def consistency(lap_times: list[float]) -> float | None:
     return float(1.4826 * np.median(np.abs(times - np.median(times))))
 
 
-def mistake_hotspots(mistakes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mistakes grouped by track section and type, most frequent (then worst) first."""
-    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
+def mistake_hotspots(
+    mistakes: list[dict[str, Any]], corners: CornerMap | None = None
+) -> list[dict[str, Any]]:
+    """Mistakes grouped by corner (else detector section) and type, most frequent first.
+
+    With the track's corner map a mistake counts for the corner whose zone holds its
+    lap distance (the braking before a corner is that corner's), named as on the pit
+    wall (``T3 Hairpin``); without one, by the detector's section (``S4``).
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for m in mistakes:
         section, kind = m.get("section"), m.get("mistake")
-        if isinstance(section, int) and isinstance(kind, str):
-            groups.setdefault((section, kind), []).append(m)
+        if not isinstance(kind, str):
+            continue
+        pct = m.get("lap_dist_pct")
+        zone = (
+            corners.zone_at(float(pct))
+            if corners is not None and isinstance(pct, (int, float))
+            else None
+        )
+        if zone is not None:
+            groups.setdefault((zone.label, kind), []).append(m)
+        elif isinstance(section, int):
+            groups.setdefault((f"S{section + 1}", kind), []).append(m)
     spots: list[dict[str, Any]] = []
-    for (section, kind), found in groups.items():
+    for (place, kind), found in groups.items():
         pcts = [float(m["lap_dist_pct"]) for m in found if "lap_dist_pct" in m]
         severities = [float(m["severity"]) for m in found if "severity" in m]
         spots.append(
             {
-                "trackSection": f"S{section + 1}",
+                "trackSection": place,
                 "lapDistPct": sum(pcts) / len(pcts) if pcts else None,
                 "frequency": len(found),
                 "severity": sum(severities) / len(severities) if severities else None,
@@ -371,8 +391,12 @@ def session_analytics(
     stints: list[StintSummary],
     session_name: str,
     info: dict[str, Any],
+    corners: CornerMap | None = None,
 ) -> dict[str, Any]:
-    """The seed's ``SessionAnalytics`` (§3.3); a figure the data cannot give is null."""
+    """The seed's ``SessionAnalytics`` (§3.3); a figure the data cannot give is null.
+
+    ``corners``: the track's corner map, which mistake hotspots are counted by.
+    """
     race = rows.race
     weekend = info.get("WeekendInfo") if isinstance(info, dict) else None
     weekend = weekend if isinstance(weekend, dict) else {}
@@ -415,7 +439,7 @@ def session_analytics(
                 ),
                 "tireWear": s.tyre_wear,
                 "incidents": s.incidents,
-                "mistakeHotspots": mistake_hotspots(s.mistakes),
+                "mistakeHotspots": mistake_hotspots(s.mistakes, corners),
             }
             for s in stints
         ],

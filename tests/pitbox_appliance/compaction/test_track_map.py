@@ -108,3 +108,31 @@ def test_no_laps_no_map() -> None:
     from pitbox_appliance.compaction.track import TrackCollector
 
     assert track_map(TrackCollector(), None, "", None) is None
+
+
+def test_mistake_hotspots_count_by_corner_zone() -> None:
+    from pitbox_appliance.compaction.summary import mistake_hotspots
+
+    grid = np.linspace(0.0, 1.0, 257)
+    angle = 2 * np.pi * grid
+    corners = find_corners(grid, 300 * np.cos(angle), 120 * np.sin(angle))
+    assert len(corners.corners) == 2
+    first, second = corners.corners
+    # Three braking mistakes just before the second corner (its approach), one line
+    # mistake at the first corner's apex, and a mistake with no lap distance.
+    mistakes = [
+        {"section": 9, "mistake": "braking", "lap_dist_pct": second.apex - 0.03},
+        {"section": 9, "mistake": "braking", "lap_dist_pct": second.apex - 0.02},
+        {"section": 9, "mistake": "braking", "lap_dist_pct": second.apex},
+        {"section": 0, "mistake": "line", "lap_dist_pct": first.apex},
+        {"section": 4, "mistake": "throttle"},
+    ]
+    spots = mistake_hotspots(mistakes, corners)
+    assert [(s["trackSection"], s["type"], s["frequency"]) for s in spots] == [
+        (second.label, "braking", 3),
+        (first.label, "line", 1),
+        ("S5", "throttle", 1),
+    ]
+    # Without a corner map: the detector's sections.
+    plain = mistake_hotspots(mistakes)
+    assert {s["trackSection"] for s in plain} == {"S10", "S1", "S5"}
