@@ -20,7 +20,7 @@ from cloud_sync.analytics.sections import (
     section_names,
 )
 from cloud_sync.analytics.setup_impact import SetupImpactAnalyzer
-from cloud_sync.analytics.training import TrainingTracker
+from cloud_sync.analytics.training import SkillProgressionTracker, TrainingTracker
 from cloud_sync.branding import Branding, brand_css, brand_header
 from cloud_sync.compacted import CompactedSession
 from cloud_sync.report import plots
@@ -47,6 +47,9 @@ min-width:150px}.kpi b{display:block;font-size:17px;font-variant-numeric:tabular
 # wall numbered them); sets without one: by segment (the report's S1…S10).
 LOSS_SEGMENTS = SECTIONS
 TOP_LOSSES = 3
+
+
+TREND_WORDS = {None: "same", True: "better", False: "worse"}
 
 
 @dataclass
@@ -145,6 +148,8 @@ class SessionReportGenerator:
             self._setup_table(impacts),
             _h2("Training goals and badges"),
             self._training(goals, badges),
+            _h2("Skill progression and next practice"),
+            self._progression(training),
             '<p class="muted">Methods and what is not built: docs/cloud.md. '
             f"Generated from the compacted set {html.escape(s.path)} "
             f"(manifest created {html.escape(s.manifest.created_at)}).</p>",
@@ -679,6 +684,55 @@ class SessionReportGenerator:
         return _table(
             ["driver", "changes", "laps before", "laps after", "lap-time delta"], rows
         )
+
+    def _progression(self, training: TrainingTracker) -> str:
+        """Trends per driver and metric over the sessions given, and the next practice.
+
+        SkillProgressionTracker and the appliance's plan, both from the compacted
+        sets (docs/training.md).
+        """
+        s = self.session
+        tracker = SkillProgressionTracker([*self.history, s])
+        rows = []
+        plans = []
+        for driver in s.drivers():
+            for t in tracker.trends(driver):
+                if len(t.points) < 2:
+                    continue
+                trend = TREND_WORDS[t.improving]
+                first, last = t.points[0][2], t.points[-1][2]
+                rows.append(
+                    (
+                        driver,
+                        t.metric,
+                        len(t.points),
+                        f"{first:.3f}",
+                        f"{last:.3f}",
+                        trend,
+                    )
+                )
+            plan = training.plan(driver, upto=s.path) or {}
+            for e in plan.get("exercises", []):
+                corners = ", ".join(e.get("corners", []))
+                plans.append(
+                    (
+                        driver,
+                        corners,
+                        e.get("metricType"),
+                        e.get("laps"),
+                        e.get("focus"),
+                    )
+                )
+        out = (
+            _table(["driver", "metric", "sessions", "first", "last", "trend"], rows)
+            if rows
+            else "<p>Trends need two sessions of a driver.</p>"
+        )
+        if plans:
+            out += "<p>Next practice (planned on the appliance):</p>" + _table(
+                ["driver", "corners", "metric", "laps", "focus"], plans
+            )
+        return out
 
     def _training(self, goals: list[Any], badges: list[Any]) -> str:
         goal_rows = [
