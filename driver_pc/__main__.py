@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         source: str = creds.source
         team_key = creds.message_key
         broker = creds.broker_address(ca_path(path))
+        # HTTPS to the API, checked against the CA received at pairing.
+        api_url, ca_file = creds.api_url, str(ca_path(path))
     else:
         try:
             team_key = bytes.fromhex(key_hex)
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         source = args.source
+        api_url, ca_file = None, None
         broker = BrokerAddress(
             args.host, args.port, args.username or args.source, password
         )
@@ -121,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     # A paired PC reaches the API where pairing put its broker, and signs with its
     # own key; a legacy one needs --api-url (or --host) and a token.
     api = ApplianceApi(
-        api_url=args.api_url or f"http://{broker.host}:8081",
+        api_url=args.api_url or api_url or f"http://{broker.host}:8081",
         source=source,
         token=os.environ.get("PITBOX_API_TOKEN", ""),
         key=team_key if paired else None,
+        ca_file=ca_file,
     )
     if paired or api.token:
         registrar = DriverRegistrar(api, sim=args.adapter, version=_version())

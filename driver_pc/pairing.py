@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -57,6 +58,9 @@ class DeviceCredentials:
     #: The appliance's public name or address (router port-forward): tried when
     #: ``mqtt_host`` (the LAN address) does not answer. None: LAN only.
     mqtt_public_host: str | None = None
+    #: The appliance API as pairing reached it (``https://…`` once the appliance
+    #: has its CA; verified against ``ca_pem``). None: older appliances.
+    api_url: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeviceCredentials:
@@ -75,6 +79,7 @@ class DeviceCredentials:
                 mqtt_public_host=str(data["mqtt_public_host"])
                 if data.get("mqtt_public_host")
                 else None,
+                api_url=str(data["api_url"]) if data.get("api_url") else None,
             )
         except KeyError as exc:
             raise ValueError(f"credentials lack {exc.args[0]!r}") from None
@@ -88,9 +93,11 @@ class DeviceCredentials:
 
     def to_json(self) -> dict[str, Any]:
         """The credentials as stored (and as the appliance sends them)."""
-        extra = (
-            {"mqtt_public_host": self.mqtt_public_host} if self.mqtt_public_host else {}
-        )
+        extra: dict[str, str] = {}
+        if self.mqtt_public_host:
+            extra["mqtt_public_host"] = self.mqtt_public_host
+        if self.api_url:
+            extra["api_url"] = self.api_url
         return {
             "device_id": self.device_id,
             "source": self.source,
@@ -187,7 +194,9 @@ def pair(appliance_url: str, code: str, timeout: float = 15.0) -> DeviceCredenti
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(
+            request, timeout=timeout, context=_pairing_tls(parts.scheme)
+        ) as response:
             reply: Any = json.load(response)
     except urllib.error.HTTPError as exc:
         raise PairingError(
@@ -205,6 +214,22 @@ def pair(appliance_url: str, code: str, timeout: float = 15.0) -> DeviceCredenti
         return DeviceCredentials.from_json(payload)
     except ValueError as exc:
         raise PairingError(f"the appliance sent bad credentials: {exc}") from None
+
+
+def _pairing_tls(scheme: str) -> ssl.SSLContext | None:
+    """TLS for the pairing request: encryption without certificate checks.
+
+    Before pairing this PC has no appliance CA to check against, and needs none:
+    the answer is sealed and authenticated with a key only the code gives (see
+    the module docstring), so a server posing as the appliance learns and gives
+    nothing. Every later request checks the certificate against the CA received.
+    """
+    if scheme != "https":
+        return None
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _error_text(exc: urllib.error.HTTPError) -> str:

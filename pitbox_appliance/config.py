@@ -143,6 +143,18 @@ class SecurityConfig(_Section):
     pairing_ttl_s: float = Field(
         600, description="how long a pairing code stays valid", gt=0, le=86400
     )
+    https: bool = Field(
+        True,
+        description="serve the dashboard and the API over HTTPS (certificate from "
+        "the appliance CA) once the CA exists; plain HTTP stays on 127.0.0.1",
+    )
+    ca_http_port: int = Field(
+        8079,
+        description="plain-HTTP page where tablets fetch the CA certificate "
+        "(/ca.crt) and its fingerprint; 0: not served",
+        ge=0,
+        le=65535,
+    )
     legacy_team_key: bool = Field(
         True,
         description="accept the shared PITBOX_TEAM_KEY from sources without a "

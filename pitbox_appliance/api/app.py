@@ -40,6 +40,13 @@ from pitbox_appliance.api.context import (
     error_response,
 )
 from pitbox_appliance.core.service import CoreService
+from pitbox_appliance.security.web_tls import (
+    CA_PATH,
+    WebTls,
+    ca_download_app,
+    tls_hosts,
+    web_tls,
+)
 from pitbox_appliance.storage.database import default_db_url, make_engine
 
 logger = logging.getLogger(__name__)
@@ -100,19 +107,71 @@ async def start_api(service: CoreService) -> web.AppRunner:
     app = create_app(service)
     adverts: list[Advertisement] = []
     app.on_cleanup.append(functools.partial(_withdraw, adverts))
+    side_runners: list[web.AppRunner] = []  # the CA download page's
+    app.on_cleanup.append(functools.partial(_cleanup_runners, side_runners))
     runner = make_runner(app)
     await runner.setup()
-    site = web.TCPSite(runner, core.api_host, core.api_port)
+    # HTTPS on the LAN once the appliance has its CA; plain HTTP on 127.0.0.1 for
+    # the appliance's own programs (security/web_tls.py).
+    loop = asyncio.get_running_loop()
+    tls = await loop.run_in_executor(
+        None, web_tls, service.config.security, core.api_host
+    )
     try:
-        await site.start()
+        if tls is None:
+            await web.TCPSite(runner, core.api_host, core.api_port).start()
+        else:
+            await _start_tls_sites(runner, tls, core.api_host, core.api_port)
+            side_runners.extend(await _serve_ca(tls, service))
     except OSError:
         await runner.cleanup()
         raise
-    logger.info("API v1 listening on %s", runner.addresses)
+    logger.info(
+        "API v1 listening on %s%s",
+        runner.addresses,
+        " (HTTPS on the LAN, HTTP on 127.0.0.1)" if tls else "",
+    )
     if core.advertise and not _loopback(core.api_host):
-        advert = await _advertise(runner, service)
+        advert = await _advertise(runner, service, "https" if tls else "http")
         adverts.extend([advert] if advert is not None else [])
     return runner
+
+
+async def _start_tls_sites(
+    runner: web.AppRunner, tls: WebTls, host: str, port: int
+) -> None:
+    """HTTPS on each of ``tls_hosts(host)``, plain HTTP on 127.0.0.1, one port."""
+    plain = web.TCPSite(runner, "127.0.0.1", port)
+    await plain.start()
+    port = port or bound_port(runner)  # OS-chosen: the same one everywhere
+    context = tls.server_context()
+    for address in tls_hosts(host):
+        await web.TCPSite(runner, address, port, ssl_context=context).start()
+
+
+async def _serve_ca(tls: WebTls, service: CoreService) -> list[web.AppRunner]:
+    """The plain-HTTP CA download page on ``security.ca_http_port`` (0: none)."""
+    security, core = service.config.security, service.config.core
+    if not security.ca_http_port:
+        return []
+    ca_runner = web.AppRunner(ca_download_app(tls.pki))
+    await ca_runner.setup()
+    try:
+        for address in ["127.0.0.1", *tls_hosts(core.api_host)]:
+            await web.TCPSite(ca_runner, address, security.ca_http_port).start()
+    except OSError as exc:  # the API itself works without it
+        logger.warning("CA download page not served: %s", exc)
+    logger.info(
+        "CA certificate for tablets on http://<appliance>:%s%s",
+        security.ca_http_port,
+        CA_PATH,
+    )
+    return [ca_runner]
+
+
+async def _cleanup_runners(runners: list[web.AppRunner], _app: web.Application) -> None:
+    for runner in runners:
+        await runner.cleanup()
 
 
 def make_runner(app: web.Application) -> web.AppRunner:
@@ -125,7 +184,7 @@ def _loopback(host: str) -> bool:
 
 
 async def _advertise(
-    runner: web.AppRunner, service: CoreService
+    runner: web.AppRunner, service: CoreService, scheme: str = "http"
 ) -> Advertisement | None:
     """Answer mDNS for ``_pitbox._tcp`` (until the API stops); a failure only logs."""
     core = service.config.core
@@ -136,7 +195,7 @@ async def _advertise(
     loop = asyncio.get_running_loop()
     try:
         advert = await loop.run_in_executor(
-            None, Advertisement, name, bound_port(runner), addresses
+            None, Advertisement, name, bound_port(runner), addresses, scheme
         )
     except (OSError, ValueError) as exc:
         logger.warning("not advertised on the LAN (mDNS): %s", exc)

@@ -191,6 +191,8 @@ async def _redeem(request: web.Request) -> web.Response:
         "mqtt_password": new.mqtt_password,
         "message_key": device.message_key,
         "ca_pem": pki.ca_cert.read_text(encoding="ascii"),
+        # The API as this PC reached it: https once the appliance has its CA.
+        "api_url": str(request.url.origin()),
     }
     if security.public_host and security.public_host != payload["mqtt_host"]:
         payload["mqtt_public_host"] = security.public_host

@@ -34,6 +34,7 @@ from pitbox_appliance.dashboard.theme import branding as theme_branding
 from pitbox_appliance.dashboard.widgets import note, tid
 from pitbox_appliance.security.devices import security_dir
 from pitbox_appliance.security.users import Role, UserStore
+from pitbox_appliance.security.web_tls import https_on, web_tls
 from pitbox_appliance.storage.database import default_db_url
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,12 @@ def run(
         logger.warning(
             "PITBOX_API_TOKENS holds no 'commands' token: commands will fail"
         )
-    api = CoreApi(api_base_url(core.api_host, core.api_port), token=token)
+    # An HTTPS API keeps plain HTTP on 127.0.0.1 for the appliance's programs.
+    api_host = "127.0.0.1" if https_on(security, core.api_host) else core.api_host
+    api = CoreApi(api_base_url(api_host, core.api_port), token=token)
+    # HTTPS for tablets once the appliance has its CA (security/web_tls.py).
+    # (Tablets fetch the CA from the API's plain-HTTP page, security.ca_http_port.)
+    tls = web_tls(security, dashboard.host)
     crew = CrewStore(crew_file(db_url))
     app.on_startup(connection.start)
     app.on_shutdown(connection.stop)
@@ -138,7 +144,8 @@ def run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
     logger.info(
-        "dashboard on http://%s:%s, broker %s:%s, database %s, core API %s",
+        "dashboard on %s://%s:%s, broker %s:%s, database %s, core API %s",
+        "https" if tls else "http",
         dashboard.host,
         dashboard.port,
         mqtt.host,
@@ -165,6 +172,9 @@ def run(
         show_welcome_message=False,
         # Pages refresh with their own timers; nothing uses property bindings.
         binding_refresh_interval=None,
+        # Passed on to uvicorn; None: plain HTTP.
+        ssl_certfile=str(tls.certfile) if tls else None,
+        ssl_keyfile=str(tls.keyfile) if tls else None,
     )
 
 

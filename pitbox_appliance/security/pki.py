@@ -9,6 +9,7 @@ stored with mode 0600 in a 0700 directory.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import ipaddress
 import logging
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -56,6 +58,16 @@ class PkiFiles:
         """The broker's private key."""
         return self.directory / "broker.key"
 
+    @property
+    def web_cert(self) -> Path:
+        """The HTTPS certificate of the dashboard and the API, signed by the CA."""
+        return self.directory / "web.crt"
+
+    @property
+    def web_key(self) -> Path:
+        """The HTTPS certificate's private key."""
+        return self.directory / "web.key"
+
 
 def ensure_pki(directory: Path, names: Iterable[str]) -> PkiFiles:
     """Create the CA (once) and a broker certificate valid for ``names``.
@@ -75,6 +87,30 @@ def ensure_pki(directory: Path, names: Iterable[str]) -> PkiFiles:
     _issue_server_cert(files, wanted)
     logger.info("issued the broker certificate for %s", ", ".join(sorted(names)))
     return files
+
+
+def ensure_web_cert(files: PkiFiles, names: Iterable[str]) -> tuple[Path, Path]:
+    """The HTTPS certificate (and key) for ``names``, issued by the CA when needed.
+
+    Kept while it covers exactly ``names`` and is not near expiry, like the
+    broker's; the CA must exist (``pitbox devices setup``).
+    """
+    wanted = _alt_names(names)
+    if not _server_cert_current(files, wanted, files.web_cert, files.web_key):
+        _issue_server_cert(files, wanted, files.web_cert, files.web_key)
+        logger.info("issued the HTTPS certificate for %s", ", ".join(sorted(names)))
+    return files.web_cert, files.web_key
+
+
+def spki_sha256(cert: Path) -> str:
+    """Base64 SHA-256 of a certificate's public key (Chromium's SPKI pin format)."""
+    loaded = x509.load_pem_x509_certificate(cert.read_bytes())
+    der = loaded.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(der)
+    return base64.b64encode(digest.finalize()).decode("ascii")
 
 
 def appliance_names(extra: Iterable[str] = ()) -> list[str]:
@@ -213,10 +249,24 @@ def _issue_server_cert(
     )
 
 
-def _server_cert_current(files: PkiFiles, wanted: list[x509.GeneralName]) -> bool:
-    if not (files.server_cert.exists() and files.server_key.exists()):
+def _server_cert_current(
+    files: PkiFiles,
+    wanted: list[x509.GeneralName],
+    cert_path: Path | None = None,
+    key_path: Path | None = None,
+) -> bool:
+    cert_path = cert_path or files.server_cert
+    key_path = key_path or files.server_key
+    if not (cert_path.exists() and key_path.exists()):
         return False
-    cert = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+    if cert.issuer != ca.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False  # signed by an older CA: issue it again
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
