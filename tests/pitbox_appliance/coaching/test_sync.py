@@ -13,6 +13,7 @@ from cloud_sync.analytics.training import (
     synced_training,
 )
 from cloud_sync.compacted import load_session
+from cloud_sync.report.generator import SessionReportGenerator
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol.events import EventKind, encode_event
@@ -117,5 +118,8 @@ def test_profiles_are_compacted_and_read_by_the_cloud(tmp_path: Path) -> None:
     assert {"best_lap", "braking_point_m", "min_speed_kph"} <= set(trends)
     season = manifest.partition.season
     assert set(trends["min_speed_kph"].seasons) == {season}
+    report = SessionReportGenerator(session).build()
+    assert "Skill progression and next practice" in report.html
+    assert "T1 braking: 60 → 50 m" in report.html  # the synced goal, in the report
     engine.dispose()
     BOARD.reset()
