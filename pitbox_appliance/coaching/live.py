@@ -68,6 +68,9 @@ class LivePlan:
     length_m: float
     goals: list[TrainingGoal]
     held_badges: set[tuple[str, str]] = field(default_factory=set)
+    #: The plan's stop rule: fatigue at or above this ends the practice (None: none).
+    stop_fatigue: float | None = None
+    stop_sent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +217,13 @@ class LiveTrainer:
         fuel_used: float | None,
         pit_lap: bool,
         stint_started: float,
+        fatigue: float | None = None,
     ) -> list[Found]:
-        """Measure a completed lap; goal progress and badges as events."""
+        """Measure a completed lap; goal progress and badges as events.
+
+        ``fatigue`` (the fatigue analyzer's level after this lap) past the plan's
+        stop rule sends the driver one "end the practice" notice.
+        """
         plan = self.board.plan_for(car)
         data = np.concatenate(self._chunks) if self._chunks else np.empty((0, 5))
         rest = data[data[:, 0] >= end]
@@ -224,6 +232,19 @@ class LiveTrainer:
             return []
         if plan.driver and driver != plan.driver:
             return []
+        if (
+            fatigue is not None
+            and plan.stop_fatigue is not None
+            and fatigue >= plan.stop_fatigue
+            and not plan.stop_sent
+        ):
+            plan.stop_sent = True
+            self._notify(
+                plan,
+                driver,
+                AlertKind.DRIVER_FATIGUE_UPDATE,
+                f"Fatigue {fatigue:.2f}: end the practice, box",
+            )
         lap = data[(data[:, 0] >= start) & (data[:, 0] < end)]
         columns = {name: lap[:, i] for i, name in enumerate(CHANNELS)}
         corners = lap_corner_metrics(columns, plan.corners, plan.length_m)

@@ -151,6 +151,7 @@ class DriverSettings(_Model):
         default_factory=lambda: [
             AlertKind.TRAINING_GOAL_PROGRESS,
             AlertKind.BADGE_EARNED,
+            AlertKind.DRIVER_FATIGUE_UPDATE,
         ]
     )
     message_seconds: float = Field(8.0, ge=1.0, le=60.0)

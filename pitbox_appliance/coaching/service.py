@@ -86,6 +86,7 @@ class CoachingService:
                 length_m=found.length_m,
                 goals=found.goals,
                 held_badges=self.store.held_badges(driver),
+                stop_fatigue=_stop_at(plan),
             )
         )
         return {
@@ -151,6 +152,8 @@ class CoachingService:
             ],
         )
         goals = self.store.goals(driver)
+        marked = self.store.training_session(session_id) or {}
+        plan = marked.get("plan")
         self.board.activate(
             LivePlan(
                 session_id=session_id,
@@ -161,5 +164,13 @@ class CoachingService:
                 length_m=length_m,
                 goals=goals,
                 held_badges=self.store.held_badges(driver),
+                stop_fatigue=_stop_at(plan if isinstance(plan, dict) else None),
             )
         )
+
+
+def _stop_at(plan: dict[str, Any] | None) -> float | None:
+    """The fatigue level at which the plan ends the practice."""
+    stop = (plan or {}).get("stopWhen") or {}
+    value = stop.get("fatigueAbove") if isinstance(stop, dict) else None
+    return float(value) if isinstance(value, int | float) else None

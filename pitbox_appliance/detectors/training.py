@@ -61,6 +61,7 @@ class TrainingDetector:
             lap.fuel_used,
             pit,
             lap.stint_started,
+            shared.fatigue,
         )
         return [
             Emission(EventKind(kind) if publish else kind, at, payload, publish)
