@@ -30,7 +30,13 @@ from pitbox_appliance.api import (
     video,
 )
 from pitbox_appliance.api.access_log import PathOnlyAccessLogger
-from pitbox_appliance.api.auth import TOKENS, TokenStore, require_scope, tokens_from_env
+from pitbox_appliance.api.auth import (
+    TOKENS,
+    TokenStore,
+    require_scope,
+    token_file,
+    tokens_from_env,
+)
 from pitbox_appliance.api.context import (
     DEVICES,
     READ_ENGINE,
@@ -63,7 +69,10 @@ def create_app(
     """
     app = web.Application(middlewares=[json_errors, require_scope])
     if tokens is None:
+        # The environment's tokens, and those minted with `pitbox tokens` (re-read
+        # when that file changes).
         tokens = tokens_from_env()
+        tokens.file = token_file(service.devices.path.parent)
     elif not isinstance(tokens, TokenStore):
         tokens = TokenStore.from_secrets(tokens)
     app[TOKENS] = tokens

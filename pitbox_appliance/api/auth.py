@@ -41,7 +41,12 @@ them for ``supervisord.conf``).
     minted.token.spec()                     # "user:alice@sha256=…:commands+read"
 
 ``create_app(service, tokens=store)`` serves with that store; ``store.add(token)`` adds
-one later (the core's own process only).
+one later (the core's own process only). From another process (the CLI, the dashboard):
+``token_file(security_dir).add("user:alice", {"read"})`` writes the digest to
+``api_tokens.json`` beside the device registry; the core re-reads that file when it
+changes, so the token works at once, and ``.revoke("user:alice")`` stops it at once
+(``pitbox tokens add|list|revoke``). Tokens in ``PITBOX_API_TOKENS`` change only with a
+restart.
 
 A paired driver PC needs no token: it signs its request with its own message key
 (``Authorization: PitBox-Device ...``, ``driver_pc/protocol/device_auth.py``). That grants
@@ -50,12 +55,18 @@ the ``driver`` scope as ``device:<its source>``; a revoked PC is refused.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
+import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 
@@ -67,8 +78,12 @@ from pitbox_appliance.api.context import (
     SCOPES_GRANTED,
     error_response,
 )
+from pitbox_appliance.security.files import write_private
+
+logger = logging.getLogger(__name__)
 
 SCOPES = frozenset({"read", "commands", "driver", "pipeline"})
+TOKENS_FILE = "api_tokens.json"
 #: Routes anyone may call: the health check (load balancers, the kiosk's watchdog) and
 #: pairing, which its one-time code authenticates.
 OPEN_ROUTES = frozenset({("GET", "/api/v1/health"), ("POST", "/api/v1/pair")})
@@ -175,12 +190,21 @@ def mint_token(principal: str, scopes: Iterable[str]) -> MintedToken:
 
 
 class TokenStore:
-    """The tokens the API accepts, by digest; the secrets themselves are never kept."""
+    """The tokens the API accepts, by digest; the secrets themselves are never kept.
 
-    def __init__(self, tokens: Iterable[ApiToken] = ()) -> None:
+    With ``file`` (a :class:`TokenFile`), the tokens in it count too, re-read when
+    the file changes: ``pitbox tokens add|revoke`` takes effect without a restart.
+    """
+
+    def __init__(
+        self, tokens: Iterable[ApiToken] = (), file: TokenFile | None = None
+    ) -> None:
         self._by_digest: dict[str, ApiToken] = {}
         for token in tokens:
             self.add(token)
+        self.file = file
+        self._file_stamp: tuple[int, int] | None = None
+        self._from_file: dict[str, ApiToken] = {}
 
     @classmethod
     def from_spec(cls, text: str) -> TokenStore:
@@ -203,13 +227,127 @@ class TokenStore:
         """The token whose secret this is, or None."""
         if not secret:
             return None
-        return self._by_digest.get(token_digest(secret))
+        digest = token_digest(secret)
+        return self._by_digest.get(digest) or self._file_tokens().get(digest)
+
+    def _file_tokens(self) -> dict[str, ApiToken]:
+        if self.file is None:
+            return {}
+        stamp = self.file.stamp()
+        if stamp != self._file_stamp:
+            try:
+                self._from_file = {t.digest: t for t in self.file.tokens()}
+            except ValueError as exc:  # a damaged file: its tokens stop working
+                logger.error("API tokens file not read: %s", exc)
+                self._from_file = {}
+            self._file_stamp = stamp
+        return self._from_file
 
     def __len__(self) -> int:
-        return len(self._by_digest)
+        return len(self._by_digest) + len(self._file_tokens())
 
     def __iter__(self) -> Iterator[ApiToken]:
-        return iter(list(self._by_digest.values()))
+        return iter([*self._by_digest.values(), *self._file_tokens().values()])
+
+
+class TokenFile:
+    """API tokens minted on the appliance (``pitbox tokens``): digests, 0600 JSON.
+
+    Beside the device registry in the security directory (never in the race
+    database, which is synced to the cloud). Changes happen under ``flock`` and are
+    written atomically; the core re-reads the file when it changes.
+    """
+
+    VERSION = 1
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_path = path.with_name(path.name + ".lock")
+
+    def tokens(self) -> list[ApiToken]:
+        """Every token in the file (ValueError if it is not a token file)."""
+        return [token for token, _ in self._entries()]
+
+    def listing(self) -> list[tuple[ApiToken, float]]:
+        """Each token with the time it was made."""
+        return self._entries()
+
+    def add(self, principal: str, scopes: Iterable[str]) -> MintedToken:
+        """Mint a token for ``principal`` and keep its digest; the secret is returned once."""
+        minted = mint_token(principal, scopes)
+        with self._locked() as entries:
+            entries.append((minted.token, time.time()))
+        return minted
+
+    def revoke(self, principal: str) -> int:
+        """Remove every token of ``principal``; how many there were."""
+        with self._locked() as entries:
+            kept = [e for e in entries if e[0].principal != principal]
+            removed = len(entries) - len(kept)
+            entries[:] = kept
+        return removed
+
+    def stamp(self) -> tuple[int, int] | None:
+        """Changes when the file does."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _entries(self) -> list[tuple[ApiToken, float]]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        try:
+            data = json.loads(text)
+            if data.get("version") != self.VERSION:
+                raise ValueError(f"version {data.get('version')!r}")
+            return [
+                (
+                    ApiToken(
+                        check_principal(e["principal"]),
+                        check_scopes(e["scopes"]),
+                        _DIGEST.fullmatch("sha256=" + e["sha256"]).group(1),  # type: ignore[union-attr]
+                    ),
+                    float(e["created_at"]),
+                )
+                for e in data["tokens"]
+            ]
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(
+                f"{self.path}: not a PitBox API token file ({exc})"
+            ) from None
+
+    @contextmanager
+    def _locked(self) -> Iterator[list[tuple[ApiToken, float]]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            entries = self._entries()
+            yield entries
+            document = {
+                "version": self.VERSION,
+                "tokens": [
+                    {
+                        "principal": token.principal,
+                        "scopes": sorted(token.scopes),
+                        "sha256": token.digest,
+                        "created_at": created,
+                    }
+                    for token, created in entries
+                ],
+            }
+            write_private(self.path, json.dumps(document, indent=1).encode())
+        finally:
+            os.close(fd)
+
+
+def token_file(directory: Path) -> TokenFile:
+    """The appliance's token file: ``api_tokens.json`` in its security directory."""
+    return TokenFile(directory / TOKENS_FILE)
 
 
 TOKENS = web.AppKey("tokens", TokenStore)

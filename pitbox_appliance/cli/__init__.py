@@ -94,6 +94,7 @@ def _command_plugins() -> list[Callable[[Any], None]]:
         add_report_to(sub, StoredSessionSets())
 
     from pitbox_appliance.cli.deadletters import add_command as add_deadletters
+    from pitbox_appliance.cli.tokens import add_command as add_tokens
     from pitbox_appliance.cli.users import add_command as add_users
     from pitbox_appliance.security.command import add_command as add_devices
     from pitbox_appliance.security.remote import add_command as add_remote
@@ -110,6 +111,7 @@ def _command_plugins() -> list[Callable[[Any], None]]:
         add_remote,
         add_deadletters,
         add_users,
+        add_tokens,
     ]
 
 

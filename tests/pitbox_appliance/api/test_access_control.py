@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -29,7 +31,8 @@ from pitbox_appliance.api.auth import (
     program_tokens,
 )
 from pitbox_appliance.broker import free_port
-from pitbox_appliance.config import ApplianceConfig, CoreConfig
+from pitbox_appliance.cli import main as pitbox_main
+from pitbox_appliance.config import ApplianceConfig, CoreConfig, SecurityConfig
 from pitbox_appliance.core.service import CoreService
 
 Client = TestClient[web.Request, web.Application]
@@ -267,3 +270,49 @@ async def test_a_users_token_acts_for_that_user_only(client: Client) -> None:
             route, json={**body, **claim}, headers=_bearer(ENGINEER.secret)
         )
         assert own.status == 404, await own.text()
+
+
+# ---- tokens minted on the appliance -----------------------------------------------------
+async def test_pitbox_tokens_mints_and_revokes_without_a_restart(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PITBOX_API_TOKENS", "")
+    config = ApplianceConfig(
+        core=CoreConfig(db_url=f"sqlite:///{tmp_path / 'p.sqlite3'}"),
+        security=SecurityConfig(
+            dir=str(tmp_path / "security"), broker_run_dir=str(tmp_path / "broker")
+        ),
+    )
+    path = tmp_path / "appliance.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    core = CoreService(config, os.urandom(32))
+
+    def tokens(*argv: str) -> tuple[int, str]:
+        code = pitbox_main(["tokens", "--config", str(path), *argv])
+        return code, capsys.readouterr().out
+
+    try:
+        async with TestClient(TestServer(create_app(core))) as client:
+            code, out = tokens("add", "user:alice", "--scopes", "read")
+            assert code == 0
+            secret = out.strip().splitlines()[-1]
+            assert len(secret) >= 43
+            stored = tmp_path / "security" / "api_tokens.json"
+            assert secret not in stored.read_text()
+            assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+            sessions = await client.get("/api/v1/sessions", headers=_bearer(secret))
+            assert sessions.status == 200  # the running API took it at once
+            code, out = tokens("list")
+            assert "user:alice" in out
+            assert secret not in out
+            assert tokens("revoke", "user:alice")[0] == 0
+            sessions = await client.get("/api/v1/sessions", headers=_bearer(secret))
+            assert sessions.status == 401
+            assert tokens("revoke", "user:alice")[0] == 2
+            assert tokens("add", "root", "--scopes", "read")[0] == 2
+            assert tokens("add", "user:bob", "--scopes", "admin")[0] == 2
+    finally:
+        core.writer.close()
+        core.engine.dispose()
