@@ -299,10 +299,16 @@ def test_playbook_provisions_a_booted_debian_12_root(tmp_path: Path) -> None:
         inside = pi.ssh("curl -fsS http://127.0.0.1:8081/api/v1/health")
         assert inside.returncode == 0, inside.stderr
         assert json.loads(inside.stdout)
-        lan_health = _run(net.on_pc("curl", "-fsS", f"http://{net.appliance_ip}:8081/api/v1/health"))  # fmt: skip
+        # From the LAN, the API and the dashboard serve HTTPS with the appliance CA.
+        ca = work / "pitbox-ca.crt"
+        ca.write_text(pi.ssh("cat /usr/local/share/pitbox/pitbox-ca.crt").stdout)
+        base_url = f"https://{net.appliance_ip}"
+        lan_health = _run(net.on_pc("curl", "-fsS", "--cacert", str(ca), f"{base_url}:8081/api/v1/health"))  # fmt: skip
         assert json.loads(lan_health.stdout)
-        dashboard = _run(net.on_pc("curl", "-fsS", "-o", "/dev/null", "-w", "%{http_code}", f"http://{net.appliance_ip}:8080/"))  # fmt: skip
+        dashboard = _run(net.on_pc("curl", "-sS", "--cacert", str(ca), "-o", "/dev/null", "-w", "%{http_code}", f"{base_url}:8080/"))  # fmt: skip
         assert dashboard.stdout in {"200", "302", "303", "307"}, dashboard.stdout
+        plain = _run(net.on_pc("curl", "-sS", "-o", "/dev/null", f"http://{net.appliance_ip}:8080/"), check=False)  # fmt: skip
+        assert plain.returncode != 0, "the dashboard answered plain HTTP on the LAN"
 
         # supervisor runs the whole appliance, as the pitbox user under systemd.
         status = pi.ssh(
@@ -325,7 +331,7 @@ def test_playbook_provisions_a_booted_debian_12_root(tmp_path: Path) -> None:
                 "-CAfile", "/dev/stdin", "-verify_return_error", "-brief",
             ),
             check=False,
-            input=pi.ssh("sudo cat /var/lib/pitbox/security/ca.crt").stdout,
+            input=ca.read_text(),
             timeout=20,
         )  # fmt: skip
         assert "Verification: OK" in tls.stdout + tls.stderr, tls.stderr[-2000:]
