@@ -16,6 +16,7 @@ from pitbox_appliance.coaching.profile import (
     DriverSettings,
     ExtendedDriverProfile,
 )
+from pitbox_appliance.coaching.setups import learn_preferred_setups
 from pitbox_appliance.coaching.store import ProfileStore
 from pitbox_appliance.storage.reader import SessionReader
 
@@ -71,6 +72,8 @@ class CoachingService:
             self.store.add_skill_points(
                 driver, session_id, found.track_id, found.skill_points
             )
+        for track, setup in learn_preferred_setups(self.reader, driver).items():
+            self.store.save_preferred_setup(driver, track, setup)
         fatigue = learn_fatigue_model(self.reader, driver)
         self.store.save_fatigue_model(driver, fatigue)
         self.board.set_fatigue_model(driver, fatigue)

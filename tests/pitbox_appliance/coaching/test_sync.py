@@ -29,10 +29,12 @@ from pitbox_appliance.coaching.profile import (
     TrainingGoal,
 )
 from pitbox_appliance.coaching.service import CoachingService
+from pitbox_appliance.coaching.setups import setup_id
 from pitbox_appliance.coaching.sync import PROFILES_FILE
 from pitbox_appliance.compaction.compactor import compact_session
 from pitbox_appliance.core.ingest import Ingestor
 from pitbox_appliance.storage.database import open_database
+from pitbox_appliance.storage.reader import SessionReader
 from pitbox_appliance.storage.writer import SessionWriter
 
 pytestmark = pytest.mark.timeout(600)
@@ -48,6 +50,21 @@ def test_profiles_are_compacted_and_read_by_the_cloud(tmp_path: Path) -> None:
         assert ingestor.handle(codec.encode("car42-pc1", seq, message), "car42-pc1")
     ingestor.end_of_streams()
     ingestor.flush()
+    # Two setups in the session (the sim sends none; iRacing's CarSetup as stored):
+    # the one in the car for Alex's fastest lap becomes his preferred setup here.
+    laps = [lap for lap in SessionReader(engine).laps(1, pit=False) if lap.lap_time]
+    fastest = min(laps, key=lambda lap: lap.lap_time or 0.0)
+    writer = SessionWriter(engine)
+    soft, hard = {"Tires": {"pressure": 150}}, {"Tires": {"pressure": 170}}
+    writer.add_event(1, "car_setup", 0.0, {"update": 1, "setup": hard})
+    writer.add_event(
+        1, "car_setup", fastest.end_time - 1.0, {"update": 2, "setup": soft}
+    )
+    if fastest.end_time + 1 < laps[-1].end_time:
+        writer.add_event(
+            1, "car_setup", fastest.end_time + 1, {"update": 3, "setup": hard}
+        )
+    writer.commit()
     coaching = CoachingService(engine)
     coaching.save_settings("Alex Sim", DriverSettings(units="imperial"))
     made = coaching.mark_training(1, "Alex Sim")  # no teammate: no goals, a plan
@@ -95,6 +112,9 @@ def test_profiles_are_compacted_and_read_by_the_cloud(tmp_path: Path) -> None:
     [profile] = synced["profiles"]
     assert profile["driver"] == "Alex Sim"
     assert profile["settings"]["units"] == "imperial"
+    [(track, preferred)] = profile["preferredSetups"].items()
+    assert track == "martinsville-speedway-simulated"  # the goals' trackId too
+    assert preferred == setup_id(soft)
     assert profile["skillHistory"], "the session's corner measures are recorded"
 
     # Cloud side: an older reader only needs the tables it knows; this one reads more.
