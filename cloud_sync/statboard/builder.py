@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cloud_sync.analytics.sections import robust_spread
+from cloud_sync.analytics.training import SkillProgressionTracker
 from cloud_sync.branding import Branding, brand_css, brand_header
 from cloud_sync.compacted import CompactedSession
 from cloud_sync.report.plots import COLORS, svg_text
@@ -105,6 +106,25 @@ class StatboardBuilder:
             "sessions": [s.path for s in self.sessions],
             "drivers": [d.row() for d in drivers.values()],
             "cars": [c.row() for c in cars.values()],
+            "progression": self.progression(),
+        }
+
+    def progression(self) -> dict[str, list[dict[str, Any]]]:
+        """Per driver, each metric's trend over the sessions (SkillProgressionTracker)."""
+        tracker = SkillProgressionTracker(self.sessions)
+        return {
+            driver: [
+                {
+                    "metric": t.metric,
+                    "sessions": len(t.points),
+                    "first": t.points[0][2],
+                    "last": t.points[-1][2],
+                    "improving": t.improving,
+                    "seasons": {str(k): v for k, v in t.seasons.items()},
+                }
+                for t in tracker.trends(driver)
+            ]
+            for driver in tracker.drivers()
         }
 
     def html(self, reports: dict[str, str] | None = None) -> str:
@@ -118,6 +138,8 @@ class StatboardBuilder:
             "<h2>Drivers</h2>",
             _table(data["drivers"], "driver"),
             self._trend_svg(),
+            "<h2>Skill progression</h2>",
+            _progression_table(data["progression"]),
             "<h2>Cars</h2>",
             _table(data["cars"], "car"),
             "<h2>Sessions</h2>",
@@ -214,6 +236,35 @@ def _table(rows: list[dict[str, Any]], what: str) -> str:
         )
         out.append(
             "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+        )
+    out.append("</table>")
+    return "".join(out)
+
+
+def _progression_table(progression: dict[str, list[dict[str, Any]]]) -> str:
+    """Each driver's metrics measured in two sessions or more: first, last, trend."""
+    words = {None: "same", True: "better", False: "worse"}
+    rows = [
+        (
+            driver,
+            t["metric"],
+            t["sessions"],
+            f"{t['first']:.3f}",
+            f"{t['last']:.3f}",
+            words[t["improving"]],
+            "; ".join(f"{k}: {v:.3f}" for k, v in t["seasons"].items()),
+        )
+        for driver, trends in progression.items()
+        for t in trends
+        if t["sessions"] >= 2
+    ]
+    if not rows:
+        return '<p class="muted">Trends need two sessions of a driver.</p>'
+    head = ("driver", "metric", "sessions", "first", "last", "trend", "by season")
+    out = ["<table><tr>", *(f"<th>{h}</th>" for h in head), "</tr>"]
+    for row in rows:
+        out.append(
+            "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
         )
     out.append("</table>")
     return "".join(out)

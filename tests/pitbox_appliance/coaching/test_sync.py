@@ -14,6 +14,7 @@ from cloud_sync.analytics.training import (
 )
 from cloud_sync.compacted import load_session
 from cloud_sync.report.generator import SessionReportGenerator
+from cloud_sync.statboard.builder import StatboardBuilder
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from driver_pc.pipeline import ShimPipeline
 from driver_pc.protocol.events import EventKind, encode_event
@@ -138,6 +139,34 @@ def test_profiles_are_compacted_and_read_by_the_cloud(tmp_path: Path) -> None:
     assert {"best_lap", "braking_point_m", "min_speed_kph"} <= set(trends)
     season = manifest.partition.season
     assert set(trends["min_speed_kph"].seasons) == {season}
+    # A second practice of Alex: trends over two sessions, on the statboard too.
+    sim = RaceSimulatorAdapter(
+        laps=4, speed=0, seed=6, drivers=("Alex Sim",), session_key="second"
+    )
+    for seq, message in enumerate(ShimPipeline(sim).messages(), 10_000):
+        assert ingestor.handle(codec.encode("car42-pc1", seq, message), "car42-pc1")
+    ingestor.end_of_streams()
+    ingestor.flush()
+    second = load_session(out / compact_session(engine, 2, out).path)
+    both = [session, second]
+    [best] = [
+        t
+        for t in SkillProgressionTracker(both).trends("Alex Sim")
+        if t.metric == "best_lap"
+    ]
+    bests = [
+        min(lap.lap_time for lap in s.laps if lap.clean and lap.lap_time) for s in both
+    ]
+    assert [v for _, _, v in best.points] == pytest.approx(bests)
+    assert best.improving == (bests[1] < bests[0])
+    board = StatboardBuilder("pitbox-racing", both)
+    progression = board.data()["progression"]["Alex Sim"]
+    assert {"metric": "best_lap", "sessions": 2}.items() <= next(
+        t for t in progression if t["metric"] == "best_lap"
+    ).items()
+    assert "<h2>Skill progression</h2>" in board.html()
+    report = SessionReportGenerator(second, history=[session]).build()
+    assert "best_lap" in report.html  # the trend row in the report
     report = SessionReportGenerator(session).build()
     assert "Skill progression and next practice" in report.html
     assert "T1 braking: 60 → 50 m" in report.html  # the synced goal, in the report
