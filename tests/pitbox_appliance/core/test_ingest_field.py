@@ -50,4 +50,4 @@ def test_the_detector_switches_reach_every_car(tmp_path: Path) -> None:
     for seq, message in enumerate(ShimPipeline(sim).messages(), 1):
         ingestor.handle(codec.encode("car42-pc1", seq, message))
     (tracker,) = ingestor._cars.values()
-    assert set(tracker.detector_names) == {"incident", "drafting", "damage"}
+    assert set(tracker.detector_names) == {"incident", "drafting", "damage", "training"}
