@@ -9,6 +9,10 @@ process), and checked against a real Mosquitto.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -179,3 +183,72 @@ def test_rewriting_the_broker_config_keeps_the_dashboards_own_password(
     acl = broker.acl_file.read_text()
     assert f"user {DASHBOARD_MQTT_USER}\ntopic read pitbox/v1/live/#\n" in acl
     assert "user pitbox-core\ntopic readwrite pitbox/v1/#\n" in acl
+
+
+@pytest.mark.timeout(60)
+def test_the_processes_supervisor_spawns_hold_only_their_own_secrets(
+    tmp_path: Path,
+) -> None:
+    """Supervisord started from the rendered config; each program dumps its environ."""
+    pytest.importorskip("supervisor")
+    out = tmp_path / "env"
+    out.mkdir()
+    # Stands in for the venv's python: records the environment it was given.
+    fake_python = tmp_path / "python"
+    fake_python.write_text(
+        "#!/bin/sh\n"
+        f'env > "{out}/$2.env.part" && mv "{out}/$2.env.part" "{out}/$2.env"\n'
+        "exec sleep 60\n"
+    )
+    fake_python.chmod(0o755)
+    tokens = program_tokens()
+    run_dir = tmp_path / "run"
+    conf = render_supervisor_config(
+        run_dir,
+        str(fake_python),
+        tmp_path / "appliance.yaml",
+        TEAM_KEY,
+        APPLIANCE_PASSWORD,
+        api_tokens=tokens.core,
+        postrace=True,
+        dashboard_api_token=tokens.dashboard,
+        postrace_api_token=tokens.postrace,
+        dashboard_mqtt_password=DASHBOARD_PASSWORD,
+    )
+    supervisord = subprocess.Popen(
+        [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    modules = {
+        "pitbox-core": "pitbox_appliance.core",
+        "pitbox-dashboard": "pitbox_appliance.dashboard",
+        "pitbox-postrace": "pitbox_appliance.postrace",
+    }
+    try:
+        assert wait_for(
+            lambda: all((out / f"{m}.env").exists() for m in modules.values()), 30
+        ), sorted(p.name for p in out.iterdir())
+    finally:
+        supervisord.send_signal(signal.SIGTERM)
+        supervisord.wait(30)
+    spawned = {
+        program: dict(
+            line.split("=", 1)
+            for line in (out / f"{module}.env").read_text().splitlines()
+            if "=" in line
+        )
+        for program, module in modules.items()
+    }
+    dashboard = spawned["pitbox-dashboard"]
+    assert dashboard["PITBOX_MQTT_PASSWORD"] == DASHBOARD_PASSWORD
+    assert dashboard["PITBOX_API_TOKEN"] == tokens.dashboard
+    assert "PITBOX_TEAM_KEY" not in dashboard
+    assert "PITBOX_API_TOKENS" not in dashboard
+    for program, environ in spawned.items():
+        values = " ".join(environ.values())
+        assert (TEAM_KEY in values) == (program == "pitbox-core"), program
+        assert (APPLIANCE_PASSWORD in values) == (program == "pitbox-core"), program
+        assert (tokens.dashboard in values) == (program == "pitbox-dashboard"), program
+        assert (tokens.postrace in values) == (program == "pitbox-postrace"), program
