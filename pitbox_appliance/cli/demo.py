@@ -136,6 +136,9 @@ def run_demo(args: argparse.Namespace) -> int:
         dashboard_api_token=tokens.dashboard,
         postrace_api_token=tokens.postrace,
         dashboard_mqtt_password=dashboard_password,
+        # A finished demo session is compacted and reported by itself, as on a real
+        # appliance (no sync target: the report stays local; the /stints tile shows it).
+        postrace=True,
     )
     supervisord = subprocess.Popen(
         [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
@@ -176,8 +179,11 @@ def run_demo(args: argparse.Namespace) -> int:
             )
             thread.start()
             threads.append(thread)
+        # The dashboard binds 0.0.0.0 with the demo's CA: HTTPS (docs/remote.md).
         sys.stdout.write(
-            f"PitBox demo running: dashboard http://127.0.0.1:{args.port}/  "
+            f"PitBox demo running: dashboard https://127.0.0.1:{args.port}/  "
+            f"(certificate from the demo's own CA {pki.ca_cert}: trust it, or let "
+            "the browser warn once) "
             f"(logs: {broker.run_dir / 'logs'}). Ctrl-C stops everything.\n"
             f"Dashboard login: {DEMO_USER} / {demo_password}  (engineer; more people: "
             f"pitbox users --config {config_path} add NAME --role viewer|crew|engineer)\n"

@@ -22,6 +22,7 @@ from pitbox_appliance.security.pki import (
     ca_fingerprint,
     ensure_pki,
 )
+from pitbox_appliance.security.web_tls import https_on
 
 
 def add_command(sub: Any) -> None:
@@ -127,10 +128,11 @@ def _pair(config: ApplianceConfig, registry: DeviceRegistry, name: str) -> int:
     pending = registry.start_pairing(name, config.security.pairing_ttl_s)
     minutes = max(1, round((pending.expires_at - time.time()) / 60))
     code = f"{pending.code[:4]}-{pending.code[4:]}"
+    scheme = "https" if https_on(config.security, config.core.api_host) else "http"
     # The code goes to the engineer's terminal only, never to a log.
     sys.stdout.write(
         f"Pairing code for {name}: {code}  (valid {minutes} min, works once)\n"
-        f"On the driver PC: pitbox-shim pair --appliance http://<appliance>:"
+        f"On the driver PC: pitbox-shim pair --appliance {scheme}://<appliance>:"
         f"{config.core.api_port} --code {code}\n"
     )
     return 0

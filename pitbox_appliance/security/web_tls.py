@@ -26,9 +26,11 @@ from pitbox_appliance.security.pki import (
     appliance_names,
     ca_fingerprint,
     ensure_web_cert,
+    spki_sha256,
 )
 
 CA_PATH = "/ca.crt"
+SPKI_PATH = "/web.spki"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,12 @@ def ca_download_app(pki: PkiFiles, https_url: str | None = None) -> web.Applicat
         )
         return web.Response(text=page, content_type="text/html")
 
+    async def web_spki(_request: web.Request) -> web.Response:
+        # The dashboard certificate's public-key pin, for the touchscreen's kiosk
+        # Chromium (--ignore-certificate-errors-spki-list): public, like the CA.
+        return web.Response(text=spki_sha256(pki.web_cert) + "\n")
+
     app.router.add_get(CA_PATH, ca_cert)
+    app.router.add_get(SPKI_PATH, web_spki)
     app.router.add_get("/", index)
     return app

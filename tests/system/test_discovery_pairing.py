@@ -183,7 +183,8 @@ def test_a_pc_with_no_configuration_finds_pairs_and_streams(tmp_path: Path) -> N
             paired = _pc(net, "pair", "--code", code, env=pc_env)
             assert paired.returncode == 0, paired.stderr
             assert (
-                f"found PitBox pit-lan at http://{net.appliance_ip}:8081"
+                # HTTPS: the appliance has its CA (docs/remote.md).
+                f"found PitBox pit-lan at https://{net.appliance_ip}:8081"
                 in paired.stdout
             )
             assert "paired as car1-pc1" in paired.stdout

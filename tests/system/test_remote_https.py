@@ -150,19 +150,22 @@ security:
         assert _get(f"http://{lan}:{ca_port}/ca.crt") == pki.ca_cert.read_bytes()
         page = _get(f"http://{lan}:{ca_port}/").decode()
         assert ca_fingerprint(pki) in page
-        # The web certificate names the LAN address and is the CA's.
+        # The web certificate names the LAN address and is the CA's; the kiosk's
+        # pin of it is on the same plain-HTTP page.
         web_cert = pki.directory / "web.crt"
         assert web_cert.exists()
+        pin = _get(f"http://127.0.0.1:{ca_port}/web.spki").decode().strip()
+        assert pin == spki_sha256(web_cert)
         dash_url = f"https://{lan}:{dash_port}/"
         _wait(dash_url, ca, dashboard, dash_log)
         if not CHROMIUM.exists():
             pytest.skip("Debian chromium not installed at /usr/bin/chromium")
         from playwright.sync_api import Error, sync_playwright
 
-        pin = f"--ignore-certificate-errors-spki-list={spki_sha256(web_cert)}"
+        flag = f"--ignore-certificate-errors-spki-list={pin}"
         with sync_playwright() as pw:
             trusting = pw.chromium.launch(
-                executable_path=str(CHROMIUM), args=[*ARGS, pin]
+                executable_path=str(CHROMIUM), args=[*ARGS, flag]
             )
             try:
                 tab = trusting.new_page()

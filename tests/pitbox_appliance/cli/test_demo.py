@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -46,18 +47,22 @@ def test_demo_serves_dashboard_and_stores_laps(tmp_path: Path) -> None:
     try:
         assert demo.stdout is not None
         line = demo.stdout.readline()
-        assert f"http://127.0.0.1:{port}/" in line
+        # HTTPS: the demo's dashboard binds 0.0.0.0 and the demo made a CA.
+        assert f"https://127.0.0.1:{port}/" in line
         # The dashboard asks for a login; the demo made one and printed it.
         login = re.search(r"Dashboard login: (\S+) / (\S+)", demo.stdout.readline())
         assert login is not None
-        base = f"http://127.0.0.1:{port}"
-        with urllib.request.urlopen(f"{base}/", timeout=10) as page:
+        base = f"https://127.0.0.1:{port}"
+        tls = ssl.create_default_context(cafile=str(tmp_path / "security" / "ca.crt"))
+        with urllib.request.urlopen(f"{base}/", timeout=10, context=tls) as page:
             assert page.url == f"{base}/login?next=/"
         form = urllib.parse.urlencode(
             {"name": login[1], "password": login[2], "next": "/"}
         ).encode()
         jar = urllib.request.HTTPCookieProcessor()
-        opener = urllib.request.build_opener(jar)
+        opener = urllib.request.build_opener(
+            jar, urllib.request.HTTPSHandler(context=tls)
+        )
         with opener.open(f"{base}/login", data=form, timeout=10) as page:
             assert page.status == 200
             assert page.url == f"{base}/"
