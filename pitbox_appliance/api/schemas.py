@@ -316,8 +316,9 @@ class StreamReply(_Model):
         None,
         description=(
             "why not: `duplicate`, a codec reason (`bad_auth`...), `storage` (send "
-            "it again later) or `dead_letter:<reason>` (authentic but failed: kept "
-            "as a dead letter, see `/api/v1/deadletters`; do not send it again)"
+            "it again later), `dead_letter:<reason>` (authentic but failed: kept "
+            "as a dead letter, see `/api/v1/deadletters`; do not send it again) or "
+            "`foreign_source` (a driver PC's token streams its own source only)"
         ),
     )
 

@@ -8,7 +8,7 @@ import logging
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from driver_pc.protocol.codec import MAX_MESSAGE_BYTES
-from pitbox_appliance.api.context import SERVICE, STREAMS
+from pitbox_appliance.api.context import PRINCIPAL, SERVICE, STREAMS
 from pitbox_appliance.api.schemas import StreamError, StreamReply
 from pitbox_appliance.core.ingest import Outcome
 from pitbox_appliance.core.service import CoreService, StorageUnavailable
@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 # Frames up to this size are read and answered with a JSON error when they are over
 # MAX_MESSAGE_BYTES; beyond it aiohttp closes the socket (1009) without reading them.
 WS_READ_LIMIT = 4 * MAX_MESSAGE_BYTES
+# Where the source id starts in a wire message (after magic, version, type, length).
+_SOURCE_AT = 6
 
 routes = web.RouteTableDef()
 
@@ -26,6 +28,12 @@ routes = web.RouteTableDef()
 async def telemetry_stream(request: web.Request) -> web.WebSocketResponse:
     """One binary frame = one wire message; each is answered with a JSON text frame."""
     service = request.app[SERVICE]
+    # A driver PC's own token (or signature) streams its own source only; another
+    # principal's frames are trusted for their seal alone (each source's key).
+    principal: str = request.get(PRINCIPAL, "")
+    device = (
+        principal.removeprefix("device:") if principal.startswith("device:") else None
+    )
     ws = web.WebSocketResponse(max_msg_size=WS_READ_LIMIT, heartbeat=30)
     await ws.prepare(request)
     request.app[STREAMS].add(ws)
@@ -39,6 +47,8 @@ async def telemetry_stream(request: web.Request) -> web.WebSocketResponse:
                     reply = StreamError(
                         error=f"frame: {len(frame)} bytes > {MAX_MESSAGE_BYTES}"
                     )
+                elif device is not None and frame_source(frame) != device:
+                    reply = StreamReply(seq_ok=False, reason="foreign_source")
                 else:
                     reply = await loop.run_in_executor(
                         None, ingest_frame, service, frame
@@ -57,6 +67,21 @@ async def telemetry_stream(request: web.Request) -> web.WebSocketResponse:
     finally:
         request.app[STREAMS].discard(ws)
     return ws
+
+
+def frame_source(frame: bytes) -> str | None:
+    """The source id a wire message's header names (unverified), or None if unreadable.
+
+    The header is ``magic(3) version(1) type(1) source_len(1) source`` (the start of
+    ``driver_pc.protocol.codec``'s envelope); the seal is checked later, by ingest.
+    """
+    if len(frame) < _SOURCE_AT:
+        return None
+    end = _SOURCE_AT + frame[_SOURCE_AT - 1]
+    try:
+        return frame[_SOURCE_AT:end].decode() if len(frame) >= end else None
+    except UnicodeDecodeError:
+        return None
 
 
 def ingest_frame(service: CoreService, frame: bytes) -> StreamReply:

@@ -20,6 +20,9 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from driver_pc.adapters.simulator import RaceSimulatorAdapter
+from driver_pc.pipeline import ShimPipeline
+from driver_pc.protocol.codec import Codec
 from pitbox_appliance.api.app import create_app, make_runner
 from pitbox_appliance.api.auth import (
     OPEN_ROUTES,
@@ -313,6 +316,37 @@ async def test_pitbox_tokens_mints_and_revokes_without_a_restart(
             assert tokens("revoke", "user:alice")[0] == 2
             assert tokens("add", "root", "--scopes", "read")[0] == 2
             assert tokens("add", "user:bob", "--scopes", "admin")[0] == 2
+    finally:
+        core.writer.close()
+        core.engine.dispose()
+
+
+async def test_a_device_token_streams_its_own_source_only(tmp_path: Path) -> None:
+    key = os.urandom(32)
+    db_url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    core = CoreService(ApplianceConfig(core=CoreConfig(db_url=db_url)), key)
+    codec = Codec(key)
+    [message, *_] = ShimPipeline(
+        RaceSimulatorAdapter(laps=1, speed=0, seed=3)
+    ).messages()
+    stream_token = mint_token("device:car42-pc1", {"driver"})
+    try:
+        app = create_app(core, tokens=TokenStore([stream_token.token, BENCH.token]))
+        async with (
+            TestClient(TestServer(app)) as client,
+            client.ws_connect(
+                "/api/v1/telemetry/stream", headers=_bearer(stream_token.secret)
+            ) as ws,
+        ):
+            # Sealed with the (legacy) team key, so valid as car7's: refused unread.
+            await ws.send_bytes(codec.encode("car7-pc1", 1, message))
+            assert await ws.receive_json(timeout=10) == {
+                "seq_ok": False,
+                "reason": "foreign_source",
+            }
+            await ws.send_bytes(codec.encode("car42-pc1", 1, message))
+            assert await ws.receive_json(timeout=10) == {"seq_ok": True}
+        assert core.ingestor.stats.accepted == 1
     finally:
         core.writer.close()
         core.engine.dispose()
