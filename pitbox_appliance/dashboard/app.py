@@ -33,6 +33,7 @@ from pitbox_appliance.dashboard.session_data import SessionData
 from pitbox_appliance.dashboard.theme import branding as theme_branding
 from pitbox_appliance.dashboard.widgets import note, tid
 from pitbox_appliance.security.devices import security_dir
+from pitbox_appliance.security.pki import PkiFiles
 from pitbox_appliance.security.users import Role, UserStore
 from pitbox_appliance.security.web_tls import https_on, web_tls
 from pitbox_appliance.storage.database import default_db_url
@@ -48,6 +49,7 @@ def build_root(
     api: CoreApi | None = None,
     crew: CrewStore | None = None,
     auth: DashboardAuth | None = None,
+    ca_cert: Path | None = None,
 ) -> Callable[[], None]:
     """The root page function NiceGUI calls for every new browser tab.
 
@@ -57,7 +59,7 @@ def build_root(
     navigation offers only the pages their role may open, and the others are refused.
     Without it (the in-process tests) every page is open.
     """
-    services = Services(state, branding, data, api, crew, auth)
+    services = Services(state, branding, data, api, crew, auth, ca_cert)
     every_page = pages()
     # Every page's own CSS, added once per tab (sub pages come and go, styles stay).
     css = "".join(p.css for p in every_page)
@@ -161,6 +163,7 @@ def run(
             api=api,
             crew=crew,
             auth=auth,
+            ca_cert=PkiFiles(security_dir(security)).ca_cert,
         ),
         host=dashboard.host,
         port=dashboard.port,

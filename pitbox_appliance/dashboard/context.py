@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from nicegui import ui
 
@@ -30,6 +31,9 @@ class Services:
     #: Logins; None only where the caller builds pages without them (the in-process
     #: tests): ``run()`` always has one.
     auth: DashboardAuth | None = None
+    #: The appliance CA's certificate (its fingerprint is shown on /devices for
+    #: tablets to compare before trusting it); None: not shown.
+    ca_cert: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import time
+from pathlib import Path
 from typing import Any
 
 import segno
@@ -12,6 +13,7 @@ from nicegui import ui
 from pitbox_appliance.dashboard.context import PageContext
 from pitbox_appliance.dashboard.pages import page
 from pitbox_appliance.dashboard.widgets import note, tid
+from pitbox_appliance.security.pki import PkiFiles, ca_fingerprint
 from pitbox_appliance.security.users import Role
 
 RELOAD_S = 2.0
@@ -80,9 +82,20 @@ class DevicesView:
                     "On the driver PC: pitbox-shim pair (it finds this appliance on "
                     "the LAN and asks for the code). The code works once.",
                 )
+            with ui.element("div").classes("pb-tile"):
+                ui.label("This appliance's CA (tablets trust it once)").classes(
+                    "pb-cap"
+                )
+                self.ca = tid(ui.label(""), "dev-ca-fp").classes("pb-note")
+                note(
+                    "On the tablet open http://<this appliance>:8079/, compare the "
+                    "SHA-256 fingerprint there with this one, then install the "
+                    "certificate (docs/remote.md).",
+                )
         self._shown: tuple[str, ...] = ()
 
     async def reload(self) -> None:
+        self.ca.set_text(ca_text(self.ctx.services.ca_cert))
         api = self.ctx.services.api
         listed = await api.devices() if api is not None else None
         if listed is None:
@@ -189,3 +202,13 @@ def devices_html(devices: list[dict[str, Any]], pending: list[Any]) -> str:
 def qr_svg(uri: str) -> str:
     """The pairing URI as an inline SVG QR code (black on white)."""
     return str(segno.make(uri, error="m").svg_inline(scale=4, dark="#000"))
+
+
+def ca_text(ca_cert: Path | None) -> str:
+    """The CA's SHA-256 fingerprint, or why there is none."""
+    if ca_cert is None or not ca_cert.exists():
+        return "No CA yet (pitbox devices setup): the pit wall is plain HTTP."
+    try:
+        return "SHA-256 " + ca_fingerprint(PkiFiles(ca_cert.parent))
+    except (OSError, ValueError) as exc:
+        return f"The CA certificate cannot be read: {exc}"

@@ -27,6 +27,7 @@ from pitbox_appliance.config import (
     SecurityConfig,
 )
 from pitbox_appliance.core.service import CoreService
+from pitbox_appliance.security.pki import PkiFiles, ca_fingerprint
 from tests.conftest import REPO_ROOT, BrokerHandle, wait_for
 from tests.pitbox_appliance.dashboard.conftest import add_logins, log_in
 
@@ -163,6 +164,11 @@ def test_pair_and_revoke_from_the_touchscreen(
                 # The driver PC redeems the code the screen shows.
                 creds = pair(api_url, str(code.text_content()))
                 assert creds.source == "car5-pc2"
+                # The CA exists now: its fingerprint is on the page, for tablets.
+                fingerprint = ca_fingerprint(PkiFiles(tmp_path / "security"))
+                expect(page.get_by_test_id("dev-ca-fp")).to_contain_text(
+                    fingerprint, timeout=15_000
+                )
                 row = page.get_by_test_id("dev-row-car5-pc2")
                 expect(row).to_contain_text("not heard", timeout=10_000)
                 assert page.evaluate("document.documentElement.scrollWidth") <= 800
