@@ -409,6 +409,25 @@ REASONS = {
 }
 
 
+def set_session_cookie(
+    response: Response, value: str, max_age_s: float, *, https: bool
+) -> None:
+    """Set the session cookie: HttpOnly, SameSite=Lax, Secure over HTTPS.
+
+    Script cannot read it, other sites' requests do not carry it, and over HTTPS the
+    browser never sends it in the clear.
+    """
+    response.set_cookie(
+        COOKIE,
+        value,
+        max_age=int(max_age_s),
+        httponly=True,
+        samesite="lax",
+        secure=https,
+        path="/",
+    )
+
+
 def install(auth: DashboardAuth, *, team: str, accent: str) -> None:
     """Put the gate in front of the NiceGUI app and add ``/login`` and ``/logout``."""
     from nicegui import app
@@ -444,14 +463,8 @@ def install(auth: DashboardAuth, *, team: str, accent: str) -> None:
                 page(next_path, result.message, name=name), status_code=result.status
             )
         response = RedirectResponse(next_path, status_code=303)
-        response.set_cookie(
-            COOKIE,
-            result.cookie,
-            max_age=int(auth.ttl_s),
-            httponly=True,
-            samesite="lax",
-            secure=request.url.scheme == "https",
-            path="/",
+        set_session_cookie(
+            response, result.cookie, auth.ttl_s, https=request.url.scheme == "https"
         )
         return response
 

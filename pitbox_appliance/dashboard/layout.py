@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +19,8 @@ from pitbox_appliance.dashboard.auth import Principal, login_url
 from pitbox_appliance.dashboard.live_state import STALE_AFTER_S, LiveState
 from pitbox_appliance.dashboard.pages import PageSpec, pages
 from pitbox_appliance.dashboard.widgets import tid
+
+logger = logging.getLogger(__name__)
 
 #: How often the header re-checks the broker link, data age, cars and driver.
 STATUS_REFRESH_S = 0.5
@@ -199,13 +202,10 @@ def frame(
             )
         ui.label(branding.team_name).classes("pb-team").mark("team")
         header = _Header(state, selection)
-        if user is not None:
-            _account(user)
+        _account(user, still_valid)
     _navigation(tuple(shown) if shown is not None else pages())
     header.refresh()
     ui.timer(STATUS_REFRESH_S, header.refresh)
-    if still_valid is not None:
-        _watch_session(still_valid)
     with ui.element("div").classes("pb-main") as main:
         yield main
 
@@ -257,23 +257,35 @@ class _Header:
             self.selection.select(str(event.value))
 
 
-def _account(user: Principal) -> None:
-    """Who is logged in, and the way out."""
+def _account(user: Principal | None, still_valid: Callable[[], bool] | None) -> None:
+    """Who is logged in, the way out, and the watch on the session."""
     client = ui.context.client
-    tid(ui.label(f"{user.name} · {user.role.label}"), "user").classes("pb-user")
-    tid(
-        ui.button(icon="logout", on_click=lambda: client.open("/logout")),
-        "logout",
-    ).props('flat round color=white aria-label="log out"').classes("pb-touch")
+    leaving = False
 
+    def log_out() -> None:
+        nonlocal leaving
+        leaving = True  # the watch must not race the logout to the login page
+        client.open("/logout")
 
-def _watch_session(still_valid: Callable[[], bool]) -> None:
-    client = ui.context.client
+    if user is not None:
+        tid(ui.label(f"{user.name} · {user.role.label}"), "user").classes("pb-user")
+        tid(ui.button(icon="logout", on_click=log_out), "logout").props(
+            'flat round color=white aria-label="log out"'
+        ).classes("pb-touch")
+    if still_valid is None:
+        return
 
     def check() -> None:
-        if not still_valid():
-            path = client.sub_pages_router.current_path
-            client.open(login_url(path, "expired"))
+        nonlocal leaving
+        if leaving or still_valid():
+            return
+        leaving = True
+        path = client.sub_pages_router.current_path
+        logger.info(
+            "session of %s ended: tab sent to the login page",
+            user.name if user is not None else "?",
+        )
+        client.open(login_url(path, "expired"))
 
     ui.timer(SESSION_CHECK_S, check)
 

@@ -192,3 +192,5 @@ def log_in(page: Any, base_url: str, name: str = "eng") -> None:
     page.get_by_test_id("login-password").fill(LOGINS[name][1])
     page.get_by_test_id("login-submit").click()
     expect(page.get_by_test_id("user")).to_contain_text(name, timeout=15_000)
+    # The tab's socket is connected (NiceGUI reloads a tab whose handshake failed).
+    page.wait_for_function("window.did_handshake === true", timeout=15_000)

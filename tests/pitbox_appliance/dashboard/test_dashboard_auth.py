@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
+from starlette.responses import Response
 
 from driver_pc.adapters.simulator import RaceSimulatorAdapter
 from pitbox_appliance.api.app import create_app
@@ -25,6 +26,7 @@ from pitbox_appliance.dashboard.auth import (
     cookie_of,
     login_url,
     safe_next,
+    set_session_cookie,
 )
 from pitbox_appliance.dashboard.core_api import CoreApi
 from pitbox_appliance.security.users import Role, UserStore
@@ -148,6 +150,18 @@ def test_back_off_doubles_and_is_forgotten() -> None:
     limiter.failed("addr:1")
     clock.now += 3600
     assert limiter.wait_s("addr:1") == 0
+
+
+def test_the_cookie_is_secure_over_https() -> None:
+    for https in (True, False):
+        response = Response()
+        set_session_cookie(response, "id.1.mac", 3600, https=https)
+        header = response.headers["set-cookie"]
+        assert header.startswith("pitbox_session=id.1.mac;")
+        assert "HttpOnly" in header
+        assert "SameSite=lax" in header
+        assert "Max-Age=3600" in header
+        assert ("Secure" in header) is https
 
 
 def test_only_local_paths_after_login() -> None:
