@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -164,21 +163,11 @@ def test_cloud_broker_files_copy_device_logins_only(tmp_path: Path) -> None:
     assert "pitbox/v1/#" not in acl
     assert f"certfile {tmp_path / 'cloud' / 'cloud.crt'}" in conf.read_text()
     # The cloud certificate is the appliance CA's, for the cloud's name.
-    out = subprocess.run(
-        [
-            "openssl",
-            "verify",
-            "-CAfile",
-            str(pki.ca_cert),
-            str(tmp_path / "cloud" / "cloud.crt"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
     cert = x509.load_pem_x509_certificate(
         (tmp_path / "cloud" / "cloud.crt").read_bytes()
+    )
+    cert.verify_directly_issued_by(
+        x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
     )
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     assert san.value.get_values_for_type(x509.DNSName) == ["cloud.example.net"]
@@ -188,3 +177,45 @@ def test_issue_cert_needs_a_name(tmp_path: Path) -> None:
     pki = ensure_pki(tmp_path, ["127.0.0.1"])
     with pytest.raises(ValueError, match="at least one name"):
         issue_cert(pki, [], tmp_path / "x.crt", tmp_path / "x.key")
+
+
+def test_pitbox_remote_cloud_broker_status_and_bridge_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not mosquitto_available():
+        pytest.skip("mosquitto not installed (apt-get install mosquitto)")
+    config = tmp_path / "appliance.yaml"
+    config.write_text(
+        f"security:\n  dir: {tmp_path / 'sec'}\n  broker_run_dir: {tmp_path / 'b'}\n"
+        "  public_host: cloud.example.net\n"
+    )
+    assert pitbox_main(["devices", "--config", str(config), "setup"]) == 0
+    broker = MosquittoBroker(tmp_path / "b", port=free_port())
+    broker.add_user("appliance", "a")
+    broker.add_user("car42-pc1", "d")
+    broker.write_config("appliance")
+    out = tmp_path / "cloud"
+    args = ["remote", "--config", str(config)]
+    with pytest.raises(SystemExit, match="2"):  # argparse: --out is required
+        pitbox_main([*args, "cloud-broker", "--host", "cloud.example.net"])
+    capsys.readouterr()
+    assert (
+        pitbox_main(
+            [*args, "cloud-broker", "--host", "cloud.example.net", "--out", str(out)]
+        )
+        == 0
+    )
+    said = capsys.readouterr().out
+    assert "devices: car42-pc1" in said
+    conf = broker.config_file.read_text()
+    assert "address cloud.example.net:8883" in conf
+    assert oct(broker.bridge_file.stat().st_mode & 0o777) == "0o600"
+    assert pitbox_main([*args, "status"]) == 0
+    status = capsys.readouterr().out
+    assert "bridge: cloud.example.net:8883 as pitbox-bridge" in status
+    assert "cloud.example.net" in status.splitlines()[1]  # in the certificate
+    assert BridgeConfig.load(broker.bridge_file) is not None
+    assert "remote_password" not in status
+    assert pitbox_main([*args, "bridge", "--off"]) == 0
+    assert not broker.bridge_file.exists()
+    assert "\nconnection " not in broker.config_file.read_text()
