@@ -248,6 +248,7 @@ def serve_command(args: argparse.Namespace, target: Any) -> int:
         for task in tasks:
             task.cancel()
         keys.close()
+        store.close()
 
     app = api.app()
     app.on_startup.append(on_startup)

@@ -49,8 +49,14 @@ class SessionStore:
         self.mirror = mirror
         self.mirror.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        # One in-memory database; each query runs on its own cursor (a cursor per
+        # thread is DuckDB's way to share it), which saves opening one per request.
+        self._db = duckdb.connect(config={"threads": 2})
         self.refreshed_at: float | None = None
         self.problems: list[str] = []
+
+    def close(self) -> None:
+        self._db.close()
 
     # ---- the mirror ------------------------------------------------------------------
     def refresh(self) -> int:
@@ -111,7 +117,7 @@ class SessionStore:
         if glob is None:
             return []
         source = f"read_parquet('{glob}', {HIVE})"
-        with duckdb.connect() as con:
+        with self._db.cursor() as con:
             cursor = con.execute(sql.format(t=source), params)
             names = [d[0] for d in cursor.description or []]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

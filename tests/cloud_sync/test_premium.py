@@ -146,7 +146,9 @@ def served(
     log.close()
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = (
+            time.monotonic() + 180
+        )  # a loaded CI machine: imports, first bucket scan
         while True:  # up, and the set mirrored
             assert proc.poll() is None, (root / "serve.log").read_text()
             try:
