@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import fcntl
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -96,9 +98,16 @@ def ensure_web_cert(files: PkiFiles, names: Iterable[str]) -> tuple[Path, Path]:
     broker's; the CA must exist (``pitbox devices setup``).
     """
     wanted = _alt_names(names)
-    if not _server_cert_current(files, wanted, files.web_cert, files.web_key):
-        _issue_server_cert(files, wanted, files.web_cert, files.web_key)
-        logger.info("issued the HTTPS certificate for %s", ", ".join(sorted(names)))
+    # The API and the dashboard start together: one issues, the other finds it
+    # current (never a key of one with the certificate of the other).
+    fd = os.open(files.directory / "web.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not _server_cert_current(files, wanted, files.web_cert, files.web_key):
+            _issue_server_cert(files, wanted, files.web_cert, files.web_key)
+            logger.info("issued the HTTPS certificate for %s", ", ".join(sorted(names)))
+    finally:
+        os.close(fd)  # closing releases the lock
     return files.web_cert, files.web_key
 
 

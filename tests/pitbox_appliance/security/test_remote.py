@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import ssl
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,10 @@ from pitbox_appliance.cli import main as pitbox_main
 from pitbox_appliance.security.pki import (
     PkiFiles,
     ensure_pki,
+    ensure_web_cert,
     issue_cert,
     server_cert_names,
+    spki_sha256,
 )
 from pitbox_appliance.security.remote import BRIDGE_USER, write_cloud_broker
 from tests.conftest import mosquitto_available
@@ -219,3 +223,21 @@ def test_pitbox_remote_cloud_broker_status_and_bridge_off(
     assert pitbox_main([*args, "bridge", "--off"]) == 0
     assert not broker.bridge_file.exists()
     assert "\nconnection " not in broker.config_file.read_text()
+
+
+def test_web_certificate_kept_reissued_on_new_names_and_pinned(tmp_path: Path) -> None:
+    pki = ensure_pki(tmp_path, ["127.0.0.1"])
+    cert, key = ensure_web_cert(pki, ["127.0.0.1", "10.0.0.5", "pitbox.local"])
+    first = cert.read_bytes()
+    pin = spki_sha256(cert)
+    assert len(base64.b64decode(pin)) == 32
+    assert ensure_web_cert(pki, ["pitbox.local", "10.0.0.5", "127.0.0.1"]) == (
+        cert,
+        key,
+    )
+    assert cert.read_bytes() == first  # same names: kept
+    ensure_web_cert(pki, ["127.0.0.1", "10.0.0.6"])
+    assert cert.read_bytes() != first
+    assert spki_sha256(cert) != pin  # a new key, so the kiosk fetches a new pin
+    # Loads as a server certificate chain (what the API and uvicorn do).
+    ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
