@@ -648,15 +648,38 @@ def chain_link(data: bytes) -> ChainLink | None:
     """The chain head of a chained payload or body; None for a version-1 one."""
     if len(data) < _CHAIN_HEAD.size or data[:4] not in _CHAIN_MAGICS:
         return None
-    magic, flags, key_seq, base_seq = _CHAIN_HEAD.unpack_from(data)
+    # A message's payload and body share their head, and a receiver asks for it
+    # several times a message (decompress, decode, the raw check, storage): each head
+    # is read once (a frozen dataclass costs several microseconds to make).
+    head = bytes(data[: _CHAIN_HEAD.size])
+    link = _LINKS.get(head)
+    if link is not None:
+        return link
+    magic, flags, key_seq, base_seq = _CHAIN_HEAD.unpack_from(head)
     version = magic[3]
     raw = version == 3 and bool(flags & _FLAG_RAW)
     dictionary = version == 3 and bool(flags & _FLAG_DICTIONARY)
     if flags & _FLAG_KEYFRAME:
-        return ChainLink(key_seq, None, False, version, raw, dictionary)
-    return ChainLink(
-        key_seq, base_seq, bool(flags & _FLAG_CARRIES_BASE), version, raw, dictionary
-    )
+        link = ChainLink(key_seq, None, False, version, raw, dictionary)
+    else:
+        link = ChainLink(
+            key_seq,
+            base_seq,
+            bool(flags & _FLAG_CARRIES_BASE),
+            version,
+            raw,
+            dictionary,
+        )
+    if len(_LINKS) >= _LINKS_KEPT:
+        _LINKS.clear()
+    _LINKS[head] = link
+    return link
+
+
+# The heads read last (chain_link); a few messages' worth, shared by the threads (a
+# ChainLink is immutable, and a dict's get and set are atomic).
+_LINKS: dict[bytes, ChainLink] = {}
+_LINKS_KEPT = 64
 
 
 def with_base(payload: bytes, base: ChainState) -> bytes:
