@@ -350,7 +350,7 @@ def test_playbook_provisions_a_booted_debian_12_root(tmp_path: Path) -> None:
         assert [[net.appliance_ip], 8081] in found, found
 
         # Log rotation: a forced run rotates the logs; the appliance keeps logging.
-        rotate = pi.ssh("sudo logrotate -f /etc/logrotate.d/pitbox && ls /var/lib/pitbox/broker/logs")  # fmt: skip
+        rotate = pi.ssh("sudo logrotate -f /etc/logrotate.d/pitbox && sudo ls /var/lib/pitbox/broker/logs")  # fmt: skip
         assert rotate.returncode == 0, rotate.stderr
         assert "pitbox-core.log.1" in rotate.stdout, rotate.stdout
         assert pi.ssh("curl -fsS http://127.0.0.1:8081/api/v1/health").returncode == 0
@@ -361,8 +361,33 @@ def test_playbook_provisions_a_booted_debian_12_root(tmp_path: Path) -> None:
 
         # The kiosk is installed and enabled for the next boot (not started: no display).
         assert pi.ssh("systemctl is-enabled pitbox-kiosk").stdout.strip() == "enabled"
-        verify = pi.ssh("systemd-analyze verify /etc/systemd/system/pitbox-kiosk.service /etc/systemd/system/pitbox.service")  # fmt: skip
+        verify = pi.ssh("sudo systemd-analyze verify /etc/systemd/system/pitbox-kiosk.service /etc/systemd/system/pitbox.service")  # fmt: skip
         assert verify.returncode == 0, verify.stdout + verify.stderr
+
+        # The kiosk launcher checks the dashboard's certificate against the CA and
+        # pins it; the real Chromium (headless: no display here) loads the dashboard
+        # over HTTPS with exactly the launcher's arguments.
+        launcher = pi.ssh(
+            "sed 's#^exec nice -n 10 /usr/bin/chromium #exec echo #' "
+            "/usr/local/bin/pitbox-kiosk >/tmp/kiosk-args && "
+            "sudo -u pitwall env HOME=/home/pitwall timeout 60 sh /tmp/kiosk-args"
+        )
+        kiosk_args = launcher.stdout.split()
+        assert kiosk_args[-1] == "https://localhost:8080/", launcher.stdout
+        pins = [a for a in kiosk_args if a.startswith("--ignore-certificate-errors-spki-list=")]  # fmt: skip
+        assert len(pins) == 1, launcher.stdout
+        assert len(pins[0].split("=", 1)[1]) == 44, pins
+        page = pi.ssh(
+            "sudo -u pitwall env HOME=/home/pitwall timeout 90 /usr/bin/chromium "
+            "--headless --no-sandbox --disable-gpu --no-first-run "
+            "--disable-background-networking --disable-component-update "
+            "--user-data-dir=/tmp/kiosk-check --virtual-time-budget=5000 --dump-dom "
+            f"{pins[0]} https://localhost:8080/",
+            timeout=150,
+        )
+        assert "<body" in page.stdout, page.stderr[-2000:]
+        assert "ERR_CERT" not in page.stdout
+        assert "not private" not in page.stdout
 
         # The boot partition got the touchscreen fragments.
         config_txt = (pi.root / "boot/firmware/config.txt").read_text()
