@@ -133,6 +133,13 @@ class ApiToken:
     principal: str
     scopes: frozenset[str]
     digest: str = field(repr=False)
+    expires_at: float | None = None  # Unix time; None: until revoked
+
+    def expired(self, now: float | None = None) -> bool:
+        """Whether the token's time is up."""
+        if self.expires_at is None:
+            return False
+        return (time.time() if now is None else now) >= self.expires_at
 
     def spec(self) -> str:
         """The ``PITBOX_API_TOKENS`` entry for this token (digest only, no secret)."""
@@ -180,11 +187,22 @@ def token_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def mint_token(principal: str, scopes: Iterable[str]) -> MintedToken:
-    """A new random token (256 bits, URL-safe) for ``principal`` with ``scopes``."""
+def mint_token(
+    principal: str, scopes: Iterable[str], ttl_s: float | None = None
+) -> MintedToken:
+    """A new random token (256 bits, URL-safe) for ``principal`` with ``scopes``.
+
+    With ``ttl_s`` it stops working that many seconds from now.
+    """
+    if ttl_s is not None and not ttl_s > 0:
+        raise ValueError(f"a token's lifetime must be positive, got {ttl_s}")
     secret = secrets.token_urlsafe(32)
+    expires_at = None if ttl_s is None else time.time() + ttl_s
     token = ApiToken(
-        check_principal(principal), check_scopes(scopes), token_digest(secret)
+        check_principal(principal),
+        check_scopes(scopes),
+        token_digest(secret),
+        expires_at,
     )
     return MintedToken(secret, token)
 
@@ -228,7 +246,10 @@ class TokenStore:
         if not secret:
             return None
         digest = token_digest(secret)
-        return self._by_digest.get(digest) or self._file_tokens().get(digest)
+        token = self._by_digest.get(digest) or self._file_tokens().get(digest)
+        if token is None or token.expired():
+            return None
+        return token
 
     def _file_tokens(self) -> dict[str, ApiToken]:
         if self.file is None:
@@ -272,9 +293,11 @@ class TokenFile:
         """Each token with the time it was made."""
         return self._entries()
 
-    def add(self, principal: str, scopes: Iterable[str]) -> MintedToken:
+    def add(
+        self, principal: str, scopes: Iterable[str], ttl_s: float | None = None
+    ) -> MintedToken:
         """Mint a token for ``principal`` and keep its digest; the secret is returned once."""
-        minted = mint_token(principal, scopes)
+        minted = mint_token(principal, scopes, ttl_s)
         with self._locked() as entries:
             entries.append((minted.token, time.time()))
         return minted
@@ -310,6 +333,7 @@ class TokenFile:
                         check_principal(e["principal"]),
                         check_scopes(e["scopes"]),
                         _DIGEST.fullmatch("sha256=" + e["sha256"]).group(1),  # type: ignore[union-attr]
+                        None if e.get("expires_at") is None else float(e["expires_at"]),
                     ),
                     float(e["created_at"]),
                 )
@@ -336,6 +360,7 @@ class TokenFile:
                         "scopes": sorted(token.scopes),
                         "sha256": token.digest,
                         "created_at": created,
+                        "expires_at": token.expires_at,
                     }
                     for token, created in entries
                 ],

@@ -35,6 +35,9 @@ def add_command(sub: Any) -> None:
         required=True,
         help=f"'+'-separated, among {', '.join(sorted(SCOPES))} (e.g. read+commands)",
     )
+    p_add.add_argument(
+        "--days", type=float, help="stop working after this many days (default: never)"
+    )
     p_list = actions.add_parser("list", help="every token's principal and scopes")
     p_list.add_argument("--json", action="store_true", help="print JSON")
     p_revoke = actions.add_parser("revoke", help="remove every token of a principal")
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     tokens = token_file(security_dir(config.security))
     try:
         if args.action == "add":
-            return _add(tokens, args.principal, args.scopes)
+            ttl_s = None if args.days is None else args.days * 86400
+            return _add(tokens, args.principal, args.scopes, ttl_s)
         if args.action == "list":
             return _list(tokens, args.json)
         return _revoke(tokens, check_principal(args.principal))
@@ -61,11 +65,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-def _add(tokens: TokenFile, principal: str, scopes: str) -> int:
-    minted = tokens.add(principal, filter(None, scopes.split("+")))
+def _add(tokens: TokenFile, principal: str, scopes: str, ttl_s: float | None) -> int:
+    minted = tokens.add(principal, filter(None, scopes.split("+")), ttl_s)
+    until = minted.token.expires_at
     sys.stdout.write(
         f"API token for {minted.token.principal} "
-        f"({'+'.join(sorted(minted.token.scopes))}), shown only now:\n"
+        f"({'+'.join(sorted(minted.token.scopes))}"
+        f"{', until ' + _when(until) if until is not None else ''}), shown only now:\n"
         f"{minted.secret}\n"
     )
     return 0
@@ -79,6 +85,7 @@ def _list(tokens: TokenFile, as_json: bool) -> int:
                 "principal": token.principal,
                 "scopes": sorted(token.scopes),
                 "created_at": created,
+                "expires_at": token.expires_at,
                 "sha256_prefix": token.digest[:12],
             }
             for token, created in listing
@@ -86,10 +93,18 @@ def _list(tokens: TokenFile, as_json: bool) -> int:
         sys.stdout.write(json.dumps(rows, indent=1) + "\n")
         return 0
     for token, created in listing:
-        made = time.strftime("%Y-%m-%d %H:%M", time.localtime(created))
         scopes = "+".join(sorted(token.scopes))
-        sys.stdout.write(f"{token.principal:<32} {scopes:<28} {made}\n")
+        until = "never" if token.expires_at is None else _when(token.expires_at)
+        state = " (expired)" if token.expired() else ""
+        sys.stdout.write(
+            f"{token.principal:<32} {scopes:<28} made {_when(created)}, "
+            f"until {until}{state}\n"
+        )
     return 0
+
+
+def _when(unix: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(unix))
 
 
 def _revoke(tokens: TokenFile, principal: str) -> int:

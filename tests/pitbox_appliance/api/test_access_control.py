@@ -7,10 +7,12 @@ the access log).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 import stat
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from pitbox_appliance.api.auth import (
     OPEN_ROUTES,
     ROUTE_SCOPES,
     TokenConfigError,
+    TokenFile,
     TokenStore,
     mint_token,
     parse_token_entries,
@@ -307,8 +310,12 @@ async def test_pitbox_tokens_mints_and_revokes_without_a_restart(
             assert stat.S_IMODE(stored.stat().st_mode) == 0o600
             sessions = await client.get("/api/v1/sessions", headers=_bearer(secret))
             assert sessions.status == 200  # the running API took it at once
+            code, out = tokens("add", "user:bob", "--scopes", "read", "--days", "2")
+            assert code == 0
+            assert ", until 20" in out
             code, out = tokens("list")
             assert "user:alice" in out
+            assert "until never" in out
             assert secret not in out
             assert tokens("revoke", "user:alice")[0] == 0
             sessions = await client.get("/api/v1/sessions", headers=_bearer(secret))
@@ -350,3 +357,19 @@ async def test_a_device_token_streams_its_own_source_only(tmp_path: Path) -> Non
     finally:
         core.writer.close()
         core.engine.dispose()
+
+
+def test_a_token_with_a_lifetime_stops_working_when_it_ends(tmp_path: Path) -> None:
+    file = TokenFile(tmp_path / "api_tokens.json")
+    lasting = file.add("user:sponsor", {"read"}, ttl_s=3600)
+    store = TokenStore(file=file)
+    found = store.verify(lasting.secret)
+    assert found is not None
+    assert found.expires_at is not None
+    assert 3590 < found.expires_at - time.time() <= 3600
+    # The same token an hour on: refused, whatever the file still says.
+    assert found.expired(now=found.expires_at)
+    ended = dataclasses.replace(found, expires_at=time.time() - 1)
+    assert TokenStore([ended]).verify(lasting.secret) is None
+    with pytest.raises(ValueError, match="positive"):
+        mint_token("user:x", {"read"}, ttl_s=0)
