@@ -144,7 +144,9 @@ async def pair(request: web.Request) -> web.Response:
     failed = True
     try:
         response = await _redeem(request)
-        failed = response.status != 200
+        # A 503 is the appliance's fault (not set up, mosquitto_passwd failed), not a
+        # wrong guess: it does not count against the address.
+        failed = response.status not in (200, 503)
         return response
     finally:
         limiter.release(client, time.monotonic(), failed)
