@@ -151,6 +151,7 @@ class SponsorExposureTracker:
             by_group[name] = float(dt[ours & (group == number)].sum())
         out.by_group = dict(sorted(by_group.items(), key=lambda kv: -kv[1]))
         out.timeline["t"] = t[ours].tolist()
+        out.timeline["span"] = [float(t[0]), float(t[-1])] if len(t) else []
         if self.livery is None:
             return
         for sponsor in self.livery.sponsors:

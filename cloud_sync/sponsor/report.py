@@ -140,6 +140,9 @@ def _timeline(report: ExposureReport) -> str:
     ax = fig.subplots()
     ax.eventplot([times], lineoffsets=0.5, linelengths=0.8, linewidths=0.3)
     ax.set_yticks([])
+    span = report.timeline.get("span") or []
+    if len(span) == 2 and span[1] > span[0]:
+        ax.set_xlim(span[0], span[1])  # the whole broadcast, not just our shots
     ax.set_xlabel("session time (s)")
     ax.set_title("Our car on the broadcast camera")
     return f'<div class="figure">{svg_text(fig)}</div>'
