@@ -258,6 +258,8 @@ def _playbook(machine: Machine, work: Path, wheel: Path) -> tuple[dict[str, int]
         "pitbox_apt_update": False,
         # No display in the container: the kiosk is installed and enabled, not started.
         "pitbox_kiosk_start": False,
+        # As the README's walk-through: tablets open https://pitbox.local:8080/.
+        "pitbox_public_host": "pitbox.local",
     }
     env = {
         **os.environ,
@@ -317,7 +319,9 @@ def test_playbook_provisions_a_booted_debian_12_root(tmp_path: Path) -> None:
         base_url = f"https://{net.appliance_ip}"
         lan_health = _run(net.on_pc("curl", "-fsS", "--cacert", str(ca), f"{base_url}:8081/api/v1/health"))  # fmt: skip
         assert json.loads(lan_health.stdout)
-        dashboard = _run(net.on_pc("curl", "-sS", "--cacert", str(ca), "-o", "/dev/null", "-w", "%{http_code}", f"{base_url}:8080/"))  # fmt: skip
+        # The name tablets use (pitbox_public_host) is in the dashboard's certificate.
+        by_name = ["--resolve", f"pitbox.local:8080:{net.appliance_ip}"]
+        dashboard = _run(net.on_pc("curl", "-sS", "--cacert", str(ca), *by_name, "-o", "/dev/null", "-w", "%{http_code}", "https://pitbox.local:8080/"))  # fmt: skip
         assert dashboard.stdout in {"200", "302", "303", "307"}, dashboard.stdout
         plain = _run(net.on_pc("curl", "-sS", "-o", "/dev/null", f"http://{net.appliance_ip}:8080/"), check=False)  # fmt: skip
         assert plain.returncode != 0, "the dashboard answered plain HTTP on the LAN"
