@@ -40,6 +40,7 @@ from tests.conftest import (
     stored_counts,
     wait_for,
 )
+from tests.pitbox_appliance.dashboard.conftest import add_logins, log_in
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAPS = 6
@@ -122,9 +123,11 @@ def supervised(tmp_path: Path) -> Iterator[Supervised]:
                 },
                 "core": {"db_url": f"sqlite:///{db}", "api_port": api_port},
                 "dashboard": {"host": "127.0.0.1", "port": dashboard_port},
+                "security": {"dir": str(tmp_path / "security")},
             }
         )
     )
+    add_logins(tmp_path / "security")  # the dashboard asks for a login
     key = secrets.token_bytes(32)
     conf = render_supervisor_config(
         broker.run_dir, sys.executable, config, key.hex(), appliance_password
@@ -190,7 +193,8 @@ def test_kill_each_program_and_restart_broker_mid_race(
             try:
                 page = browser.new_page(viewport={"width": 800, "height": 480})
                 assert wait_for(lambda: _serving(app.dashboard_port), 60)
-                page.goto(f"http://127.0.0.1:{app.dashboard_port}/")
+                # The session outlives the dashboard's kill -9 (kept server-side).
+                log_in(page, f"http://127.0.0.1:{app.dashboard_port}/")
                 assert _live_values(page, 20), "the page never showed live values"
 
                 for program in ("pitbox-core", "pitbox-dashboard"):
