@@ -67,10 +67,13 @@ class ExposureReport:
 class SponsorExposureTracker:
     """Sponsor exposure of our car in one compacted session (seed 5.6).
 
-    The camera comes from ``CamCarIdx``/``CamGroupNumber`` of a spectating or broadcast
-    PC's stream (``camera_source``, else the stream whose camera cut most often to
-    another car); standings from ``CarIdxPosition``/``CarIdxClassPosition`` of our car
-    (else ``PlayerCarPosition``/``PlayerCarClassPosition``).
+    The camera comes from ``CamCarIdx``/``CamGroupNumber`` of spectating or broadcast
+    PCs: every stream's rows where that PC was not in the car (``IsOnTrack`` 0, or a
+    stream without ``IsOnTrack``), merged in time order (a teammate spectates while
+    another drives, so together they cover the race; a driving PC's camera is its own
+    cockpit, not the broadcast). ``camera_source`` restricts it to one stream.
+    Standings from ``CarIdxPosition``/``CarIdxClassPosition`` of our car (else
+    ``PlayerCarPosition``/``PlayerCarClassPosition``).
     """
 
     def __init__(
@@ -102,10 +105,10 @@ class SponsorExposureTracker:
         )
         if car is None:
             notes.append("the session info names no car of ours (DriverCarIdx)")
-        source = self._camera_stream(columns)
-        if source is not None and car is not None:
-            self._camera(out, columns[source], car, groups)
-            out.camera_source = source
+        sources, camera = self._camera_rows(columns)
+        if camera is not None and car is not None:
+            self._camera(out, camera, car, groups)
+            out.camera_source = ", ".join(sources)
         elif car is not None:
             notes.append(
                 "no camera data (CamCarIdx) in any stream: run a shim on a "
@@ -115,19 +118,39 @@ class SponsorExposureTracker:
         return out
 
     # ---- camera ----------------------------------------------------------------------
-    def _camera_stream(self, streams: dict[str, dict[str, F64]]) -> str | None:
-        with_cam = {k: v for k, v in streams.items() if "CamCarIdx" in v}
+    def _camera_rows(
+        self, streams: dict[str, dict[str, F64]]
+    ) -> tuple[list[str], dict[str, F64] | None]:
+        """The streams used and their spectating rows merged by time (None: no camera)."""
+        names = sorted(k for k, v in streams.items() if "CamCarIdx" in v)
         if self.camera_source is not None:
-            return self.camera_source if self.camera_source in with_cam else None
-        if not with_cam:
-            return None
-
-        def cuts(name: str) -> tuple[int, int]:
-            cam = with_cam[name]["CamCarIdx"]
-            valid = cam[np.isfinite(cam)]
-            return int(np.count_nonzero(np.diff(valid))), len(valid)
-
-        return max(sorted(with_cam), key=cuts)
+            names = [n for n in names if n == self.camera_source]
+        parts: list[dict[str, F64]] = []
+        used: list[str] = []
+        for name in names:
+            cols = streams[name]
+            keep = np.isfinite(cols["CamCarIdx"])
+            if "in_car" in cols:
+                keep &= cols["in_car"] != 1
+            if keep.any():
+                used.append(name)
+                parts.append(
+                    {
+                        k: cols[k][keep]
+                        for k in ("SessionTime", "CamCarIdx", "CamGroupNumber")
+                        if k in cols
+                    }
+                )
+        if not parts:
+            return [], None
+        merged = {
+            k: np.concatenate(
+                [p.get(k, np.full(len(p["SessionTime"]), np.nan)) for p in parts]
+            )
+            for k in ("SessionTime", "CamCarIdx", "CamGroupNumber")
+        }
+        order = np.argsort(merged["SessionTime"], kind="stable")
+        return used, {k: v[order] for k, v in merged.items()}
 
     def _camera(
         self,
@@ -259,6 +282,8 @@ def _telemetry(session: CompactedSession, car: int | None) -> dict[str, dict[str
     for name in ("CamCarIdx", "CamGroupNumber"):
         if name in names:
             wanted[name] = name
+    if "IsOnTrack" in names:
+        wanted["IsOnTrack"] = "in_car"
     if car is not None:
         for channel, alias in (
             ("CarIdxPosition", "pos"),

@@ -19,6 +19,7 @@ from driver_pc.adapters.base import (
 )
 from driver_pc.adapters.race_sim.broadcast import (
     BROADCAST_CHANNELS,
+    COCKPIT_GROUP,
     BroadcastDirector,
     camera_info_yaml,
 )
@@ -289,9 +290,13 @@ class RaceSimulatorAdapter(SimAdapter):
         while not field.done:
             field.step()
             publisher.write(k)
+            driving[k] = pc_of_driver(team.driver_idx, self.team_pcs) == self.pc - 1
             if director is not None:
                 director.write(field, rows, k)
-            driving[k] = pc_of_driver(team.driver_idx, self.team_pcs) == self.pc - 1
+                if self.team_pcs > 1 and driving[k]:
+                    # The PC in the car looks through its own cockpit camera.
+                    rows["CamCarIdx"][k] = self._options.player_idx
+                    rows["CamGroupNumber"][k] = COCKPIT_GROUP
             k += 1
             if k == batch:
                 publisher.flush(k)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from cloud_sync.compacted import load_session
@@ -257,3 +258,68 @@ def test_malformed_livery_names_key_and_line(
         load_livery(path)
     assert expected in str(info.value)
     assert str(path) in str(info.value)
+
+
+def test_driving_pcs_cockpit_camera_is_not_the_broadcast(tmp_path: Path) -> None:
+    """Two team PCs through the real ingest: the stored frames are the driving PC's.
+
+    The core stores only the driving PC's chunks (and a spectator's while nobody is in
+    the car: the swap), so what reaches the set is mostly the driver's own cockpit
+    camera (``IsOnTrack`` 1, ``CamCarIdx`` = our car). Counting it would put our car
+    on camera for the whole race; the tracker leaves those rows out.
+    """
+    from driver_pc.adapters.simulator import RaceSimulatorAdapter
+    from driver_pc.pipeline import ShimPipeline
+    from pitbox_appliance.cli.importer import local_codec
+    from pitbox_appliance.core.ingest import Ingestor
+    from pitbox_appliance.storage.database import open_database
+    from pitbox_appliance.storage.writer import SessionWriter
+
+    options: dict[str, Any] = {
+        "laps": 8, "speed": 0, "seed": 26, "opponents": 9, "classes": 2,
+        "broadcast": True, "team_pcs": 2, "drivers": ("Alex Sim", "Bea Sim"),
+        "start_fuel": 2.0,
+    }  # fmt: skip
+    sims = [RaceSimulatorAdapter(pc=pc, **options) for pc in (1, 2)]
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    codec = local_codec()
+    engine = open_database(url)
+    writer = SessionWriter(engine)
+    ingestor = Ingestor(codec, writer)
+    streams = [ShimPipeline(sim).messages() for sim in sims]
+    seq = [0, 0]
+    live = [True, True]
+    while any(live):
+        for i, stream in enumerate(streams):
+            if not live[i]:
+                continue
+            message = next(stream, None)
+            if message is None:
+                live[i] = False
+                continue
+            seq[i] += 1
+            ingestor.handle(codec.encode(f"car42-pc{i + 1}", seq[i], message))
+    ingestor.end_of_streams()
+    ingestor.flush()
+    writer.close()
+    engine.dispose()
+    reader = readonly_engine(url)
+    path = compact_session(reader, 1, tmp_path / "outbox").path
+    reader.dispose()
+    shots = sims[0].director.shots if sims[0].director else []
+    assert shots == (sims[1].director.shots if sims[1].director else None)
+    session = load_session(tmp_path / "outbox" / path)
+    report = SponsorExposureTracker(session).report()
+    end = max(lap.end_time for lap in session.laps)
+    table = pq.read_table(
+        session.root / "telemetry" / "telemetry.parquet",
+        columns=["SessionTime", "CamCarIdx", "IsOnTrack"],
+    ).to_pydict()
+    cockpit = sum(
+        1
+        for cam, on in zip(table["CamCarIdx"], table["IsOnTrack"], strict=True)
+        if cam == OUR_CAR and on == 1
+    )
+    assert cockpit / sims[0].tick_rate > 0.5 * end  # the driver's own view, stored
+    assert report.on_camera_s is None or report.on_camera_s < 0.25 * end
+    assert report.broadcast_s < 0.25 * end

@@ -44,6 +44,7 @@ _GROUP_WEIGHTS = {
     18: 0.1,
     19: 0.05,
 }
+COCKPIT_GROUP = 9  # what a driving PC's camera shows: its own car
 SHOT_S = (4.0, 14.0)  # shortest and longest shot
 BATTLE_GAP_S = 1.0  # cars this close on race time are "a battle"
 

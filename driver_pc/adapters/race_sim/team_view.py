@@ -69,6 +69,7 @@ def spectate(
             name in SHARED_CHANNELS
             or name.startswith("CarIdx")
             or name.startswith("IsOnTrack")
+            or name.startswith("Cam")  # a spectator's camera: the broadcast's
         ):
             continue
         rows[name][away] = SPECTATOR_VALUES.get(name, 0)
