@@ -44,6 +44,7 @@ NOISE_BLOCK = 600
 TWO_PI = 2.0 * math.pi
 STEER_PER_CURVATURE = 24.0  # wheel angle (rad) per 1/m of turn curvature
 WOBBLE_MARGIN_M = 30.0  # no LapDist wobble this close to the line
+GLITCH_PER_TICK = 1.0 / (272.0 * 60)  # independent model: 1 seen in 272 s of real files
 
 
 class FramePublisher:
@@ -339,7 +340,11 @@ class _IndependentInputs:
     arriving as a Poisson process whose rate and size grow with fatigue by the driver's
     steering weight; throttle and brake: a slow pedal wobble that grows by the throttle
     and braking weights. Kerbs at corner exits (lateral spikes) and bumps (short
-    longitudinal spikes) happen to everyone and are not incidents.
+    longitudinal spikes) happen to everyone and are not incidents; their sizes keep the
+    accelerations within what the real SK Modified recordings show in clean running
+    (|LatAccel| ≤ 23.7, LongAccel ≥ −18.4 m/s² over 154 s). Glitches: one-sample spikes
+    like the one real one seen (Langley, −64 / 90 m/s² at 39 m/s, nothing lost), at the
+    rate seen (1 in the 272 s of real recordings).
     """
 
     def __init__(self, model: bh.TeamModel) -> None:
@@ -387,20 +392,24 @@ class _IndependentInputs:
         s0, s1 = float(f.s_prev[p]), float(f.s[p])
         if any(s0 < e <= s1 for e in self.model.exits) and rng.random() < 0.15:
             self.kerb_left = int(rng.integers(2, 6))
-            self.kerb_amp = float(rng.uniform(8.0, 34.0)) * (
+            self.kerb_amp = float(rng.uniform(3.0, 12.0)) * (
                 1 if rng.random() < 0.5 else -1
             )
         kerb = 0.0
         if self.kerb_left > 0:
             self.kerb_left -= 1
             kerb = self.kerb_amp
-        if f.v[p] > 10.0 and rng.random() < 0.0004:  # a bump: ~once in 40 s
+        moving = f.v[p] > 10.0
+        if moving and rng.random() < 0.0004:  # a bump: ~once in 40 s
             self.hit_left = int(rng.integers(1, 3))
-            self.hit_amp = -float(rng.uniform(6.0, 28.0))
+            self.hit_amp = -float(rng.uniform(2.0, 8.0))
         hit = 0.0
         if self.hit_left > 0:
             self.hit_left -= 1
             hit = self.hit_amp
+        if moving and rng.random() < GLITCH_PER_TICK:
+            hit = -float(rng.uniform(20.0, 70.0))
+            kerb += float(rng.uniform(20.0, 95.0)) * (1 if rng.random() < 0.5 else -1)
         return steer, throttle, brake, kerb, hit
 
 
