@@ -230,11 +230,31 @@ class MosquittoBroker:
         return self._process.pid if self.running and self._process else None
 
     def add_user(self, username: str, password: str) -> None:
-        """Add or update a user in the password file (reloads a running broker)."""
+        """Add or update a user in the password file (reloads a running broker).
+
+        A program login that may have a password of its own (``OWN_LOGIN_USERS``)
+        is remembered as having one, so ``write_config`` keeps it.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         set_password(self.password_file, username, password)
+        if username in OWN_LOGIN_USERS:
+            self._set_own_logins(self._own_logins() | {username})
         if self.running:
             self.reload()
+
+    @property
+    def own_logins_file(self) -> Path:
+        """Program logins given a password of their own (not the appliance's)."""
+        return self.run_dir / "own_logins.txt"
+
+    def _own_logins(self) -> set[str]:
+        try:
+            return set(self.own_logins_file.read_text(encoding="utf-8").split())
+        except FileNotFoundError:
+            return set()
+
+    def _set_own_logins(self, users: set[str]) -> None:
+        _write_private(self.own_logins_file, "".join(f"{u}\n" for u in sorted(users)))
 
     def remove_user(self, username: str) -> None:
         """Delete a user from the password file (reloads a running broker).
@@ -243,6 +263,8 @@ class MosquittoBroker:
         password file and disconnects those no longer in it.
         """
         delete_user(self.password_file, username)
+        if username in self._own_logins():
+            self._set_own_logins(self._own_logins() - {username})
         if self.running:
             self.reload()
 
@@ -261,9 +283,14 @@ class MosquittoBroker:
                 raise ValueError(f"invalid appliance username {user!r}")
         for folder in (self.run_dir, self.data_dir, self.log_file.parent):
             folder.mkdir(parents=True, exist_ok=True)
-        # A program login with a password of its own (the dashboard's, set with
-        # add_user) keeps it; the others open with the appliance password.
-        own = password_users(self.password_file) & set(OWN_LOGIN_USERS)
+        # A program login given a password of its own (the dashboard's, set with
+        # add_user) keeps it; the others, and one only ever copied from the
+        # appliance login, open with the appliance password (its current one).
+        own = (
+            password_users(self.password_file)
+            & set(OWN_LOGIN_USERS)
+            & self._own_logins()
+        )
         copy_login(
             self.password_file,
             appliance_user,

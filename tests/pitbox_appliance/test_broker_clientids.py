@@ -353,6 +353,35 @@ def test_program_logins_follow_a_changed_appliance_password(tmp_path: Path) -> N
     assert lines[SHIM_USER] != lines[APPLIANCE_USER]
 
 
+def test_a_program_login_of_its_own_survives_a_new_appliance_password(
+    tmp_path: Path,
+) -> None:
+    """The dashboard's own login keeps its password; copied ones follow the appliance's."""
+    if not mosquitto_available():
+        pytest.skip("mosquitto not installed (apt-get install mosquitto)")
+    broker = MosquittoBroker(tmp_path, port=free_port())
+    broker.add_user(APPLIANCE_USER, "old-password")
+    broker.write_config(APPLIANCE_USER)  # every program login copied
+    broker.add_user(DASHBOARD_MQTT_USER, "dashboards-own")
+    broker.write_config(APPLIANCE_USER)
+    before = dict(
+        line.partition(":")[::2] for line in broker.password_file.read_text().split()
+    )
+    broker.add_user(APPLIANCE_USER, "new-password")
+    broker.write_config(APPLIANCE_USER)
+    after = dict(
+        line.partition(":")[::2] for line in broker.password_file.read_text().split()
+    )
+    assert after[DASHBOARD_MQTT_USER] == before[DASHBOARD_MQTT_USER]
+    assert after[CORE_MQTT_USER] == after[APPLIANCE_USER] != before[APPLIANCE_USER]
+    broker.remove_user(DASHBOARD_MQTT_USER)  # forgotten: copied again next time
+    broker.write_config(APPLIANCE_USER)
+    again = dict(
+        line.partition(":")[::2] for line in broker.password_file.read_text().split()
+    )
+    assert again[DASHBOARD_MQTT_USER] == again[APPLIANCE_USER]
+
+
 def test_program_logins_are_the_ones_the_programs_use() -> None:
     from cloud_sync.report.command import add_command
 
