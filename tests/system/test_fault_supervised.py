@@ -44,11 +44,14 @@ from tests.pitbox_appliance.dashboard.conftest import add_logins, log_in
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAPS = 6
-SPEED = 5.0
+# 182 s of race at 2x: ~91 s of wall time, so the race is still running through the
+# three faults and their recoveries even on a loaded machine (at 5x it ended after
+# ~36 s, before the dashboard's kill was checked, once logging in took its seconds).
+SPEED = 2.0
 SEED = 61
 
 pytestmark = [
-    pytest.mark.timeout(240),
+    pytest.mark.timeout(300),
     pytest.mark.skipif(not mosquitto_available(), reason="mosquitto not installed"),
     pytest.mark.skipif(
         not CHROMIUM.exists(),
