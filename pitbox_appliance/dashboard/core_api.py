@@ -151,6 +151,15 @@ class CoreApi:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 logger.info("polling command %s: %s", command_id, exc)
                 continue
+            if status in (401, 403):  # sent, but this token may not read the answer
+                error = str(body.get("error") or f"HTTP {status}")
+                return CommandOutcome(
+                    Outcome.REFUSED,
+                    f"sent, but its confirmation cannot be read: {error}",
+                    command_id,
+                    source,
+                    time.monotonic() - started,
+                )
         return CommandOutcome(
             Outcome.TIMEOUT,
             f"no answer from {source or 'the shim'} in {self.confirm_timeout_s:.0f} s",

@@ -34,22 +34,33 @@ def test_camera_and_message_reach_the_shim_and_are_confirmed(
     assert wait_for(lambda: appliance.core.ingestor.source_of("car1"), timeout=20)
 
     token = "pitwall-token-0123456789"
-    tokens = command_token(f"driver-token-0123456789:driver,{token}:commands")
+    tokens = command_token(f"driver-token-0123456789:driver,{token}:read+commands")
     assert tokens == token
+    blind = "commands-only-token-0123456789"  # may send, may not read the answer
 
     async def scenario() -> None:
-        app = create_app(appliance.core, {token: frozenset({"commands"})})
+        app = create_app(
+            appliance.core,
+            {token: frozenset({"commands", "read"}), blind: frozenset({"commands"})},
+        )
         server = TestServer(app)
         await server.start_server()
         url = str(server.make_url("")).rstrip("/")
         api = CoreApi(url, token=token, confirm_timeout_s=15)
         anonymous = CoreApi(url)
+        blind_api = CoreApi(url, token=blind, confirm_timeout_s=15)
         try:
             refused_without_token = await anonymous.send(
                 "car1", "message", {"text": "x"}
             )
             assert refused_without_token.outcome is Outcome.REFUSED
             assert "bearer token" in refused_without_token.detail
+            unread = await blind_api.send(
+                "car1", "camera", {"car": "7", "group": 1, "camera": 1}
+            )
+            assert unread.outcome is Outcome.REFUSED, unread  # at once, not a timeout
+            assert "confirmation cannot be read" in unread.detail
+            assert unread.elapsed_s < 10
             camera = await api.send(
                 "car1", "camera", {"car": "42", "group": 3, "camera": 1}
             )
@@ -68,6 +79,7 @@ def test_camera_and_message_reach_the_shim_and_are_confirmed(
         finally:
             await api.close()
             await anonymous.close()
+            await blind_api.close()
             await server.close()
 
     asyncio.run(scenario())

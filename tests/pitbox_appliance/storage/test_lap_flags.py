@@ -31,10 +31,12 @@ def _lap_columns(path: Path) -> set[str]:
 
 def test_0006_follows_the_head_before_it_in_one_chain() -> None:
     script = ScriptDirectory.from_config(_config("sqlite://"))
-    assert script.get_heads() == ["0006"]
+    assert len(script.get_heads()) == 1  # one chain (0007: driver profiles, on top)
     lap_flags = script.get_revision("0006")
     assert lap_flags is not None
     assert lap_flags.down_revision in {"0004", "0005"}  # 0005: the dead-letter table
+    chain = [r.revision for r in script.walk_revisions()]
+    assert chain.index("0006") < chain.index("0005")  # newest first: 0006 after 0005
 
 
 def test_migration_adds_false_flags_to_stored_laps_and_back(tmp_path: Path) -> None:
