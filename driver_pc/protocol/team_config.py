@@ -146,19 +146,19 @@ class Branding(_Model):
         return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
-def check_logo(path: Path) -> Path:
-    """The logo file if it can be shown, else ConfigFileError saying what is wrong."""
+def check_logo(path: Path, key: str = "white_label.logo") -> Path:
+    """The logo file if it can be shown, else ConfigFileError naming ``key`` and why."""
     if path.suffix.lower() not in LOGO_TYPES:
         kinds = ", ".join(sorted(LOGO_TYPES))
-        raise ConfigFileError(f"white_label.logo {path}: not an image file ({kinds})")
+        raise ConfigFileError(f"{key} {path}: not an image file ({kinds})")
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise ConfigFileError(f"white_label.logo {path}: {exc.strerror}") from None
+        raise ConfigFileError(f"{key} {path}: {exc.strerror}") from None
     if not path.is_file():
-        raise ConfigFileError(f"white_label.logo {path}: not a file")
+        raise ConfigFileError(f"{key} {path}: not a file")
     if size > MAX_LOGO_BYTES:
-        raise ConfigFileError(f"white_label.logo {path}: {size} bytes, more than 2 MB")
+        raise ConfigFileError(f"{key} {path}: {size} bytes, more than 2 MB")
     return path
 
 

@@ -6,15 +6,12 @@ import logging
 from pathlib import Path
 
 from driver_pc.protocol.team_config import ConfigFileError, load_team_config
+from driver_pc.protocol.team_config import check_logo as team_check_logo
 from pitbox_appliance.config import DashboardConfig, ThemeConfig
 from pitbox_appliance.dashboard.layout import Branding
 
 logger = logging.getLogger(__name__)
 
-#: Logo file types a browser shows as an ``<img>``.
-LOGO_TYPES = frozenset({".png", ".jpg", ".jpeg", ".svg", ".webp"})
-#: A logo is a header image, not a photo: anything bigger is a configuration mistake.
-MAX_LOGO_BYTES = 2 * 1024 * 1024
 LOGO_URL = "/theme/logo"
 
 
@@ -23,19 +20,14 @@ class ThemeError(ValueError):
 
 
 def check_logo(path: Path) -> Path:
-    """The logo file if it can be served, else ThemeError saying what is wrong."""
-    if path.suffix.lower() not in LOGO_TYPES:
-        kinds = ", ".join(sorted(LOGO_TYPES))
-        raise ThemeError(f"theme.logo {path}: not an image file ({kinds})")
+    """The logo file if it can be served, else ThemeError saying what is wrong.
+
+    The same rules as the team config's logo (types, size), under the key ``theme.logo``.
+    """
     try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ThemeError(f"theme.logo {path}: {exc.strerror}") from None
-    if not path.is_file():
-        raise ThemeError(f"theme.logo {path}: not a file")
-    if size > MAX_LOGO_BYTES:
-        raise ThemeError(f"theme.logo {path}: {size} bytes, more than 2 MB")
-    return path
+        return team_check_logo(path, key="theme.logo")
+    except ConfigFileError as exc:
+        raise ThemeError(str(exc)) from None
 
 
 def branding(
