@@ -92,5 +92,11 @@ def test_demo_serves_dashboard_and_stores_laps(tmp_path: Path) -> None:
         assert "PitBox demo stopped." in (demo.stdout.read() or "")
     finally:
         if demo.poll() is None:
-            demo.kill()
-            demo.wait()
+            # SIGTERM first: the demo stops its supervisord (SIGKILL would orphan it,
+            # with the broker, core and dashboard it runs).
+            demo.terminate()
+            try:
+                demo.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait()
