@@ -72,8 +72,10 @@ def test_three_pcs_swaps_a_killed_driver_and_a_frozen_spectator(
                 proc.send_signal(signal.SIGCONT)
                 proc.kill()
     reader = SessionReader(make_engine(appliance.db_url, readonly=True))
+    # The frozen PC's backlog and the killed PC's spool reach the core after the
+    # shims end: give it time to drain them on a busy machine (a liveness bound).
     assert wait_for(
-        lambda: len(reader.laps(reader.sessions()[0].id)) >= len(laps_truth), 30
+        lambda: len(reader.laps(reader.sessions()[0].id)) >= len(laps_truth), 90
     )
     (session,) = reader.sessions()
     stored = reader.laps(session.id)
