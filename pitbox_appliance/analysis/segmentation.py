@@ -247,6 +247,16 @@ class LapSegmenter:
         """When the lap in progress began (None: not known, it will not be timed)."""
         return self._lap.start_time
 
+    @property
+    def lap_number(self) -> int | None:
+        """The ``Lap`` of the newest frame fed (None: no frame, or no ``Lap`` channel)."""
+        return self._prev_lap
+
+    @property
+    def pending_lap(self) -> int | None:
+        """The completed lap still waiting for iRacing's verdict, if any."""
+        return self._pending.lap.lap_number if self._pending is not None else None
+
     def continue_lap(self, start_time: float | None, pit: bool = False) -> None:
         """The frames before the next one are missing, but the lap it is in is known.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -121,8 +122,12 @@ class CarTracker:
         self._fed_t = float("-inf")  # SessionTime of the newest frame segmented
         self._bridge_t = float("-inf")  # ... and of the newest frame bridged
         self._lap_numbers: set[int] = set()
-        # Laps the bridge saw, by number, kept until stored or the car moved on.
+        self._newest_lap = -1  # the highest lap number stored
+        # Laps the bridge saw, by number, kept until stored (by whichever path).
         self._bridged: dict[int, BridgedLap] = {}
+        # Every stint opened, in time order: (start, stint id, driver id, driver), so
+        # a lap that reaches the core late is credited to the stint it was driven in.
+        self._stints: list[tuple[float, int | None, int | None, str | None]] = []
         # The fatigue raised since the strategy last looked (it looks per batch).
         self._fatigue: float | None = None
         # (channel names of a layout, the live channels among them, a record dtype
@@ -176,11 +181,15 @@ class CarTracker:
         self._stint_id, self._stint_number, self._stint_started = stint
         self._driver_since = self._stint_started
         self._driver_id, self.live.driver = driver
+        self._stints = [
+            (self._stint_started, self._stint_id, self._driver_id, self.live.driver)
+        ]
         self.live.stint = self._stint_number
         stored = []
         for lap in laps:
             if lap.lap_number >= 0:
                 self._lap_numbers.add(lap.lap_number)
+                self._newest_lap = max(self._newest_lap, lap.lap_number)
             stored.append(
                 LapFuel(
                     lap.lap_number,
@@ -280,10 +289,14 @@ class CarTracker:
         names = frames.dtype.names or ()
         if "PlayerCarIdx" in names and len(frames):
             # Every PC's arrays describe our car: the bridge sees each crossing once.
-            for lap in self._bridge.feed(frames, int(frames["PlayerCarIdx"][-1])):
-                self._bridged[lap.lap_number] = lap
+            car_idx = int(frames["PlayerCarIdx"][-1])
+            for lap in self._bridge.feed(frames, car_idx, source):
+                if lap.lap_number not in self._lap_numbers:
+                    self._bridged[lap.lap_number] = lap
         if source == driving:
             self._drive(source, seq, batch, compressed)
+            if self._bridged:
+                self._store_passed_laps()
         elif driving is None:
             self._bridge_batch(source, seq, batch, compressed)
         self._publisher.mark_dirty(self.car)
@@ -311,8 +324,9 @@ class CarTracker:
     def _take(self, frames: Frames) -> Frames:
         """The frames segmentation takes: in the car, newer than any taken before.
 
-        After a gap, the lap in progress is timed from the last crossing the
-        ``CarIdx*`` bridge saw, when it saw one; else as the segmenter had it.
+        After a gap, the lap in progress is timed from the crossing that began it,
+        when some PC's ``CarIdx*`` arrays saw it; else, within the lap the gap began
+        in, as the segmenter had it; else it goes untimed.
         """
         keep = in_car_mask(frames) & (frames["SessionTime"] > self._fed_t)
         # Nearly always every frame: the batch itself then, not a copy of it.
@@ -320,13 +334,31 @@ class CarTracker:
         if len(take):
             first = float(take["SessionTime"][0])
             if first - self._fed_t > MAX_TICK_GAP_S and self._fed_t > float("-inf"):
-                crossing = self._bridge.last_crossing
-                start = self._segmenter.lap_start
-                if crossing is not None and (start is None or crossing > start):
-                    start = crossing
-                self._segmenter.continue_lap(start, self._bridge_pit)
+                self._segmenter.continue_lap(
+                    self._resumed_lap_start(take), self._bridge_pit
+                )
             self._fed_t = float(take["SessionTime"][-1])
         return take
+
+    def _resumed_lap_start(self, take: Frames) -> float | None:
+        """When the lap the first of ``take`` is in began, after a gap in the frames."""
+        seg = self._segmenter
+        names = take.dtype.names or ()
+        start = seg.lap_start
+        if "Lap" in names:
+            lap_now = int(take["Lap"][0])
+            crossing = self._bridge.lap_start(lap_now)
+            if lap_now != seg.lap_number:
+                # The car crossed the line in the gap: the segmenter's start is of
+                # a lap since completed, so only the crossing into this one will do.
+                start = crossing
+            elif crossing is not None and (start is None or crossing > start):
+                start = crossing
+        else:  # a recording without Lap: the newest crossing seen, if after
+            crossing = self._bridge.last_crossing
+            if crossing is not None and (start is None or crossing > start):
+                start = crossing
+        return start
 
     def _drive(
         self, source: str, seq: int, batch: TelemetryBatch, compressed: bytes
@@ -404,18 +436,7 @@ class CarTracker:
         for number in sorted(self._bridged):
             lap = self._bridged.pop(number)
             self._bridge_pit = self._bridge_pit or lap.pit_lap
-            start = lap.end_time - lap.lap_time if lap.lap_time else None
-            self._store_lap(
-                CompletedLap(
-                    lap_number=lap.lap_number,
-                    start_time=start,
-                    end_time=lap.end_time,
-                    lap_time=lap.lap_time,
-                    fuel_used=None,
-                    pit_lap=lap.pit_lap,
-                    max_speed=None,
-                )
-            )
+            self._store_bridged(lap)
         last = frames[-1]
         values = self.live.values
         values["SessionTime"] = float(last["SessionTime"])
@@ -425,6 +446,39 @@ class CarTracker:
                     values[name] = float(last[channel][car_idx])
         self._strategy_batch(frames)
         self._stats.frames += len(frames)
+
+    def _store_passed_laps(self) -> None:
+        """Bridged laps the driving PC will never complete: it was not in them.
+
+        A lap before the one the driving PC is in, and not the one it still waits
+        for iRacing's verdict on, ended in a gap of its frames; a PC with a backlog
+        (or a core behind its queue) can report such a crossing after the driving
+        PC came back.
+        """
+        seg = self._segmenter
+        current = seg.lap_number
+        if current is None:
+            return
+        pending = seg.pending_lap
+        for number in sorted(self._bridged):
+            if number >= current:
+                break
+            if number != pending:
+                self._store_bridged(self._bridged.pop(number))
+
+    def _store_bridged(self, lap: BridgedLap) -> None:
+        start = lap.end_time - lap.lap_time if lap.lap_time else None
+        self._store_lap(
+            CompletedLap(
+                lap_number=lap.lap_number,
+                start_time=start,
+                end_time=lap.end_time,
+                lap_time=lap.lap_time,
+                fuel_used=None,
+                pit_lap=lap.pit_lap,
+                max_speed=None,
+            )
+        )
 
     def end_of_stream(self) -> None:
         """The recording ended: store the lap still waiting for iRacing's verdict."""
@@ -444,16 +498,30 @@ class CarTracker:
         self._stint_number += 1
         self._stint_started = at
         self.live.stint = self._stint_number
+        self._stints.append((at, self._stint_id, self._driver_id, self.live.driver))
+
+    def _stint_of(self, end_time: float) -> tuple[int | None, int | None, str | None]:
+        """The stint (id, driver id, driver) a lap that ended at ``end_time`` was in."""
+        current = (self._stint_id, self._driver_id, self.live.driver)
+        if end_time >= self._stint_started or not self._stints:
+            return current
+        # A lap reported late, from before the stint now open.
+        at = bisect.bisect_right(self._stints, end_time, key=lambda s: s[0]) - 1
+        if at < 0:
+            return current
+        _, stint_id, driver_id, driver = self._stints[at]
+        return stint_id, driver_id, driver
 
     def _store_lap(self, lap: CompletedLap) -> None:
+        late = False  # a lap before one already stored (a PC's backlog bridged it)
         if lap.lap_number >= 0:
             # Two sources of one car (a PC and the CarIdx* bridge) see the same lap.
             if lap.lap_number in self._lap_numbers:
                 return
             self._lap_numbers.add(lap.lap_number)
+            late = lap.lap_number < self._newest_lap
+            self._newest_lap = max(self._newest_lap, lap.lap_number)
             bridged = self._bridged.pop(lap.lap_number, None)
-            for old in [n for n in self._bridged if n < lap.lap_number - 5]:
-                del self._bridged[old]
             if lap.lap_time is None and bridged is not None and bridged.lap_time:
                 # A gap in the driving PC's frames (a hand-over): the arrays timed it.
                 lap = replace(
@@ -462,11 +530,12 @@ class CarTracker:
                     start_time=lap.end_time - bridged.lap_time,
                 )
         inputs = self._inputs.lap(lap.start_time, lap.end_time)
+        stint_id, driver_id, driver = self._stint_of(lap.end_time)
         stored = self._writer.add_lap(
             Lap(
                 session_id=self.session_id,
-                stint_id=self._stint_id,
-                driver_id=self._driver_id,
+                stint_id=stint_id,
+                driver_id=driver_id,
                 lap_number=lap.lap_number,
                 start_time=lap.start_time,
                 end_time=lap.end_time,
@@ -492,10 +561,16 @@ class CarTracker:
             lap.pit_lap,
             invalid=lap.invalid,
             refuelled=lap.refuelled,
+            driver=driver,
+            late=late,
         )
         self._publisher.emit(
             Event(self.car, EventKind.LAP_COMPLETED, _lap_completed(row))
         )
+        if late:
+            # Bridged from a PC's backlog (no fuel, no inputs), after laps the
+            # detectors and the strategy have already moved past: stored and shown.
+            return
         done = LapContext(
             live.car,
             live.driver,

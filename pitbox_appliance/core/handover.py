@@ -150,25 +150,47 @@ class BridgedLap:
     pit_lap: bool
 
 
+@dataclass(slots=True)
+class _Stream:
+    """Where one PC's ``CarIdx*`` view of our car was at its newest frame."""
+
+    lap: int | None = None
+    pct: float | None = None
+    t: float = float("-inf")
+    published: float = -1.0
+    pit: bool = False
+
+
 class CarIdxLapBridge:
     """Our car's line crossings from ``CarIdx*`` arrays, fed by every PC of the car.
 
     Every PC's arrays describe our car, so the bridge sees each crossing whichever
-    PC is connected; frames older than the newest it has seen are skipped, so the
-    same crossing seen by three PCs counts once. Vectorised: only the frames where
+    PC is connected. Each PC's stream is walked on its own (its frames older than
+    its own newest are skipped), and a crossing counts once by its lap number: the
+    same crossing seen by three PCs, or late from a PC with a backlog (a frozen or
+    slow PC, a core behind its queue), is still the same lap. Only the frames where
     ``CarIdxLap`` changes are looked at one by one.
     """
 
-    def __init__(self) -> None:
-        self._prev_lap: int | None = None
-        self._prev_pct: float | None = None
-        self._prev_t = float("-inf")
-        self._prev_last = -1.0
-        self._pit = False
-        self.last_crossing: float | None = None
+    KEEP_LAPS = 64  # crossings kept (by lap number) for timing laps around a gap
 
-    def feed(self, frames: Frames, car_idx: int) -> list[BridgedLap]:
-        """Laps our car (``car_idx``) completed in ``frames`` (those not seen before).
+    def __init__(self) -> None:
+        self._streams: dict[str, _Stream] = {}
+        self._crossings: dict[int, float] = {}  # lap number -> when it was completed
+
+    def lap_start(self, lap_number: int) -> float | None:
+        """When lap ``lap_number`` began (the crossing that completed the one before)."""
+        return self._crossings.get(lap_number - 1)
+
+    @property
+    def last_crossing(self) -> float | None:
+        """The newest crossing any PC reported (None: none yet)."""
+        if not self._crossings:
+            return None
+        return self._crossings[max(self._crossings)]
+
+    def feed(self, frames: Frames, car_idx: int, source: str = "") -> list[BridgedLap]:
+        """Laps our car (``car_idx``) completed in ``frames`` of ``source``, new ones only.
 
         Our car's column of each array is a few values a batch: they are walked as
         Python numbers (a dozen numpy calls a batch cost more than the walk).
@@ -178,6 +200,9 @@ class CarIdxLapBridge:
             return []
         if not 0 <= car_idx < frames["CarIdxLap"].shape[-1]:
             return []
+        stream = self._streams.get(source)
+        if stream is None:
+            stream = self._streams[source] = _Stream()
         times: list[float] = frames["SessionTime"].astype(np.float64).tolist()
         laps: list[int] = frames["CarIdxLap"][:, car_idx].astype(np.int64).tolist()
         pcts: list[float] = (
@@ -194,10 +219,10 @@ class CarIdxLapBridge:
             if "CarIdxLastLapTime" in names
             else None
         )
-        # Newer than anything seen, and the car in the world (-1: towed, garage).
-        prev_t = self._prev_t
+        # Newer than this PC's newest, and the car in the world (-1: towed, garage).
+        newest = stream.t
         keep = [
-            i for i in range(n) if times[i] > prev_t and laps[i] >= 0 and pcts[i] >= 0.0
+            i for i in range(n) if times[i] > newest and laps[i] >= 0 and pcts[i] >= 0.0
         ]
         if not keep:
             return []
@@ -208,43 +233,47 @@ class CarIdxLapBridge:
             pits = [pits[i] for i in keep]
             if published is not None:
                 published = [published[i] for i in keep]
-        first = self._prev_lap if self._prev_lap is not None else laps[0]
+        first = stream.lap if stream.lap is not None else laps[0]
         done: list[BridgedLap] = []
-        pit = self._pit
+        pit = stream.pit
+        crossings = self._crossings
         for i, lap in enumerate(laps):
             if lap == (laps[i - 1] if i else first):
                 pit = pit or pits[i]
                 continue
-            prev_lap: int | None = laps[i - 1] if i else self._prev_lap
-            prev_t = times[i - 1] if i else self._prev_t
-            prev_pct = pcts[i - 1] if i else self._prev_pct
+            prev_lap: int | None = laps[i - 1] if i else stream.lap
+            prev_t = times[i - 1] if i else stream.t
+            prev_pct = pcts[i - 1] if i else stream.pct
             t, pct = times[i], pcts[i]
-            if prev_lap is not None and lap == prev_lap + 1:
+            if (
+                prev_lap is not None
+                and lap == prev_lap + 1
+                and prev_lap not in crossings
+            ):
                 crossing = t
                 if prev_pct is not None and prev_pct > pct and t - prev_t < 1.0:
                     span = (1.0 - prev_pct) + pct
                     frac = (1.0 - prev_pct) / span if span > 0 else 1.0
                     crossing = prev_t + frac * (t - prev_t)
-                lap_time = (
-                    crossing - self.last_crossing
-                    if self.last_crossing is not None
-                    else None
-                )
+                started = crossings.get(prev_lap - 1)
+                lap_time = crossing - started if started is not None else None
                 if published is not None:
-                    before = published[i - 1] if i else self._prev_last
+                    before = published[i - 1] if i else stream.published
                     # iRacing's own time, where it changed at this crossing.
                     if published[i] > 0 and published[i] != before:
                         lap_time = published[i]
                 done.append(BridgedLap(prev_lap, crossing, lap_time, pit))
-                self.last_crossing = crossing
-            else:  # a jump (reset, a car first seen): no lap, and no crossing known
-                self.last_crossing = None
+                crossings[prev_lap] = crossing
+            # Else a crossing seen before (another PC, or this one again), or a jump
+            # (a reset, a car first seen): no new lap.
             pit = pits[i]
-        self._pit = pit
-        self._prev_lap, self._prev_pct = laps[-1], pcts[-1]
-        self._prev_t = times[-1]
+        stream.pit = pit
+        stream.lap, stream.pct, stream.t = laps[-1], pcts[-1], times[-1]
         if published is not None:
-            self._prev_last = published[-1]
+            stream.published = published[-1]
+        if len(crossings) > self.KEEP_LAPS:
+            for old in sorted(crossings)[: len(crossings) - self.KEEP_LAPS]:
+                del crossings[old]
         return done
 
 

@@ -68,17 +68,23 @@ class LiveCar:
         *,
         invalid: bool = False,
         refuelled: bool = False,
+        driver: str | None = None,
+        late: bool = False,
     ) -> LapRow:
         """Count a completed lap in the figures shown; returns its lap-table row.
 
         An invalid lap has no time, as iRacing's ``LapLastLapTime`` -1: the last lap
-        time is then None, and it is never the best.
+        time is then None, and it is never the best. ``driver``: who drove it (None:
+        the driver now). A ``late`` lap (reported after later ones) takes its place
+        in the table and leaves the last lap time as it is.
         """
         self.laps_completed = max(self.laps_completed, number)
         if invalid:
-            self.last_lap_time = None
+            if not late:
+                self.last_lap_time = None
         elif lap_time is not None:
-            self.last_lap_time = lap_time
+            if not late:
+                self.last_lap_time = lap_time
             if self.best_lap_time is None or lap_time < self.best_lap_time:
                 self.best_lap_time = lap_time
         row = LapRow(
@@ -86,11 +92,14 @@ class LiveCar:
             time=None if invalid else lap_time,
             fuel=fuel,
             pit=pit,
-            driver=self.driver,
+            driver=self.driver if driver is None else driver,
             invalid=invalid,
             refuelled=refuelled,
         )
-        self.recent_laps = (row, *self.recent_laps)[:RECENT_LAPS]
+        rows = (row, *self.recent_laps)
+        if late:
+            rows = tuple(sorted(rows, key=lambda r: r.lap, reverse=True))
+        self.recent_laps = rows[:RECENT_LAPS]
         return row
 
     def news_key(self) -> tuple[Any, ...]:

@@ -144,6 +144,34 @@ def test_driving_pc_gone_mid_stint_timing_continues_from_the_spectators(
     assert timed >= len(laps_truth) - 2
 
 
+def test_laps_the_driving_pc_missed_still_come_from_a_spectators_backlog(
+    tmp_path: Path,
+) -> None:
+    """The driving PC is gone for 80 s; the spectators' frames of that time reach the
+    core only after it came back (their links lagged, or the core was behind its
+    queue): the crossings they saw are the laps it missed, credited and timed."""
+    laps_truth, swaps = truth()
+    first_swap = swaps[0].session_time
+    gone = (first_swap - 200.0, first_swap - 120.0)
+    lost = [e for e in laps_truth if gone[0] <= e.session_time < gone[1]]
+    assert len(lost) >= 2
+    until = first_swap - 20.0
+    stream = interleaved({1: gone})
+    backlog = [m for m in stream if m[1] != 1 and m[0] < until]
+    on_time = [m for m in stream if not (m[1] != 1 and m[0] < until)]
+    at = next(i for i, m in enumerate(on_time) if m[0] >= until)
+    _, reader = ingest(tmp_path, on_time[:at] + backlog + on_time[at:])
+    timed = check_laps(reader)
+    (session,) = reader.sessions()
+    by_number = {lap.lap_number: lap for lap in reader.laps(session.id)}
+    for event in lost:
+        lap = by_number[event.lap]
+        assert lap.lap_time == pytest.approx(event.data["lap_time"], abs=2.5 * TICK)
+        assert lap.fuel_used is None  # the spectators cannot see the fuel
+    # The opening lap, and the lap it came back in: its start was not known yet.
+    assert timed >= len(laps_truth) - 2
+
+
 def test_a_pc_unheard_through_a_swap_hands_over_without_a_gap(tmp_path: Path) -> None:
     laps_truth, swaps = truth()
     swap = swaps[0].session_time
