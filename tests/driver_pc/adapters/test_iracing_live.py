@@ -141,7 +141,7 @@ def test_sim_restart_session_change_and_info_update(mem_path: Path) -> None:
         adapter = IRacingLiveAdapter(memory_map=str(mem_path))
         try:
             ticks = adapter.ticks()
-            next(ticks)
+            unique = int(next(ticks)["SessionUniqueID"][-1])
             key = adapter.session_key
             assert key == "ir-0-car82"
 
@@ -154,7 +154,11 @@ def test_sim_restart_session_change_and_info_update(mem_path: Path) -> None:
 
             # A new session: the stream ends, the next one starts with a new key.
             emulator.change_session(4242)
-            assert list(ticks) == []
+            # Ticks the sim wrote before the change (a busy machine reads them late)
+            # are the old session's last; none of the new one is in this stream.
+            rest = list(ticks)
+            assert len(rest) <= 60
+            assert all((rows["SessionUniqueID"] == unique).all() for rows in rest)
             assert adapter.session_key == "ir-4242-car82"
             assert adapter.wait_for_session(0.0)
             ticks = adapter.ticks()
