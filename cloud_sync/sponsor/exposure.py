@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
 from cloud_sync.compacted import CompactedSession
 from cloud_sync.sponsor.livery import LiveryConfig
+from driver_pc.protocol.events import CameraView, StoredKind
 
 MAX_STEP_S = 1.0  # a gap longer than this between two rows counts as nothing seen
 LINE_LAG_S = 0.25  # positions are read this long after the line (they update there)
@@ -68,10 +70,12 @@ class SponsorExposureTracker:
     """Sponsor exposure of our car in one compacted session (seed 5.6).
 
     The camera comes from ``CamCarIdx``/``CamGroupNumber`` of spectating or broadcast
-    PCs: every stream's rows where that PC was not in the car (``IsOnTrack`` 0, or a
-    stream without ``IsOnTrack``), merged in time order (a teammate spectates while
-    another drives, so together they cover the race; a driving PC's camera is its own
-    cockpit, not the broadcast). ``camera_source`` restricts it to one stream.
+    PCs: the core's ``camera_view`` pieces of each PC out of the car (it stores only
+    the driving PC's frames), else a stream's stored rows where that PC was not in the
+    car (``IsOnTrack`` 0, or a stream without ``IsOnTrack``). Several PCs are merged
+    in time order, each second counted once (a teammate spectates while another
+    drives, so together they cover the race; a driving PC's camera is its own
+    cockpit, not the broadcast). ``camera_source`` restricts it to one PC.
     Standings from ``CarIdxPosition``/``CarIdxClassPosition`` of our car (else
     ``PlayerCarPosition``/``PlayerCarClassPosition``).
     """
@@ -105,7 +109,7 @@ class SponsorExposureTracker:
         )
         if car is None:
             notes.append("the session info names no car of ours (DriverCarIdx)")
-        sources, camera = self._camera_rows(columns)
+        sources, camera = self._camera_rows(columns, notes)
         if camera is not None and car is not None:
             self._camera(out, camera, car, groups)
             out.camera_source = ", ".join(sources)
@@ -119,38 +123,74 @@ class SponsorExposureTracker:
 
     # ---- camera ----------------------------------------------------------------------
     def _camera_rows(
-        self, streams: dict[str, dict[str, F64]]
+        self, streams: dict[str, dict[str, F64]], notes: list[str]
     ) -> tuple[list[str], dict[str, F64] | None]:
-        """The streams used and their spectating rows merged by time (None: no camera)."""
-        names = sorted(k for k, v in streams.items() if "CamCarIdx" in v)
-        if self.camera_source is not None:
-            names = [n for n in names if n == self.camera_source]
-        parts: list[dict[str, F64]] = []
-        used: list[str] = []
-        for name in names:
-            cols = streams[name]
+        """The PCs used and what they watched: start, seconds, car and group by time.
+
+        None: no camera data. Where PCs overlap, each second counts once (the view
+        that began first).
+        """
+        pieces = self._camera_pieces(notes)
+        parts: dict[str, dict[str, F64]] = {}
+        for name, views in pieces.items():
+            parts[name] = {
+                "t": np.array([v.start for v in views], dtype=np.float64),
+                "dt": np.array([v.end - v.start for v in views], dtype=np.float64),
+                "CamCarIdx": np.array([v.car_idx for v in views], dtype=np.float64),
+                "CamGroupNumber": np.array(
+                    [np.nan if v.group is None else v.group for v in views],
+                    dtype=np.float64,
+                ),
+            }
+        for name, cols in streams.items():
+            if name in parts or "CamCarIdx" not in cols:
+                continue
             keep = np.isfinite(cols["CamCarIdx"])
             if "in_car" in cols:
                 keep &= cols["in_car"] != 1
             if keep.any():
-                used.append(name)
-                parts.append(
-                    {
-                        k: cols[k][keep]
-                        for k in ("SessionTime", "CamCarIdx", "CamGroupNumber")
-                        if k in cols
-                    }
-                )
+                t = cols["SessionTime"]
+                group = cols.get("CamGroupNumber", np.full(len(t), np.nan))
+                parts[name] = {
+                    "t": t[keep],
+                    "dt": _steps(t)[keep],
+                    "CamCarIdx": cols["CamCarIdx"][keep],
+                    "CamGroupNumber": group[keep],
+                }
+        if self.camera_source is not None:
+            parts = {k: v for k, v in parts.items() if k == self.camera_source}
         if not parts:
             return [], None
+        used = sorted(parts)
         merged = {
-            k: np.concatenate(
-                [p.get(k, np.full(len(p["SessionTime"]), np.nan)) for p in parts]
-            )
-            for k in ("SessionTime", "CamCarIdx", "CamGroupNumber")
+            k: np.concatenate([parts[name][k] for name in used])
+            for k in ("t", "dt", "CamCarIdx", "CamGroupNumber")
         }
-        order = np.argsort(merged["SessionTime"], kind="stable")
-        return used, {k: v[order] for k, v in merged.items()}
+        order = np.argsort(merged["t"], kind="stable")
+        merged = {k: v[order] for k, v in merged.items()}
+        # Each second once: a view starts where the views before it ended, if later.
+        ends = merged["t"] + merged["dt"]
+        covered = np.concatenate(([-np.inf], np.maximum.accumulate(ends)[:-1]))
+        starts = np.maximum(merged["t"], covered)
+        merged["dt"] = np.clip(ends - starts, 0.0, None)
+        merged["t"] = starts
+        return used, merged
+
+    def _camera_pieces(self, notes: list[str]) -> dict[str, list[CameraView]]:
+        """The core's ``camera_view`` pieces, per PC (malformed ones noted, skipped)."""
+        out: dict[str, list[CameraView]] = {}
+        bad = 0
+        for event in self.session.events_of(StoredKind.CAMERA_VIEW.value):
+            try:
+                view = CameraView.model_validate(event.payload)
+            except ValidationError:
+                bad += 1
+                continue
+            if view.end >= view.start:
+                out.setdefault(view.source, []).append(view)
+        if bad:
+            notes.append(f"{bad} malformed camera_view events skipped")
+        return out
 
     def _camera(
         self,
@@ -159,10 +199,10 @@ class SponsorExposureTracker:
         car: int,
         groups: dict[int, str],
     ) -> None:
-        t = cols["SessionTime"]
-        dt = _steps(t)
+        t = cols["t"]
+        dt = cols["dt"]
         cam = cols["CamCarIdx"]
-        group = cols.get("CamGroupNumber", np.full(len(t), np.nan))
+        group = cols["CamGroupNumber"]
         valid = np.isfinite(cam)
         out.broadcast_s = float(dt[valid].sum())
         ours = valid & (cam == car)
@@ -174,7 +214,7 @@ class SponsorExposureTracker:
             by_group[name] = float(dt[ours & (group == number)].sum())
         out.by_group = dict(sorted(by_group.items(), key=lambda kv: -kv[1]))
         out.timeline["t"] = t[ours].tolist()
-        out.timeline["span"] = [float(t[0]), float(t[-1])] if len(t) else []
+        out.timeline["span"] = [float(t[0]), float(t[-1] + dt[-1])] if len(t) else []
         if self.livery is None:
             return
         for sponsor in self.livery.sponsors:

@@ -182,6 +182,34 @@ PAYLOADS: dict[EventKind, type[BaseModel]] = {
 }
 
 
+class StoredKind(StrEnum):
+    """Event kinds the core stores with a session but never publishes live."""
+
+    CAR_SETUP = (
+        "car_setup"  # {update, setup}: each change of the session info's CarSetup
+    )
+    CAMERA_VIEW = "camera_view"  # CameraView: what a PC out of the car was watching
+
+
+class CameraView(_Payload):
+    """What the sim's camera of one PC out of the car showed from ``start`` to ``end``.
+
+    A spectating teammate's or broadcast PC's ``CamCarIdx``/``CamGroupNumber``, one
+    piece per unchanged view (at most ``CAMERA_PIECE_S`` long, so a PC that dies
+    loses little). The core stores only the driving PC's frames; these pieces are how
+    the broadcast camera reaches the sponsor figures (issue 15 §3).
+    """
+
+    source: str
+    start: float
+    end: float
+    car_idx: int
+    group: int | None = None
+
+
+CAMERA_PIECE_S = 10.0
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One event about a car, as the core raises it: the kind and its typed payload."""

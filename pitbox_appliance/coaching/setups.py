@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+from driver_pc.protocol.events import StoredKind
 from pitbox_appliance.storage.reader import SessionReader
 
 
@@ -23,7 +24,7 @@ def learn_preferred_setups(reader: SessionReader, driver: str) -> dict[str, str]
         changes = sorted(
             (
                 (e.session_time, e.payload.get("setup"))
-                for e in reader.events(session.id, "car_setup")
+                for e in reader.events(session.id, StoredKind.CAR_SETUP.value)
                 if isinstance(e.payload.get("setup"), dict)
             ),
             key=lambda c: c[0],

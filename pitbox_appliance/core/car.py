@@ -13,12 +13,14 @@ import numpy as np
 from pydantic import BaseModel
 
 from driver_pc.protocol.events import (
+    CameraView,
     DriverChanged,
     DriverFatigueUpdate,
     Event,
     EventError,
     EventKind,
     LapCompleted,
+    StoredKind,
 )
 from driver_pc.protocol.live import LIVE_CHANNELS, LapRow
 from driver_pc.protocol.messages import DriverChange, SessionInfo, TelemetryBatch
@@ -36,6 +38,7 @@ from pitbox_appliance.analysis.segmentation import (
 from pitbox_appliance.core.decode import chunk_to_store
 from pitbox_appliance.core.handover import (
     BridgedLap,
+    CameraWatch,
     CarIdxLapBridge,
     DrivingPcElection,
     in_car_mask,
@@ -118,6 +121,7 @@ class CarTracker:
         # Several PCs per car: who drives, and the laps while nobody does.
         self._election = DrivingPcElection()
         self._bridge = CarIdxLapBridge()
+        self._cameras = CameraWatch()  # what the PCs out of the car watch
         self._bridge_pit = False  # the car was on pit road while bridged
         self._fed_t = float("-inf")  # SessionTime of the newest frame segmented
         self._bridge_t = float("-inf")  # ... and of the newest frame bridged
@@ -230,7 +234,7 @@ class CarTracker:
             self._car_setup = setup
             self._writer.add_event(
                 self.session_id,
-                "car_setup",
+                StoredKind.CAR_SETUP.value,
                 self._last_time,
                 {"update": msg.update, "setup": setup},
             )
@@ -297,9 +301,21 @@ class CarTracker:
             self._drive(source, seq, batch, compressed)
             if self._bridged:
                 self._store_passed_laps()
-        elif driving is None:
-            self._bridge_batch(source, seq, batch, compressed)
+        else:
+            if driving is None:
+                self._bridge_batch(source, seq, batch, compressed)
+            # Not stored as frames while a PC drives: what it watches, as pieces.
+            self._store_camera(self._cameras.feed(source, frames))
         self._publisher.mark_dirty(self.car)
+
+    def _store_camera(self, pieces: list[CameraView]) -> None:
+        for piece in pieces:
+            self._writer.add_event(
+                self.session_id,
+                StoredKind.CAMERA_VIEW.value,
+                piece.start,
+                piece.model_dump(mode="json"),
+            )
 
     def _store_chunk(
         self, source: str, seq: int, batch: TelemetryBatch, compressed: bytes
@@ -484,6 +500,7 @@ class CarTracker:
         """The recording ended: store the lap still waiting for iRacing's verdict."""
         for lap in self._segmenter.flush():
             self._store_lap(lap)
+        self._store_camera(self._cameras.flush())
 
     def record(self, kind: EventKind, session_time: float, payload: BaseModel) -> None:
         """Store and publish an event raised outside ingest (an upload)."""

@@ -1,4 +1,4 @@
-"""Several PCs per car: which one is driving, which frames count, and CarIdx* timing when none is.
+"""Several PCs per car: which one drives, which frames count, CarIdx* timing when none does, and what the others watch.
 
 In an iRacing team race every connected team member runs the sim, and so may run a
 shim, for the same car. Only the one in the car sees its player channels (speed,
@@ -9,7 +9,9 @@ channels not describing the car, while the ``CarIdx*`` arrays stay valid on ever
 frames say it left, or it goes quiet); only that PC's in-car frames, newer than the
 last frame taken, reach segmentation, fuel, inputs and detectors. ``CarIdxLapBridge``
 keeps the car's lap count and times from any PC's ``CarIdx*`` arrays while no PC is in
-the car: during a driver swap, or when the driving PC drops.
+the car: during a driver swap, or when the driving PC drops. ``CameraWatch`` keeps what
+the PCs out of the car were watching (the broadcast camera, for sponsor exposure) as
+small pieces, since their frames are not stored.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from driver_pc.protocol.events import CAMERA_PIECE_S, CameraView
 from driver_pc.protocol.live import PcRole
 
 Frames = np.ndarray[Any, np.dtype[np.void]]
@@ -33,6 +36,8 @@ HANDOVER_CHANNELS = (
     "CarIdxOnPitRoad",
     "CarIdxPosition",
     "CarIdxLastLapTime",
+    "CamCarIdx",
+    "CamGroupNumber",
 )
 # A PC that sent nothing for this long (wall clock), or whose newest frame is this far
 # behind another PC's (session time: replays run faster than the wall), is quiet: it
@@ -275,6 +280,88 @@ class CarIdxLapBridge:
             for old in sorted(crossings)[: len(crossings) - self.KEEP_LAPS]:
                 del crossings[old]
         return done
+
+
+@dataclass(slots=True)
+class _View:
+    start: float
+    end: float
+    car_idx: int
+    group: int | None
+
+
+class CameraWatch:
+    """What each PC out of the car was watching, as ``CameraView`` pieces.
+
+    A piece ends when the car or camera group changes, when the PC gets in the car
+    (its camera is then its own cockpit), after a gap of over a second, or when it
+    is ``CAMERA_PIECE_S`` long. Per PC: frames older than its newest are skipped.
+    """
+
+    GAP_S = 1.0
+
+    def __init__(self) -> None:
+        self._views: dict[str, _View] = {}
+        self._newest: dict[str, float] = {}
+
+    def feed(self, source: str, frames: Frames) -> list[CameraView]:
+        """The pieces ``frames`` of ``source`` completed."""
+        names = frames.dtype.names or ()
+        if "CamCarIdx" not in names or not len(frames):
+            return []
+        times: list[float] = frames["SessionTime"].astype(np.float64).tolist()
+        cars: list[int] = frames["CamCarIdx"].astype(np.int64).tolist()
+        groups: list[int] | None = (
+            frames["CamGroupNumber"].astype(np.int64).tolist()
+            if "CamGroupNumber" in names
+            else None
+        )
+        out_of_car: list[bool] = (~in_car_mask(frames)).tolist()
+        newest = self._newest.get(source, float("-inf"))
+        view = self._views.get(source)
+        done: list[CameraView] = []
+        for i, t in enumerate(times):
+            if t <= newest:
+                continue
+            newest = t
+            watching = out_of_car[i] and cars[i] >= 0
+            group = groups[i] if groups is not None else None
+            if view is not None and (
+                not watching
+                or cars[i] != view.car_idx
+                or group != view.group
+                or t - view.end > self.GAP_S
+                or t - view.start >= CAMERA_PIECE_S
+            ):
+                done.append(self._piece(source, view, t))
+                view = None
+            if watching and view is None:
+                view = _View(t, t, cars[i], group)
+            elif view is not None:
+                view.end = t
+        self._newest[source] = newest
+        if view is None:
+            self._views.pop(source, None)
+        else:
+            self._views[source] = view
+        return done
+
+    def flush(self) -> list[CameraView]:
+        """Every PC's piece in progress (the stream ended)."""
+        done = [self._piece(s, v, v.end) for s, v in sorted(self._views.items())]
+        self._views.clear()
+        return [piece for piece in done if piece.end > piece.start]
+
+    def _piece(self, source: str, view: _View, next_t: float) -> CameraView:
+        # A piece lasts to the next frame when it follows without a gap.
+        end = next_t if next_t - view.end <= self.GAP_S else view.end
+        return CameraView(
+            source=source,
+            start=view.start,
+            end=end,
+            car_idx=view.car_idx,
+            group=view.group,
+        )
 
 
 def valid_time(value: float | None) -> bool:
