@@ -103,6 +103,26 @@ def check_laps(reader: SessionReader, timed_tolerance: float = 2.5 * TICK) -> in
     return timed
 
 
+def pc1_gone_mid_stint() -> tuple[tuple[float, float], list[TruthEvent]]:
+    """PC 1 drives the first stint and is gone for 80 s of it: the window, its laps."""
+    laps_truth, swaps = truth()
+    first_swap = swaps[0].session_time
+    gone = (first_swap - 200.0, first_swap - 120.0)
+    lost = [e for e in laps_truth if gone[0] <= e.session_time < gone[1]]
+    assert len(lost) >= 2
+    return gone, lost
+
+
+def check_bridged(reader: SessionReader, lost: list[TruthEvent]) -> None:
+    """The laps the driving PC missed, from the CarIdx* arrays: timed as iRacing did."""
+    (session,) = reader.sessions()
+    by_number = {lap.lap_number: lap for lap in reader.laps(session.id)}
+    for event in lost:
+        lap = by_number[event.lap]
+        assert lap.lap_time == pytest.approx(event.data["lap_time"], abs=2.5 * TICK)
+        assert lap.fuel_used is None  # the spectators cannot see the fuel
+
+
 def test_three_pcs_through_the_swaps_store_each_lap_once_timed_and_credited(
     tmp_path: Path,
 ) -> None:
@@ -125,21 +145,11 @@ def test_three_pcs_through_the_swaps_store_each_lap_once_timed_and_credited(
 def test_driving_pc_gone_mid_stint_timing_continues_from_the_spectators(
     tmp_path: Path,
 ) -> None:
-    laps_truth, swaps = truth()
-    # PC 1 drives the first stint; it is gone for 80 s in the middle of it.
-    first_swap = swaps[0].session_time
-    gone = (first_swap - 200.0, first_swap - 120.0)
-    lost = [e for e in laps_truth if gone[0] <= e.session_time < gone[1]]
-    assert len(lost) >= 2
+    laps_truth, _ = truth()
+    gone, lost = pc1_gone_mid_stint()
     _, reader = ingest(tmp_path, interleaved({1: gone}))
     timed = check_laps(reader)
-    # The laps while it was gone come from the CarIdx* arrays: timed as iRacing did.
-    (session,) = reader.sessions()
-    by_number = {lap.lap_number: lap for lap in reader.laps(session.id)}
-    for event in lost:
-        lap = by_number[event.lap]
-        assert lap.lap_time == pytest.approx(event.data["lap_time"], abs=2.5 * TICK)
-        assert lap.fuel_used is None  # the spectators cannot see the fuel
+    check_bridged(reader, lost)
     # The lap it came back in is timed from the crossing the spectators saw.
     assert timed >= len(laps_truth) - 2
 
@@ -151,23 +161,15 @@ def test_laps_the_driving_pc_missed_still_come_from_a_spectators_backlog(
     core only after it came back (their links lagged, or the core was behind its
     queue): the crossings they saw are the laps it missed, credited and timed."""
     laps_truth, swaps = truth()
-    first_swap = swaps[0].session_time
-    gone = (first_swap - 200.0, first_swap - 120.0)
-    lost = [e for e in laps_truth if gone[0] <= e.session_time < gone[1]]
-    assert len(lost) >= 2
-    until = first_swap - 20.0
+    gone, lost = pc1_gone_mid_stint()
+    until = swaps[0].session_time - 20.0
     stream = interleaved({1: gone})
     backlog = [m for m in stream if m[1] != 1 and m[0] < until]
     on_time = [m for m in stream if not (m[1] != 1 and m[0] < until)]
     at = next(i for i, m in enumerate(on_time) if m[0] >= until)
     _, reader = ingest(tmp_path, on_time[:at] + backlog + on_time[at:])
     timed = check_laps(reader)
-    (session,) = reader.sessions()
-    by_number = {lap.lap_number: lap for lap in reader.laps(session.id)}
-    for event in lost:
-        lap = by_number[event.lap]
-        assert lap.lap_time == pytest.approx(event.data["lap_time"], abs=2.5 * TICK)
-        assert lap.fuel_used is None  # the spectators cannot see the fuel
+    check_bridged(reader, lost)
     # The opening lap, and the lap it came back in: its start was not known yet.
     assert timed >= len(laps_truth) - 2
 
