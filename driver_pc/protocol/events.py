@@ -183,7 +183,7 @@ PAYLOADS: dict[EventKind, type[BaseModel]] = {
 
 
 class StoredKind(StrEnum):
-    """Event kinds the core stores with a session but never publishes live."""
+    """Event kinds the core itself stores but never publishes (detectors declare theirs)."""
 
     CAR_SETUP = (
         "car_setup"  # {update, setup}: each change of the session info's CarSetup
