@@ -274,3 +274,13 @@ def readonly_engine(db_url: str) -> Engine:
     from pitbox_appliance.storage.database import make_engine
 
     return make_engine(db_url, readonly=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the threads still alive at the end: a test that leaks one slows the rest."""
+    names = sorted(
+        t.name for t in threading.enumerate() if t is not threading.main_thread()
+    )
+    terminalreporter.write_line(
+        f"threads alive at the end of the run: {len(names)} {names[:40]}"
+    )
