@@ -56,10 +56,10 @@ BLOCK = re.compile(r"<!-- detectors:start -->.*?<!-- detectors:end -->", re.S)
 # What each real detection's trace shows (read by hand from Speed, YawRate, LongAccel,
 # LatAccel around it; these files have no incident counter, so nothing else can say).
 TRACE_READING = {
-    "skmodified_langley_2015-05-28_14-45-28": "car braking to a stop from 14 m/s; one "
-    "-25 m/s² sample at 8 m/s, no yaw: a hard stop, not clearly an incident",
-    "skmodified_langley_2015-05-28_14-49-50": "one-sample spike (-64 m/s² long, 90 m/s² "
-    "lat) at 39 m/s, no speed lost, no yaw: a glitch or a wall brush",
+    "skmodified_langley_2015-05-28_14-45-28": "car braking to a stop from 14 m/s; two "
+    "-25 m/s² samples at 8 m/s, no yaw: a hard stop, not clearly an incident",
+    "skmodified_langley_2015-05-28_14-49-50": "a lateral impulse over 3 samples (90, 60, "
+    "28 m/s² lat; -64 m/s² long) at 39 m/s, 2 m/s lost in 0.1 s, no yaw: a wall brush",
     "skmodified_martinsville_2015-05-30_20-32-44": "73 m/s² lateral hit at 22 m/s, "
     "yaw rate 7.6 rad/s, stopped 1.2 s later: a wall hit and spin (an incident)",
 }

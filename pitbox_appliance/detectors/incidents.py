@@ -43,7 +43,10 @@ PIT_MARGIN_S = (
     8.0  # slow running this close after pit road is the pit exit, not an incident
 )
 YELLOW_FLAGS = 0x8 | 0x4000 | 0x8000
-MIN_EVIDENCE_S = {"off_track": 0.25, "spin": 0.15, "contact": 0.0, "lockup": 0.2}
+# A contact needs more than one sample at 60 Hz: every real hit in our recordings stays
+# above the level for 2-8 samples (the accelerometer channel is filtered), so a lone
+# sample is noise, not an impact.
+MIN_EVIDENCE_S = {"off_track": 0.25, "spin": 0.15, "contact": 0.025, "lockup": 0.2}
 # A sequence closes this long after its last evidence (iRacing closes its own after ~2 s).
 CLOSE_S = 2.5
 # Counter increments this long before a sequence's first evidence still belong to it.

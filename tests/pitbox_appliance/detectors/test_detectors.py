@@ -338,3 +338,42 @@ def test_pooled_batches_join_as_concatenate_would() -> None:
     assert parts[0]["SessionTime"][0] == 0.0
     with pytest.raises(ValueError, match="different channel sets"):
         join_frames([parts[0], parts[1][["SessionTime"]]])
+
+
+def _straight(spike: dict[int, tuple[float, float]]) -> Any:
+    """10 s on a straight at 40 m/s, 60 Hz, with LongAccel/LatAccel set at some ticks."""
+    layout = np.dtype(
+        [
+            ("SessionTime", "<f8"),
+            ("LapDistPct", "<f4"),
+            ("Speed", "<f4"),
+            ("LongAccel", "<f4"),
+            ("LatAccel", "<f4"),
+            ("YawRate", "<f4"),
+        ]
+    )
+    frames = np.zeros(600, dtype=layout)
+    frames["SessionTime"] = 100.0 + np.arange(600) / 60.0
+    frames["LapDistPct"] = 0.1 + np.arange(600) * 40.0 / 60.0 / 5000.0
+    frames["Speed"] = 40.0
+    for tick, (long_accel, lat_accel) in spike.items():
+        frames["LongAccel"][tick] = long_accel
+        frames["LatAccel"][tick] = lat_accel
+    return [frames[i : i + 6] for i in range(0, 600, 6)]
+
+
+def test_a_lone_acceleration_spike_is_a_glitch_not_a_contact() -> None:
+    """One sample of −64 / 90 m/s² with nothing lost is noise, not an impact.
+
+    Every real hit in our recordings stays past the contact level for 2 to 8 samples at
+    60 Hz (the real Langley brush: 90 then 60 m/s² lateral), so two samples are a contact.
+    """
+    glitch = run_detectors(_straight({200: (-64.0, 90.0)}), names=["incident"])
+    assert glitch.of("incident_detected") == []
+    hit = run_detectors(
+        _straight({200: (-64.0, 90.0), 201: (-37.5, 59.9), 202: (-13.1, 27.7)}),
+        names=["incident"],
+    )
+    (found,) = hit.of("incident_detected")
+    assert found.payload["incident"] == "contact"
+    assert found.session_time == pytest.approx(100.0 + 200 / 60.0, abs=0.02)
