@@ -406,7 +406,9 @@ class LiveCarState(_LiveModel):
         Field(None, description="null until the first lap is completed")
     )
     others: tuple[OtherCar, ...] = Field(
-        (), description="the other cars on track (live data only)"
+        (),
+        description="the other cars on track (live data only); the core sends them "
+        "apart, as a LiveField, and a reader lays them over the state",
     )
     stint: Count = 0
     recent_laps: tuple[LapRow, ...] = Field((), description="the last 10, newest first")
@@ -433,3 +435,20 @@ class LiveCarState(_LiveModel):
                 if data.get(key) is None:
                     data.pop(key, None)
         return data
+
+
+class LiveField(_LiveModel):
+    """The other cars around one car, as of one refresh of the field (at most 4 Hz).
+
+    Published on its own topic (``topics.live_field``) rather than in every
+    ``LiveCarState``: 63 cars are ~14 KB of JSON, which 20 states a second would
+    repeat unchanged. A reader keeps the newest field of each car and lays its
+    ``others`` over the car's states of the same ``session_key``.
+    """
+
+    car: str = Field(min_length=1)
+    session_key: str = ""
+    others: tuple[OtherCar, ...] = ()
+    published_at: Annotated[float, BeforeValidator(_stamp)] = Field(
+        default_factory=time.time, description="unix time the core published it"
+    )

@@ -46,6 +46,15 @@ def live_state(car: str) -> Topic:
     return Topic(f"{ROOT}/live/{_check(car)}/state", qos=0, retain=True)
 
 
+def live_field(car: str) -> Topic:
+    """The other cars around one car (``LiveField``), sent when the field refreshes.
+
+    Apart from the live state because it is most of its bytes (63 cars: ~14 KB of
+    ~16) and changes at most 4 times a second, while the state goes out 20 times.
+    """
+    return Topic(f"{ROOT}/live/{_check(car)}/field", qos=0, retain=True)
+
+
 def events(car: str) -> Topic:
     """Typed events about one car (lap completed, driver change, ...)."""
     return Topic(f"{ROOT}/live/{_check(car)}/events", qos=1, retain=False)
@@ -53,6 +62,7 @@ def events(car: str) -> Topic:
 
 ALL_SHIM_DATA = f"{ROOT}/shim/+/data"
 ALL_LIVE_STATE = f"{ROOT}/live/+/state"
+ALL_LIVE_FIELD = f"{ROOT}/live/+/field"
 ALL_EVENTS = f"{ROOT}/live/+/events"
 
 

@@ -17,6 +17,7 @@ from driver_pc.protocol.events import Event
 from driver_pc.protocol.live import (
     LapRow,
     LiveCarState,
+    LiveField,
     LiveValues,
     PcRole,
     Predictions,
@@ -131,13 +132,16 @@ class LiveCar:
             return {**values, **fresh}
         return values
 
-    def state(self, published_at: float, shim: ShimInfo | None) -> LiveCarState:
-        """The typed state to publish now.
+    def state(
+        self, published_at: float, shim: ShimInfo | None, with_others: bool = True
+    ) -> LiveCarState:
+        """The typed state to publish now (its ``others`` empty unless ``with_others``).
 
         Built without validation (every part is made by the core and already typed;
         the others are typed once per field refresh, not per publish), and sharing the
         frozen parts rather than copying them: the previous dict view deep-copied 63
-        opponents on every publish.
+        opponents on every publish. The live thread sends the others apart
+        (:meth:`field`), only when they change.
         """
         return LiveCarState.model_construct(
             car=self.car,
@@ -152,13 +156,22 @@ class LiveCar:
             laps_completed=self.laps_completed,
             fuel_per_lap=self.fuel_per_lap,
             strategy=self.strategy,
-            others=self.others.cars,
+            others=self.others.cars if with_others else (),
             stint=self.stint,
             recent_laps=self.recent_laps,
             predictions=self.predictions or Predictions(),
             published_at=published_at,
             shim=shim,
             pcs=self.pcs,
+        )
+
+    def field(self, published_at: float) -> LiveField:
+        """The other cars as of the field's last refresh, to publish apart."""
+        return LiveField.model_construct(
+            car=self.car,
+            session_key=self.session_key,
+            others=self.others.cars,
+            published_at=published_at,
         )
 
 
@@ -209,13 +222,17 @@ class LivePublisher:
         return Publication(states, self.take_events())
 
     def states(
-        self, due: Iterable[str], cars: Mapping[str, LiveCar], now: float
+        self,
+        due: Iterable[str],
+        cars: Mapping[str, LiveCar],
+        now: float,
+        with_others: bool = True,
     ) -> tuple[LiveCarState, ...]:
         """The states of the ``due`` cars, which are no longer dirty."""
         due = set(due)
         self._dirty -= due
         return tuple(
-            cars[car].state(now, self._shims.get(cars[car].source))
+            cars[car].state(now, self._shims.get(cars[car].source), with_others)
             for car in due
             if car in cars
         )

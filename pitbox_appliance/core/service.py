@@ -47,6 +47,8 @@ STALL_AFTER_S = 2.0
 # The watchdog ends the process when the ingest loop has not turned for this long while
 # messages wait. Holding messages on a full disk still turns it; a hung call does not.
 WATCHDOG_S = 30.0
+# A car's field (its others) goes out again after this long even when unchanged.
+FIELD_REPEAT_S = 2.0
 # The live thread looks for ingest's news at least this often (seconds).
 LIVE_POLL_S = 0.02
 # With this environment variable set to a file path, the core keeps every live-path
@@ -140,6 +142,8 @@ class CoreService:
         self._last_frame: dict[str, float] = {}  # one with a newer frame went out
         self._shown: dict[str, float] = {}  # SessionTime of the car's last state
         self._news: dict[str, tuple[Any, ...]] = {}  # and the rest it showed
+        # The field each car's last LiveField carried, and when it went out.
+        self._field_sent: dict[str, tuple[str, object, float]] = {}
         self._trace_path = os.environ.get(LIVE_TRACE_ENV) or None
         self.live_timings = LiveTimings(keep_all=self._trace_path is not None)
         self._probe_late: list[tuple[float, float]] = []
@@ -789,7 +793,15 @@ class CoreService:
                 self._shown[car] = newest
                 self._news[car] = live.news_key()
             self._last_live[car] = now
-        for state in self.ingestor.publisher.states(due, cars, time.time()):
+        published_at = time.time()
+        for car in due:
+            live = cars.get(car)
+            if live is not None:
+                self._publish_field(live, now, published_at)
+        states = self.ingestor.publisher.states(
+            due, cars, published_at, with_others=False
+        )
+        for state in states:
             self.connection.publish(
                 topics.live_state(state.car), state.model_dump_json()
             )
@@ -801,6 +813,25 @@ class CoreService:
                 )
         for car in due:
             self._fresh_cars.pop(car, None)
+
+    def _publish_field(self, live: LiveCar, now: float, published_at: float) -> None:
+        """The car's others (``LiveField``) when they changed, or every few seconds.
+
+        The repeat puts them back on the broker after a restart of it (retained
+        messages may not survive one) while the field itself stands still.
+        """
+        sent = self._field_sent.get(live.car)
+        if (
+            sent is not None
+            and sent[0] == live.session_key
+            and sent[1] is live.others
+            and now - sent[2] < FIELD_REPEAT_S
+        ):
+            return
+        self.connection.publish(
+            topics.live_field(live.car), live.field(published_at).model_dump_json()
+        )
+        self._field_sent[live.car] = (live.session_key, live.others, now)
 
     def _live_cars(self) -> dict[str, LiveCar]:
         """Each car's live figures, read while ingest may add a session (no lock)."""

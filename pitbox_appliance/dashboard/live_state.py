@@ -14,8 +14,14 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from driver_pc.protocol.events import Event, EventError, EventKind
-from driver_pc.protocol.live import LapRow, LiveCarState, OtherCar, ShimInfo
-from driver_pc.protocol.topics import ALL_EVENTS, ALL_LIVE_STATE
+from driver_pc.protocol.live import (
+    LapRow,
+    LiveCarState,
+    LiveField,
+    OtherCar,
+    ShimInfo,
+)
+from driver_pc.protocol.topics import ALL_EVENTS, ALL_LIVE_FIELD, ALL_LIVE_STATE
 
 if TYPE_CHECKING:
     from driver_pc.protocol.mqtt import MqttConnection
@@ -256,6 +262,8 @@ class LiveState:
         self._history: dict[str, deque[tuple[float, int, int, int, int, int]]] = {}
         self._trace_cache: dict[str, tuple[int, InputTrace, Trace]] = {}
         self._events: dict[str, deque[LiveEvent]] = {}
+        # Each car's newest field (its others), laid over its states of that session.
+        self._fields: dict[str, LiveField] = {}
         #: Events accepted so far (all cars); pages compare it to see news.
         self.events_seen = 0
         #: Payloads received on the live-state topics (accepted or not).
@@ -268,6 +276,7 @@ class LiveState:
     def attach(self, connection: MqttConnection) -> None:
         """Subscribe once to every car's live state and follow the broker link."""
         connection.subscribe(ALL_LIVE_STATE, 0, self.handle)
+        connection.subscribe(ALL_LIVE_FIELD, 0, self.handle_field)
         connection.subscribe(ALL_EVENTS, 1, self.handle_event)
         connection.on_connection_change = self.set_connected
 
@@ -296,7 +305,34 @@ class LiveState:
                 )
             return
         with self._lock:
-            self._accept(state)
+            self._accept(self._with_field(state))
+
+    def handle_field(self, topic: str, payload: bytes, _mid: int = 0) -> None:
+        """Take one car's field (paho thread); bad payloads are counted, never raised."""
+        try:
+            if len(payload) > MAX_PAYLOAD_BYTES:
+                raise LiveStateError("too_big", f"{len(payload)} bytes")
+            try:
+                field = LiveField.model_validate_json(payload)
+            except ValidationError as exc:
+                raise LiveStateError(_reason(exc), str(exc)) from None
+            topic_car = _car_of_topic(topic, "field")
+            if topic_car is not None and topic_car != field.car:
+                raise LiveStateError(
+                    "car_mismatch", f"{field.car!r} on topic of {topic_car!r}"
+                )
+        except LiveStateError as exc:
+            with self._lock:
+                self.rejected[f"field_{exc.reason}"] += 1
+            logger.warning("rejected field on %s: %s", topic, exc)
+            return
+        with self._lock:
+            self._fields[field.car] = field
+            current = self._cars.get(field.car)
+            if current is not None and current.session_key == field.session_key:
+                self._cars[field.car] = current.model_copy(
+                    update={"others": field.others}
+                )
 
     def handle_event(self, topic: str, payload: bytes, _mid: int = 0) -> None:
         """Take one event message (paho thread); bad ones are counted, never raised."""
@@ -374,6 +410,16 @@ class LiveState:
             return inputs, trace
 
     # ---- helpers (called with the lock held) ------------------------------------------
+    def _with_field(self, state: CarState) -> CarState:
+        """``state`` with its car's field of the same session laid over it.
+
+        A state that carries others itself (an older core) keeps them.
+        """
+        field = self._fields.get(state.car)
+        if state.others or field is None or field.session_key != state.session_key:
+            return state
+        return state.model_copy(update={"others": field.others})
+
     def _accept(self, state: CarState) -> None:
         previous = self._cars.get(state.car)
         history = self._history.setdefault(state.car, deque())

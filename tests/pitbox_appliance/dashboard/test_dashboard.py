@@ -190,10 +190,59 @@ def test_attach_subscribes_once_and_follows_the_link() -> None:
     state.attach(connection)  # type: ignore[arg-type]
     assert connection.subscriptions == [
         ("pitbox/v1/live/+/state", 0),
+        ("pitbox/v1/live/+/field", 0),
         ("pitbox/v1/live/+/events", 1),
     ]
     connection.on_connection_change(True)
     assert state.connected
+
+
+def _field(car: str = "car1", session_key: str = "s1", n: int = 3) -> bytes:
+    others = [
+        {"idx": i, "number": str(10 + i), "pct": 0.1 * i, "pos": i}
+        for i in range(1, n + 1)
+    ]
+    return json.dumps(
+        {"car": car, "session_key": session_key, "others": others}
+    ).encode()
+
+
+def test_the_field_is_laid_over_the_state_of_its_session_in_either_order() -> None:
+    """The core sends the others apart (``LiveField``); pages read them on the car."""
+    state = LiveState()
+    state.handle(topic("car1"), live_payload())  # no field yet: no others
+    car = state.car("car1")
+    assert car is not None
+    assert car.others == ()
+    state.handle_field("pitbox/v1/live/car1/field", _field(n=3))
+    car = state.car("car1")
+    assert car is not None
+    assert [o.number for o in car.others] == ["11", "12", "13"]
+    assert car.seq == 1  # the same state, its others replaced
+    state.handle(topic("car1"), live_payload(t=101.0))  # the next state keeps them
+    car = state.car("car1")
+    assert car is not None
+    assert len(car.others) == 3
+    assert car.seq == 2
+    # A field of another session (an old retained one) is not laid over this one.
+    state.handle_field("pitbox/v1/live/car1/field", _field(session_key="old", n=5))
+    state.handle(topic("car1"), live_payload(t=102.0))
+    car = state.car("car1")
+    assert car is not None
+    assert car.others == ()
+    # A state carrying its own others (an older core) keeps them.
+    own = [{"idx": 9, "number": "99", "pct": 0.5}]
+    state.handle(topic("car1"), live_payload(t=103.0, others=own, session_key="old"))
+    car = state.car("car1")
+    assert car is not None
+    assert [o.number for o in car.others] == ["99"]
+
+
+def test_a_bad_field_is_counted_not_raised() -> None:
+    state = LiveState()
+    state.handle_field("pitbox/v1/live/car1/field", b"{not json")
+    state.handle_field("pitbox/v1/live/car2/field", _field(car="car1"))
+    assert state.rejected == {"field_not_json": 1, "field_car_mismatch": 1}
 
 
 def test_from_json_round_trip_of_lap_rows() -> None:
