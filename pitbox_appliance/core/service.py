@@ -47,7 +47,10 @@ STALL_AFTER_S = 2.0
 # The watchdog ends the process when the ingest loop has not turned for this long while
 # messages wait. Holding messages on a full disk still turns it; a hung call does not.
 WATCHDOG_S = 30.0
-# A car's field (its others) goes out again after this long even when unchanged.
+# A car's field (its others) goes out at most this often (wall clock: a replay or a
+# backlog refreshes it faster in session time than anyone reads it) ...
+FIELD_MIN_S = 0.25
+# ... and again after this long even when unchanged.
 FIELD_REPEAT_S = 2.0
 # The live thread looks for ingest's news at least this often (seconds).
 LIVE_POLL_S = 0.02
@@ -817,17 +820,16 @@ class CoreService:
     def _publish_field(self, live: LiveCar, now: float, published_at: float) -> None:
         """The car's others (``LiveField``) when they changed, or every few seconds.
 
-        The repeat puts them back on the broker after a restart of it (retained
-        messages may not survive one) while the field itself stands still.
+        At most every ``FIELD_MIN_S`` for one session: a newer field waits for the
+        car's next state after that (every second at least). The repeat puts them
+        back on the broker after a restart of it (retained messages may not survive
+        one) while the field itself stands still.
         """
         sent = self._field_sent.get(live.car)
-        if (
-            sent is not None
-            and sent[0] == live.session_key
-            and sent[1] is live.others
-            and now - sent[2] < FIELD_REPEAT_S
-        ):
-            return
+        if sent is not None and sent[0] == live.session_key:
+            age = now - sent[2]
+            if age < FIELD_MIN_S or (sent[1] is live.others and age < FIELD_REPEAT_S):
+                return
         self.connection.publish(
             topics.live_field(live.car), live.field(published_at).model_dump_json()
         )
