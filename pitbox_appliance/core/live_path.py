@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from driver_pc.protocol.codec import Codec, DecodeError
@@ -68,11 +68,29 @@ class LivePeek:
         self.peeked = 0
         self.skipped: Counter[str] = Counter()  # reason → messages not read
 
-    def peek(self, payload: bytes, topic_source: str | None) -> Fresh | None:
-        """The live values of ``payload`` if it is new telemetry; None otherwise."""
+    def peek(
+        self,
+        payload: bytes,
+        topic_source: str | None,
+        wanted: Callable[[str], bool] | None = None,
+    ) -> Fresh | None:
+        """The live values of ``payload`` if it is new telemetry; None otherwise.
+
+        ``wanted(source)`` False: the telemetry of that PC is not decoded at all (a PC
+        standing by, whose values the pit wall does not show). Its chain is then not
+        followed here, so when it is elected the live path takes it from its next
+        keyframe (at most 2 s; ingest's values show meanwhile).
+        """
         try:
             opened = self._decoder.open(payload, topic_source)
             if opened is None or opened.kind not in _PEEKED:
+                return None
+            if (
+                wanted is not None
+                and opened.kind is MessageType.TELEMETRY
+                and not wanted(opened.source)
+            ):
+                self.skipped["standing_by"] += 1
                 return None
             decoded = self._decoder.parse(opened)
         except DecodeError as exc:

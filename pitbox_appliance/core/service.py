@@ -751,7 +751,9 @@ class CoreService:
                 pass
             else:
                 taken = time.monotonic()
-                fresh = self.live_peek.peek(payload, topics.source_of(topic))
+                fresh = self.live_peek.peek(
+                    payload, topics.source_of(topic), self._may_drive
+                )
                 if fresh is not None and self._lay_fresh(fresh):
                     self._fresh_cars[car_of_source(fresh.source)] = (
                         fresh.session_time,
@@ -844,6 +846,11 @@ class CoreService:
                 continue
         with self._lock:
             return self.ingestor.live
+
+    def _may_drive(self, source: str) -> bool:
+        """Whether ``source``'s values may show: it drives its car, or none is known."""
+        live = self._live_cars().get(car_of_source(source))
+        return live is None or not live.source or live.source == source
 
     def _lay_fresh(self, fresh: Fresh) -> bool:
         """Lay ``fresh`` over its car if it is the driving PC's and newer; True if so."""

@@ -119,3 +119,40 @@ def test_peek_survives_a_fault_of_its_own(monkeypatch: pytest.MonkeyPatch) -> No
     assert peek.skipped["error"] == 1
     assert peek.skipped["missing_base"] > 0  # the rest of that chain
     assert sum(f is not None for f in fresh[60:]) >= 40  # from the next keyframe on
+
+
+def test_a_pc_standing_by_is_not_decoded_and_is_read_from_its_keyframe_once_elected() -> (
+    None
+):
+    """The live path decodes only the driving PC's telemetry (a car may have three).
+
+    While ``wanted`` says no, a PC's batches are counted, not decoded; once it says
+    yes (the PC was elected), its values show from its next keyframe on (every 40
+    batches), never from a delta whose base the peek did not follow.
+    """
+    codec = Codec(bytes(32))
+    messages = list(ShimPipeline(RaceSimulatorAdapter(laps=1, speed=0)).messages())
+    wires = [codec.encode("car1-pc2", seq, m) for seq, m in enumerate(messages[:130])]
+    batches = sum(isinstance(m, TelemetryBatch) for m in messages[:130])
+    peek = LivePeek(codec, {})
+    driving = False
+    fresh = [peek.peek(w, "car1-pc2", lambda _source: driving) for w in wires[:50]]
+    assert fresh == [None] * 50
+    standing_by = sum(isinstance(m, TelemetryBatch) for m in messages[:50])
+    assert peek.skipped["standing_by"] == standing_by > 0
+    assert peek.peeked == 0
+    driving = True
+    after = [peek.peek(w, "car1-pc2", lambda _source: driving) for w in wires[50:]]
+    read = [f for f in after if f is not None]
+    assert peek.skipped["missing_base"] > 0  # up to its next keyframe
+    assert len(read) >= batches - 50 - 45
+    # Each value read is the batch's own newest frame (right, not built on a gap).
+    by_time = {
+        float(m.frames[-1]["SessionTime"]): m
+        for m in messages[50:130]
+        if isinstance(m, TelemetryBatch)
+    }
+    for f in read:
+        last = by_time[min(by_time, key=lambda t: abs(t - f.session_time))].frames[-1]
+        assert f.session_time == pytest.approx(float(last["SessionTime"]), abs=1e-6)
+        assert f.values["Speed"] == pytest.approx(float(last["Speed"]), abs=0.01)
