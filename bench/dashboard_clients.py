@@ -58,6 +58,41 @@ from pitbox_appliance.core.service import CoreService
 CHROMIUM = "/usr/bin/chromium"
 APPLIANCE_USER, APPLIANCE_PASSWORD = "appliance", "bench-appliance-secret"
 DRIVER_USER, DRIVER_PASSWORD = "car1-pc1", "bench-pc1-secret"
+# Everyone logs in to the pit wall (issue 14 §3): the clients use a viewer login.
+VIEWER_USER, VIEWER_PASSWORD = "bench", "bench-viewer-secret"
+
+
+def add_viewer_login(security: Path) -> None:
+    """Put the bench's viewer login in the users file of the ``security`` folder."""
+    from pitbox_appliance.security.users import USERS_FILE, UserStore
+
+    security.mkdir(parents=True, exist_ok=True)
+    UserStore(security / USERS_FILE).add(
+        VIEWER_USER, "viewer", VIEWER_PASSWORD, replace=True
+    )
+
+
+async def log_in_session(session: Any, url: str) -> None:
+    """Log the viewer in on an aiohttp session (its cookie jar keeps the session).
+
+    The jar must accept cookies of an IP host (``aiohttp.CookieJar(unsafe=True)``).
+    """
+    form = {"name": VIEWER_USER, "password": VIEWER_PASSWORD, "next": "/"}
+    async with session.post(url + "/login", data=form) as response:
+        await response.read()
+    if not any(c.key == "pitbox_session" for c in session.cookie_jar):
+        raise SystemExit(f"could not log in to {url}: HTTP {response.status}")
+
+
+def log_in_page(page: Any, url: str) -> None:
+    """Log the viewer in through the login form of a Chromium page."""
+    page.goto(url + "/login", timeout=60_000)
+    page.get_by_test_id("login-name").fill(VIEWER_USER)
+    page.get_by_test_id("login-password").fill(VIEWER_PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_selector('[data-testid="user"]', timeout=60_000)
+
+
 MODULO_MS = 300  # the speed label carries read-time ms mod this
 TARGET_RATE = 20.0  # DESIGN §6: updates per second per client
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -183,8 +218,11 @@ core:
 dashboard:
   host: 127.0.0.1
   port: {port}
+security:
+  dir: {tmp / "security"}
 """
     )
+    add_viewer_login(tmp / "security")
     env = {**os.environ, "PITBOX_MQTT_PASSWORD": APPLIANCE_PASSWORD}
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -234,6 +272,7 @@ def phase(
     pages = [c.new_page() for c in contexts]
     try:
         for page in pages:
+            log_in_page(page, url)
             page.goto(url + path)
             page.wait_for_selector(selector, timeout=30_000)
         time.sleep(2.0)  # settle: every client connected and drawing
@@ -298,6 +337,11 @@ class SocketClient:
         self.reloads = 0
         self._testid = "speed" if path == "/" else "dot-car1"
         self._watched: str | None = None
+
+    @property
+    def watched(self) -> str | None:
+        """The id of the element whose updates count (None: not in the page)."""
+        return self._watched
         self._next_id = 0
 
     async def run(self, session: Any, stop: asyncio.Event) -> None:
@@ -320,8 +364,10 @@ class SocketClient:
         client = socketio.AsyncClient(reconnection=False)
         client.on("update", self._on_update)
         client.on("try_reconnect", self._on_reload)
+        cookies = "; ".join(f"{c.key}={c.value}" for c in session.cookie_jar)
         await client.connect(
             self.url + "?" + urllib.parse.urlencode(query),
+            headers={"Cookie": cookies} if cookies else {},
             socketio_path="/_nicegui_ws/socket.io",
             transports=["websocket"],
         )
@@ -386,7 +432,10 @@ def socket_phase(
     async def go() -> list[SocketClient]:
         stop = asyncio.Event()
         workers = [SocketClient(url, path) for _ in range(clients)]
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as session:
+            await log_in_session(session, url)
             tasks = [asyncio.create_task(w.run(session, stop)) for w in workers]
             await asyncio.sleep(3.0)  # connect and settle
             for w in workers:

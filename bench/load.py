@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import code_fingerprint, write_result
+from dashboard_clients import add_viewer_login, log_in_page
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -103,9 +104,11 @@ class Appliance:
                         "api_port": self.api_port,
                     },
                     "dashboard": {"host": "127.0.0.1", "port": self.dash_port},
+                    "security": {"dir": str(work / "security")},
                 }
             )
         )
+        add_viewer_login(work / "security")
         self.trace = work / "live_trace.json"
         self.env = {
             **os.environ,
@@ -311,6 +314,7 @@ def dashboards(
                 page = browser.new_context(
                     viewport={"width": 800, "height": 480}
                 ).new_page()
+                log_in_page(page, f"http://127.0.0.1:{port}")
                 page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
                 pages.append(page)
                 if opened is not None:
@@ -352,36 +356,50 @@ def socket_clients_main(url: str, n: int, out: Path) -> int:
     import asyncio
 
     import aiohttp
-    from dashboard_clients import SocketClient
+    from dashboard_clients import SocketClient, log_in_session
 
     stop = asyncio.Event()
     window: dict[str, Any] = {}  # SIGUSR1 opens the measured window, SIGUSR2 ends it
     workers = [SocketClient(url, "/") for _ in range(n)]
+    errors: list[str] = []
 
     def mark(name: str) -> None:
-        window[name] = (time.monotonic(), [w.updates for w in workers])
+        window[name] = (
+            time.monotonic(),
+            [w.updates for w in workers],
+            [w.messages for w in workers],
+        )
 
     async def go() -> list[SocketClient]:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, mark, "start")
         loop.add_signal_handler(signal.SIGUSR2, mark, "end")
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as session:
+            await log_in_session(session, url)
             tasks = [asyncio.create_task(w.run(session, stop)) for w in workers]
             await stop.wait()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            ended = await asyncio.gather(*tasks, return_exceptions=True)
+        errors.extend(repr(e) for e in ended if isinstance(e, BaseException))
         return workers
 
     asyncio.run(go())
-    rates = []
+    rates: list[float] = []
+    message_rates: list[float] = []
     if "start" in window and "end" in window:
-        (t0, n0), (t1, n1) = window["start"], window["end"]
+        (t0, n0, m0), (t1, n1, m1) = window["start"], window["end"]
         rates = [(b - a) / (t1 - t0) for a, b in zip(n0, n1, strict=True)]
+        message_rates = [(b - a) / (t1 - t0) for a, b in zip(m0, m1, strict=True)]
     out.write_text(
         json.dumps(
             {
                 "updates_per_s": rates,
                 "reloads": [w.reloads for w in workers],
+                "messages_per_s": message_rates,
+                "watched_speed_label": [w.watched is not None for w in workers],
+                "errors": errors,
             }
         )
     )
