@@ -289,11 +289,7 @@ class LiveState:
             self.updates += 1
         try:
             state = CarState.from_json(payload)
-            topic_car = _car_of_topic(topic)
-            if topic_car is not None and topic_car != state.car:
-                raise LiveStateError(
-                    "car_mismatch", f"{state.car!r} on topic of {topic_car!r}"
-                )
+            _check_car(topic, "state", state.car)
         except LiveStateError as exc:
             with self._lock:
                 self.rejected[exc.reason] += 1
@@ -316,15 +312,9 @@ class LiveState:
                 field = LiveField.model_validate_json(payload)
             except ValidationError as exc:
                 raise LiveStateError(_reason(exc), str(exc)) from None
-            topic_car = _car_of_topic(topic, "field")
-            if topic_car is not None and topic_car != field.car:
-                raise LiveStateError(
-                    "car_mismatch", f"{field.car!r} on topic of {topic_car!r}"
-                )
+            _check_car(topic, "field", field.car)
         except LiveStateError as exc:
-            with self._lock:
-                self.rejected[f"field_{exc.reason}"] += 1
-            logger.warning("rejected field on %s: %s", topic, exc)
+            self._reject("field", topic, exc)
             return
         with self._lock:
             self._fields[field.car] = field
@@ -338,20 +328,19 @@ class LiveState:
         """Take one event message (paho thread); bad ones are counted, never raised."""
         try:
             event = LiveEvent.from_json(payload, time.time())
-            topic_car = _car_of_topic(topic, "events")
-            if topic_car is not None and topic_car != event.car:
-                raise LiveStateError(
-                    "car_mismatch", f"{event.car!r} on topic of {topic_car!r}"
-                )
+            _check_car(topic, "events", event.car)
         except LiveStateError as exc:
-            with self._lock:
-                self.rejected[f"event_{exc.reason}"] += 1
-            logger.warning("rejected event on %s: %s", topic, exc)
+            self._reject("event", topic, exc)
             return
         with self._lock:
             kept = self._events.setdefault(event.car, deque(maxlen=EVENTS_KEPT))
             kept.appendleft(event)
             self.events_seen += 1
+
+    def _reject(self, what: str, topic: str, exc: LiveStateError) -> None:
+        with self._lock:
+            self.rejected[f"{what}_{exc.reason}"] += 1
+        logger.warning("rejected %s on %s: %s", what, topic, exc)
 
     def events(self, car: str) -> tuple[LiveEvent, ...]:
         """The latest events of ``car``, newest first."""
@@ -446,6 +435,13 @@ class LiveState:
         horizon = state.session_time - self.trace_window_s
         while history and history[0][0] < horizon:
             history.popleft()
+
+
+def _check_car(topic: str, leaf: str, car: str) -> None:
+    """Raise LiveStateError when the payload's car is not the topic's."""
+    topic_car = _car_of_topic(topic, leaf)
+    if topic_car is not None and topic_car != car:
+        raise LiveStateError("car_mismatch", f"{car!r} on topic of {topic_car!r}")
 
 
 def _car_of_topic(topic: str, leaf: str = "state") -> str | None:
