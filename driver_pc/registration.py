@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
 
 ROUTE = "/api/v1/driver/register"
 MAX_PAUSE_S = 60.0
+#: Registrations answered without a session (not opened yet) are sent again, this
+#: many times at most (after 1, 2, 4, 8 and 16 s).
+UNSESSIONED_TRIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +65,21 @@ class DriverRegistrar:
                 continue
             self.posts += 1
             try:
-                self.registered.append(self.api.post_json(ROUTE, self._body(pending)))
+                answer = self.api.post_json(ROUTE, self._body(pending))
+                self.registered.append(answer)
                 logger.info(
                     "registered %s with the appliance", pending.change.user_name
                 )
+                if (
+                    answer.get("session_id") is None
+                    and pending.attempts < UNSESSIONED_TRIES
+                ):
+                    # The appliance has not opened the car's session yet (the PC
+                    # registers as it starts streaming): again shortly, so the
+                    # session records who sits at the PC.
+                    if stop.wait(min(MAX_PAUSE_S, 1.0 * 2**pending.attempts)):
+                        return
+                    self._again(pending)
             except ApiError as exc:
                 pause = min(MAX_PAUSE_S, 2.0 * 2**pending.attempts)
                 logger.warning(
@@ -78,9 +92,13 @@ class DriverRegistrar:
                     continue  # refused as invalid: sending it again will not help
                 if stop.wait(pause):
                     return
-                with self._wake:
-                    if self._pending is None:  # no newer driver meanwhile
-                        self._pending = _Pending(pending.change, pending.attempts + 1)
+                self._again(pending)
+
+    def _again(self, pending: _Pending) -> None:
+        """Post ``pending`` once more, unless a newer driver came meanwhile."""
+        with self._wake:
+            if self._pending is None:
+                self._pending = _Pending(pending.change, pending.attempts + 1)
 
     def _body(self, pending: _Pending) -> dict[str, object]:
         change = pending.change

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -99,3 +100,39 @@ def test_an_unreachable_appliance_is_tried_again() -> None:
         thread.join(5)
     assert not thread.is_alive()
     assert registrar.registered == []
+
+
+def test_a_registration_before_the_session_opened_is_sent_again() -> None:
+    """The PC registers as it starts streaming, often before the appliance opened
+    the car's session; it registers again (1 s later) until the answer has one."""
+
+    class Appliance:
+        source = "car1-pc1"
+
+        def __init__(self) -> None:
+            self.answers: list[dict[str, Any]] = [
+                {"session_id": None},
+                {"session_id": None},
+                {"session_id": 3},
+            ]
+            self.bodies: list[dict[str, object]] = []
+
+        def post_json(self, route: str, document: dict[str, Any]) -> dict[str, Any]:
+            self.bodies.append(document)
+            return self.answers.pop(0) if self.answers else {"session_id": 3}
+
+    api = Appliance()
+    registrar = DriverRegistrar(api, sim="iracing")  # type: ignore[arg-type]
+    stop = threading.Event()
+    thread = threading.Thread(target=registrar.run, args=(stop,))
+    thread.start()
+    try:
+        registrar.note(_change(1, "Alex", 5.0))
+        assert wait_for(lambda: len(registrar.registered) >= 3, 10)
+        time.sleep(1.5)  # answered with a session: nothing more is sent
+    finally:
+        stop.set()
+        thread.join(5)
+    assert [r["session_id"] for r in registrar.registered] == [None, None, 3]
+    assert len(api.bodies) == 3
+    assert {b["driver_name"] for b in api.bodies} == {"Alex"}
