@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from pitbox_appliance.analysis.corners import CornerMap
 from pitbox_appliance.analysis.lap_inputs import LapInputBuffer
 from pitbox_appliance.analysis.segmentation import LapSegmenter
 from pitbox_appliance.detectors.base import (
@@ -41,11 +42,13 @@ def run_detectors(
     car_numbers: dict[int, str] | None = None,
     names: Iterable[str] | None = None,
     min_frames: int = POOL_FRAMES,
+    corners: CornerMap | None = None,
 ) -> OfflineRun:
     """Feed ``batches`` (record arrays in time order) to a fresh detector set.
 
     ``driver_at(session_time)`` names the driver in the car (the core learns it from
     driver-change messages); a new driver or a pit exit starts a stint, as in the core.
+    ``corners`` is the track's corner map, as the core gives it once an outline exists.
     """
     detectors = DetectorSet(names, min_frames=min_frames)
     segmenter = LapSegmenter()
@@ -87,6 +90,7 @@ def run_detectors(
                 lap.fuel_used,
                 metrics,
                 stint_started,
+                corners,
             )
             run.laps.append(done)
             if lap.lap_time is not None and not lap.pit_lap:

@@ -545,16 +545,21 @@ class SessionReportGenerator:
             return "<p>None recorded (no mistake events in this session).</p>"
         by: dict[tuple[str, str], list[float]] = {}
         for e in mistakes:
-            key = (
-                str(e.payload.get("section", "?")),
-                str(e.payload.get("mistake", "?")),
+            corner, section = e.payload.get("corner"), e.payload.get("section")
+            place = (
+                f"T{corner}"
+                if isinstance(corner, int)
+                else f"S{section + 1}"
+                if isinstance(section, int)
+                else "?"
             )
+            key = (place, str(e.payload.get("mistake", "?")))
             by.setdefault(key, []).append(float(e.payload.get("severity") or 0.0))
         rows = [
             (section, kind, len(sev), _fmt(statistics.fmean(sev), 2))
             for (section, kind), sev in sorted(by.items(), key=lambda kv: -len(kv[1]))
         ]
-        return _table(["section", "mistake", "count", "mean severity"], rows)
+        return _table(["where", "mistake", "count", "mean severity"], rows)
 
     def _strategy_table(self, plan: list[Any]) -> str:
         stops = self._stops()

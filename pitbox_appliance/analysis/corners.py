@@ -192,6 +192,32 @@ def track_corners(store: OutlineStore, track_key: str) -> CornerMap:
     )
 
 
+class CornerCache:
+    """Each track's corners from the outline store, found again only when its file changed.
+
+    For the core, which asks once per lap: a ``stat`` of the track's file, and
+    ``find_corners`` only after the dashboard refined the outline.
+    """
+
+    def __init__(self, store: OutlineStore | None) -> None:
+        self.store = store
+        self._found: dict[str, tuple[int, CornerMap]] = {}
+
+    def get(self, key: str | None) -> CornerMap | None:
+        """The corners of track ``key``; None without a store, an outline or a corner."""
+        if self.store is None or not key:
+            return None
+        try:
+            stamp = self.store.path(key).stat().st_mtime_ns
+        except OSError:
+            return None
+        cached = self._found.get(key)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, track_corners(self.store, key))
+            self._found[key] = cached
+        return cached[1] if cached[1].corners else None
+
+
 @cache
 def _all_names() -> dict[str, Any]:
     try:

@@ -29,12 +29,14 @@ from driver_pc.protocol.session_info import (
     parse_session_info,
     track_info,
 )
+from pitbox_appliance.analysis.corners import CornerCache
 from pitbox_appliance.analysis.lap_inputs import LapInputBuffer
 from pitbox_appliance.analysis.segmentation import (
     MAX_TICK_GAP_S,
     CompletedLap,
     LapSegmenter,
 )
+from pitbox_appliance.analysis.track_outline import track_key
 from pitbox_appliance.core.decode import chunk_to_store
 from pitbox_appliance.core.handover import (
     BridgedLap,
@@ -90,8 +92,12 @@ class CarTracker:
         stats: IngestStats,
         settings: StrategySettings,
         detectors: Iterable[str] | None = None,
+        corners: CornerCache | None = None,
     ) -> None:
         self.live = live
+        # The track's corners for the detectors, once its outline is known.
+        self._corners = corners
+        self._track_key: str | None = None
         self._writer = writer
         self._publisher = publisher
         self._stats = stats
@@ -226,6 +232,10 @@ class CarTracker:
             raise ValueError(str(exc)) from None
         track = track_info(info)
         self.live.track = track["track"]
+        weekend = info.get("WeekendInfo")
+        self._track_key = track_key(
+            weekend if isinstance(weekend, dict) else None, track["track"]
+        )
         self._car_numbers = car_numbers(info)
         self.strategy.session_info(info)
         setup = info.get("CarSetup")
@@ -599,6 +609,7 @@ class CarTracker:
             lap.fuel_used,
             inputs,
             self._stint_started,
+            self._corners.get(self._track_key) if self._corners else None,
         )
         self._detect(self._detectors.on_lap(done))
         self._strategy_lap(lap)

@@ -14,12 +14,14 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from driver_pc.protocol import topics
 from driver_pc.protocol.codec import Codec, DecodeError
+from driver_pc.protocol.data_dirs import track_outlines_dir
 from driver_pc.protocol.events import CommandResultEvent, Event, EventKind
 from driver_pc.protocol.live import Predictions
 from driver_pc.protocol.messages import (
@@ -31,6 +33,8 @@ from driver_pc.protocol.messages import (
     ShimStatus,
     TelemetryBatch,
 )
+from pitbox_appliance.analysis.corners import CornerCache
+from pitbox_appliance.analysis.track_outline import OutlineStore
 from pitbox_appliance.core.car import CarTracker
 from pitbox_appliance.core.commands import CommandBook, SentCommand
 from pitbox_appliance.core.decode import Decoded, Opened, WireDecoder
@@ -110,8 +114,20 @@ class Ingestor:
         writer: SessionWriter,
         settings: StrategySettings | None = None,
         detectors: Iterable[str] | None = None,
+        outlines: Path | None = None,
     ) -> None:
         self.writer = writer
+        # The per-track outlines the dashboard builds, beside a file database unless
+        # given: the detectors judge laps by the track's corners once there is one.
+        if outlines is None:
+            url = writer.engine.url
+            if url.get_backend_name() == "sqlite" and url.database not in (
+                None,
+                "",
+                ":memory:",
+            ):
+                outlines = track_outlines_dir(Path(str(url.database)))
+        self._corners = CornerCache(OutlineStore(outlines) if outlines else None)
         # The detectors every car runs (config ``detectors``; None: all of them).
         self._detector_names = None if detectors is None else tuple(detectors)
         self.stats = IngestStats()
@@ -499,6 +515,7 @@ class Ingestor:
             self.stats,
             self._settings,
             self._detector_names,
+            self._corners,
         )
 
     def _resume(self, tracker: CarTracker) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from driver_pc.protocol.events import EventKind
 from driver_pc.protocol.plugins import Registry
+from pitbox_appliance.analysis.corners import CornerMap
 from pitbox_appliance.analysis.driver_inputs import InputMetrics
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class LapContext:
     fuel_used: float | None
     inputs: InputMetrics | None
     stint_started: float
+    #: The track's corners when its outline is known (live channels or GPS), else None.
+    corners: CornerMap | None = None
 
 
 @dataclass(slots=True)

@@ -167,7 +167,7 @@ def test_cloud_build_publishes_a_report_per_session(
     where = "inside" if window[0] <= stop <= window[1] else "outside"
     assert f"stopped on lap {stop} ({where} the window)" in html
     # Mistakes of session 2 are tabled per section; session 1 has none.
-    assert "<td>2</td><td>braking</td><td>2</td><td>0.65</td>" in html
+    assert "<td>S3</td><td>braking</td><td>2</td><td>0.65</td>" in html
     first = next(
         k
         for k in keys

@@ -7,11 +7,24 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from driver_pc.adapters.ibt_file import IbtReader
 from driver_pc.adapters.simulator import RaceSimulatorAdapter, TruthKind
+from driver_pc.pipeline import ShimPipeline
+from driver_pc.protocol.data_dirs import track_outlines_dir
 from driver_pc.protocol.events import EventKind, encode_event
+from driver_pc.protocol.messages import SessionInfo
+from pitbox_appliance.analysis.corners import CornerMap, find_corners
+from pitbox_appliance.analysis.track_outline import (
+    OutlineStore,
+    gps_lap_paths,
+    outline_from_laps,
+    track_key,
+)
+from pitbox_appliance.cli.importer import local_codec
 from pitbox_appliance.config import ConfigError, DetectorsConfig, load_config
+from pitbox_appliance.core.ingest import Ingestor
 from pitbox_appliance.detectors import (
     DETECTOR_CHANNELS,
     DETECTORS,
@@ -25,6 +38,9 @@ from pitbox_appliance.detectors.fatigue import (
     DriverFatigueAnalyzer,
     FatigueFeatures,
 )
+from pitbox_appliance.storage.database import open_database
+from pitbox_appliance.storage.reader import SessionReader
+from pitbox_appliance.storage.writer import SessionWriter
 from tests.conftest import real_file
 from training.offline_detectors import OfflineRun, run_detectors
 
@@ -202,6 +218,80 @@ def test_mistakes_have_the_heatmap_payload(race: SimRace) -> None:
     for m in spin_mistakes:
         lap = next(x for x in race.run.laps if x.lap_number == m.payload["lap"])
         assert any(lap.start_time <= s < lap.end_time for s in spins), starts[:1]
+
+
+def _sim_corners(batches: list[Any]) -> CornerMap:
+    """The simulated track's corners from its first laps' GPS, as the pit wall finds them."""
+    frames = np.concatenate(batches)
+    names = ("SessionTime", "LapDistPct", "Lat", "Lon", "OnPitRoad", "Speed")
+    columns = {n: np.asarray(frames[n], dtype=np.float64) for n in names}
+    outline = outline_from_laps(gps_lap_paths(columns)[:5])
+    assert outline is not None
+    return find_corners(outline.pct, outline.x, outline.y, outline.speed)
+
+
+def test_mistakes_are_judged_by_the_tracks_corners(race: SimRace) -> None:
+    corners = _sim_corners(race.batches)
+    assert len(corners.corners) >= 2
+    run = run_detectors(race.batches, driver_at=race.driver_at, corners=corners)
+    mistakes = run.of("mistake")
+    assert mistakes
+    for m in mistakes:
+        assert set(m.payload) == MISTAKE_KEYS | {"corner"}
+        corner = corners.corners[m.payload["section"]]
+        assert m.payload["corner"] == corner.number
+        # Placed in the zone of the corner it names: at its apex, or where the
+        # incident that caused it happened.
+        assert corners.zone_id(m.payload["lap_dist_pct"]) == corner.number
+        if m.payload["mistake"] not in ("spin", "line"):
+            assert m.payload["lap_dist_pct"] == round(corner.apex, 4)
+    # The spins found by section are found by corner too, on the same laps.
+    by_section = {
+        m.payload["lap"]
+        for m in race.run.of("mistake")
+        if m.payload["mistake"] == "spin"
+    }
+    by_corner = {m.payload["lap"] for m in mistakes if m.payload["mistake"] == "spin"}
+    assert by_section
+    assert by_section <= by_corner
+
+
+def test_the_core_judges_mistakes_by_the_cached_outlines_corners(
+    tmp_path: Path,
+) -> None:
+    """Once the pit wall cached the track's outline, the core's mistakes name corners."""
+    sim = RaceSimulatorAdapter(
+        laps=14, speed=0, seed=11, opponents=3, incidents=8, grid_position=3
+    )
+    messages = list(ShimPipeline(sim).messages())
+    batches = list(
+        RaceSimulatorAdapter(
+            laps=14, speed=0, seed=11, opponents=3, incidents=8, grid_position=3
+        ).ticks()
+    )
+    corners = _sim_corners(batches)
+    info = next(m for m in messages if isinstance(m, SessionInfo))
+    weekend = yaml.safe_load(info.yaml_text)["WeekendInfo"]
+    key = track_key(weekend, str(weekend.get("TrackDisplayName") or ""))
+    assert key
+    frames = np.concatenate(batches)
+    names = ("SessionTime", "LapDistPct", "Lat", "Lon", "OnPitRoad", "Speed")
+    columns = {n: np.asarray(frames[n], dtype=np.float64) for n in names}
+    outline = outline_from_laps(gps_lap_paths(columns)[:5])
+    assert outline is not None
+    database = tmp_path / "pitbox.sqlite3"
+    OutlineStore(track_outlines_dir(database)).save(key, outline, frozenset())
+    codec = local_codec()
+    engine = open_database(f"sqlite:///{database}")
+    ingestor = Ingestor(codec, SessionWriter(engine))
+    for seq, message in enumerate(messages, 1):
+        ingestor.handle(codec.encode("car42-pc1", seq, message))
+    ingestor.writer.commit()
+    (live,) = ingestor.live.values()
+    stored = SessionReader(engine).events(live.session_id, "mistake")
+    assert stored
+    numbers = {c.number for c in corners.corners}
+    assert all(e.payload["corner"] in numbers for e in stored)
 
 
 def test_per_batch_cost_is_small(race: SimRace) -> None:
