@@ -17,6 +17,7 @@ from driver_pc.protocol.events import EventKind, encode_event
 from driver_pc.protocol.messages import SessionInfo
 from pitbox_appliance.analysis.corners import CornerMap, find_corners
 from pitbox_appliance.analysis.track_outline import (
+    LiveOutline,
     OutlineStore,
     gps_lap_paths,
     outline_from_laps,
@@ -220,13 +221,18 @@ def test_mistakes_have_the_heatmap_payload(race: SimRace) -> None:
         assert any(lap.start_time <= s < lap.end_time for s in spins), starts[:1]
 
 
-def _sim_corners(batches: list[Any]) -> CornerMap:
-    """The simulated track's corners from its first laps' GPS, as the pit wall finds them."""
+def _sim_outline(batches: list[Any]) -> LiveOutline:
+    """The simulated track's outline from its first laps' GPS, as the pit wall builds it."""
     frames = np.concatenate(batches)
     names = ("SessionTime", "LapDistPct", "Lat", "Lon", "OnPitRoad", "Speed")
     columns = {n: np.asarray(frames[n], dtype=np.float64) for n in names}
     outline = outline_from_laps(gps_lap_paths(columns)[:5])
     assert outline is not None
+    return outline
+
+
+def _sim_corners(batches: list[Any]) -> CornerMap:
+    outline = _sim_outline(batches)
     return find_corners(outline.pct, outline.x, outline.y, outline.speed)
 
 
@@ -269,16 +275,12 @@ def test_the_core_judges_mistakes_by_the_cached_outlines_corners(
             laps=14, speed=0, seed=11, opponents=3, incidents=8, grid_position=3
         ).ticks()
     )
-    corners = _sim_corners(batches)
+    outline = _sim_outline(batches)
+    corners = find_corners(outline.pct, outline.x, outline.y, outline.speed)
     info = next(m for m in messages if isinstance(m, SessionInfo))
     weekend = yaml.safe_load(info.yaml_text)["WeekendInfo"]
     key = track_key(weekend, str(weekend.get("TrackDisplayName") or ""))
     assert key
-    frames = np.concatenate(batches)
-    names = ("SessionTime", "LapDistPct", "Lat", "Lon", "OnPitRoad", "Speed")
-    columns = {n: np.asarray(frames[n], dtype=np.float64) for n in names}
-    outline = outline_from_laps(gps_lap_paths(columns)[:5])
-    assert outline is not None
     database = tmp_path / "pitbox.sqlite3"
     OutlineStore(track_outlines_dir(database)).save(key, outline, frozenset())
     codec = local_codec()
