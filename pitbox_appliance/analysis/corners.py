@@ -213,7 +213,12 @@ class CornerCache:
             return None
         cached = self._found.get(key)
         if cached is None or cached[0] != stamp:
-            cached = (stamp, track_corners(self.store, key))
+            try:
+                found = track_corners(self.store, key)
+            except Exception:  # a cache file no outline can come from: no corners
+                logger.exception("track %s: no corners from its cached outline", key)
+                found = CornerMap(())
+            cached = (stamp, found)
             self._found[key] = cached
         return cached[1] if cached[1].corners else None
 

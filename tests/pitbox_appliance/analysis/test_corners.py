@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,35 @@ def test_corners_of_a_cached_track_for_other_parts(tmp_path: Path) -> None:
     assert [c.label for c in corners.corners] == ["T1 Turns 1-2", "T2 Turns 3-4"]
     assert corners.zone_id(corners.corners[1].apex) == 2
     assert co.track_corners(store, "id999").corners == ()
+
+
+def test_the_cores_corner_cache_follows_the_file_and_survives_a_bad_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pts = course([("S", 300, 0), ("A", 50, 180), ("S", 300, 0), ("A", 50, 180)])
+    grid = np.linspace(0.0, 1.0, len(pts))
+    store = to.OutlineStore(tmp_path)
+    cache = co.CornerCache(store)
+    assert cache.get("id201") is None  # no outline yet: laps go by equal slices
+    assert co.CornerCache(None).get("id201") is None
+    store.refine("id201", {"s:1": to.LapPath(grid, pts[:, 0], pts[:, 1], 0.0, 1.0)})
+    first = cache.get("id201")
+    assert first is not None
+    assert len(first.corners) == 2
+    assert cache.get("id201") is first  # unchanged file: not found again
+    # The dashboard refines the outline: the next lap gets the new map.
+    store.refine("id201", {"s:2": to.LapPath(grid, pts[:, 0], pts[:, 1], 0.0, 1.0)})
+    os.utime(store.path("id201"), ns=(1, 1))
+    second = cache.get("id201")
+    assert second is not None
+    assert second is not first
+
+    def broken(*_args: object) -> co.CornerMap:
+        raise ValueError("a corrupt outline")
+
+    monkeypatch.setattr(co, "track_corners", broken)
+    os.utime(store.path("id201"), ns=(2, 2))
+    assert cache.get("id201") is None  # logged; the lap goes on by equal slices
 
 
 def test_unknown_tracks_have_no_names() -> None:
