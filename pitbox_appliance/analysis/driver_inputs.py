@@ -1,4 +1,4 @@
-"""Driver-input metrics of one window (smoothness, aggression, precision) from Throttle, Brake and SteeringWheelAngle."""
+"""Driver-input metrics of one window (smoothness, aggression, precision, steering corrections) from Throttle, Brake and SteeringWheelAngle."""
 
 from __future__ import annotations
 
@@ -27,12 +27,19 @@ PEDAL_DEADBAND = 1e-3
 # is not judged: pedals in units of full travel, steering in radians.
 MIN_PEDAL_TRAVEL = 0.05
 MIN_STEERING_TRAVEL_RAD = 0.01
+# Steering corrections: the steering's band between two centred moving averages, one
+# short (drops tick-to-tick noise) and one long (drops the deliberate sweep through a
+# corner); what is left are the short bumps a driver adds to hold the line.
+CORRECTION_NOISE_S = 0.1
+CORRECTION_SWEEP_S = 0.5
 LN2 = math.log(2.0)
 
 
 @dataclass(frozen=True, slots=True)
 class InputMetrics:
-    """The seed plan's ``driverInputs`` for one window; every value is in [0, 1].
+    """The seed plan's ``driverInputs`` for one window, plus steering corrections.
+
+    Smoothness, aggression and precision are in [0, 1].
 
     smoothness
         1 − mean over the moving channels of J = Σ|Δ²x| / (2·Σ|Δx|), differences taken
@@ -53,6 +60,14 @@ class InputMetrics:
         cancel within 0.5 s (sawing at the wheel, pumping a pedal, noise) lower it; a
         sweep or a single on/off keeps it at 1. Averaging never adds variation, so it
         is bounded to [0, 1].
+    steering_corrections
+        Rate of small steering corrections, rad/s: total variation of the difference
+        between a 0.1 s and a 0.5 s centred moving average of SteeringWheelAngle,
+        divided by the window's duration. A steady sweep or a held angle gives about
+        0; every bump of 0.1–0.5 s back and forth adds twice its size. It has a unit
+        (it is compared with the same driver's own laps, not with a fixed scale);
+        None when the steering moves less than 0.01 rad, or when the metrics were
+        made without it.
 
     "Moving channels" are those of Throttle, Brake, SteeringWheelAngle that travel at
     least 0.05 (pedals) or 0.01 rad (steering) in total over the window.
@@ -61,6 +76,7 @@ class InputMetrics:
     smoothness: float
     aggression: float
     precision: float
+    steering_corrections: float | None = None
 
 
 def input_metrics(
@@ -114,10 +130,16 @@ def input_metrics(
     smoothness = 1.0 - float(np.mean([_jerk_ratio(x, lag) for x in moving]))
     precision = float(np.mean([_deliberate_share(x, window) for x in moving]))
     aggression = _application_intensity((thr, brk), lag, tick_rate / lag)
+    corrections = (
+        _correction_rate(steer, tick_rate)
+        if _total_variation(steer) >= MIN_STEERING_TRAVEL_RAD
+        else None
+    )
     return InputMetrics(
         smoothness=_unit(smoothness),
         aggression=_unit(aggression),
         precision=_unit(precision),
+        steering_corrections=corrections,
     )
 
 
@@ -143,6 +165,22 @@ def _deliberate_share(x: FloatArray, window: int) -> float:
     sums = np.cumsum(np.concatenate(([0.0], padded)))
     smooth = (sums[window:] - sums[:-window]) / window
     return min(1.0, _total_variation(smooth) / total)
+
+
+def _correction_rate(steering: FloatArray, tick_rate: float) -> float:
+    """Total variation of the 0.1–0.5 s band of ``steering`` per second (rad/s)."""
+    short = _moving_average(steering, max(1, round(CORRECTION_NOISE_S * tick_rate)))
+    long = _moving_average(steering, max(2, round(CORRECTION_SWEEP_S * tick_rate)))
+    return _total_variation(short - long) * tick_rate / len(steering)
+
+
+def _moving_average(x: FloatArray, window: int) -> FloatArray:
+    """Centred moving average of ``window`` samples, edges held; same length as x."""
+    half = window // 2
+    padded = np.pad(x, (half, window - 1 - half), mode="edge")
+    sums: FloatArray = np.cumsum(np.concatenate(([0.0], padded)))
+    averaged: FloatArray = (sums[window:] - sums[:-window]) / window
+    return averaged
 
 
 def _application_intensity(

@@ -1,4 +1,4 @@
-"""DriverFatigueAnalyzer: a driver's fatigue 0..1 from per-lap input precision against their fresh baseline, and stint time."""
+"""DriverFatigueAnalyzer: a driver's fatigue 0..1 from per-lap steering corrections and input precision against their fresh baseline, and stint time."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pitbox_appliance.detectors.base import (
     register_detector,
 )
 
-# A driver's first clean laps set their fresh baseline of input precision.
+# A driver's first clean laps set their fresh baselines (precision, corrections).
 BASELINE_LAPS = 3
 # The level uses the median of the last few clean laps' metrics (one lap is noisy).
 RECENT_LAPS = 5
@@ -27,7 +27,14 @@ RECENT_LAPS = 5
 # adds corrections, so that ratio grows. Level = (ratio / baseline ratio − 1) / GAIN.
 # GAIN was fitted on one simulated race (seed 5) and scored on others (docs/detectors.md).
 GAIN = 2.3
-# Stint-time prior: 1 − exp(−minutes in the car / TIME_CONSTANT_MIN).
+# Steering corrections (rad/s of 0.1–0.5 s steering bumps, pitbox_appliance/analysis)
+# against the driver's fresh baseline: term = (ratio − 1) / CORRECTION_GAIN, so 12 %
+# more corrections than fresh reads as fully fatigued. Fitted on the simulator's
+# independent-model tuning seeds 5–7 only (docs/detectors.md); its per-lap noise is
+# about 4 % of the baseline, so a median of 5 laps moves the term by about ±0.1.
+CORRECTION_GAIN = 0.12
+# Stint-time prior: 1 − exp(−minutes since the driver got in / TIME_CONSTANT_MIN)
+# (not since the last pit exit: a stop without a driver change does not rest them).
 TIME_CONSTANT_MIN = 90.0
 INPUT_WEIGHT = 0.75  # blend of the input term and the stint-time prior
 SLOW_LAP_FACTOR = 1.07  # laps this much slower than the recent median are not judged
@@ -48,6 +55,9 @@ class FatigueFeatures:
     smoothness: tuple[float, ...]
     aggression: tuple[float, ...]
     baseline_precision: float | None
+    steering_corrections: tuple[float, ...] = ()
+    baseline_corrections: float | None = None
+    seat_minutes: float = 0.0  # since the driver got in (stint_minutes: pit exit)
 
 
 class FatigueModel(Protocol):
@@ -61,7 +71,9 @@ class _DriverHistory:
     precision: list[float] = field(default_factory=list)
     smoothness: list[float] = field(default_factory=list)
     aggression: list[float] = field(default_factory=list)
+    corrections: list[float] = field(default_factory=list)
     baseline: float | None = None
+    corrections_baseline: float | None = None
     last_emitted: float | None = None
     last_emitted_lap: int = -(10**9)
 
@@ -70,9 +82,10 @@ class _DriverHistory:
 class DriverFatigueAnalyzer:
     """Fatigue per driver, updated on every clean lap, published on change.
 
-    Statistical method (``basis`` "inputs+stint_time"): the per-lap ``precision``
-    (pitbox_appliance/analysis) against the driver's own first clean laps, blended
-    with a stint-time prior. Set ``model`` to a :class:`FatigueModel` to replace it
+    Statistical method (``basis`` "inputs+stint_time"): the per-lap
+    ``steering_corrections`` and ``precision`` (pitbox_appliance/analysis) against
+    the driver's own first clean laps, the larger of the two, blended with a
+    stint-time prior. Set ``model`` to a :class:`FatigueModel` to replace it
     (``basis`` "model"); where the model returns None, statistics answer.
     """
 
@@ -82,6 +95,9 @@ class DriverFatigueAnalyzer:
         self.model = model
         self._drivers: dict[str, _DriverHistory] = {}
         self._lap_times: list[float] = []
+        # Who is in the car and since when: a pit stop without a driver change
+        # does not rest the driver, so the prior counts from the change.
+        self._seat: tuple[str, float] | None = None
 
     def on_frames(
         self, frames: Frames, ctx: BatchContext, shared: SharedState
@@ -89,6 +105,12 @@ class DriverFatigueAnalyzer:
         return []
 
     def on_lap(self, lap: LapContext, shared: SharedState) -> list[Emission]:
+        if (
+            self._seat is None
+            or self._seat[0] != lap.driver
+            or not math.isfinite(self._seat[1])
+        ):
+            self._seat = (lap.driver, lap.stint_started)
         if lap.pit_lap or lap.lap_time is None or lap.inputs is None:
             return []
         times = self._lap_times
@@ -104,6 +126,15 @@ class DriverFatigueAnalyzer:
         history.precision.append(lap.inputs.precision)
         history.smoothness.append(lap.inputs.smoothness)
         history.aggression.append(lap.inputs.aggression)
+        if lap.inputs.steering_corrections is not None:
+            history.corrections.append(lap.inputs.steering_corrections)
+        if (
+            history.corrections_baseline is None
+            and len(history.corrections) >= BASELINE_LAPS
+        ):
+            history.corrections_baseline = float(
+                np.median(history.corrections[:BASELINE_LAPS])
+            )
         # The driver's own fatigue model (coaching profile), when one was learned:
         # its fresh baseline stands in until this stint's first clean laps set one,
         # and its risk threshold replaces the team-wide swap advice level.
@@ -117,7 +148,13 @@ class DriverFatigueAnalyzer:
             if math.isfinite(lap.stint_started)
             else 0.0
         )
-        level, basis = self._level(lap, history, minutes)
+        seat_started = self._seat[1]
+        seat_minutes = (
+            max(0.0, lap.end_time - seat_started) / 60.0
+            if math.isfinite(seat_started)
+            else 0.0
+        )
+        level, basis = self._level(lap, history, minutes, seat_minutes)
         shared.fatigue = level
         moved = history.last_emitted is None or abs(level - history.last_emitted) >= (
             EMIT_CHANGE
@@ -147,7 +184,11 @@ class DriverFatigueAnalyzer:
         return history.last_emitted if history else None
 
     def _level(
-        self, lap: LapContext, history: _DriverHistory, minutes: float
+        self,
+        lap: LapContext,
+        history: _DriverHistory,
+        minutes: float,
+        seat_minutes: float,
     ) -> tuple[float, str]:
         if self.model is not None:
             predicted = self.model.predict(
@@ -159,12 +200,26 @@ class DriverFatigueAnalyzer:
                     smoothness=tuple(history.smoothness),
                     aggression=tuple(history.aggression),
                     baseline_precision=history.baseline,
+                    steering_corrections=tuple(history.corrections),
+                    baseline_corrections=history.corrections_baseline,
+                    seat_minutes=seat_minutes,
                 )
             )
             if predicted is not None and math.isfinite(predicted):
                 return _unit(predicted), "model"
-        prior = 1.0 - math.exp(-minutes / TIME_CONSTANT_MIN)
-        term = input_term(history.precision[-RECENT_LAPS:], history.baseline)
+        prior = 1.0 - math.exp(-seat_minutes / TIME_CONSTANT_MIN)
+        terms = [
+            t
+            for t in (
+                input_term(history.precision[-RECENT_LAPS:], history.baseline),
+                correction_term(
+                    history.corrections[-RECENT_LAPS:], history.corrections_baseline
+                ),
+            )
+            if t is not None
+        ]
+        # Either sign of fatigue is enough: drivers differ in where it shows.
+        term = max(terms) if terms else None
         if term is None:
             return _unit(prior), "stint_time"
         return _unit(INPUT_WEIGHT * term + (1 - INPUT_WEIGHT) * prior), (
@@ -181,6 +236,14 @@ def input_term(recent: list[float], baseline: float | None) -> float | None:
         return 1.0
     ratio = (1 / current - 1) / (1 / baseline - 1)
     return _unit((ratio - 1) / GAIN)
+
+
+def correction_term(recent: list[float], baseline: float | None) -> float | None:
+    """Fatigue suggested by recent steering corrections against the fresh baseline."""
+    if baseline is None or not recent or baseline <= 0:
+        return None
+    ratio = float(np.median(recent)) / baseline
+    return _unit((ratio - 1) / CORRECTION_GAIN)
 
 
 def _unit(value: float) -> float:
