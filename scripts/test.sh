@@ -15,4 +15,5 @@ fi
 .venv/bin/python -m pitbox_appliance.models.runtime_check >.venv-tflite/litert-outputs.json
 PYTHONPATH=. .venv-tflite/bin/python -m pitbox_appliance.models.runtime_check \
     --runtime tflite_runtime.interpreter --compare .venv-tflite/litert-outputs.json
-.venv/bin/pytest -q "$@"
+# The slowest tests, so the log shows where the run's time goes.
+.venv/bin/pytest -q --durations=30 "$@"
